@@ -1,0 +1,37 @@
+# trnlab: the two user commands build .venv themselves.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export MPLBACKEND := agg
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+
+.PHONY: test report lab lint clean-reports
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+## make test: unit tests, lint, then the notebooks against their stored outputs (nbval)
+test: $(STAMP)
+	$(BIN)/ruff check trnlab tests
+	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --nbval notebooks --nbval-sanitize-with notebooks/sanitize.cfg \
+		--nbval-cell-timeout=300 --nbval-current-env -p no:cacheprovider
+
+## make report: run every notebook with default parameters into reports/<timestamp>/
+report: $(STAMP)
+	$(BIN)/trnlab report
+
+## make lab: JupyterLab on 127.0.0.1
+lab: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[lab]"
+	$(BIN)/jupyter lab --ip=127.0.0.1 --no-browser --allow-root notebooks
+
+lint: $(STAMP)
+	$(BIN)/ruff check trnlab tests
+
+clean-reports:
+	rm -rf reports/[0-9]*

@@ -1,0 +1,110 @@
+"""Typed catalog records. Numeric attributes are SI; ``fields`` keeps units and provenance."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from trnlab.catalog.fields import Field
+
+#: precisions with a ``peak_<precision>`` field, widest first
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16", "fp8", "mxfp8", "int8", "fp4", "mxfp4", "nvfp4")
+
+#: when a chip has no native peak for a precision, it runs it in the next format of this chain
+PRECISION_FALLBACK = {
+    "nvfp4": "fp4", "mxfp4": "fp4", "fp4": "mxfp8", "mxfp8": "fp8", "fp8": "bf16",
+    "int8": "fp8", "fp16": "bf16", "tf32": "fp32", "fp32": None, "bf16": None,
+}
+
+
+@dataclass(frozen=True)
+class Record:
+    """Common part of every catalog entry."""
+
+    id: str
+    name: str
+    fields: dict[str, Field]
+    file: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form: plain attributes and fields in data-file units."""
+        plain = {k: v for k, v in self.__dict__.items() if k not in ("fields", "file")}
+        plain = {k: (v if not isinstance(v, float) or math.isfinite(v) else None)
+                 for k, v in plain.items() if not isinstance(v, dict)}
+        return {**plain, "fields": {k: f.to_dict() for k, f in self.fields.items()},
+                "file": self.file}
+
+
+@dataclass(frozen=True)
+class Chip(Record):
+    """An accelerator chip. Peaks are dense [FLOP/s]; memory [B]; bandwidths [B/s]; power [W]."""
+
+    vendor: str
+    year: int
+    process: str
+    peak_flops: dict[str, float]
+    hbm_capacity: float
+    hbm_bandwidth: float
+    scaleup_bandwidth: float
+    scaleout_bandwidth: float
+    sram: float
+    tdp: float
+    tdp_range: tuple[float, float]
+
+    def peak(self, precision: str) -> float:
+        """Dense peak [FLOP/s] for ``precision``, falling back along :data:`PRECISION_FALLBACK`.
+
+        Trainium3's MXFP4 is listed at its MXFP8 rate, so ``peak("fp4")`` is 2.517e15.
+        """
+        p: str | None = precision
+        while p is not None:
+            if p in self.peak_flops:
+                return self.peak_flops[p]
+            p = PRECISION_FALLBACK[p]
+        return self.peak_flops["bf16"]
+
+
+@dataclass(frozen=True)
+class System(Record):
+    """A scale-up domain of ``n_chips`` chips. Bandwidth per chip [B/s]; latency [s]; power [W]."""
+
+    chip: str
+    n_chips: int
+    chips_per_node: int
+    scaleup_topology: str
+    scaleup_bandwidth: float
+    scaleup_latency: float
+    scaleout: str
+    power: float
+
+
+@dataclass(frozen=True)
+class Network(Record):
+    """A scale-out fabric: bandwidth per chip, one direction [B/s]; small-message latency [s]."""
+
+    kind: str
+    bandwidth: float
+    latency: float
+
+
+@dataclass(frozen=True)
+class Price(Record):
+    """A dated price of an instance: per instance and per chip [USD/s]."""
+
+    system: str
+    instance: str
+    instance_chips: int
+    kind: str
+    region: str
+    date: str
+    usd_per_hour: float
+    usd_per_chip_hour: float
+
+
+@dataclass(frozen=True)
+class Facility(Record):
+    """Data-centre factors: system overhead [fraction of chip power] and PUE [1]."""
+
+    system_overhead: float
+    pue: float

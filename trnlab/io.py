@@ -1,0 +1,91 @@
+"""Save and load result Datasets: netCDF through h5netcdf, atomic writes, provenance attrs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import xarray as xr
+
+from trnlab import __version__
+from trnlab._files import atomic_path
+from trnlab._paths import project_dir
+from trnlab.errors import TrnlabError
+
+ENGINE = "h5netcdf"
+REQUIRED_ATTRS = ("units", "long_name")
+
+
+def git_commit() -> str:
+    """The checkout's HEAD commit (with ``+dirty`` if modified), or ``"unknown"``."""
+    try:
+        run = lambda *a: subprocess.run(
+            ["git", *a], cwd=project_dir(), capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        commit = run("rev-parse", "HEAD")
+        dirty = run("status", "--porcelain", "--untracked-files=no")
+        return commit + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _attr(value: Any) -> Any:
+    """netCDF attrs accept str, numbers and lists: JSON-encode everything else."""
+    if isinstance(value, bool) or value is None or isinstance(value, dict):
+        return json.dumps(value)
+    return value
+
+
+def provenance(parameters: dict[str, Any] | None = None) -> dict[str, str]:
+    """Provenance attrs: version, git commit, catalog digest, parameters (JSON), creation time."""
+    from trnlab import catalog
+
+    return {
+        "trnlab_version": __version__,
+        "git_commit": git_commit(),
+        "catalog_digest": catalog.default().digest,
+        "trnlab_parameters": json.dumps(parameters or {}, sort_keys=True, default=str),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def check_attrs(ds: xr.Dataset) -> None:
+    """Every data variable and coordinate with data must carry ``units`` and ``long_name``."""
+    for name, var in ds.data_vars.items():
+        missing = [a for a in REQUIRED_ATTRS if a not in var.attrs]
+        if missing:
+            raise TrnlabError(f"dataset variable {name!r}: missing attr {missing[0]!r} "
+                              "(every variable needs units and long_name)")
+
+
+def save(ds: xr.Dataset, path: str | os.PathLike[str],
+         parameters: dict[str, Any] | None = None) -> Path:
+    """Write ``ds`` to ``path`` as netCDF (h5netcdf), atomically, with provenance attrs.
+
+    The file is written to a temporary name in the same folder and renamed, so an interrupted
+    run never leaves a truncated file. Returns the path written.
+    """
+    path = Path(path)
+    check_attrs(ds)
+    out = ds.as_numpy().copy()
+    out.attrs = {**{k: _attr(v) for k, v in ds.attrs.items()}, **provenance(parameters)}
+    for var in out.variables.values():
+        var.attrs = {k: _attr(v) for k, v in var.attrs.items()}
+    with atomic_path(path) as tmp:
+        out.to_netcdf(tmp, engine=ENGINE)
+    return path
+
+
+def load(path: str | os.PathLike[str]) -> xr.Dataset:
+    """Read a Dataset written by :func:`save` (into memory; the file is closed)."""
+    with xr.open_dataset(path, engine=ENGINE) as ds:
+        return ds.load()
+
+
+def parameters(ds: xr.Dataset) -> dict[str, Any]:
+    """The parameters a result was computed with (decoded from ``trnlab_parameters``)."""
+    return json.loads(ds.attrs.get("trnlab_parameters", "{}"))

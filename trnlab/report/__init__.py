@@ -1,0 +1,7 @@
+"""Batch reports: papermill runs notebooks into ``reports/<run>/`` (ipynb, html, .nc, index)."""
+
+from __future__ import annotations
+
+from trnlab.report.runner import NotebookRun, ReportRun, available, run, select
+
+__all__ = ["NotebookRun", "ReportRun", "available", "run", "select"]
