@@ -11,8 +11,8 @@ import pytest
 
 os.environ.setdefault("MPLBACKEND", "agg")
 
-from trnlab import backend  # noqa: E402
-from trnlab._paths import data_dir  # noqa: E402
+from trnlab import backend
+from trnlab._paths import data_dir
 
 
 def _cupy_available() -> bool:

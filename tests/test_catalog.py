@@ -55,7 +55,7 @@ def test_every_number_has_unit_status_source(entry):
         if f.status == "projected":
             assert f.range and f.note, f"{entry.id}.{name}: projected without range/reasoning"
             assert f.range[0] <= f.value <= f.range[1]
-        assert math.isfinite(f.si) and f.si > 0 or name == "system_overhead"
+        assert (math.isfinite(f.si) and f.si > 0) or name == "system_overhead"
 
 
 def test_spot_values():
