@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import papermill
 
 from trnlab.errors import ParameterError
@@ -18,11 +19,31 @@ from trnlab.errors import ParameterError
 _SCALARS: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
 
 
+def _assigned(notebook: Path) -> list[str]:
+    """Names assigned in the notebook's ``parameters`` cell, read with Python's own parser."""
+    nb = nbformat.read(notebook, as_version=4)
+    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    if len(cells) != 1:
+        raise ParameterError(f"{notebook.name}: {len(cells)} cells tagged 'parameters' "
+                             "(papermill needs exactly one)")
+    tree = ast.parse(cells[0].source)
+    return [n.target.id for n in tree.body
+            if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)]
+
+
 def declared(notebook: Path) -> dict[str, dict[str, str]]:
-    """Parameters of ``notebook``: name -> {inferred_type_name, default, help} (papermill)."""
+    """Parameters of ``notebook``: name -> {inferred_type_name, default, help} (papermill).
+
+    Every annotated assignment of the parameters cell must be understood by papermill, which
+    silently skips a line it cannot parse (e.g. a comment containing ``=``).
+    """
     params = papermill.inspect_notebook(str(notebook))
+    for name in _assigned(notebook):
+        if name not in params:
+            raise ParameterError(f"{notebook.name}: parameter {name!r} is not understood by "
+                                 "papermill (one '=' per line: no '=' in its comment)")
     if not params:
-        raise ParameterError(f"{notebook.name}: no cell tagged 'parameters' with typed defaults")
+        raise ParameterError(f"{notebook.name}: no typed parameters in the 'parameters' cell")
     return params
 
 

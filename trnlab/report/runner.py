@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -138,7 +137,6 @@ def run(names: list[str] | None = None, parameters: dict[str, Any] | None = None
     if out.exists() and not out.is_dir():
         raise ReportError(f"--out {out}: exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("MPLBACKEND", "agg")
     runs: dict[Path, NotebookRun] = {}
     with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(notebooks)))) as pool, \
             tqdm(total=len(notebooks), desc="notebooks", unit="nb", disable=not progress) as bar:

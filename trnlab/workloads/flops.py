@@ -1,0 +1,185 @@
+"""FLOPs per token of a decoder-only transformer, as array functions of the sequence length.
+
+Convention (trnlab's own; the measurement sources' conventions are in
+:mod:`trnlab.workloads.conventions`):
+
+* A matmul of ``[m, k] @ [k, n]`` costs ``2·m·k·n`` FLOPs; the backward pass costs twice the
+  forward (data and weight gradients), so training costs 3 forward passes (Kaplan et al. 2020,
+  "Scaling Laws for Neural Language Models", sec. 2.1; Narayanan et al., SC'21, appendix).
+* Weight matmuls: ``2·N`` FLOPs per token forward, where ``N`` = :attr:`TransformerSpec.flop_params`
+  (active weights, MoE top-k and shared experts and router, the logit layer ``V·h`` counted even
+  when tied; no embedding lookup, norms, biases or elementwise ops).
+* Attention scores and context: ``Q·Kᵀ`` and ``P·V`` cost ``2·s·a·(d_qk + d_v)`` FLOPs per token
+  per layer forward for a sequence of ``s`` tokens without a mask (``4·s·a·d`` for MHA). With a
+  causal mask a token attends to ``s/2`` keys on average, so the term is halved (as in MaxText
+  and PaLM, Chowdhery et al. 2022, app. B; Megatron-Core r0.8.0 does *not* halve it).
+* Training FLOPs per token = ``6·N + 12·L·a·d·s`` (non-causal) or ``6·N + 6·L·a·d·s`` (causal),
+  for ``d_qk = d_v = d``.
+
+Every function takes ``seq_len`` (or ``context_len``) as a Python number or an array of any
+array-API namespace and returns the same kind; integer arrays are computed in float64.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trnlab.errors import ParameterError, bad_value
+from trnlab.workloads._array import as_float
+from trnlab.workloads.gemms import Gemm, gemms, layer_gemms
+from trnlab.workloads.spec import TransformerSpec
+from trnlab.workloads.traffic import (
+    ElementwiseOp,
+    activation_bytes_per_token_per_layer,
+    memory_bound_ops,
+    weight_bytes_per_layer,
+)
+
+__all__ = [
+    "RECOMPUTE",
+    "ElementwiseOp",
+    "Gemm",
+    "activation_bytes_per_token_per_layer",
+    "attention_flops_per_token",
+    "decode_flops_per_token",
+    "forward_flops_per_token",
+    "gemms",
+    "hardware_flops_per_token",
+    "layer_gemms",
+    "memory_bound_ops",
+    "model_flops_per_token",
+    "weight_bytes_per_layer",
+]
+
+RECOMPUTE = ("none", "selective", "full")
+
+
+def attention_flops_per_token(spec: TransformerSpec, seq_len: Any, causal: bool = True) -> Any:
+    """Forward FLOPs of attention scores and context per token, all layers [FLOP].
+
+    ``2·L·a·(d_qk + d_v)·s``, halved when ``causal`` (``4·L·a·d·s`` for MHA; MLA uses
+    ``d_qk = qk_nope + qk_rope`` and ``d_v = v_head_dim``).
+
+    Parameters
+    ----------
+    spec : TransformerSpec
+        The model.
+    seq_len : int, float or array
+        Tokens per sequence ``s`` [tokens].
+    causal : bool
+        Count half of the ``s²`` score matrix (causal mask).
+
+    References
+    ----------
+    Narayanan et al., SC'21, appendix "Floating-point operations"; Chowdhery et al. 2022 (PaLM),
+    appendix B.
+    """
+    s = as_float(seq_len, "seq_len")
+    coef = 2.0 * spec.layers * spec.heads * (spec.qk_head_dim + spec.v_dim)
+    return coef * (0.5 if causal else 1.0) * s
+
+
+def forward_flops_per_token(spec: TransformerSpec, seq_len: Any, causal: bool = True) -> Any:
+    """FLOPs of one forward pass per token [FLOP]: ``2·N`` plus attention.
+
+    Parameters
+    ----------
+    spec : TransformerSpec
+        The model; ``N`` = ``spec.flop_params``.
+    seq_len : int, float or array
+        Tokens per sequence ``s`` [tokens]. For a prefill of a ``s``-token prompt this is the
+        FLOPs per prompt token.
+    causal : bool
+        Halve the attention term (causal mask).
+    """
+    return 2.0 * spec.flop_params + attention_flops_per_token(spec, seq_len, causal)
+
+
+def model_flops_per_token(spec: TransformerSpec, seq_len: Any, causal: bool = True) -> Any:
+    """Training model FLOPs per token (forward + backward, no recompute) [FLOP].
+
+    ``6·N + 3·attention_forward``: ``6·N + 12·L·a·d·s`` without a mask, ``6·N + 6·L·a·d·s`` with
+    a causal mask (``d_qk = d_v = d``). ``N`` = active matmul weights incl. the logit layer
+    (``spec.flop_params``). This is the numerator of MFU.
+
+    Parameters
+    ----------
+    spec : TransformerSpec
+        The model.
+    seq_len : int, float or array
+        Tokens per training sequence ``s`` [tokens].
+    causal : bool
+        Halve the attention term (causal mask).
+
+    References
+    ----------
+    Kaplan et al. 2020, sec. 2.1 (``6N``); Narayanan et al., SC'21, appendix; Chowdhery et al.
+    2022 (PaLM), appendix B (MFU, ``6N + 12·L·H·Q·T`` non-causal).
+    """
+    return 3.0 * forward_flops_per_token(spec, seq_len, causal)
+
+
+def hardware_flops_per_token(spec: TransformerSpec, seq_len: Any, recompute: str = "none",
+                             causal: bool = True) -> Any:
+    """Training FLOPs per token executed by the hardware, incl. recomputation [FLOP].
+
+    * ``"none"``: the model FLOPs.
+    * ``"selective"``: plus one more forward of the attention scores/softmax/context (the
+      recomputed "core attention" of Korthikanti et al. 2022).
+    * ``"full"``: plus one more forward pass of every decoder layer (weights and attention).
+      The logit layer is not recomputed, as in Megatron-LM: for MHA, ``ffn = 4h``, no gating and
+      ``causal=False`` this is Narayanan et al.'s ``96·B·s·L·h²·(1 + s/(6h) + V/(16·L·h))``
+      per iteration of ``B·s`` tokens.
+
+    Parameters
+    ----------
+    spec : TransformerSpec
+        The model.
+    seq_len : int, float or array
+        Tokens per training sequence ``s`` [tokens].
+    recompute : {"none", "selective", "full"}
+        Activation recomputation.
+    causal : bool
+        Halve the attention term (causal mask).
+
+    References
+    ----------
+    Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer Models",
+    sec. 5 (selective recomputation) and table 4; Narayanan et al., SC'21, appendix (full).
+    """
+    model = model_flops_per_token(spec, seq_len, causal)
+    if recompute == "none":
+        return model
+    if recompute == "selective":
+        return model + attention_flops_per_token(spec, seq_len, causal)
+    if recompute == "full":
+        logits = 2.0 * spec.vocab * spec.hidden
+        return model + (forward_flops_per_token(spec, seq_len, causal) - logits)
+    raise ParameterError(bad_value("hardware_flops_per_token", "recompute", recompute,
+                                   f"one of {', '.join(RECOMPUTE)}"))
+
+
+def decode_flops_per_token(spec: TransformerSpec, context_len: Any, mla_absorb: bool = True
+                           ) -> Any:
+    """Forward FLOPs to generate one token that attends to ``context_len`` cached tokens [FLOP].
+
+    ``2·N + 2·L·a·(d_qk + d_v)·c`` (no mask: the new token sees the whole context). For MLA
+    with the up-projections absorbed into the query and output (DeepSeek-V2 report, sec.
+    2.1.2; as served by vLLM/SGLang), attention runs in the latent space:
+    ``2·L·a·(2·kv_lora_rank + qk_rope_head_dim)·c``; the weight FLOPs are unchanged.
+
+    Parameters
+    ----------
+    spec : TransformerSpec
+        The model.
+    context_len : int, float or array
+        Keys attended, incl. the new token [tokens].
+    mla_absorb : bool
+        Use the absorbed MLA form (ignored for non-MLA models).
+    """
+    c = as_float(context_len, "context_len")
+    if spec.is_mla and mla_absorb:
+        per_key = 2.0 * spec.heads * (2 * spec.kv_lora_rank + spec.qk_rope_head_dim)
+    else:
+        per_key = 2.0 * spec.heads * (spec.qk_head_dim + spec.v_dim)
+    return 2.0 * spec.flop_params + spec.layers * per_key * c
