@@ -1,4 +1,5 @@
-"""The ``trnlab`` command: ``catalog``, ``claims``, ``report``.
+"""The ``trnlab`` command: ``catalog``, ``claims``, ``report``, ``search``, ``validate``,
+``calibrate``, ``bench``.
 
 Bad input prints one line (``trnlab: error: ...``) and exits with status 2.
 """
@@ -112,6 +113,77 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+# ------------------------------------------------------------------------------- training
+def cmd_search(args: argparse.Namespace) -> int:
+    from trnlab.studies import training
+
+    ds = training.search(args.model, args.system, args.chips, precision=args.precision,
+                         seq_len=args.seq, global_batch=args.global_batch, top=args.top)
+    rows = [training.best_row(ds, i) for i in range(min(args.top, ds.sizes["config"]))]
+    if args.json:
+        _print_json({"model": ds.attrs["model"], "system": ds.attrs["system"],
+                     "n_chips": ds.attrs["n_chips"], "global_batch": ds.attrs["global_batch"],
+                     "n_evaluated": ds.attrs["n_evaluated"], "n_valid": ds.attrs["n_valid"],
+                     "invalid_by_reason": json.loads(ds.attrs["invalid_by_reason"]),
+                     "layouts": rows})
+        return 0
+    print(f"{ds.attrs['model']} on {args.chips:,} x {ds.attrs['chip']} ({args.system}), "
+          f"{args.precision}, seq {args.seq}, global batch {ds.attrs['global_batch']}: "
+          f"{ds.attrs['n_valid']:,} valid of {ds.attrs['n_evaluated']:,} layouts")
+    if not rows:
+        print("no valid layout; invalid by reason: " + ds.attrs["invalid_by_reason"])
+        return 0
+    print(_table([[str(r[k]) for k in ("tp", "pp", "dp", "cp", "ep", "vpp", "zero", "recompute",
+                                       "micro_batch")]
+                  + [f"{r['tokens_per_s_per_chip']:.1f}", f"{r['mfu']:.3f}",
+                     f"{r['step_time']:.2f}", f"{r['mem_per_chip'] / 2**30:.1f}"] for r in rows],
+                 ["tp", "pp", "dp", "cp", "ep", "vpp", "zero", "recompute", "mb", "tok/s/chip",
+                  "mfu", "step s", "GiB/chip"]))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from trnlab import validation
+
+    rows = validation.read_cases(Path(args.cases))
+    preds = validation.predict(rows)
+    validation.write_predictions(rows, preds, Path(args.out))
+    for src, (n, err) in validation.by_source(preds).items():
+        print(f"{src:20s} {n:3d} cases  MAPE {err:6.1%}")
+    skipped = sum(1 for p in preds if p.predicted != p.predicted)
+    print(f"{'overall':20s} {sum(n for n, _ in validation.by_source(preds).values()):3d} cases  "
+          f"MAPE {validation.mape(preds):6.1%}   ({skipped} not predicted, see 'why')")
+    print(f"predictions: {args.out}")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from trnlab import calibrate, validation
+
+    preds, loso = calibrate.run(Path(args.cases), with_loso=not args.no_loso)
+    print(f"fitted on {sum(p.rel_error == p.rel_error for p in preds)} cases: "
+          f"MAPE {validation.mape(preds):.1%}"
+          + (f", leave-one-source-out {validation.mape(loso):.1%}" if loso else ""))
+    print("written: data/perf/training.toml")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from trnlab import bench
+
+    result = bench.run(quick=args.quick)
+    if args.json:
+        _print_json(result)
+    else:
+        for key, value in result.items():
+            print(f"{key:24s} {value}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="trnlab", description="Study AI accelerators (Trainium3 first) for "
                      "LLM training and inference.")
@@ -138,6 +210,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list the notebooks and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("search", help="best parallel layouts of a model on n chips")
+    p.add_argument("--model", required=True, help="model preset id (e.g. llama3-405b)")
+    p.add_argument("--system", required=True, help="system id (e.g. trn3-ultraserver)")
+    p.add_argument("--chips", type=int, required=True, help="chips in the job")
+    p.add_argument("--precision", default="bf16", help="GEMM precision (bf16, fp8, mxfp8, ...)")
+    p.add_argument("--seq", type=int, default=8192, help="sequence length [tokens]")
+    p.add_argument("--global-batch", type=int, default=None,
+                   help="sequences per step (default: 16M tokens per step)")
+    p.add_argument("--top", type=int, default=10, help="layouts to show")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("validate", help="predict published measurements (case schema)")
+    p.add_argument("cases", help="case file (data/measurements/SCHEMA.md)")
+    p.add_argument("--out", required=True, help="predictions CSV to write")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("calibrate", help="fit the step model's parameters to a case file")
+    p.add_argument("cases", nargs="?", default="data/measurements/cases.csv")
+    p.add_argument("--no-loso", action="store_true", help="skip leave-one-source-out")
+    p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("bench", help="speed benchmarks (configurations/s, search times, RSS)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--quick", action="store_true", help="a smaller grid (for a smoke test)")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -31,6 +31,7 @@ NUMERIC: dict[str, dict[str, tuple[str, bool, tuple[float, float]]]] = {
         "hbm_stacks": ("count", False, (1, 16)),
         "sram": ("bytes", False, (1e6, 1e10)),
         "cores": ("count", False, (1, 1000)),
+        "ranks_per_chip": ("count", False, (1, 16)),
         "scaleup_bandwidth": ("byte_rate", True, (1e10, 1e14)),
         "scaleout_bandwidth": ("byte_rate", False, (1e9, 1e12)),
         "tdp": ("power", True, (30, 5000)),
@@ -167,7 +168,8 @@ def _chip(e: Entry) -> Chip:
     return Chip(e.id, e.plain["name"], e.fields, e.file, e.plain["vendor"], year,
                 e.plain.get("process", ""), peaks, _si(e, "hbm_capacity"),
                 _si(e, "hbm_bandwidth"), _si(e, "scaleup_bandwidth"),
-                _si(e, "scaleout_bandwidth"), _si(e, "sram"), tdp.si, (tdp.low, tdp.high))
+                _si(e, "scaleout_bandwidth"), _si(e, "sram"), tdp.si, (tdp.low, tdp.high),
+                int(_si(e, "ranks_per_chip", 1.0)))
 
 
 def _system(e: Entry, chips: dict[str, Chip], networks: dict[str, Network]) -> System:

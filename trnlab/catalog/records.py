@@ -51,6 +51,7 @@ class Chip(Record):
     sram: float
     tdp: float
     tdp_range: tuple[float, float]
+    ranks_per_chip: int  # framework ranks per chip (NeuronCores per logical core group), else 1
 
     def peak(self, precision: str) -> float:
         """Dense peak [FLOP/s] for ``precision``, falling back along :data:`PRECISION_FALLBACK`.

@@ -1,0 +1,56 @@
+"""Time of operators on one chip: a roofline with a shape-dependent GEMM efficiency.
+
+A GEMM ``[m, k] @ [k, n]`` does ``2 m k n`` FLOPs and moves at least
+``b (m k + k n + m n)`` bytes. Its time is the larger of the compute time at the achieved
+rate and the memory time (the roofline, Williams et al., CACM 2009):
+
+``t = max(2 m k n / (peak * eff(m, n, k)), bytes / (hbm_bw * mem_eff))``
+
+The achieved fraction of peak falls for small dimensions (tile quantization, pipeline fill and
+the fixed cost of each tile), modelled as a saturating factor per dimension with one
+half-efficiency size ``d0``:
+
+``eff(m, n, k) = eff_max * m/(m + d0) * n/(n + d0) * k/(k + d0)``
+
+Memory-bound operators (norms, activations, residuals, softmax statistics) take
+``bytes / (hbm_bw * mem_eff)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trnlab.perf._xp import xp_of
+
+
+def gemm_efficiency(m: Any, n: Any, k: Any, eff_max: Any, d0: Any) -> Any:
+    """Achieved fraction of peak of a GEMM of shape (m, n, k) [1]. Broadcasts."""
+    return eff_max * (m / (m + d0)) * (n / (n + d0)) * (k / (k + d0))
+
+
+def gemm_time(m: Any, n: Any, k: Any, peak: Any, eff_max: Any, d0: Any, hbm_bw: Any,
+              mem_eff: Any, bytes_per_elem: Any = 2.0) -> Any:
+    """Time of one GEMM ``[m, k] @ [k, n]`` [s] on a chip of ``peak`` [FLOP/s], ``hbm_bw`` [B/s].
+
+    Parameters
+    ----------
+    m, n, k : array_like
+        GEMM dimensions [elements].
+    peak : array_like
+        Dense peak of the chip at the GEMM's precision [FLOP/s].
+    eff_max, d0 : array_like
+        Large-GEMM efficiency [1] and half-efficiency dimension [elements].
+    hbm_bw, mem_eff : array_like
+        Memory bandwidth [B/s] and its achieved fraction [1].
+    bytes_per_elem : array_like
+        Operand size [B].
+    """
+    xp = xp_of(m, n, k, peak, hbm_bw)
+    compute = 2.0 * m * n * k / (peak * gemm_efficiency(m, n, k, eff_max, d0))
+    memory = bytes_per_elem * (m * k + k * n + m * n) / (hbm_bw * mem_eff)
+    return xp.maximum(compute, memory)
+
+
+def memory_time(nbytes: Any, hbm_bw: Any, mem_eff: Any) -> Any:
+    """Time of a memory-bound operator moving ``nbytes`` [B] at ``hbm_bw * mem_eff`` [B/s] [s]."""
+    return nbytes / (hbm_bw * mem_eff)

@@ -1,0 +1,296 @@
+"""One training step of a decoder-only transformer under a parallel layout, vectorized.
+
+Every argument broadcasts: pass arrays on orthogonal axes (a factored grid: each term is
+evaluated on the sub-grid of the axes it depends on, and only the final combination spans the
+whole grid) or flat arrays of equal length (a list of configurations). Units are SI.
+
+Model of the step (references in brackets):
+
+- Layout: ranks ordered tp (innermost), cp, dp, pp (outermost); ep is carved out of dp
+  (Megatron-Core). ``tp`` uses sequence parallelism (Korthikanti et al. 2022).
+- Per micro-batch and pipeline stage, forward time = GEMMs (roofline with shape-dependent
+  efficiency, :mod:`trnlab.perf.compute`) + attention core (FlashAttention; backward does 2.5x
+  the forward matmul work, Dao 2023) + memory-bound ops + a fixed per-layer cost + exposed
+  TP/EP/CP communication; backward is twice the forward GEMM and memory work, plus one more
+  forward for full recompute.
+- Pipeline 1F1B with ``vpp`` interleaved chunks: ``(n_mb + (pp-1)/vpp) (t_f + t_b)``, the bubble
+  is ``(pp-1)/vpp (t_f + t_b)`` (Narayanan et al., SC'21).
+- Data parallel: gradient reduce-scatter + parameter all-gather (= an all-reduce) per step,
+  hidden behind one micro-batch's compute up to ``dp_overlap``; ZeRO-3/FSDP gathers the
+  parameters twice and reduce-scatters gradients per micro-batch (Rajbhandari et al. 2020).
+- Optimizer: memory-bound Adam update of the local shard.
+- Memory: weights, gradients and Adam states (sharded by ZeRO stage), activations of the
+  micro-batches in flight on the first stage, fp32 logits on the last.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from trnlab.perf import comm
+from trnlab.perf._xp import xp_of
+from trnlab.perf.compute import gemm_efficiency, gemm_time, memory_time
+
+RECOMPUTE = ("none", "selective", "full")
+#: GEMMs whose output columns (n) are split by TP; row-parallel ones split k
+TP_COLUMN = frozenset({"qkv", "q", "q_up", "kv_up", "mlp_up", "expert_up", "shared_up", "logits"})
+TP_ROW = frozenset({"attn_out", "mlp_down", "expert_down", "shared_down"})
+EXPERT = frozenset({"expert_up", "expert_down"})
+
+
+@dataclass(frozen=True)
+class LayerGemm:
+    """A weight GEMM of one layer: ``m = tokens * m_per_token``, ``count`` instances."""
+
+    name: str
+    m_per_token: float
+    k: float
+    n: float
+    count: float = 1.0
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the step model needs to know about a transformer (plain numbers, no arrays).
+
+    Built from a :class:`trnlab.workloads.TransformerSpec` by :func:`model_shape`.
+    """
+
+    name: str
+    dense_layers: float
+    moe_layers: float
+    hidden: float
+    heads: float
+    kv_heads: float
+    qk_dim: float
+    v_dim: float
+    vocab: float
+    moe_active: float
+    gemms_dense: tuple[LayerGemm, ...]
+    gemms_moe: tuple[LayerGemm, ...]
+    elem_bytes_dense: float  # forward memory-bound traffic per token per layer [B]
+    elem_bytes_moe: float
+    act_bytes_dense: float  # stored activations per token per layer, none/selective [B]
+    act_bytes_moe: float
+    act_gemm_dense: float  # ... of which GEMM inputs and attention core (kept by selective) [B]
+    act_gemm_moe: float
+    params_dense_layer: float  # [1]
+    params_moe_shared: float  # non-expert parameters of a MoE layer [1]
+    params_experts: float  # routed-expert parameters of a MoE layer [1]
+    params_embedding: float  # input embedding + untied output layer [1]
+    flop_params: float  # weights multiplied per token, logits included [1]
+
+    @property
+    def layers(self) -> float:
+        return self.dense_layers + self.moe_layers
+
+    def attention_flops_per_token(self, seq_len: Any, causal: bool = True) -> Any:
+        """Forward attention score + context FLOPs per token [FLOP]: ``2 s a (d_qk + d_v) L``."""
+        return (0.5 if causal else 1.0) * 2.0 * seq_len * self.heads * (
+            self.qk_dim + self.v_dim) * self.layers
+
+    def model_flops_per_token(self, seq_len: Any) -> Any:
+        """Training model FLOPs per token, causal, no recompute [FLOP]: ``6N + 3 attn``."""
+        return 6.0 * self.flop_params + 3.0 * self.attention_flops_per_token(seq_len)
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """The chip and its networks as the step model sees them (floats or arrays).
+
+    ``up_bw`` and ``out_bw`` are per chip, per direction, achieved (topology and collective
+    efficiency applied). ``domain`` is the scale-up domain size [chips].
+    """
+
+    peak_gemm: Any  # dense peak at the GEMM precision [FLOP/s]
+    peak_attn: Any  # dense BF16 peak, for the attention core [FLOP/s]
+    gemm_eff: Any  # large-GEMM efficiency at that precision [1]
+    gemm_bytes: Any  # GEMM operand size [B]
+    hbm_bw: Any  # [B/s]
+    hbm_capacity: Any  # [B]
+    up_bw: Any  # [B/s]
+    up_latency: Any  # [s]
+    domain: Any  # [chips]
+    out_bw: Any  # [B/s]
+    out_latency: Any  # [s]
+    ranks_per_chip: Any = 1.0  # ranks per chip (Neuron cores); TP splits GEMMs over them too
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Physically meaningful efficiency parameters (fitted values live in data/perf)."""
+
+    gemm_half_dim: float  # GEMM dimension at half efficiency [elements]
+    mem_eff: float  # achieved fraction of HBM bandwidth [1]
+    layer_overhead: float  # fixed cost per layer per forward pass (launch, sync) [s]
+    layer_comm_overlap: float  # fraction of TP/EP communication hidden behind compute [1]
+    dp_overlap: float  # fraction of one micro-batch's compute that can hide DP traffic [1]
+    step_overhead: float  # fixed cost per step (data loading, logging) [s]
+    mem_reserve: float  # fraction of HBM not usable (runtime, fragmentation) [1]
+    weight_bytes: float = 2.0  # [B/param]
+    grad_bytes: float = 4.0  # fp32 main gradients (Megatron) [B/param]
+    optimizer_bytes: float = 12.0  # fp32 master weights + Adam m, v [B/param]
+    optimizer_traffic: float = 32.0  # bytes moved per parameter by the Adam update [B/param]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A parallel layout and batch (arrays broadcast). ``zero`` 0-3; ``recompute`` 0/1/2 =
+    none/selective/full."""
+
+    tp: Any
+    pp: Any
+    dp: Any
+    cp: Any
+    ep: Any
+    vpp: Any
+    zero: Any
+    recompute: Any
+    micro_batch: Any
+    global_batch: Any
+    seq_len: Any
+
+
+def _gemms_time(gemms: tuple[LayerGemm, ...], tokens: Any, lay: Layout, hw: Hardware,
+                cal: Calibration) -> Any:
+    """Forward time of one layer's weight GEMMs on one chip [s].
+
+    A chip with several ranks (NeuronCores) splits each TP-sharded GEMM over its ranks too: each
+    core runs a GEMM ``ranks_per_chip`` times narrower at ``1/ranks_per_chip`` of the peak.
+    """
+    total = 0.0
+    split = lay.tp * hw.ranks_per_chip
+    for g in gemms:
+        m, count = tokens * g.m_per_token, g.count
+        if g.name in EXPERT:  # E/ep experts per chip, each gets the tokens of the ep group
+            m, count = m * lay.ep, count / lay.ep
+        n = g.n / split if g.name in TP_COLUMN else g.n
+        k = g.k / split if g.name in TP_ROW else g.k
+        cores = hw.ranks_per_chip if g.name in TP_COLUMN or g.name in TP_ROW else 1.0
+        total = total + count * gemm_time(m, n, k, hw.peak_gemm / cores, hw.gemm_eff,
+                                          cal.gemm_half_dim, hw.hbm_bw / cores, cal.mem_eff,
+                                          hw.gemm_bytes)
+    return total
+
+
+def _group(n: Any, stride: Any, hw: Hardware) -> tuple[Any, ...]:
+    n_in = comm.members_in_domain(n, stride, hw.domain)
+    return n, n_in, hw.up_bw, hw.up_latency, hw.out_bw, hw.out_latency
+
+
+def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> dict[str, Any]:
+    """Step time, throughput, MFU, memory and the time breakdown of one training step.
+
+    Returns a dict of arrays (broadcast shape of the inputs): ``step_time`` [s],
+    ``tokens_per_s_per_chip`` [1/s], ``model_flops_per_chip`` [FLOP/s], ``mfu``, ``hfu`` [1],
+    ``mem_per_chip`` [B], ``fits`` (bool), and the breakdown ``t_compute``, ``t_tp``, ``t_ep``,
+    ``t_cp``, ``t_pp``, ``t_dp``, ``t_bubble``, ``t_optimizer``, ``t_overhead`` [s] (exposed
+    times; they add up to ``step_time``), plus ``n_microbatches``.
+    """
+    xp = xp_of(lay.tp, lay.pp, lay.dp, lay.micro_batch, lay.seq_len, hw.peak_gemm)
+    tp, pp, dp, cp, ep, vpp = lay.tp, lay.pp, lay.dp, lay.cp, lay.ep, lay.vpp
+    s, n_chips = lay.seq_len, tp * pp * dp * cp
+    tokens = lay.micro_batch * s / cp  # per chip per micro-batch (SP splits them over tp)
+    n_mb = lay.global_batch / (dp * lay.micro_batch)
+    ld, lm = m.dense_layers / pp, m.moe_layers / pp  # layers per stage
+    full = lay.recompute == 2
+    selective = lay.recompute == 1
+
+    # ---- compute per micro-batch per stage, forward
+    t_gemm = ld * _gemms_time(m.gemms_dense, tokens, lay, hw, cal) \
+        + lm * _gemms_time(m.gemms_moe, tokens, lay, hw, cal)
+    ctx = 0.5 * s  # causal: mean keys per query
+    attn_flops = 2.0 * tokens * ctx * (m.heads / tp) * (m.qk_dim + m.v_dim)
+    t_attn = (ld + lm) * attn_flops / (hw.peak_attn * gemm_efficiency(
+        tokens, ctx, m.qk_dim, hw.gemm_eff, cal.gemm_half_dim))
+    t_elem = memory_time((ld * m.elem_bytes_dense + lm * m.elem_bytes_moe) * tokens / tp,
+                         hw.hbm_bw, cal.mem_eff)
+    t_fixed = (ld + lm) * cal.layer_overhead
+    logits = LayerGemm("logits", 1.0, m.hidden, m.vocab)
+    t_logits = _gemms_time((logits,), tokens, lay, hw, cal) + memory_time(
+        8.0 * tokens * m.vocab / tp, hw.hbm_bw, cal.mem_eff)  # fp32 softmax read + write
+    fwd = t_gemm + t_attn + t_elem + t_fixed
+    bwd = 2.0 * (t_gemm + t_elem + t_fixed) + 2.5 * t_attn
+    recompute = xp.where(full, fwd, xp.where(selective, t_elem, 0.0))
+
+    # ---- communication inside the layers, per micro-batch per stage (fwd + bwd + recompute)
+    passes = 2.0 + xp.where(full, 1.0, 0.0)
+    act = 2.0 * tokens * m.hidden  # one bf16 activation tensor [B]
+    t_tp = passes * 2.0 * (ld + lm) * comm.all_reduce(act, *_group(tp, 1.0, hw))
+    t_ep = passes * 2.0 * lm * comm.all_to_all(act / tp * m.moe_active, *_group(ep, tp * cp, hw))
+    kv = 2.0 * tokens * 2.0 * (m.kv_heads / tp) * m.qk_dim  # K and V of the local chunk [B]
+    cp_n, cp_in = cp, comm.members_in_domain(cp, tp, hw.domain)
+    cp_bw = xp.where(cp_in >= cp_n, hw.up_bw, hw.out_bw)
+    cp_lat = xp.where(cp_in >= cp_n, hw.up_latency, hw.out_latency)
+    t_cp_raw = 3.0 * (ld + lm) * (cp - 1.0) * comm.send_recv(kv, cp_bw, cp_lat)
+    t_cp = xp.maximum(t_cp_raw - 3.5 * t_attn, 0.0)  # ring attention overlaps the core
+    exposed = (1.0 - cal.layer_comm_overlap) * (t_tp + t_ep)
+    t_mb = fwd + bwd + recompute + 3.0 * t_logits + exposed + t_cp
+
+    # ---- pipeline
+    bubble = (pp - 1.0) / vpp * t_mb
+    stride_pp = tp * cp * dp
+    p2p_bw = xp.where(stride_pp < hw.domain, hw.up_bw, hw.out_bw)
+    p2p_lat = xp.where(stride_pp < hw.domain, hw.up_latency, hw.out_latency)
+    t_pp = 2.0 * vpp * (pp - 1.0) * comm.send_recv(act / tp, p2p_bw, p2p_lat)
+
+    # ---- data parallel and optimizer
+    emb = m.params_embedding / tp * xp.where(pp > 1, 0.5, 1.0)
+    p_dense = (ld * m.params_dense_layer + lm * m.params_moe_shared) / tp + emb
+    p_expert = lm * m.params_experts / (ep * tp)
+    dense_ar = comm.all_reduce(2.0 * p_dense, *_group(dp * cp, tp, hw))
+    expert_ar = comm.all_reduce(2.0 * p_expert, *_group(dp * cp / ep, tp * cp * ep, hw))
+    t_dp_raw = dense_ar + expert_ar
+    window = cal.dp_overlap * t_mb
+    t_dp = xp.where(lay.zero == 3, n_mb * xp.maximum(1.5 * t_dp_raw - window, 0.0),
+                    xp.maximum(t_dp_raw - window, 0.0))
+    shard_d, shard_e = dp * cp, dp * cp / ep
+    opt_params = xp.where(lay.zero >= 1, p_dense / shard_d + p_expert / shard_e,
+                          p_dense + p_expert)
+    t_opt = memory_time(cal.optimizer_traffic * opt_params, hw.hbm_bw, cal.mem_eff)
+
+    compute = n_mb * (fwd + bwd + recompute + 3.0 * t_logits)
+    step = n_mb * t_mb + bubble + t_pp + t_dp + t_opt + cal.step_overhead
+
+    # ---- memory per chip (first stage activations, last stage logits: the worse of both)
+    def sharded(nbytes: float, stage: int) -> Any:
+        return xp.where(lay.zero >= stage, p_dense / shard_d + p_expert / shard_e,
+                        p_dense + p_expert) * nbytes
+
+    states = sharded(cal.weight_bytes, 3) + sharded(cal.grad_bytes, 2) \
+        + sharded(cal.optimizer_bytes, 1)
+    per_token = xp.where(full, 2.0 * m.hidden * (ld + lm),
+                         xp.where(selective, ld * m.act_gemm_dense + lm * m.act_gemm_moe,
+                                  ld * m.act_bytes_dense + lm * m.act_bytes_moe))
+    in_flight = xp.minimum(n_mb, pp) * (1.0 + (pp - 1.0) / (pp * vpp))
+    activations = in_flight * per_token * tokens / tp \
+        + xp.where(full, m.act_bytes_dense * tokens / tp, 0.0)
+    logit_mem = 4.0 * tokens * m.vocab / tp
+    mem = states + activations + logit_mem
+    fits = mem <= hw.hbm_capacity * (1.0 - cal.mem_reserve)
+
+    tokens_step = lay.global_batch * s
+    model_flops = tokens_step * m.model_flops_per_token(s)
+    hw_flops = model_flops + xp.where(
+        full, tokens_step * (2.0 * (m.flop_params - m.hidden * m.vocab)
+                             + m.attention_flops_per_token(s)), 0.0)
+    return {
+        "step_time": step,
+        "tokens_per_s_per_chip": tokens_step / (step * n_chips),
+        "model_flops_per_chip": model_flops / (step * n_chips),
+        "mfu": model_flops / (step * n_chips * hw.peak_gemm),
+        "hfu": hw_flops / (step * n_chips * hw.peak_gemm),
+        "mem_per_chip": mem,
+        "fits": fits,
+        "n_microbatches": n_mb,
+        "t_compute": compute,
+        "t_tp": n_mb * (1.0 - cal.layer_comm_overlap) * t_tp,
+        "t_ep": n_mb * (1.0 - cal.layer_comm_overlap) * t_ep,
+        "t_cp": n_mb * t_cp,
+        "t_pp": t_pp,
+        "t_dp": t_dp,
+        "t_bubble": bubble,
+        "t_optimizer": t_opt,
+        "t_overhead": cal.step_overhead + 0.0 * step,
+    }

@@ -1,0 +1,84 @@
+"""Enumerate parallel layouts of ``n`` chips as flat arrays, with a reason code for invalid ones.
+
+A layout is tp x pp x dp x cp = n chips (ep divides dp; vpp interleaved chunks per stage), with
+ZeRO stage, recompute and micro-batch. Layouts that break a rule stay in the arrays, masked with
+the first rule they break (:data:`REASONS`); they are never dropped silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from trnlab.workloads import TransformerSpec
+
+REASONS = {
+    0: "ok",
+    1: "tp does not divide the attention heads / kv heads",
+    2: "pp x vpp does not divide the layers",
+    3: "dp x micro_batch does not divide the global batch",
+    4: "tp spans more than one scale-up domain",
+    5: "ep does not divide the experts or dp",
+    6: "cp does not divide the sequence into 2 x cp chunks",
+    7: "does not fit in HBM",
+}
+FIELDS = ("tp", "pp", "dp", "cp", "ep", "vpp", "zero", "recompute", "micro_batch")
+
+
+def divisors(n: int, limit: int | None = None) -> list[int]:
+    """Divisors of ``n`` up to ``limit`` (inclusive), ascending."""
+    top = n if limit is None else min(n, limit)
+    small = [d for d in range(1, int(n**0.5) + 1) if n % d == 0]
+    return sorted(d for d in {*small, *(n // d for d in small)} if d <= top)
+
+
+def reason_codes(spec: TransformerSpec, cfg: dict[str, np.ndarray], global_batch: int,
+                 seq_len: int, domain: int, tp_outside_domain: bool = False) -> np.ndarray:
+    """The first broken rule of each configuration (0 = valid before the memory check)."""
+    tp, pp, dp, cp, ep, vpp, mb = (cfg[k] for k in ("tp", "pp", "dp", "cp", "ep", "vpp",
+                                                    "micro_batch"))
+    kv_ok = (spec.kv_heads % tp == 0) | (tp % spec.kv_heads == 0)
+    rules = [
+        (spec.heads % tp != 0) | ~kv_ok,
+        (spec.dense_layers + spec.moe_layers) % (pp * vpp) != 0,
+        global_batch % (dp * mb) != 0,
+        (tp > domain) & (not tp_outside_domain),
+        (dp % ep != 0) | ((spec.moe_experts or 1) % ep != 0),
+        seq_len % (2 * cp) != 0,
+    ]
+    reason = np.zeros(tp.shape, dtype=np.int8)
+    for code, broken in reversed(list(enumerate(rules, start=1))):
+        reason[broken] = code
+    return reason
+
+
+def _cross(*axes: np.ndarray) -> list[np.ndarray]:
+    """Flat cartesian product of 1-D arrays (each output has prod(len) elements)."""
+    grids = np.meshgrid(*axes, indexing="ij")
+    return [g.ravel() for g in grids]
+
+
+def enumerate_layouts(spec: TransformerSpec, n_chips: int, *, micro_batches: Sequence[int],
+                      zeros: Sequence[int], recomputes: Sequence[int], vpps: Sequence[int],
+                      tp_max: int = 64, cp_max: int = 64, ep_values: Iterable[int] = (1,)
+                      ) -> dict[str, np.ndarray]:
+    """Every (tp, pp, cp) with tp x pp x cp dividing ``n_chips`` crossed with the other choices.
+
+    Built with array operations (no loop over configurations). Interleaving (vpp > 1) is only
+    enumerated with a pipeline (pp > 1). Returns flat int64 arrays keyed by :data:`FIELDS`.
+    """
+    layers = spec.dense_layers + spec.moe_layers
+    tp, cp, pp = _cross(np.array(divisors(n_chips, tp_max)), np.array(divisors(n_chips, cp_max)),
+                        np.array(divisors(n_chips, layers)))
+    keep = n_chips % (tp * cp * pp) == 0
+    tp, cp, pp = tp[keep], cp[keep], pp[keep]
+    idx, ep, vpp, zero, rc, mb = _cross(np.arange(tp.size), *(np.asarray(list(v), dtype=np.int64)
+                                                               for v in (ep_values, vpps, zeros,
+                                                                         recomputes,
+                                                                         micro_batches)))
+    keep = (vpp == 1) | (pp[idx] > 1)
+    idx, ep, vpp, zero, rc, mb = (a[keep] for a in (idx, ep, vpp, zero, rc, mb))
+    tp, cp, pp = tp[idx], cp[idx], pp[idx]
+    return {"tp": tp, "pp": pp, "dp": n_chips // (tp * pp * cp), "cp": cp, "ep": ep,
+            "vpp": vpp, "zero": zero, "recompute": rc, "micro_batch": mb}
