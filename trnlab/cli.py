@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="bf16", help="GEMM precision (bf16, fp8, mxfp8, ...)")
     p.add_argument("--seq", type=int, default=8192, help="sequence length [tokens]")
     p.add_argument("--global-batch", type=int, default=None,
-                   help="sequences per step (default: 16M tokens per step)")
+                   help="sequences per step (default: about 16M tokens, a multiple of the odd part of --chips)")
     p.add_argument("--top", type=int, default=10, help="layouts to show")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_search)

@@ -155,7 +155,7 @@ def predict_training(row: dict[str, str], conv: dict[str, Any],
     recomputes = [RECOMPUTE.index(rc)] if rc in RECOMPUTE else [0, 1, 2]
     mb = _int(row, "micro_batch")
     cfg = enumerate_layouts(spec, n, micro_batches=[mb] if mb else [1, 2, 4, 8], zeros=[zero],
-                            recomputes=recomputes, vpps=[vpp] if vpp else [1, 2, 4, 8],
+                            recomputes=recomputes, vpps=[vpp] if vpp else list(range(1, 13)),
                             ep_values=[ep or 1], tp_max=n, cp_max=n)
     keep = np.ones(cfg["tp"].size, dtype=bool)
     for key, given in (("tp", tp), ("pp", pp or (1 if tp else None)), ("cp", cp or 1)):

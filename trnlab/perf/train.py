@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from trnlab.errors import ParameterError, bad_value
 from trnlab.perf import comm
 from trnlab.perf._xp import xp_of
 from trnlab.perf.compute import gemm_efficiency, gemm_time, memory_time
@@ -179,25 +180,68 @@ def _group(n: Any, stride: Any, hw: Hardware) -> tuple[Any, ...]:
     return n, n_in, hw.up_bw, hw.up_latency, hw.out_bw, hw.out_latency
 
 
-def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> dict[str, Any]:
+#: outputs of :func:`train_step`, in order
+OUTPUTS = ("step_time", "tokens_per_s_per_chip", "model_flops_per_chip", "mfu", "hfu",
+           "mem_per_chip", "fits", "n_microbatches", "t_compute", "t_tp", "t_ep", "t_cp",
+           "t_pp", "t_dp", "t_bubble", "t_optimizer", "t_overhead")
+
+
+def _arrays(xp: Any, lay: Layout, hw: Hardware) -> tuple[Layout, Hardware]:
+    """Layout and hardware with every plain number turned into a 0-d array of the float dtype
+    of the array inputs (so that float32 grids stay float32)."""
+    values = [*vars(lay).values(), *vars(hw).values()]
+    floats = [v.dtype for v in values if hasattr(v, "dtype") and xp.isdtype(v.dtype, "real floating")]
+    ft = xp.result_type(*floats) if floats else xp.float64
+
+    def conv(v: Any) -> Any:
+        return v if hasattr(v, "dtype") else xp.asarray(v, dtype=ft)
+
+    return (Layout(**{k: conv(v) for k, v in vars(lay).items()}),
+            Hardware(**{k: conv(v) for k, v in vars(hw).items()}))
+
+
+def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration,
+               outputs: tuple[str, ...] | None = None, broadcast: bool = True) -> dict[str, Any]:
     """Step time, throughput, MFU, memory and the time breakdown of one training step.
 
-    Returns a dict of arrays (broadcast shape of the inputs): ``step_time`` [s],
-    ``tokens_per_s_per_chip`` [1/s], ``model_flops_per_chip`` [FLOP/s], ``mfu``, ``hfu`` [1],
-    ``mem_per_chip`` [B], ``fits`` (bool), and the breakdown ``t_compute``, ``t_tp``, ``t_ep``,
-    ``t_cp``, ``t_pp``, ``t_dp``, ``t_bubble``, ``t_optimizer``, ``t_overhead`` [s] (exposed
-    times; they add up to ``step_time``), plus ``n_microbatches``.
+    Returns a dict of arrays: ``step_time`` [s], ``tokens_per_s_per_chip`` [1/s],
+    ``model_flops_per_chip`` [FLOP/s], ``mfu``, ``hfu`` [1], ``mem_per_chip`` [B], ``fits``
+    (bool), and the breakdown ``t_compute``, ``t_tp``, ``t_ep``, ``t_cp``, ``t_pp``, ``t_dp``,
+    ``t_bubble``, ``t_optimizer``, ``t_overhead`` [s] (exposed times; they add up to
+    ``step_time``), plus ``n_microbatches`` [1].
+
+    Parameters
+    ----------
+    outputs : tuple of str, optional
+        Compute only these outputs (default: all of :data:`OUTPUTS`); a grid search asks for
+        ``step_time`` and ``fits`` only.
+    broadcast : bool
+        True: every output has the broadcast shape of all inputs. False: each output keeps the
+        shape of the inputs it depends on (e.g. ``t_compute`` does not depend on ``zero``), so a
+        factored grid never materialises a term on axes it does not vary along.
+
+    Each term is computed on the sub-grid of the axes it depends on (per-layer compute on tp,
+    cp, micro_batch, seq_len, recompute, ep and the hardware; DP communication on dp, tp, cp,
+    ep; ...); only the final sums span the whole grid.
     """
+    want = OUTPUTS if outputs is None else tuple(outputs)
+    unknown = sorted(set(want) - set(OUTPUTS))
+    if unknown:
+        raise ParameterError(bad_value("train_step", "outputs", unknown[0],
+                                       f"allowed: {', '.join(OUTPUTS)}"))
     xp = xp_of(lay.tp, lay.pp, lay.dp, lay.micro_batch, lay.seq_len, hw.peak_gemm)
+    lay, hw = _arrays(xp, lay, hw)
     tp, pp, dp, cp, ep, vpp = lay.tp, lay.pp, lay.dp, lay.cp, lay.ep, lay.vpp
-    s, n_chips = lay.seq_len, tp * pp * dp * cp
+    s = lay.seq_len
     tokens = lay.micro_batch * s / cp  # per chip per micro-batch (SP splits them over tp)
+    ft = tokens.dtype
     n_mb = lay.global_batch / (dp * lay.micro_batch)
     ld, lm = m.dense_layers / pp, m.moe_layers / pp  # layers per stage
     full = lay.recompute == 2
     selective = lay.recompute == 1
 
     # ---- compute per micro-batch per stage, forward
+    # sub-grid: tp, pp, cp, ep, micro_batch, seq_len, recompute, hardware
     t_gemm = ld * _gemms_time(m.gemms_dense, tokens, lay, hw, cal) \
         + lm * _gemms_time(m.gemms_moe, tokens, lay, hw, cal)
     ctx = 0.5 * s  # causal: mean keys per query
@@ -215,7 +259,7 @@ def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
     recompute = xp.where(full, fwd, xp.where(selective, t_elem, 0.0))
 
     # ---- communication inside the layers, per micro-batch per stage (fwd + bwd + recompute)
-    passes = 2.0 + xp.where(full, 1.0, 0.0)
+    passes = 2.0 + xp.astype(full, ft)
     act = 2.0 * tokens * m.hidden  # one bf16 activation tensor [B]
     t_tp = passes * 2.0 * (ld + lm) * comm.all_reduce(act, *_group(tp, 1.0, hw))
     t_ep = passes * 2.0 * lm * comm.all_to_all(act / tp * m.moe_active, *_group(ep, tp * cp, hw))
@@ -226,71 +270,103 @@ def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
     t_cp_raw = 3.0 * (ld + lm) * (cp - 1.0) * comm.send_recv(kv, cp_bw, cp_lat)
     t_cp = xp.maximum(t_cp_raw - 3.5 * t_attn, 0.0)  # ring attention overlaps the core
     exposed = (1.0 - cal.layer_comm_overlap) * (t_tp + t_ep)
-    t_mb = fwd + bwd + recompute + 3.0 * t_logits + exposed + t_cp
+    mb_compute = fwd + bwd + recompute + 3.0 * t_logits
+    t_mb = mb_compute + exposed + t_cp
 
-    # ---- pipeline
-    bubble = (pp - 1.0) / vpp * t_mb
+    # ---- pipeline (1F1B: n_mb t_mb + bubble = (n_mb + (pp - 1)/vpp) t_mb)
+    stages = (pp - 1.0) / vpp
     stride_pp = tp * cp * dp
     p2p_bw = xp.where(stride_pp < hw.domain, hw.up_bw, hw.out_bw)
     p2p_lat = xp.where(stride_pp < hw.domain, hw.up_latency, hw.out_latency)
     t_pp = 2.0 * vpp * (pp - 1.0) * comm.send_recv(act / tp, p2p_bw, p2p_lat)
 
-    # ---- data parallel and optimizer
-    emb = m.params_embedding / tp * xp.where(pp > 1, 0.5, 1.0)
+    # ---- data parallel and optimizer (sub-grid: tp, pp, dp, cp, ep, zero, hardware)
+    emb = m.params_embedding / tp
+    emb = xp.where(pp > 1, 0.5 * emb, emb)
     p_dense = (ld * m.params_dense_layer + lm * m.params_moe_shared) / tp + emb
     p_expert = lm * m.params_experts / (ep * tp)
     dense_ar = comm.all_reduce(2.0 * p_dense, *_group(dp * cp, tp, hw))
     expert_ar = comm.all_reduce(2.0 * p_expert, *_group(dp * cp / ep, tp * cp * ep, hw))
     t_dp_raw = dense_ar + expert_ar
     window = cal.dp_overlap * t_mb
-    t_dp = xp.where(lay.zero == 3, n_mb * xp.maximum(1.5 * t_dp_raw - window, 0.0),
-                    xp.maximum(t_dp_raw - window, 0.0))
     shard_d, shard_e = dp * cp, dp * cp / ep
-    opt_params = xp.where(lay.zero >= 1, p_dense / shard_d + p_expert / shard_e,
-                          p_dense + p_expert)
-    t_opt = memory_time(cal.optimizer_traffic * opt_params, hw.hbm_bw, cal.mem_eff)
+    p_all, p_shard = p_dense + p_expert, p_dense / shard_d + p_expert / shard_e
+    t_opt = memory_time(cal.optimizer_traffic * xp.where(lay.zero >= 1, p_shard, p_all),
+                        hw.hbm_bw, cal.mem_eff)
 
-    compute = n_mb * (fwd + bwd + recompute + 3.0 * t_logits)
-    step = n_mb * t_mb + bubble + t_pp + t_dp + t_opt + cal.step_overhead
+    out: dict[str, Any] = {}
+    need_step = {"step_time", "tokens_per_s_per_chip", "model_flops_per_chip", "mfu", "hfu"}
+    if need_step & set(want) or "t_dp" in want:
+        # ZeRO-3 gathers the parameters twice and reduce-scatters per micro-batch
+        t_dp = xp.where(lay.zero == 3, n_mb * xp.maximum(1.5 * t_dp_raw - window, 0.0),
+                        xp.maximum(t_dp_raw - window, 0.0))
+        out["t_dp"] = t_dp
+    if need_step & set(want):
+        # the sum in an order that keeps the partial sums on sub-grids as long as possible
+        step = t_mb * (n_mb + stages) + ((t_pp + (t_opt + cal.step_overhead)) + t_dp)
+        out["step_time"] = step
+        n_chips = tp * pp * dp * cp
+        tokens_step = lay.global_batch * s
+        model_flops = tokens_step * m.model_flops_per_token(s)
+        if "tokens_per_s_per_chip" in want:
+            out["tokens_per_s_per_chip"] = tokens_step / n_chips / step
+        if "model_flops_per_chip" in want:
+            out["model_flops_per_chip"] = model_flops / n_chips / step
+        if "mfu" in want:
+            out["mfu"] = model_flops / (n_chips * hw.peak_gemm) / step
+        if "hfu" in want:
+            hw_flops = model_flops + xp.where(
+                full, tokens_step * (2.0 * (m.flop_params - m.hidden * m.vocab)
+                                     + m.attention_flops_per_token(s)), 0.0)
+            out["hfu"] = hw_flops / (n_chips * hw.peak_gemm) / step
 
     # ---- memory per chip (first stage activations, last stage logits: the worse of both)
-    def sharded(nbytes: float, stage: int) -> Any:
-        return xp.where(lay.zero >= stage, p_dense / shard_d + p_expert / shard_e,
-                        p_dense + p_expert) * nbytes
+    if "mem_per_chip" in want or "fits" in want:
+        def sharded(nbytes: float, stage: int) -> Any:
+            return xp.where(lay.zero >= stage, p_shard, p_all) * nbytes
 
-    states = sharded(cal.weight_bytes, 3) + sharded(cal.grad_bytes, 2) \
-        + sharded(cal.optimizer_bytes, 1)
-    per_token = xp.where(full, 2.0 * m.hidden * (ld + lm),
-                         xp.where(selective, ld * m.act_gemm_dense + lm * m.act_gemm_moe,
-                                  ld * m.act_bytes_dense + lm * m.act_bytes_moe))
-    in_flight = xp.minimum(n_mb, pp) * (1.0 + (pp - 1.0) / (pp * vpp))
-    activations = in_flight * per_token * tokens / tp \
-        + xp.where(full, m.act_bytes_dense * tokens / tp, 0.0)
-    logit_mem = 4.0 * tokens * m.vocab / tp
-    mem = states + activations + logit_mem
-    fits = mem <= hw.hbm_capacity * (1.0 - cal.mem_reserve)
+        states = sharded(cal.weight_bytes, 3) + sharded(cal.grad_bytes, 2) \
+            + sharded(cal.optimizer_bytes, 1)
+        per_token = xp.where(full, 2.0 * m.hidden * (ld + lm),
+                             xp.where(selective, ld * m.act_gemm_dense + lm * m.act_gemm_moe,
+                                      ld * m.act_bytes_dense + lm * m.act_bytes_moe))
+        in_flight = xp.minimum(n_mb, pp) * (1.0 + (pp - 1.0) / (pp * vpp))
+        fixed = xp.where(full, m.act_bytes_dense * tokens / tp, 0.0) + 4.0 * tokens * m.vocab / tp
+        mem = in_flight * (per_token * tokens / tp) + (states + fixed)  # + fp32 logits
+        out["mem_per_chip"] = mem
+        if "fits" in want:
+            out["fits"] = mem <= hw.hbm_capacity * (1.0 - cal.mem_reserve)
+    if "n_microbatches" in want:
+        out["n_microbatches"] = n_mb
+    if "t_compute" in want:
+        out["t_compute"] = n_mb * mb_compute
+    if "t_tp" in want:
+        out["t_tp"] = n_mb * (1.0 - cal.layer_comm_overlap) * t_tp
+    if "t_ep" in want:
+        out["t_ep"] = n_mb * (1.0 - cal.layer_comm_overlap) * t_ep
+    if "t_cp" in want:
+        out["t_cp"] = n_mb * t_cp
+    if "t_pp" in want:
+        out["t_pp"] = t_pp
+    if "t_bubble" in want:
+        out["t_bubble"] = stages * t_mb
+    if "t_optimizer" in want:
+        out["t_optimizer"] = t_opt
+    if "t_overhead" in want:
+        out["t_overhead"] = xp.asarray(cal.step_overhead, dtype=ft)
+    out = {k: out[k] for k in want}
+    if not broadcast:
+        return out
+    shape = _broadcast_shape(lay, hw)
+    return {k: xp.broadcast_to(v, shape) if tuple(v.shape) != shape else v
+            for k, v in out.items()}
 
-    tokens_step = lay.global_batch * s
-    model_flops = tokens_step * m.model_flops_per_token(s)
-    hw_flops = model_flops + xp.where(
-        full, tokens_step * (2.0 * (m.flop_params - m.hidden * m.vocab)
-                             + m.attention_flops_per_token(s)), 0.0)
-    return {
-        "step_time": step,
-        "tokens_per_s_per_chip": tokens_step / (step * n_chips),
-        "model_flops_per_chip": model_flops / (step * n_chips),
-        "mfu": model_flops / (step * n_chips * hw.peak_gemm),
-        "hfu": hw_flops / (step * n_chips * hw.peak_gemm),
-        "mem_per_chip": mem,
-        "fits": fits,
-        "n_microbatches": n_mb,
-        "t_compute": compute,
-        "t_tp": n_mb * (1.0 - cal.layer_comm_overlap) * t_tp,
-        "t_ep": n_mb * (1.0 - cal.layer_comm_overlap) * t_ep,
-        "t_cp": n_mb * t_cp,
-        "t_pp": t_pp,
-        "t_dp": t_dp,
-        "t_bubble": bubble,
-        "t_optimizer": t_opt,
-        "t_overhead": cal.step_overhead + 0.0 * step,
-    }
+
+def _broadcast_shape(lay: Layout, hw: Hardware) -> tuple[int, ...]:
+    """Broadcast shape of all array inputs."""
+    shape: tuple[int, ...] = ()
+    for v in (*vars(lay).values(), *vars(hw).values()):
+        a, b = (1,) * (len(v.shape) - len(shape)) + shape, tuple(v.shape)
+        a, b = (1,) * (len(b) - len(a)) + a, (1,) * (len(a) - len(b)) + b
+        shape = tuple(max(x, y) for x, y in zip(a, b, strict=True))
+    return shape

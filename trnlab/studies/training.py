@@ -112,7 +112,8 @@ def search(model_id: TransformerSpec | str, system: str, n_chips: int, *,
     precision : str
         GEMM precision (bf16, fp8, mxfp8, ...).
     seq_len, global_batch : int
-        Sequence length [tokens] and sequences per step (default: 16M tokens per step).
+        Sequence length [tokens] and sequences per step (default:
+        :func:`default_global_batch`, about 16M tokens per step).
     top : int
         Layouts kept in the Dataset (plus the memory-vs-speed Pareto set).
     client : dask.distributed.Client, optional
@@ -135,7 +136,7 @@ def search(model_id: TransformerSpec | str, system: str, n_chips: int, *,
     params = params or load_params()
     sysrec = catalog.system(system)
     hw = hardware(chip or sysrec.chip, system, precision, params)
-    global_batch = global_batch or max(1, round(16 * 2**20 / seq_len))
+    global_batch = global_batch or default_global_batch(n_chips, seq_len)
     ep_values = divisors_or_one(spec)
     cfg = enumerate_layouts(spec, n_chips, micro_batches=micro_batches, zeros=zeros,
                             recomputes=[RECOMPUTE.index(r) for r in recomputes], vpps=vpps,
@@ -163,6 +164,18 @@ def search(model_id: TransformerSpec | str, system: str, n_chips: int, *,
         "best": json.dumps(best_row(ds)) if valid.any() else "{}",
     })
     return ds
+
+
+def default_global_batch(n_chips: int, seq_len: int, tokens: float = 16 * 2**20) -> int:
+    """Sequences per step near ``tokens`` per step (16M, Llama 3 405B's batch) [1].
+
+    Rounded to a multiple of the odd part of ``n_chips``, so that a data-parallel degree with
+    the chip count's odd factors (1152 = 2^7 x 9 chips) can divide it.
+    """
+    odd = n_chips
+    while odd % 2 == 0:
+        odd //= 2
+    return max(1, round(tokens / seq_len / odd)) * odd
 
 
 def divisors_or_one(spec: TransformerSpec) -> list[int]:

@@ -1,0 +1,190 @@
+"""Layout search, validation against published measurements, calibration, and their CLIs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from trnlab import calibrate, catalog, validation
+from trnlab._paths import data_dir
+from trnlab.cli import main
+from trnlab.errors import CatalogError, ParameterError, TrnlabError
+from trnlab.studies import training
+from trnlab.studies.layouts import REASONS, enumerate_layouts
+
+CASES = data_dir() / "measurements" / "cases.csv"
+
+
+@pytest.fixture(scope="module")
+def search_405b():
+    return training.search("llama3-405b", "trn3-ultraserver", 16384, global_batch=2048, top=10)
+
+
+def test_search_is_ranked_valid_and_accounts_for_every_layout(search_405b):
+    ds = search_405b
+    speed = ds["tokens_per_s_per_chip"].values
+    assert np.all(np.diff(speed) <= 0)
+    assert (ds["reason"] == 0).all() and ds["fits"].all()
+    assert (ds["tp"] * ds["pp"] * ds["dp"] * ds["cp"] == 16384).all()
+    invalid = json.loads(ds.attrs["invalid_by_reason"])
+    assert ds.attrs["n_valid"] + sum(invalid.values()) == ds.attrs["n_evaluated"]
+    assert set(invalid) <= set(REASONS.values())
+    assert json.loads(ds.attrs["best"])["tokens_per_s_per_chip"] == pytest.approx(speed[0])
+    assert ((ds["mfu"] > 0) & (ds["mfu"] <= 1)).all()
+    for name, var in ds.data_vars.items():
+        assert "units" in var.attrs and "long_name" in var.attrs, name
+
+
+def test_pareto_front_is_not_dominated(search_405b):
+    ds = search_405b
+    front = ds.where(ds["pareto"], drop=True)
+    assert front.sizes["config"] >= 1
+    mem, speed = ds["mem_per_chip"].values, ds["tokens_per_s_per_chip"].values
+    for m, s in zip(front["mem_per_chip"].values, front["tokens_per_s_per_chip"].values,
+                    strict=True):
+        assert not np.any((mem <= m) & (speed > s) & ((mem < m) | (speed > s)))
+
+
+def test_tp_stays_in_the_scale_up_domain_unless_allowed():
+    ds = training.search("llama3-70b", "dgx-h100", 64, global_batch=256, top=500)
+    assert int(ds["tp"].max()) <= 8
+    assert "tp spans more than one scale-up domain" in ds.attrs["invalid_by_reason"]
+    free = training.search("llama3-70b", "dgx-h100", 64, global_batch=256, top=500,
+                           tp_outside_domain=True)
+    assert "tp spans" not in free.attrs["invalid_by_reason"]
+
+
+def test_enumeration_is_complete():
+    spec = training.model("llama3-8b")
+    cfg = enumerate_layouts(spec, 64, micro_batches=[1], zeros=[1], recomputes=[0], vpps=[1])
+    triples = {(int(a), int(b), int(c)) for a, b, c in zip(cfg["tp"], cfg["pp"], cfg["cp"],
+                                                            strict=True)}
+    expected = {(t, p, c) for t in (1, 2, 4, 8, 16, 32, 64) for p in (1, 2, 4, 8, 16, 32)
+                for c in (1, 2, 4, 8, 16, 32, 64) if 64 % (t * p * c) == 0}
+    assert triples == expected
+
+
+def test_more_memory_or_smaller_models_never_slow_the_best_layout():
+    small = training.search("llama3-8b", "dgx-h100", 64, global_batch=256)
+    big = training.search("llama3-70b", "dgx-h100", 64, global_batch=256)
+    assert small["tokens_per_s_per_chip"][0] > 5 * big["tokens_per_s_per_chip"][0]
+
+
+def test_search_refuses_bad_input():
+    with pytest.raises(CatalogError, match="llama9"):
+        training.search("llama9", "trn3-ultraserver", 144)
+    with pytest.raises(CatalogError, match="system id = 'trn9-pod'"):
+        training.search("llama3-8b", "trn9-pod", 144)
+    with pytest.raises(ParameterError, match="precision = 'fp7'"):
+        training.search("llama3-8b", "trn3-ultraserver", 144, precision="fp7")
+    with pytest.raises(ParameterError, match="n_chips = 0"):
+        training.search("llama3-8b", "trn3-ultraserver", 0)
+
+
+def test_cli_search(capsys):
+    assert main(["search", "--model", "llama3-70b", "--system", "trn3-ultraserver",
+                 "--chips", "1152", "--top", "3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["layouts"]) == 3
+    assert out["layouts"][0]["tokens_per_s_per_chip"] >= out["layouts"][1]["tokens_per_s_per_chip"]
+    assert main(["search", "--model", "nope", "--system", "trn3-ultraserver", "--chips", "8"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nope" in err
+
+
+# ---------------------------------------------------------------------------- validation
+def test_validation_meets_the_accuracy_target_with_the_committed_parameters():
+    preds = validation.predict(validation.read_cases(CASES))
+    training_preds = [p for p in preds if p.case_id.startswith("T-")]
+    assert all(np.isfinite(p.predicted) for p in training_preds)
+    assert validation.mape(preds) <= 0.10
+    for p in preds:
+        if p.case_id.startswith("I-"):
+            assert p.why == "inference model not built yet"
+
+
+def test_sources_flop_conventions_are_applied():
+    rows = {r["case_id"]: r for r in validation.read_cases(CASES)}
+    conv = validation.load_conventions()
+    row = rows["T-MLM21-05"]  # Megatron 2021 counts the recompute forward: HFU-like
+    hw_value, _, layout = validation.predict_training(row, conv["T-MLM21"],
+                                                      training.load_params())
+    model_row = {**row, "metric": "model_tflops_per_chip"}
+    model_value, _, _ = validation.predict_training(model_row, {**conv["T-MLM21"],
+                                                               "flops": "megatron_core"},
+                                                    training.load_params())
+    assert layout["recompute"] == 2
+    # 96 B s L h^2 (1 + s/6h + V/16Lh) vs 72 B s L h^2 (1 + s/6h + V/12Lh): about 4/3
+    assert hw_value / model_value == pytest.approx(4 / 3, rel=0.02)
+
+
+def test_cli_validate_writes_all_columns(tmp_path, capsys):
+    out = tmp_path / "pred.csv"
+    assert main(["validate", str(CASES), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "overall" in printed and "MAPE" in printed
+    with out.open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0])[-3:] == ["predicted", "rel_error", "why"]
+    assert len(rows) == 56
+    first = rows[0]
+    assert float(first["rel_error"]) == pytest.approx(
+        float(first["predicted"]) / float(first["value"]) - 1, abs=1e-4)
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda t: t.replace("case_id,kind", "case,kind", 1), "header: missing column 'case_id'"),
+    (lambda t: t.replace(",tpot_ms,", ",tpot_s,", 1), "metric = 'tpot_s'"),
+    (lambda t: t.replace(",a100-sxm-80gb,dgx-a100,ib-hdr-200,32,", ",a100-sxm-80gb,dgx-a100,"
+                         "ib-hdr-200,thirty-two,", 1), "n_chips = 'thirty-two'"),
+])
+def test_malformed_case_file_is_one_line_exit_2_no_output(tmp_path, capsys, edit, message):
+    bad = tmp_path / "bad.csv"
+    bad.write_text(edit(CASES.read_text()))
+    out = tmp_path / "pred.csv"
+    assert main(["validate", str(bad), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+    assert not out.exists()
+    with pytest.raises(TrnlabError):
+        validation.read_cases(bad)
+
+
+# ---------------------------------------------------------------------------- calibration
+@pytest.mark.slow
+def test_fit_improves_a_subset_and_writes_provenance(tmp_path):
+    rows = [r for r in validation.read_cases(CASES) if r["case_id"].startswith("T-MCORE-H100-0")]
+    params = training.load_params()
+    start = params.replace(gemm_eff_nvidia=0.9, layer_comm_overlap=0.2)
+    before = validation.mape(validation.predict(rows, start))
+    fitted, names = calibrate.fit(rows, start)
+    after_preds = validation.predict(rows, fitted)
+    assert validation.mape(after_preds) < before / 2
+    assert "gemm_eff_nvidia" in names and "gemm_eff_google" not in names
+    copy = tmp_path / "training.toml"
+    shutil.copy(params.path, copy)
+    path = calibrate.write_params(fitted, names, after_preds, path=copy)
+    reloaded = training.load_params(path)
+    assert reloaded.gemm_eff["nvidia"].value == pytest.approx(fitted.gemm_eff["nvidia"].value,
+                                                              rel=1e-3)
+    assert reloaded.gemm_eff["nvidia"].status == "derived"
+    assert reloaded.gemm_eff["nvidia"].sources == ("FIT-TRAIN",)
+    assert reloaded.fit["cases"] == len(rows)
+
+
+def test_uncalibrated_vendor_takes_the_default():
+    params = training.load_params()
+    assert params.vendor_eff("amd") == params.gemm_eff["default"].si
+    hw = training.hardware("mi300x", "mi300x-8", "bf16", params)
+    assert hw.gemm_eff == pytest.approx(params.gemm_eff["default"].si)
+    assert catalog.chip("mi300x").vendor == "amd"
+
+
+def test_default_global_batch_admits_odd_chip_counts():
+    assert training.default_global_batch(16384, 8192) == 2048
+    assert training.default_global_batch(1152, 8192) % 9 == 0
+    assert training.default_global_batch(1_000_000, 8192) % 15625 == 0
