@@ -304,9 +304,12 @@ def _less_power(c: _Ctx, pub: Field) -> Finding:
 
 
 def _cost(c: _Ctx, pub: Field) -> Finding:
-    per_chip = {f"{p.instance}{'' if p.kind == 'on_demand' else ' (' + p.kind + ')'}":
-                p.usd_per_chip_hour for p in c.cat.prices.values()
-                if p.kind in ("on_demand", "capacity_block")}
+    latest: dict[tuple[str, str], Any] = {}
+    for p in sorted(c.cat.prices.values(), key=lambda p: p.date):  # newest read wins
+        if p.kind in ("on_demand", "capacity_block"):
+            latest[(p.instance, p.kind)] = p
+    per_chip = {f"{inst}{'' if kind == 'on_demand' else ' (capacity block)'}":
+                p.usd_per_chip_hour for (inst, kind), p in latest.items()}
     context = ", ".join(f"{k} ${v:.2f}" for k, v in sorted(per_chip.items(), key=lambda kv: kv[1]))
     return Finding(f"list USD per chip-hour: {context}; Trn3: no public price", "not-checkable",
             "needs the training and serving performance models (MFU and tokens/s per chip) and a "
