@@ -101,10 +101,10 @@ def test_validation_meets_the_accuracy_target_with_the_committed_parameters():
     preds = validation.predict(validation.read_cases(CASES))
     training_preds = [p for p in preds if p.case_id.startswith("T-")]
     assert all(np.isfinite(p.predicted) for p in training_preds)
-    assert validation.mape(preds) <= 0.10
-    for p in preds:
-        if p.case_id.startswith("I-"):
-            assert p.why == "inference model not built yet"
+    assert validation.mape(training_preds) <= 0.10
+    inference_preds = [p for p in preds if p.case_id.startswith("I-")]
+    assert all(np.isfinite(p.predicted) for p in inference_preds)
+    assert validation.mape(inference_preds) <= 0.15
 
 
 def test_sources_flop_conventions_are_applied():

@@ -1,9 +1,10 @@
-"""Fit the step model's few shared parameters to the published training measurements.
+"""Fit the models' few shared parameters to the published measurements.
 
-Least squares on ``log(predicted / measured)`` over the training cases (scipy's trust-region
-reflective solver), each parameter bounded by the physical range written next to it in
-``data/perf/training.toml``. The fitted values, the method and the fit quality are written back
-to that file. Leave-one-source-out (LOSO): refit without one source, predict that source; a
+Least squares on ``log(predicted / measured)`` (scipy's trust-region reflective solver), each
+parameter bounded by the physical range written next to it in ``data/perf/*.toml``; the fitted
+values, the method and the fit quality are written back there. Training parameters are fitted
+on the training cases, then the serving parameters on the inference cases (the GEMM efficiencies
+are shared). Leave-one-source-out (LOSO): refit without one source, predict that source; a
 vendor family left without any case takes the ``default`` efficiency, as an uncalibrated chip
 would.
 """
@@ -13,130 +14,166 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.optimize import least_squares
 
 from trnlab._files import write_text
+from trnlab.studies import serving_params, training_params
+from trnlab.studies.serving_params import ServingParams, load_serving
 from trnlab.studies.training_params import TrainingParams, load_params
-from trnlab.validation import Prediction, by_source, load_conventions, mape, predict, read_cases
+from trnlab.validation import (
+    Prediction,
+    by_source,
+    load_conventions,
+    mape,
+    predict,
+    read_cases,
+    source_of,
+)
 
-#: fitted parameters: the shared ones, then the vendor efficiencies present in the data
+#: fitted training parameters: the shared ones, then the vendor efficiencies present in the data
 SHARED = ("gemm_half_dim", "layer_overhead", "layer_comm_overlap", "dp_overlap",
           "fp8_gemm_factor", "step_overhead")
+SERVING = ("step_overhead", "mem_eff", "mem_reserve")
 VENDOR_OF_CHIP = {"a100-sxm-80gb": "nvidia", "h100-sxm": "nvidia", "h200": "nvidia",
                   "tpu-v5p": "google", "trn1": "aws", "inf2": "aws"}
+Rows = list[dict[str, str]]
 
 
-def _bounds(params: TrainingParams, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    lo, hi = [], []
-    for name in names:
-        f = params.gemm_eff[name[9:]] if name.startswith("gemm_eff_") else params.fields[name]
-        rng = f.range or (f.value, f.value)
-        lo.append(rng[0])
-        hi.append(rng[1])
-    return np.array(lo, dtype=float), np.array(hi, dtype=float)
+def _field(params: Any, name: str) -> Any:
+    if name.startswith("gemm_eff_"):
+        return params.gemm_eff[name.removeprefix("gemm_eff_")]
+    return params.fields[name]
 
 
-def _value(params: TrainingParams, name: str) -> float:
-    f = params.gemm_eff[name[9:]] if name.startswith("gemm_eff_") else params.fields[name]
-    return f.value
+def _solve(params: Any, names: list[str], residuals: Callable[[Any], np.ndarray]) -> Any:
+    """Bounded least squares over ``names`` of ``params`` (each scaled to [0, 1])."""
+    lo = np.array([(_field(params, n).range or (_field(params, n).value,) * 2)[0] for n in names])
+    hi = np.array([(_field(params, n).range or (_field(params, n).value,) * 2)[1] for n in names])
+    x0 = np.clip([_field(params, n).value for n in names], lo, hi)
+    scale = np.maximum(hi - lo, 1e-12)
+    trial = lambda u: params.replace(**dict(zip(names, lo + u * scale, strict=True)))
+    sol = least_squares(lambda u: residuals(trial(u)), (x0 - lo) / scale, bounds=(0.0, 1.0),
+                        diff_step=1e-3, max_nfev=200)
+    return trial(sol.x)
 
 
-def fit(rows: list[dict[str, str]], params: TrainingParams | None = None
-        ) -> tuple[TrainingParams, list[str]]:
-    """Fit to the training ``rows``; returns the new parameters and the names fitted."""
+def _log_errors(preds: list[Prediction]) -> np.ndarray:
+    return np.array([math.log(p.predicted / p.value) if p.predicted > 0 else 3.0
+                     for p in preds])
+
+
+def _kind(rows: Rows, kind: str) -> Rows:
+    return [r for r in rows if r["kind"] == kind and r["metric"]]
+
+
+def fit(rows: Rows, params: TrainingParams | None = None) -> tuple[TrainingParams, list[str]]:
+    """Fit the training parameters to the training ``rows``; returns them and the names fitted."""
     params = params or load_params()
-    rows = [r for r in rows if r["kind"] == "training" and r["metric"]]
+    rows = _kind(rows, "training")
     vendors = sorted({VENDOR_OF_CHIP.get(r["chip"], "default") for r in rows})
     names = [*SHARED, *(f"gemm_eff_{v}" for v in vendors)]
     if not any(r["precision"] in ("fp8", "mxfp8") for r in rows):
         names.remove("fp8_gemm_factor")
-    lo, hi = _bounds(params, names)
-    x0 = np.clip([_value(params, n) for n in names], lo, hi)
-    scale = np.maximum(hi - lo, 1e-12)
-
-    def residuals(u: np.ndarray) -> np.ndarray:
-        trial = params.replace(**dict(zip(names, lo + u * scale, strict=True)))
-        preds = predict(rows, trial)
-        return np.array([math.log(p.predicted / p.value) if p.predicted > 0 else 3.0
-                         for p in preds])
-
-    sol = least_squares(residuals, (x0 - lo) / scale, bounds=(0.0, 1.0), diff_step=1e-3,
-                        x_scale=1.0, max_nfev=200)
-    fitted = params.replace(**dict(zip(names, lo + sol.x * scale, strict=True)))
-    return _with_default(fitted, vendors), names
+    fitted = _solve(params, names, lambda p: _log_errors(predict(rows, p)))
+    known = [fitted.gemm_eff[v].value for v in vendors if v != "default"]
+    if known:  # a family never calibrated takes the mean of those that are
+        fitted = fitted.replace(gemm_eff_default=float(np.mean(known)))
+    return fitted, names
 
 
-def _with_default(params: TrainingParams, vendors: list[str]) -> TrainingParams:
-    """Set ``default`` efficiency to the mean of the calibrated families."""
-    known = [params.gemm_eff[v].value for v in vendors if v in params.gemm_eff and v != "default"]
-    return params.replace(gemm_eff_default=float(np.mean(known))) if known else params
+def fit_serving(rows: Rows, serving: ServingParams | None = None,
+                params: TrainingParams | None = None) -> tuple[ServingParams, list[str]]:
+    """Fit the serving parameters to the inference ``rows`` (training parameters fixed)."""
+    serving = serving or load_serving()
+    rows = _kind(rows, "inference")
+    names = list(SERVING)
+    return _solve(serving, names, lambda s: _log_errors(predict(rows, params, s))), names
 
 
-def loso(rows: list[dict[str, str]], params: TrainingParams | None = None
-         ) -> list[Prediction]:
-    """Leave-one-source-out predictions of every training case."""
-    params = params or load_params()
+def loso(rows: Rows, kind: str = "training", params: TrainingParams | None = None,
+         serving: ServingParams | None = None) -> list[Prediction]:
+    """Leave-one-source-out predictions of every case of ``kind``."""
     conv = load_conventions()
-    from trnlab.validation import source_of
-
-    train = [r for r in rows if r["kind"] == "training" and r["metric"]]
-    sources = sorted({source_of(r["case_id"], conv) for r in train})
+    cases = _kind(rows, kind)
     out: list[Prediction] = []
-    for src in sources:
-        held = [r for r in train if source_of(r["case_id"], conv) == src]
-        rest = [r for r in train if source_of(r["case_id"], conv) != src]
+    for src in sorted({source_of(r["case_id"], conv) for r in cases}):
+        held = [r for r in cases if source_of(r["case_id"], conv) == src]
+        rest = [r for r in cases if source_of(r["case_id"], conv) != src]
+        if kind == "inference":
+            fitted_s, _ = fit_serving(rest, serving, params)
+            out += predict(held, params, fitted_s)
+            continue
         fitted, _ = fit(rest, params)
-        held_vendors = {VENDOR_OF_CHIP.get(r["chip"], "default") for r in held}
-        rest_vendors = {VENDOR_OF_CHIP.get(r["chip"], "default") for r in rest}
-        for v in held_vendors - rest_vendors:  # an uncalibrated family takes the default
-            fitted = fitted.replace(**{f"gemm_eff_{v}": fitted.gemm_eff["default"].value})
-        out += predict(held, fitted)
+        missing = ({VENDOR_OF_CHIP.get(r["chip"], "default") for r in held}
+                   - {VENDOR_OF_CHIP.get(r["chip"], "default") for r in rest})
+        for vendor in missing:  # an uncalibrated family takes the default
+            fitted = fitted.replace(**{f"gemm_eff_{vendor}": fitted.gemm_eff["default"].value})
+        out += predict(held, fitted, serving)
     return out
 
 
-def write_params(params: TrainingParams, names: list[str], preds: list[Prediction],
+def _summary(names: list[str], preds: list[Prediction],
+             loso_preds: list[Prediction] | None) -> str:
+    lines = ['method = "least squares on log(predicted/measured), bounds = the ranges below '
+             '(scipy least_squares, trf)"',
+             f'fitted = "{", ".join(names)}"',
+             f"cases = {sum(math.isfinite(p.rel_error) for p in preds)}",
+             f'date = "{dt.date.today().isoformat()}"',
+             f"mape = {mape(preds):.4f}"]
+    groups = [("mape_by_source", preds)]
+    if loso_preds is not None:
+        lines.append(f"loso_mape = {mape(loso_preds):.4f}")
+        groups.append(("loso_by_source", loso_preds))
+    for key, group in groups:
+        lines.append(f"{key} = {{ " + ", ".join(
+            f'"{k}" = {v[1]:.4f}' for k, v in by_source(group).items()) + " }")
+    return "[fit]\n" + "\n".join(lines) + "\n\n"
+
+
+def write_params(params: Any, names: list[str], preds: list[Prediction],
                  loso_preds: list[Prediction] | None = None, path: Path | None = None) -> Path:
-    """Write the fitted values (status derived) and the fit summary into training.toml."""
+    """Write fitted values (status ``derived``, source ``FIT-TRAIN``) and the fit summary."""
     path = path or params.path
     text = path.read_text(encoding="utf-8")
-    for name in names:
-        table_key = name.removeprefix("gemm_eff_")
-        f = params.gemm_eff[table_key] if name.startswith("gemm_eff_") else params.fields[name]
-        text = re.sub(rf"(?m)^({re.escape(table_key)} = \{{ value = )[^,]+(,.*?status = \")"
-                      rf"\w+(\", source = \")[^\"]+", rf"\g<1>{f.value:.4g}\g<2>derived\g<3>FIT-TRAIN",
+    keys = {n: n.removeprefix("gemm_eff_") for n in names}
+    if hasattr(params, "gemm_eff"):
+        keys["gemm_eff_default"] = "default"
+    for name, key in keys.items():
+        f = _field(params, name)
+        status, source = ("derived", "FIT-TRAIN") if name in names else (f.status,
+                                                                        "; ".join(f.sources))
+        text = re.sub(rf'(?m)^({re.escape(key)} = \{{ value = )[^,]+(,.*?status = ")\w+'
+                      rf'(", source = ")[^"]+', rf"\g<1>{f.value:.4g}\g<2>{status}\g<3>{source}",
                       text, count=1)
-    default = params.gemm_eff["default"].value
-    text = re.sub(r'(?m)^(default = \{ value = )[^,]+', rf"\g<1>{default:.4g}", text, count=1)
-    summary = [('method = "least squares on log(predicted/measured), bounds = the ranges below '
-               '(scipy least_squares, trf)"'),
-               f'fitted = "{", ".join(names)}"',
-               f'cases = {sum(math.isfinite(p.rel_error) for p in preds)}',
-               f'date = "{dt.date.today().isoformat()}"',
-               f"mape = {mape(preds):.4f}"]
-    if loso_preds is not None:
-        summary.append(f"loso_mape = {mape(loso_preds):.4f}")
-    summary.append("mape_by_source = { " + ", ".join(
-        f'"{k}" = {v[1]:.4f}' for k, v in by_source(preds).items()) + " }")
-    if loso_preds is not None:
-        summary.append("loso_by_source = { " + ", ".join(
-            f'"{k}" = {v[1]:.4f}' for k, v in by_source(loso_preds).items()) + " }")
-    text = re.sub(r"(?ms)^\[fit\]\n.*?(?=^\[param\])", "[fit]\n" + "\n".join(summary) + "\n\n",
+    text = re.sub(r"(?ms)^\[fit\]\n.*?(?=^\[param\])", _summary(names, preds, loso_preds),
                   text, count=1)
     return write_text(path, text)
 
 
-def run(cases: Path, with_loso: bool = True) -> tuple[list[Prediction], list[Prediction] | None]:
-    """Fit on ``cases``, write data/perf/training.toml, return (predictions, LOSO predictions)."""
-    rows = read_cases(cases)
-    params = load_params()
-    fitted, names = fit(rows, params)
-    preds = predict(rows, fitted)
-    loso_preds = loso(rows, params) if with_loso else None
-    write_params(fitted, names, preds, loso_preds)
-    from trnlab.studies import training_params
+def run(cases: Path, with_loso: bool = True) -> dict[str, list[Prediction] | None]:
+    """Fit on ``cases`` and write data/perf/training.toml and serving.toml.
 
+    Returns the predictions and LOSO predictions of both kinds.
+    """
+    rows = read_cases(cases)
+    params, serving = load_params(), load_serving()
+    fitted, names = fit(rows, params)
+    train_preds = predict(_kind(rows, "training"), fitted)
+    train_loso = loso(rows, "training", params, serving) if with_loso else None
+    write_params(fitted, names, train_preds, train_loso)
     training_params._load.cache_clear()
-    return preds, loso_preds
+    fitted = load_params()
+    if not _kind(rows, "inference"):
+        return {"training": train_preds, "training_loso": train_loso}
+    fitted_s, snames = fit_serving(rows, serving, fitted)
+    serve_preds = predict(_kind(rows, "inference"), fitted, fitted_s)
+    serve_loso = loso(rows, "inference", fitted, serving) if with_loso else None
+    write_params(fitted_s, snames, serve_preds, serve_loso)
+    serving_params._load.cache_clear()
+    return {"training": train_preds, "training_loso": train_loso, "inference": serve_preds,
+            "inference_loso": serve_loso}

@@ -164,11 +164,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     from trnlab import calibrate, validation
 
-    preds, loso = calibrate.run(Path(args.cases), with_loso=not args.no_loso)
-    print(f"fitted on {sum(p.rel_error == p.rel_error for p in preds)} cases: "
-          f"MAPE {validation.mape(preds):.1%}"
-          + (f", leave-one-source-out {validation.mape(loso):.1%}" if loso else ""))
-    print("written: data/perf/training.toml")
+    result = calibrate.run(Path(args.cases), with_loso=not args.no_loso)
+    for kind in ("training", "inference"):
+        preds, loso = result.get(kind), result.get(f"{kind}_loso")
+        if preds:
+            print(f"{kind}: fitted on {sum(p.rel_error == p.rel_error for p in preds)} cases, "
+                  f"MAPE {validation.mape(preds):.1%}"
+                  + (f", leave-one-source-out {validation.mape(loso):.1%}" if loso else ""))
+    print("written: data/perf/training.toml, data/perf/serving.toml")
     return 0
 
 

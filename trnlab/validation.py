@@ -26,6 +26,7 @@ from trnlab._paths import data_dir
 from trnlab.errors import CatalogError, TrnlabError, bad_value
 from trnlab.perf.train import RECOMPUTE
 from trnlab.studies.layouts import enumerate_layouts, reason_codes
+from trnlab.studies.serving_params import ServingParams
 from trnlab.studies.training import evaluate
 from trnlab.studies.training_params import TrainingParams, hardware, load_params
 from trnlab.workloads import TransformerSpec, conventions
@@ -200,9 +201,49 @@ def predict_training(row: dict[str, str], conv: dict[str, Any],
     return value, why, layout
 
 
-def predict(rows: Iterable[dict[str, str]], params: TrainingParams | None = None
-            ) -> list[Prediction]:
-    """Predict every row (inference rows get a ``why``)."""
+def predict_inference(row: dict[str, str], conv: dict[str, Any],
+                      serving: ServingParams | None = None) -> tuple[float, str, dict[str, Any]]:
+    """Predicted value of an inference case, why (if empty), and the batch used.
+
+    ``offline`` sources queue every request: the runtime holds as many as fit in memory, up to
+    its ``max_batch``; ``static`` sources run the case's concurrency as one batch.
+    """
+    from trnlab.studies import inference
+
+    spec = _spec(row, conv)
+    n = int(row["n_chips"])
+    system = row["system"] or _default_system(row["chip"])
+    ranks = int(m.group(1)) if (m := re.search(r"ranks_per_chip=(\d+)", row["notes"])) else 1
+    tp = max(1, (_int(row, "tp") or n) // ranks)
+    pp = _int(row, "pp") or 1
+    weights = conv.get("weights") or row["precision"]
+    formats = {"weights": weights, "activations": conv.get("activations") or row["precision"],
+               "kv": conv.get("kv") or "bf16"}
+    inp, out = int(row["input_len"]), int(row["output_len"])
+    if conv.get("mode") == "offline" or row["concurrency"] == "offline":
+        res = inference.offline_throughput(spec, row["chip"], system, tp=tp, pp=pp,
+                                           input_len=inp, output_len=out,
+                                           max_batch=int(conv.get("max_batch", 8192)),
+                                           params=serving, **formats)
+        batch = res["batch"]
+    else:
+        batch = float(row["concurrency"])
+        raw = inference.evaluate(spec, row["chip"], system, tp=tp, pp=pp, batch=batch,
+                                 input_len=inp, output_len=out, params=serving, **formats)
+        res = {k: float(v) for k, v in raw.items()}
+    if not batch or not math.isfinite(res["tpot"]):
+        return math.nan, "the model does not fit in memory by our model", {"batch": batch}
+    value = {"output_tokens_per_s": res["output_tokens_per_s"],
+             "input_tokens_per_s": res["input_tokens_per_s"],
+             "tpot_ms": res["tpot"] * 1e3, "ttft_ms": res["ttft"] * 1e3}.get(row["metric"])
+    if value is None:
+        return math.nan, f"metric {row['metric']} is not predicted for inference", {}
+    return value, "", {"tp": tp, "pp": pp, "batch": batch}
+
+
+def predict(rows: Iterable[dict[str, str]], params: TrainingParams | None = None,
+            serving: ServingParams | None = None) -> list[Prediction]:
+    """Predict every row of a case file (training and inference)."""
     params = params or load_params()
     conv = load_conventions()
     out = []
@@ -213,7 +254,11 @@ def predict(rows: Iterable[dict[str, str]], params: TrainingParams | None = None
         if not row["metric"]:
             p.why = "the case has no normalised metric"
         elif row["kind"] == "inference":
-            p.why = "inference model not built yet"
+            try:
+                p.predicted, p.why, p.layout = predict_inference(row, conv.get(src, {}),
+                                                                 serving)
+            except TrnlabError as err:
+                p.why = f"cannot predict: {err}"
         else:
             try:
                 p.predicted, p.why, p.layout = predict_training(row, conv.get(src, {}), params)

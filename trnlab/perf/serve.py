@@ -1,0 +1,179 @@
+"""LLM serving on one model replica: prefill, decode, KV cache and continuous batching.
+
+Vectorized like :mod:`trnlab.perf.train`: every argument broadcasts. Units are SI.
+
+- **Layout** of a replica: ``tp x pp`` chips; experts are spread over the ``tp`` chips of a
+  stage (by expert parallelism ``ep`` or expert-TP: the bytes per chip are the same, ``ep`` sets
+  the all-to-all); attention-DP ``adp`` splits the tp chips into ``adp`` groups that each run
+  attention with ``tp/adp``-way TP on their own ``B/adp`` sequences (DeepSeek-V3 serving).
+- **Weights** per chip: attention / (tp/adp), other dense weights / tp, routed experts / tp, all
+  / pp; a decode step reads only the experts its tokens hit, ``E (1 - (1 - k/E)^B)``.
+- **KV cache** per token: ``2 L g d b`` (MHA/GQA) or ``L (r_kv + d_rope) b`` (MLA), split over
+  the ``tp/adp`` attention ranks as far as there are KV heads (replicated beyond ``g``; an MLA
+  latent is not split), and over ``pp``.
+- **Decode step** (batch B, mean context c): a roofline where weights and the KV cache stream
+  from HBM and the GEMMs run at an m = B efficiency, plus un-overlapped TP all-reduces
+  (2 per layer), EP all-to-alls (2 per MoE layer) and a fixed per-step runtime cost
+  (scheduling, kernel launches) — the term that sets the floor of time per output token.
+- **Prefill** of T prompt tokens: compute-bound GEMMs at m = T, causal attention, TP traffic.
+- **Continuous batching**: a replica holding B requests spends ``prefill(B x input)`` and
+  ``output`` decode steps per B requests; with pipeline parallelism the B requests are split
+  into pp micro-batches, one per stage (Yu et al., Orca, OSDI'22; Agrawal et al., Sarathi).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from trnlab.perf import comm
+from trnlab.perf._xp import xp_of
+from trnlab.perf.compute import gemm_efficiency
+
+
+@dataclass(frozen=True)
+class ServeShape:
+    """What the serving model needs to know about a transformer (plain numbers)."""
+
+    name: str
+    layers: float
+    moe_layers: float
+    hidden: float
+    heads: float
+    qk_dim: float
+    v_dim: float
+    kv_heads: float  # 0 for MLA
+    kv_latent: float  # MLA: kv_lora_rank + rope dim per layer; 0 otherwise
+    moe_experts: float
+    moe_active: float
+    attn_params: float  # attention weights, all layers
+    dense_params: float  # all non-routed-expert weights (attention, dense MLP, shared, logits)
+    expert_params: float  # one routed expert, all MoE layers
+    flop_params: float  # weights multiplied per token, logits included
+
+    def attention_flops(self, context: Any) -> Any:
+        """Attention score + context FLOPs of one token over ``context`` keys [FLOP]."""
+        return 2.0 * context * self.heads * (self.qk_dim + self.v_dim) * self.layers
+
+
+@dataclass(frozen=True)
+class ServeCalibration:
+    """Serving parameters (fitted values in data/perf/serving.toml)."""
+
+    step_overhead: float  # fixed runtime cost per decode/prefill step [s]
+    mem_eff: float  # achieved fraction of HBM bandwidth when streaming weights and KV [1]
+    mem_reserve: float  # fraction of HBM not usable by weights + KV (runtime, activations) [1]
+
+
+def weight_bytes_per_chip(m: ServeShape, tp: Any, pp: Any, adp: Any, wbytes: Any,
+                          batch: Any = None) -> Any:
+    """Weights a chip holds (``batch=None``) or reads in a decode step of ``batch`` tokens [B]."""
+    experts = m.moe_experts
+    if experts and batch is not None:
+        xp = xp_of(batch, tp)
+        experts = m.moe_experts * (1.0 - xp.pow(1.0 - m.moe_active / m.moe_experts, batch))
+    attn = m.attn_params * adp / tp
+    return (attn + (m.dense_params - m.attn_params) / tp + m.expert_params * experts / tp) \
+        * wbytes / pp
+
+
+def kv_bytes_per_token(m: ServeShape, tp: Any, pp: Any, adp: Any, kvbytes: Any) -> Any:
+    """KV-cache bytes per token on the chips that hold it [B] (per chip of its attention group)."""
+    xp = xp_of(tp, pp, adp)
+    if m.kv_latent:
+        return m.layers * m.kv_latent * kvbytes / pp + 0.0 * tp * adp
+    heads = xp.maximum(m.kv_heads * adp / tp, 1.0)
+    return 2.0 * m.layers * heads * m.qk_dim * kvbytes / pp
+
+
+def max_concurrency(m: ServeShape, hbm_capacity: Any, tp: Any, pp: Any, adp: Any, wbytes: Any,
+                    kvbytes: Any, context: Any, cal: ServeCalibration) -> Any:
+    """Requests of ``context`` tokens whose KV cache fits beside the weights [1] (<= 0: none).
+
+    Each of the ``adp`` attention groups holds the KV cache of its own ``1/adp`` of the requests.
+    """
+    xp = xp_of(hbm_capacity, tp, context)
+    free = hbm_capacity * (1.0 - cal.mem_reserve) - weight_bytes_per_chip(m, tp, pp, adp, wbytes)
+    return xp.floor(adp * free / (kv_bytes_per_token(m, tp, pp, adp, kvbytes) * context))
+
+
+def _tp_traffic(m: ServeShape, tokens: Any, tp: Any, ep: Any, pp: Any, hw: dict[str, Any]
+                ) -> Any:
+    """Un-overlapped TP all-reduces (2 per layer) and EP all-to-alls (2 per MoE layer) [s]."""
+    act = 2.0 * tokens * m.hidden  # bf16 activations
+    n_in = comm.members_in_domain(tp, 1.0, hw["domain"])
+    ar = comm.all_reduce(act, tp, n_in, hw["up_bw"], hw["up_latency"], hw["out_bw"],
+                         hw["out_latency"])
+    ep_in = comm.members_in_domain(ep, tp, hw["domain"])
+    a2a = comm.all_to_all(act / tp * m.moe_active, ep, ep_in, hw["up_bw"], hw["up_latency"],
+                          hw["out_bw"], hw["out_latency"])
+    return (2.0 * m.layers * ar + 2.0 * m.moe_layers * a2a) / pp
+
+
+def decode_step(m: ServeShape, hw: dict[str, Any], tp: Any, pp: Any, ep: Any, adp: Any,
+                batch: Any, context: Any, wbytes: Any, kvbytes: Any, cal: ServeCalibration,
+                half_dim: float) -> Any:
+    """Time of one decode step of one pipeline stage for ``batch`` sequences [s]."""
+    xp = xp_of(batch, context, tp)
+    flops = (2.0 * m.flop_params * batch + m.attention_flops(context) * batch) / (tp * pp)
+    eff = gemm_efficiency(batch, 4096.0, 4096.0, hw["gemm_eff"], half_dim)
+    compute = flops / (hw["peak"] * eff)
+    stream = (weight_bytes_per_chip(m, tp, pp, adp, wbytes, batch)
+              + batch / adp * context * kv_bytes_per_token(m, tp, pp, adp, kvbytes)) / (
+        hw["hbm_bw"] * cal.mem_eff)
+    return xp.maximum(compute, stream) + _tp_traffic(m, batch, tp / adp, ep, pp, hw) \
+        + cal.step_overhead
+
+
+def prefill_time(m: ServeShape, hw: dict[str, Any], tp: Any, pp: Any, ep: Any, adp: Any,
+                 requests: Any, input_len: Any, wbytes: Any, cal: ServeCalibration,
+                 half_dim: float) -> Any:
+    """Prefill of ``requests`` prompts of ``input_len`` tokens through all stages [s]."""
+    xp = xp_of(requests, input_len, tp)
+    tokens = requests * input_len
+    flops = (2.0 * m.flop_params * tokens + m.attention_flops(0.5 * input_len) * tokens) / tp
+    eff = gemm_efficiency(tokens, 4096.0, 4096.0, hw["gemm_eff"], half_dim)
+    weights = weight_bytes_per_chip(m, tp, pp, adp, wbytes) * pp / (hw["hbm_bw"] * cal.mem_eff)
+    return xp.maximum(flops / (hw["peak"] * eff), weights) \
+        + _tp_traffic(m, tokens, tp / adp, ep, 1.0, hw) + cal.step_overhead
+
+
+def serve(m: ServeShape, hw: dict[str, Any], tp: Any, pp: Any, ep: Any, adp: Any, batch: Any,
+          input_len: Any, output_len: Any, wbytes: Any, kvbytes: Any, cal: ServeCalibration,
+          half_dim: float) -> dict[str, Any]:
+    """Steady-state continuous batching of one replica of ``tp x pp`` chips holding ``batch``
+    requests of ``input_len`` prompt and ``output_len`` generated tokens.
+
+    Returns ``ttft`` [s] (prefill of one request's prompt with the batch in flight),
+    ``tpot`` [s], ``output_tokens_per_s`` and ``input_tokens_per_s`` of the replica [1/s],
+    their per-chip values, ``kv_per_token`` and ``weights_per_chip`` [B], ``max_concurrency``
+    [1] and ``fits`` (the batch's KV cache and the weights fit in HBM).
+    """
+    xp = xp_of(tp, batch, input_len, output_len)
+    context = input_len + 0.5 * output_len
+    per_stage = batch / pp
+    stage = decode_step(m, hw, tp, pp, ep, adp, per_stage, context, wbytes, kvbytes, cal,
+                        half_dim)
+    hop = comm.send_recv(2.0 * per_stage * m.hidden, hw["up_bw"], hw["up_latency"])
+    tpot = pp * stage + (pp - 1.0) * hop
+    prefill = prefill_time(m, hw, tp, pp, ep, adp, batch, input_len, wbytes, cal, half_dim)
+    cycle = prefill + output_len * tpot  # one prefill and the decode of `batch` requests
+    chips = tp * pp
+    out_rate = batch * output_len / cycle
+    in_rate = batch * input_len / cycle
+    limit = max_concurrency(m, hw["hbm_capacity"], tp, pp, adp, wbytes, kvbytes,
+                            input_len + output_len, cal)
+    return {
+        "ttft": prefill_time(m, hw, tp, pp, ep, adp, 1.0, input_len, wbytes, cal, half_dim)
+        + tpot,
+        "tpot": tpot,
+        "output_tokens_per_s": out_rate,
+        "input_tokens_per_s": in_rate,
+        "output_tokens_per_s_per_chip": out_rate / chips,
+        "input_tokens_per_s_per_chip": in_rate / chips,
+        "prefill_fraction": prefill / cycle,
+        "kv_per_token": kv_bytes_per_token(m, tp, pp, adp, kvbytes),
+        "weights_per_chip": weight_bytes_per_chip(m, tp, pp, adp, wbytes) + 0.0 * batch,
+        "max_concurrency": limit + 0.0 * batch,
+        "fits": (limit >= batch) & (limit >= 1.0) & xp.isfinite(cycle),
+    }

@@ -1,0 +1,216 @@
+"""Inference study: serving throughput and latency, the SLO frontier, disaggregated pools.
+
+Built on :func:`trnlab.perf.serve.serve`, evaluated over grids of layouts and batch sizes.
+Cost is reported as chip-seconds per million output tokens until the cost model exists.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from trnlab import backend, catalog
+from trnlab.errors import ParameterError, bad_value
+from trnlab.perf import comm
+from trnlab.perf.serve import kv_bytes_per_token, prefill_time, serve
+from trnlab.studies.layouts import divisors
+from trnlab.studies.serving_params import (
+    ServingParams,
+    format_bytes,
+    half_dim,
+    load_serving,
+    serve_shape,
+    serving_hardware,
+)
+from trnlab.studies.training import pareto_front
+from trnlab.workloads import TransformerSpec, model
+
+OUTPUTS = {
+    "ttft": ("s", "time to first token"),
+    "tpot": ("s", "time per output token"),
+    "output_tokens_per_s": ("1/s", "output tokens per second of the replica"),
+    "input_tokens_per_s": ("1/s", "prompt tokens per second of the replica"),
+    "output_tokens_per_s_per_chip": ("1/s", "output tokens per second per chip"),
+    "input_tokens_per_s_per_chip": ("1/s", "prompt tokens per second per chip"),
+    "prefill_fraction": ("1", "fraction of replica time spent in prefill"),
+    "kv_per_token": ("B", "KV-cache bytes per token per chip"),
+    "weights_per_chip": ("B", "weight bytes per chip"),
+    "max_concurrency": ("1", "requests whose KV cache fits beside the weights"),
+}
+
+
+def _spec(m: TransformerSpec | str) -> TransformerSpec:
+    return model(m) if isinstance(m, str) else m
+
+
+def evaluate(spec: TransformerSpec | str, chip: str, system: str, *, tp: Any, pp: Any = 1,
+             ep: Any = 1, adp: Any = 1, batch: Any, input_len: Any, output_len: Any,
+             weights: str = "bf16", activations: str = "bf16", kv: str = "bf16",
+             params: ServingParams | None = None) -> dict[str, np.ndarray]:
+    """Serve ``spec`` on ``chip`` in ``system``; arguments broadcast (NumPy arrays or scalars)."""
+    params = params or load_serving()
+    m = serve_shape(_spec(spec))
+    hw = serving_hardware(chip, system, activations)
+    arr = [backend.asarray(np.asarray(v, dtype=np.float64))
+           for v in (tp, pp, ep, adp, batch, input_len, output_len)]
+    res = serve(m, hw, *arr, format_bytes(weights), format_bytes(kv), params.calibration,
+                half_dim())
+    return {k: np.asarray(backend.to_numpy(v)) for k, v in res.items()}
+
+
+def offline_throughput(spec: TransformerSpec | str, chip: str, system: str, *, tp: int,
+                       pp: int = 1, input_len: int, output_len: int, max_batch: int = 8192,
+                       weights: str = "bf16", activations: str = "bf16", kv: str = "bf16",
+                       params: ServingParams | None = None) -> dict[str, float]:
+    """Max-throughput mode: as many requests in flight as fit (up to ``max_batch``)."""
+    probe = evaluate(spec, chip, system, tp=tp, pp=pp, batch=1, input_len=input_len,
+                     output_len=output_len, weights=weights, activations=activations, kv=kv,
+                     params=params)
+    batch = float(min(max_batch, probe["max_concurrency"]))
+    if batch < 1:
+        return {"batch": 0.0, **{k: float("nan") for k in probe}}
+    res = evaluate(spec, chip, system, tp=tp, pp=pp, batch=batch, input_len=input_len,
+                   output_len=output_len, weights=weights, activations=activations, kv=kv,
+                   params=params)
+    return {"batch": batch, **{k: float(v) for k, v in res.items()}}
+
+
+def frontier(model_id: TransformerSpec | str, system: str, *, input_len: int = 2048,
+             output_len: int = 512, ttft_ms: float | None = None, tpot_ms: float | None = None,
+             chip: str | None = None, weights: str = "bf16", activations: str = "bf16",
+             kv: str = "bf16", batches: Sequence[int] = tuple(2**i for i in range(13)),
+             pps: Sequence[int] = (1, 2, 4), params: ServingParams | None = None
+             ) -> xr.Dataset:
+    """Throughput-vs-latency Pareto set of ``model`` on ``system`` under TTFT/TPOT targets.
+
+    Evaluates every replica layout (tp a divisor of the scale-up domain, pp, attention-DP for
+    MLA models) x batch size; layouts that do not fit (weights + KV above HBM) or miss an SLO are
+    masked with a reason. Returns a Dataset over ``config`` with the layout, the outputs,
+    ``chip_s_per_m_tokens`` (chip-seconds per million output tokens), ``reason`` and
+    ``pareto`` (best output tokens/s per chip for its TPOT).
+    """
+    spec = _spec(model_id)
+    sysrec = catalog.system(system)
+    chip = chip or sysrec.chip
+    tps = np.array([t for t in divisors(sysrec.n_chips) if spec.heads % t == 0 or t > spec.heads])
+    adps = np.array([1, 2, 4, 8] if spec.is_mla else [1])
+    tp, pp, adp, batch = (g.ravel() for g in np.meshgrid(
+        tps, np.asarray(pps), adps, np.asarray(batches, dtype=float), indexing="ij"))
+    keep = (adp <= tp) & (tp % adp == 0) & ((tp * pp) <= sysrec.n_chips * 4)
+    tp, pp, adp, batch = tp[keep], pp[keep], adp[keep], batch[keep]
+    ep = np.where(spec.moe_experts > 0, tp, 1)
+    res = evaluate(spec, chip, system, tp=tp, pp=pp, ep=ep, adp=adp, batch=batch,
+                   input_len=input_len, output_len=output_len, weights=weights,
+                   activations=activations, kv=kv, params=params)
+    reason = np.zeros(tp.size, dtype=np.int8)
+    reason[~res["fits"]] = 1
+    if tpot_ms is not None:
+        reason[(reason == 0) & (res["tpot"] * 1e3 > tpot_ms)] = 2
+    if ttft_ms is not None:
+        reason[(reason == 0) & (res["ttft"] * 1e3 > ttft_ms)] = 3
+    ok = reason == 0
+    speed = np.where(ok, res["output_tokens_per_s_per_chip"], -np.inf)
+    pareto = np.zeros(tp.size, dtype=bool)
+    pareto[ok] = pareto_front(res["tpot"][ok], speed[ok])
+    ds = xr.Dataset(coords={"config": np.arange(tp.size)})
+    for key, values, long_name in (("tp", tp, "tensor-parallel degree"),
+                                   ("pp", pp, "pipeline-parallel degree"),
+                                   ("ep", ep, "expert-parallel degree"),
+                                   ("adp", adp, "attention data-parallel degree"),
+                                   ("batch", batch, "requests in flight per replica")):
+        ds[key] = ("config", values.astype(np.int64), {"units": "1", "long_name": long_name})
+    for key, (units, long_name) in OUTPUTS.items():
+        ds[key] = ("config", res[key], {"units": units, "long_name": long_name})
+    ds["chip_s_per_m_tokens"] = ("config", 1e6 / res["output_tokens_per_s_per_chip"],
+                                 {"units": "s", "long_name": "chip-seconds per million output "
+                                  "tokens (cost model pending)"})
+    ds["fits"] = ("config", res["fits"], {"units": "1", "long_name": "weights + KV fit in HBM"})
+    ds["reason"] = ("config", reason, {"units": "1", "long_name": "0 ok, 1 does not fit, "
+                                       "2 misses TPOT, 3 misses TTFT"})
+    ds["pareto"] = ("config", pareto, {"units": "1", "long_name": "on the throughput-vs-TPOT "
+                                       "Pareto front"})
+    ds.attrs.update({"model": spec.name, "system": system, "chip": chip,
+                     "input_len": input_len, "output_len": output_len,
+                     "ttft_ms": json.dumps(ttft_ms), "tpot_ms": json.dumps(tpot_ms),
+                     "formats": json.dumps({"weights": weights, "activations": activations,
+                                            "kv": kv})})
+    return ds
+
+
+def best(ds: xr.Dataset) -> dict[str, Any]:
+    """The highest-throughput valid row of a :func:`frontier` Dataset, as plain Python."""
+    valid = ds.where(ds["reason"] == 0, drop=True)
+    if not valid.sizes["config"]:
+        return {}
+    i = int(np.argmax(valid["output_tokens_per_s_per_chip"].values))
+    row = valid.isel(config=i)
+    return {k: (int(row[k]) if k in ("tp", "pp", "ep", "adp", "batch") else float(row[k]))
+            for k in ("tp", "pp", "ep", "adp", "batch", "ttft", "tpot",
+                      "output_tokens_per_s_per_chip", "chip_s_per_m_tokens")}
+
+
+def disaggregated(model_id: TransformerSpec | str, prefill_system: str, decode_system: str, *,
+                  input_len: int = 2048, output_len: int = 512, prefill_tp: int = 8,
+                  decode_tp: int = 8, decode_batch: int = 256, weights: str = "bf16",
+                  activations: str = "bf16", kv: str = "bf16",
+                  params: ServingParams | None = None) -> dict[str, float]:
+    """Separate prefill and decode pools (Zhong et al., DistServe, OSDI'24).
+
+    Prefill replicas process one prompt at a time (requests/s = 1 / prefill time); decode
+    replicas hold ``decode_batch`` requests. The KV cache of each prompt moves from prefill to
+    decode over the scale-up network when both pools share a system, else over scale-out, and
+    adds to TTFT. The best pool ratio balances request rates: prefill chips per decode chip =
+    (decode requests/s per chip) / (prefill requests/s per chip).
+    """
+    params = params or load_serving()
+    spec = _spec(model_id)
+    m = serve_shape(spec)
+    pre_sys, dec_sys = catalog.system(prefill_system), catalog.system(decode_system)
+    hw_p = serving_hardware(pre_sys.chip, prefill_system, activations)
+    pre = prefill_time(m, hw_p, float(prefill_tp), 1.0, 1.0, 1.0, 1.0, float(input_len),
+                       format_bytes(weights), params.calibration, half_dim())
+    dec = offline_throughput(spec, dec_sys.chip, decode_system, tp=decode_tp,
+                             input_len=input_len, output_len=output_len,
+                             max_batch=decode_batch, weights=weights, activations=activations,
+                             kv=kv, params=params)
+    kv_total = float(kv_bytes_per_token(m, 1.0, 1.0, 1.0, format_bytes(kv))) * input_len
+    if prefill_system == decode_system:
+        link, alpha = hw_p["up_bw"] * prefill_tp, hw_p["up_latency"]
+    else:
+        link, alpha = hw_p["out_bw"] * prefill_tp, hw_p["out_latency"]
+    transfer = float(comm.send_recv(kv_total, link, alpha))
+    pre_rate = 1.0 / (float(pre) * prefill_tp)  # requests/s per prefill chip
+    dec_rate = dec["output_tokens_per_s_per_chip"] / output_len  # requests/s per decode chip
+    ratio = dec_rate / pre_rate
+    return {"prefill_chips_per_decode_chip": ratio, "kv_transfer_s": transfer,
+            "ttft": float(pre) + transfer + dec["tpot"], "tpot": dec["tpot"],
+            "output_tokens_per_s_per_chip": dec["output_tokens_per_s_per_chip"] / (1 + ratio),
+            "prefill_requests_per_s_per_chip": pre_rate,
+            "decode_requests_per_s_per_chip": dec_rate}
+
+
+def steady_state(model_id: TransformerSpec | str, chip: str, system: str, *, tp: int,
+                 request_rate: Any, input_len: int, output_len: int, weights: str = "bf16",
+                 activations: str = "bf16", kv: str = "bf16", iterations: int = 30,
+                 params: ServingParams | None = None) -> dict[str, np.ndarray]:
+    """Continuous batching at ``request_rate`` [1/s] per replica (array): the batch in flight
+    follows Little's law, ``B = rate x (TTFT + output x TPOT(B))``, solved by fixed-point
+    iteration (vectorized over rates). Returns the batch, TTFT, TPOT, the prefill share of the
+    replica's time and whether the rate is sustainable (fits in memory, B finite)."""
+    if iterations < 1:
+        raise ParameterError(bad_value("steady_state", "iterations", iterations, "must be >= 1"))
+    rate = np.asarray(request_rate, dtype=np.float64)
+    batch = np.ones_like(rate)
+    for _ in range(iterations):  # fixed-point iterations, each vectorized over all rates
+        res = evaluate(model_id, chip, system, tp=tp, batch=batch, input_len=input_len,
+                       output_len=output_len, weights=weights, activations=activations,
+                       kv=kv, params=params)
+        batch = np.maximum(1.0, rate * (res["ttft"] + output_len * res["tpot"]))
+    prefill_share = rate * (res["ttft"] - res["tpot"])
+    return {"batch": batch, "ttft": res["ttft"], "tpot": res["tpot"],
+            "prefill_share": prefill_share,
+            "sustainable": res["fits"] & (prefill_share < 1.0) & (batch < 1e6)}

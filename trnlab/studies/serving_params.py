@@ -1,0 +1,107 @@
+"""Serving-model inputs: the model shape, ``data/perf/serving.toml`` and the hardware dict."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from trnlab import catalog
+from trnlab._paths import data_dir
+from trnlab.catalog.fields import Field, parse_field
+from trnlab.catalog.units import UNITS, dimension
+from trnlab.errors import CatalogError, ParameterError, bad_value
+from trnlab.perf.serve import ServeCalibration, ServeShape
+from trnlab.studies.training_params import PRECISION_BYTES, hardware, load_params
+from trnlab.workloads import TransformerSpec
+
+_FIELDS = ("step_overhead", "mem_eff", "mem_reserve")
+
+
+@dataclass(frozen=True)
+class ServingParams:
+    """``data/perf/serving.toml`` with provenance."""
+
+    fields: dict[str, Field]
+    fit: dict[str, Any]
+    path: Path
+
+    @property
+    def calibration(self) -> ServeCalibration:
+        return ServeCalibration(**{k: self.fields[k].si for k in _FIELDS})
+
+    def replace(self, **values: float) -> ServingParams:
+        fields = dict(self.fields)
+        for key, value in values.items():
+            f = fields[key]
+            fields[key] = Field(f.name, value / UNITS[f.unit][1], f.unit, f.status, f.sources,
+                                f.note, None if f.range is None else (
+                                    min(f.range[0], value), max(f.range[1], value)))
+        return ServingParams(fields, self.fit, self.path)
+
+
+def load_serving(path: Path | None = None) -> ServingParams:
+    return _load(str(path or data_dir() / "perf" / "serving.toml"))
+
+
+@lru_cache(maxsize=8)
+def _load(path_str: str) -> ServingParams:
+    path = Path(path_str)
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise CatalogError(f"{path}: {err}") from err
+    sources = set(catalog.default().sources)
+    fields = {}
+    for key, raw in doc.get("param", {}).items():
+        unit = raw.get("unit", "") if isinstance(raw, dict) else ""
+        fields[key] = parse_field(raw, f"{path.name}: [param]", key,
+                                  dimension(unit) if unit in UNITS else "count", sources)
+    for key in _FIELDS:
+        if key not in fields:
+            raise CatalogError(f"{path.name}: [param]: missing required field '{key}'")
+    return ServingParams(fields, doc.get("fit", {}), path)
+
+
+@lru_cache(maxsize=64)
+def serve_shape(spec: TransformerSpec) -> ServeShape:
+    """The :class:`~trnlab.perf.serve.ServeShape` of ``spec``."""
+    pc = spec.param_counts()
+    experts = spec.moe_layers * spec.expert_params if spec.moe_experts else 0.0
+    latent = (spec.kv_lora_rank + spec.qk_rope_head_dim) if spec.is_mla else 0.0
+    return ServeShape(
+        name=spec.name, layers=spec.layers, moe_layers=spec.moe_layers, hidden=spec.hidden,
+        heads=spec.heads, qk_dim=spec.qk_head_dim, v_dim=spec.v_dim,
+        kv_heads=0.0 if spec.is_mla else spec.kv_heads, kv_latent=latent,
+        moe_experts=spec.moe_experts, moe_active=spec.moe_active,
+        attn_params=spec.layers * spec.attention_params_per_layer,
+        dense_params=pc.total - pc.experts + (0 if spec.lm_head_params else
+                                              spec.vocab * spec.hidden),
+        expert_params=experts, flop_params=spec.flop_params)
+
+
+def serving_hardware(chip: str, system: str, activations: str = "bf16") -> dict[str, Any]:
+    """Chip and networks as the serving model sees them; GEMMs run at the activation format."""
+    if activations not in PRECISION_BYTES:
+        raise ParameterError(bad_value("serving", "activations", activations,
+                                       f"allowed: {', '.join(PRECISION_BYTES)}"))
+    hw = hardware(chip, system, activations)
+    return {"peak": hw.peak_gemm, "gemm_eff": hw.gemm_eff, "hbm_bw": hw.hbm_bw,
+            "hbm_capacity": hw.hbm_capacity, "up_bw": hw.up_bw, "up_latency": hw.up_latency,
+            "domain": hw.domain, "out_bw": hw.out_bw, "out_latency": hw.out_latency}
+
+
+def half_dim() -> float:
+    """The GEMM half-efficiency size shared with training [elements]."""
+    return load_params().fields["gemm_half_dim"].si
+
+
+def format_bytes(fmt: str) -> float:
+    """Bytes per element of a storage format (``int8-weights`` counts as int8)."""
+    fmt = {"int8-weights": "int8"}.get(fmt, fmt)
+    if fmt not in PRECISION_BYTES:
+        raise ParameterError(bad_value("serving", "format", fmt,
+                                       f"allowed: {', '.join(PRECISION_BYTES)}"))
+    return PRECISION_BYTES[fmt]
