@@ -1,5 +1,5 @@
-"""The ``trnlab`` command: ``catalog``, ``claims``, ``report``, ``search``, ``validate``,
-``calibrate``, ``bench``.
+"""The ``trnlab`` command: ``catalog``, ``claims``, ``report``, ``search``, ``serve``,
+``validate``, ``calibrate``, ``bench``.
 
 Bad input prints one line (``trnlab: error: ...``) and exits with status 2.
 """
@@ -142,6 +142,38 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from trnlab.studies import inference
+
+    ds = inference.frontier(args.model, args.system, input_len=args.input,
+                            output_len=args.output, ttft_ms=args.ttft_ms, tpot_ms=args.tpot_ms,
+                            weights=args.weights, activations=args.activations, kv=args.kv)
+    front = ds.where(ds["pareto"], drop=True).sortby("tpot")
+    rows = [{k: (int(front[k][i]) if k in ("tp", "pp", "ep", "adp", "batch")
+                 else float(front[k][i]))
+             for k in ("tp", "pp", "ep", "adp", "batch", "ttft", "tpot",
+                       "output_tokens_per_s_per_chip", "chip_s_per_m_tokens")}
+            for i in range(front.sizes["config"])]
+    best = inference.best(ds)
+    if args.json:
+        _print_json({"model": ds.attrs["model"], "system": args.system, "input": args.input,
+                     "output": args.output, "ttft_ms": args.ttft_ms, "tpot_ms": args.tpot_ms,
+                     "best": best, "frontier": rows})
+        return 0
+    print(f"{ds.attrs['model']} on {args.system} ({ds.attrs['chip']}), input {args.input}, "
+          f"output {args.output}, SLO ttft {args.ttft_ms} ms, tpot {args.tpot_ms} ms")
+    if not rows:
+        print("no layout meets the targets")
+        return 0
+    print(_table([[str(r["tp"]), str(r["pp"]), str(r["adp"]), str(r["batch"]),
+                   f"{r['ttft'] * 1e3:.0f}", f"{r['tpot'] * 1e3:.1f}",
+                   f"{r['output_tokens_per_s_per_chip']:.1f}",
+                   f"{r['chip_s_per_m_tokens']:.0f}"] for r in rows],
+                 ["tp", "pp", "adp", "batch", "ttft ms", "tpot ms", "out tok/s/chip",
+                  "chip-s / M tok"]))
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -225,6 +257,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=10, help="layouts to show")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("serve", help="throughput-vs-latency frontier of serving a model")
+    p.add_argument("--model", required=True, help="model preset id (e.g. llama3-70b)")
+    p.add_argument("--system", required=True, help="system id (e.g. trn3-ultraserver)")
+    p.add_argument("--input", type=int, default=2048, help="prompt tokens per request")
+    p.add_argument("--output", type=int, default=512, help="generated tokens per request")
+    p.add_argument("--ttft-ms", type=float, default=None, help="time-to-first-token target")
+    p.add_argument("--tpot-ms", type=float, default=None, help="time-per-output-token target")
+    p.add_argument("--weights", default="bf16", help="weight format (bf16, fp8, fp4, ...)")
+    p.add_argument("--activations", default="bf16", help="compute format of the GEMMs")
+    p.add_argument("--kv", default="bf16", help="KV-cache format")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("validate", help="predict published measurements (case schema)")
     p.add_argument("cases", help="case file (data/measurements/SCHEMA.md)")

@@ -21,7 +21,10 @@ from trnlab.perf._xp import xp_of
 def members_in_domain(n: Any, stride: Any, domain: Any) -> Any:
     """Members of an ``n``-chip group (rank ``stride`` apart) inside one domain [1]."""
     xp = xp_of(n, stride, domain)
-    return xp.minimum(n, xp.maximum(xp.floor(domain / stride), 1.0))
+    ratio = domain / stride
+    if not hasattr(ratio, "shape"):
+        ratio = xp.asarray(ratio)
+    return xp.minimum(n, xp.maximum(xp.floor(ratio), 1.0))
 
 
 def _ring(nbytes: Any, n: Any, bw: Any, alpha: Any) -> Any:

@@ -70,8 +70,7 @@ def weight_bytes_per_chip(m: ServeShape, tp: Any, pp: Any, adp: Any, wbytes: Any
     """Weights a chip holds (``batch=None``) or reads in a decode step of ``batch`` tokens [B]."""
     experts = m.moe_experts
     if experts and batch is not None:
-        xp = xp_of(batch, tp)
-        experts = m.moe_experts * (1.0 - xp.pow(1.0 - m.moe_active / m.moe_experts, batch))
+        experts = m.moe_experts * (1.0 - (1.0 - m.moe_active / m.moe_experts) ** batch)
     attn = m.attn_params * adp / tp
     return (attn + (m.dense_params - m.attn_params) / tp + m.expert_params * experts / tp) \
         * wbytes / pp

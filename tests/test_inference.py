@@ -1,0 +1,129 @@
+"""The serving model: KV cache, memory limits, decode/prefill physics, frontier, pools."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from trnlab import backend
+from trnlab.cli import main
+from trnlab.perf import serve as core
+from trnlab.studies import inference
+from trnlab.studies.serving_params import (
+    half_dim,
+    load_serving,
+    serve_shape,
+    serving_hardware,
+)
+from trnlab.workloads import model
+
+CAL = load_serving().calibration
+
+
+def test_kv_bytes_per_token_gqa_and_mla():
+    m = serve_shape(model("llama3-70b"))
+    full = 2 * 80 * 8 * 128 * 2
+    assert float(core.kv_bytes_per_token(m, 1.0, 1.0, 1.0, 2.0)) == full
+    assert float(core.kv_bytes_per_token(m, 8.0, 1.0, 1.0, 2.0)) == full / 8
+    assert float(core.kv_bytes_per_token(m, 16.0, 1.0, 1.0, 2.0)) == full / 8  # replicated heads
+    assert float(core.kv_bytes_per_token(m, 8.0, 2.0, 1.0, 1.0)) == full / 8 / 2 / 2
+    ds = serve_shape(model("deepseek-v3"))
+    latent = 61 * (512 + 64) * 2
+    assert float(core.kv_bytes_per_token(ds, 1.0, 1.0, 1.0, 2.0)) == latent
+    assert float(core.kv_bytes_per_token(ds, 8.0, 1.0, 1.0, 2.0)) == latent  # not split by TP
+
+
+def test_weights_that_do_not_fit_are_masked_never_fast():
+    res = inference.evaluate("llama3-405b", "h100-sxm", "dgx-h100", tp=np.array([1, 8, 8]),
+                             batch=8, input_len=1024, output_len=256,
+                             weights=np.array(["fp8"])[0])
+    assert list(res["fits"]) == [False, True, True]  # 405 GB of FP8 weights need 8 x 80 GB
+    bf16 = inference.evaluate("llama3-405b", "h100-sxm", "dgx-h100", tp=8, batch=8,
+                              input_len=1024, output_len=256)
+    assert not bf16["fits"]  # 811 GB of BF16 weights do not fit in 640 GB
+    ds = inference.frontier("llama3-405b", "dgx-h100", input_len=1024, output_len=256)
+    unfit = ds.where(ds["tp"] * ds["pp"] < 8, drop=True)
+    assert (unfit["reason"] == 1).all() and not unfit["pareto"].any()
+
+
+def test_concurrency_falls_with_context_and_trn3_holds_more_than_trn2():
+    m = serve_shape(model("llama3-70b"))
+    ctx = np.array([2048.0, 8192.0, 32768.0])
+    per_chip = {}
+    for chip, system in (("trn2", "trn2-48xl"), ("trn3", "trn3-ultraserver")):
+        hw = serving_hardware(chip, system)
+        limit = core.max_concurrency(m, hw["hbm_capacity"], 8.0, 1.0, 1.0, 2.0, 2.0, ctx, CAL)
+        assert np.all(np.diff(limit) < 0)
+        per_chip[chip] = limit[1]
+    assert per_chip["trn3"] > 1.5 * per_chip["trn2"]  # 1.5x HBM, the weights do not grow
+
+
+def test_decode_physics():
+    m = serve_shape(model("llama3-8b"))
+    hw = serving_hardware("h100-sxm", "dgx-h100", "fp8")
+    batch = np.array([1.0, 8.0, 64.0, 512.0])
+    step = core.decode_step(m, hw, 1.0, 1.0, 1.0, 1.0, batch, 2048.0, 1.0, 1.0, CAL, half_dim())
+    assert np.all(np.diff(step) > 0)
+    assert np.all(np.diff(batch / step) > 0)  # batching raises throughput
+    weights = 8.03e9 * 1.0 / (hw["hbm_bw"] * CAL.mem_eff)
+    assert step[0] == pytest.approx(weights, rel=0.1)  # batch 1 streams the weights
+    longer = core.decode_step(m, hw, 1.0, 1.0, 1.0, 1.0, batch, 8192.0, 1.0, 1.0, CAL,
+                              half_dim())
+    assert np.all(longer > step)
+
+
+def test_backends_agree(xp_name):
+    m = serve_shape(model("mixtral-8x7b"))
+    hw = serving_hardware("trn3", "trn3-ultraserver", "bf16")
+    args = [np.array([1.0, 2.0, 4.0, 8.0]), np.array([1.0, 1.0, 2.0, 1.0]), 1.0, 1.0,
+            np.array([1.0, 16.0, 64.0, 256.0]), 2048.0, 512.0]
+    ref = core.serve(m, hw, *[np.asarray(a, dtype=float) for a in args], 2.0, 2.0, CAL,
+                     half_dim())
+    got = core.serve(m, hw, *[backend.asarray(np.asarray(a, dtype=float)) for a in args], 2.0,
+                     2.0, CAL, half_dim())
+    for key in ("tpot", "ttft", "output_tokens_per_s", "max_concurrency"):
+        np.testing.assert_allclose(backend.to_numpy(got[key]), ref[key], rtol=1e-6)
+
+
+def test_frontier_meets_targets_and_is_pareto():
+    ds = inference.frontier("llama3-70b", "trn3-ultraserver", input_len=2048, output_len=512,
+                            tpot_ms=40, ttft_ms=1500)
+    ok = ds.where(ds["reason"] == 0, drop=True)
+    assert (ok["tpot"] * 1e3 <= 40).all() and (ok["ttft"] * 1e3 <= 1500).all()
+    front = ds.where(ds["pareto"], drop=True).sortby("tpot")
+    assert np.all(np.diff(front["output_tokens_per_s_per_chip"].values) > 0)
+    best = inference.best(ds)
+    assert best["output_tokens_per_s_per_chip"] == pytest.approx(
+        float(ok["output_tokens_per_s_per_chip"].max()))
+    assert best["chip_s_per_m_tokens"] == pytest.approx(1e6 / best["output_tokens_per_s_per_chip"])
+
+
+def test_disaggregated_pools_balance_rates():
+    same = inference.disaggregated("llama3-70b", "trn3-ultraserver", "trn3-ultraserver")
+    cross = inference.disaggregated("llama3-70b", "dgx-h100", "trn3-ultraserver")
+    assert same["prefill_chips_per_decode_chip"] == pytest.approx(
+        same["decode_requests_per_s_per_chip"] / same["prefill_requests_per_s_per_chip"])
+    assert cross["kv_transfer_s"] > same["kv_transfer_s"]  # scale-out is slower than scale-up
+    assert same["ttft"] > same["kv_transfer_s"]
+
+
+def test_steady_state_follows_littles_law():
+    rates = np.array([2.0, 5.0, 20.0, 1e4])
+    st = inference.steady_state("llama3-8b", "h100-sxm", "dgx-h100", tp=1, request_rate=rates,
+                                input_len=1000, output_len=200)
+    assert np.all(np.diff(st["batch"]) > 0)
+    assert st["sustainable"][0] and not st["sustainable"][-1]
+    np.testing.assert_allclose(st["batch"][:2], rates[:2] * (st["ttft"][:2] + 200 *
+                                                              st["tpot"][:2]), rtol=1e-3)
+
+
+def test_cli_serve(capsys):
+    assert main(["serve", "--model", "llama3-8b", "--system", "dgx-h100", "--input", "1024",
+                 "--output", "256", "--tpot-ms", "30", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["best"]["tpot"] * 1e3 <= 30
+    assert {"tp", "batch", "ttft", "tpot", "chip_s_per_m_tokens"} <= set(out["frontier"][0])
+    assert main(["serve", "--model", "llama3-8b", "--system", "dgx-h100", "--kv", "fp9"]) == 2
+    assert "fp9" in capsys.readouterr().err
