@@ -41,13 +41,34 @@ def test_ratios_recomputed_from_catalog():
     assert ROWS["server-bandwidth"].verdict == "holds"
 
 
-def test_power_claims_are_inconsistent_together():
-    r = ROWS["less-power"]
-    assert r.verdict == "inconsistent"
-    # 4.4x compute at 4x perf/W is more power, not 40% less
-    assert r.value > 1.0
-    assert ROWS["energy-efficiency"].verdict == "not-checkable"
-    assert ROWS["cost"].verdict == "not-checkable"
+def test_energy_power_and_cost_claims_get_verdicts_with_assumptions_and_ranges():
+    for cid in ("energy-efficiency", "less-power", "cost"):
+        r = ROWS[cid]
+        assert r.verdict != "not-checkable"
+        assert r.low <= r.value <= r.high
+        assert "projected" in r.reason or "assumes" in r.reason
+    assert ROWS["less-power"].verdict in ("inconsistent", "partly")
+    assert "llama3-405b" in ROWS["energy-efficiency"].reason
+
+
+def test_energy_efficiency_follows_the_power_assumption():
+    base = {r.id: r for r in claims.ledger(claims.Assumptions(n_samples=400))}
+    low_power = {r.id: r for r in claims.ledger(claims.Assumptions(
+        n_samples=400, chip_power_w=(300.0, 350.0, 400.0)))}
+    # a Trn3 chip drawing a third of the power is about 3x more efficient
+    ratio = low_power["energy-efficiency"].value / base["energy-efficiency"].value
+    assert 2.0 < ratio < 4.0
+
+
+def test_cost_break_even_is_half_the_gpu_cost_per_token():
+    from trnlab.studies import cost, workload
+
+    r = ROWS["cost"]
+    h100 = workload.training_point("llama3-405b", "dgx-h100", 16384, "fp8")
+    trn3 = workload.training_point("llama3-405b", "trn3-ultraserver", 16384, "fp8")
+    expected = 0.5 * cost.cloud_price("dgx-h100") * trn3["tokens_per_s_per_chip"] \
+        / h100["tokens_per_s_per_chip"]
+    assert f"dgx-h100: ${expected:.2f}" in r.computed
 
 
 def test_cluster_power_scales_with_assumptions():

@@ -186,5 +186,6 @@ def test_uncalibrated_vendor_takes_the_default():
 
 def test_default_global_batch_admits_odd_chip_counts():
     assert training.default_global_batch(16384, 8192) == 2048
-    assert training.default_global_batch(1152, 8192) % 9 == 0
-    assert training.default_global_batch(1_000_000, 8192) % 15625 == 0
+    assert training.default_global_batch(1152, 8192) == 9 * 256
+    assert training.default_global_batch(3 * 2**12, 8192) == 3 * 512
+    assert training.default_global_batch(1_000_000, 8192) == 15625

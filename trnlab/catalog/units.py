@@ -35,6 +35,7 @@ UNITS: dict[str, tuple[str, float]] = {
     "USD": ("money", 1.0),
     "USD/h": ("price_rate", 1.0 / 3600.0),
     "USD/kWh": ("energy_price", 1.0 / 3.6e6),
+    "USD/W": ("power_price", 1.0),
     "1": ("count", 1.0),
 }
 
@@ -48,6 +49,7 @@ SI_UNIT: dict[str, str] = {
     "money": "USD",
     "price_rate": "USD/s",
     "energy_price": "USD/J",
+    "power_price": "USD/W",
     "count": "1",
 }
 

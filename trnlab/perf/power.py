@@ -48,3 +48,33 @@ def units_needed(n_chips: Any, chips_per_unit: Any) -> Any:
     """Whole units (servers, UltraServers) needed to hold ``n_chips`` chips [1]: ceil(n / k)."""
     xp = xp_of(n_chips, chips_per_unit)
     return xp.ceil(xp.asarray(n_chips) / xp.asarray(chips_per_unit))
+
+
+def chip_power(tdp: Any, idle_fraction: Any, compute_activity: Any, memory_activity: Any,
+               memory_weight: Any) -> Any:
+    """Average chip power under a workload [W].
+
+    ``P = TDP * (idle + (1 - idle) * min(1, a_c + w_m * a_m))``: a static floor plus dynamic
+    power that scales with the share of time the tensor units are busy (``a_c``) and the share
+    bound by HBM traffic (``a_m``, weighted by ``w_m`` < 1: streaming memory costs less than
+    full tensor activity). Reaches TDP when the tensor units never idle.
+
+    Parameters
+    ----------
+    tdp : array_like
+        Thermal design power of the chip [W].
+    idle_fraction : array_like
+        Power at no load / TDP [1].
+    compute_activity, memory_activity : array_like
+        Time shares of tensor-bound and HBM-bound work [1].
+    memory_weight : array_like
+        Dynamic power of HBM-bound work relative to tensor-bound work [1].
+    """
+    xp = xp_of(tdp, compute_activity, memory_activity)
+    activity = xp.minimum(compute_activity + memory_weight * memory_activity, 1.0)
+    return tdp * (idle_fraction + (1.0 - idle_fraction) * activity)
+
+
+def energy(power_w: Any, seconds: Any) -> Any:
+    """Energy [J] of ``power_w`` [W] drawn for ``seconds`` [s]."""
+    return power_w * seconds

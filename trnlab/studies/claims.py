@@ -27,6 +27,9 @@ from trnlab.catalog.fields import Field, parse_field
 from trnlab.catalog.units import dimension
 from trnlab.errors import CatalogError, bad_value
 from trnlab.perf import power
+from trnlab.studies import cost as cost_study
+from trnlab.studies import energy
+from trnlab.studies.workload import training_point
 
 VERDICTS = ("holds", "partly", "inconsistent", "not-checkable")
 AGREEMENT = 0.05  # relative difference within which a published number "holds"
@@ -86,12 +89,18 @@ class Finding:
 
 @dataclass(frozen=True)
 class Assumptions:
-    """Inputs that are not facts: cluster size, and power ranges (default: the catalog's)."""
+    """Inputs that are not facts: cluster size, power ranges (default: the catalog's), and the
+    reference workload of the energy and cost claims."""
 
     cluster_chips: int = 1_000_000
-    chip_power_w: tuple[float, float, float] | None = None  # low, central, high [W]
+    chip_power_w: tuple[float, float, float] | None = None  # Trn3: low, central, high [W]
     system_overhead: tuple[float, float, float] | None = None  # [1]
     pue: tuple[float, float, float] | None = None  # [1]
+    model: str = "llama3-405b"  # reference training workload
+    n_chips: int = 16384
+    precision: str = "fp8"  # FP8-class: the format of the compute claims
+    n_samples: int = 2000  # Monte-Carlo samples of the ranged power and price inputs
+    seed: int = 0
 
 
 def _sig(x: float, digits: int = 3) -> float:
@@ -265,55 +274,96 @@ def _cluster_size(c: _Ctx, pub: Field) -> Finding:
             "the scale of the largest AI campuses announced to date", gw[1], gw[0], gw[2], "GW")
 
 
-def _perf_per_watt(c: _Ctx) -> np.ndarray:
-    """Trn3 / Trn2 peak FP8-class FLOP/s per chip watt as [low, central, high]."""
-    t3, t2 = c.cat.chip(TRN3), c.cat.chip(TRN2)
-    p3 = c.range3(c.assume.chip_power_w, t3.fields["tdp"])
-    p2 = c.range3(None, t2.fields["tdp"])
-    ratio = t3.peak("fp8") / t2.peak("fp8")
-    return np.array([ratio * p2[0] / p3[2], ratio * p2[1] / p3[1], ratio * p2[2] / p3[0]])
+def _trainium_energy(c: _Ctx) -> dict[str, np.ndarray]:
+    """Trn3 vs Trn2 UltraServer on the reference training workload, per power sample.
+
+    Chip power follows the workload's tensor activity (:func:`trnlab.perf.power.chip_power`)
+    with sampled TDPs, idle share, system overhead and PUE (common to both: they cancel in the
+    ratios). Returns (sample,) arrays of Trn3 / Trn2 ratios.
+    """
+    a = c.assume
+    systems = [TRN2_SERVER, TRN3_SERVER]
+    pts = [training_point(a.model, s, a.n_chips, a.precision) for s in systems]
+    tps = np.array([[p["tokens_per_s_per_chip"]] for p in pts])
+    act = np.array([[p["compute_share"]] for p in pts])
+    x = energy.inputs(systems, a.n_samples, a.seed)
+    if a.chip_power_w is not None:
+        low, mode, high = a.chip_power_w
+        x["tdp"][1] = np.full(a.n_samples, mode) if low == high else \
+            np.random.default_rng(a.seed + 7).triangular(low, mode, high, a.n_samples)
+    chip = power.chip_power(x["tdp"], x["idle"], act, 0.0, x["memory_weight"])
+    it = chip * (1.0 + x["overhead"])
+    n3, n2 = c.cat.system(TRN3_SERVER).n_chips, c.cat.system(TRN2_SERVER).n_chips
+    return {"efficiency": (tps[1] / it[1]) / (tps[0] / it[0]), "chip_power": chip[1] / chip[0],
+            "server_power": chip[1] * n3 / (chip[0] * n2),
+            "throughput": np.full(a.n_samples, tps[1, 0] / tps[0, 0]),
+            "trn3_w": chip[1], "trn2_w": chip[0]}
+
+
+def _pct(x: np.ndarray) -> np.ndarray:
+    return np.percentile(x, (5, 50, 95))
 
 
 def _energy_efficiency(c: _Ctx, pub: Field) -> Finding:
-    eff = _perf_per_watt(c)
-    t2w = c.cat.chip(TRN2).tdp
-    need = c.cat.chip(TRN3).peak("fp8") / c.cat.chip(TRN2).peak("fp8") * t2w / pub.si
-    return Finding(f"peak FP8 FLOP/s per chip watt {eff[0]:.2f}-{eff[2]:.2f}x (central {eff[1]:.2f}x) "
-            "at projected TDPs", "not-checkable",
-            "no Trainium power is published and the workload power model does not exist yet "
-            f"(power/energy issue); at the catalog's projected TDPs peak perf/W is only "
-            f"{eff[0]:.1f}-{eff[2]:.1f}x Trn2, and 4x would need a Trn3 chip at {need:.0f} W "
-            f"if Trn2 draws {t2w:.0f} W", eff[1], eff[0], eff[2])
+    e = _trainium_energy(c)
+    eff, w3, w2 = _pct(e["efficiency"]), _pct(e["trn3_w"]), _pct(e["trn2_w"])
+    verdict = "inconsistent" if pub.si > eff[2] else "holds" if pub.si < eff[0] else "partly"
+    a = c.assume
+    return Finding(
+        f"training tokens per joule (IT power), Trn3 / Trn2 UltraServer: {eff[1]:.2f}x "
+        f"(p5-p95 {eff[0]:.2f}-{eff[2]:.2f}x)", verdict,
+        f"{a.model} on {a.n_chips:,} chips at {a.precision}: the training model gives Trn3 "
+        f"{e['throughput'][0]:.2f}x Trn2's tokens/s per chip while drawing {w3[1]:.0f} W "
+        f"(p5-p95 {w3[0]:.0f}-{w3[2]:.0f}) vs {w2[1]:.0f} W ({w2[0]:.0f}-{w2[2]:.0f}) per chip at "
+        "the projected TDP ranges (no Trainium power is published); 4x would need Trn3 to draw "
+        f"{e['throughput'][0] * w2[1] / pub.si:.0f} W at Trn2's {w2[1]:.0f} W", eff[1], eff[0],
+        eff[2])
 
 
 def _less_power(c: _Ctx, pub: Field) -> Finding:
+    e = _trainium_energy(c)
+    chip, server = _pct(e["chip_power"]), _pct(e["server_power"])
+    per_token = _pct(1.0 / e["efficiency"])
     comp_server, comp_chip, _ = _system_ratio(c, lambda ch: ch.peak("fp8"))
     eff_claim = next(cl for cl in load_claims() if cl.check == "energy_efficiency").published.si
-    implied = power.implied_power_ratio(np.array([comp_chip, comp_server]), eff_claim)
-    needed_compute = pub.si * eff_claim
-    t3, t2 = c.cat.chip(TRN3), c.cat.chip(TRN2)
-    chip_ratio = (t3.tdp_range[0] / t2.tdp_range[1], t3.tdp / t2.tdp,
-                  t3.tdp_range[1] / t2.tdp_range[0])
-    return Finding(f"4.4x compute at 4x perf/W means {implied[1]:.2f}x the power per server "
-            f"({implied[1] - 1:+.0%}); per chip {implied[0]:.2f}x", "inconsistent",
-            f"with 4x efficiency, 40% less power means only {needed_compute:.1f}x compute, but "
-            f"the catalog gives {comp_server:.2f}x per server and {comp_chip:.2f}x per chip, so "
-            "the three claims cannot hold on one basis; at projected TDPs a Trn3 chip draws "
-            f"{chip_ratio[0]:.1f}-{chip_ratio[2]:.1f}x a Trn2 chip, not 0.6x",
-            float(implied[1]), float(implied[0]), float(implied[1]))
+    implied = float(power.implied_power_ratio(comp_server, eff_claim))
+    holds_per_token = per_token[0] <= pub.si <= per_token[2]
+    return Finding(
+        f"power per chip {chip[1]:.2f}x Trn2 ({chip[0]:.2f}-{chip[2]:.2f}), per UltraServer "
+        f"{server[1]:.2f}x ({server[0]:.2f}-{server[2]:.2f}); energy per trained token "
+        f"{per_token[1]:.2f}x ({per_token[0]:.2f}-{per_token[2]:.2f})",
+        "partly" if holds_per_token else "inconsistent",
+        "a Trn3 chip and UltraServer draw more power than Trn2's at any projected TDP, so '40% "
+        "less power' cannot mean power; "
+        + ("it holds as energy per unit of work at the upper part of the power range"
+           if holds_per_token else "even as energy per trained token the range misses 0.6x")
+        + f"; with 4x efficiency and 4.36x compute the power would be {implied:.2f}x, so the "
+        f"three claims cannot all hold on one basis (compute per chip {comp_chip:.2f}x)",
+        per_token[1], per_token[0], per_token[2])
 
 
 def _cost(c: _Ctx, pub: Field) -> Finding:
-    latest: dict[tuple[str, str], Any] = {}
-    for p in sorted(c.cat.prices.values(), key=lambda p: p.date):  # newest read wins
-        if p.kind in ("on_demand", "capacity_block"):
-            latest[(p.instance, p.kind)] = p
-    per_chip = {f"{inst}{'' if kind == 'on_demand' else ' (capacity block)'}":
-                p.usd_per_chip_hour for (inst, kind), p in latest.items()}
-    context = ", ".join(f"{k} ${v:.2f}" for k, v in sorted(per_chip.items(), key=lambda kv: kv[1]))
-    return Finding(f"list USD per chip-hour: {context}; Trn3: no public price", "not-checkable",
-            "needs the training and serving performance models (MFU and tokens/s per chip) and a "
-            "Trn3 price; AWS sells Trn3 only as UltraServer capacity with no published rate")
+    a = c.assume
+    gpus = ("dgx-h100", "dgx-h200", "dgx-b200", "gb200-nvl72")
+    ds = cost_study.study(a.model, (*gpus, TRN3_SERVER), n_chips=a.n_chips,
+                          precision=a.precision, target_ratio=pub.si, n_samples=a.n_samples,
+                          seed=a.seed)
+    cloud = ds["break_even_training_cloud"].sel(system=list(gpus)).values
+    tco = ds["break_even_training_tco"].sel(system=list(gpus)).values
+    serve = ds["break_even_serving_cloud"].sel(system=list(gpus)).values
+    parts = [f"{g}: ${p:.2f}" + (f" (serving ${q:.2f})" if np.isfinite(q) else "")
+             for g, p, q in zip(gpus, cloud, serve, strict=True) if np.isfinite(p)]
+    trn2_cb = cost_study.cloud_price("trn2-48xl", "capacity_block")
+    finite = [v for v in (*cloud, *serve) if np.isfinite(v)]
+    lo, hi = (min(finite), max(finite)) if finite else (math.nan, math.nan)
+    return Finding(
+        "break-even Trn3 price per chip-hour for half the cost per trained token vs on-demand "
+        + "; ".join(parts) + f"; vs GB200 at TCO ${tco[-1]:.2f}", "partly",
+        f"holds only if AWS prices Trn3 below ${lo:.2f}-{hi:.2f} per chip-hour (no Trn3 price is "
+        f"published; Trn2 capacity blocks sell at ${trn2_cb:.2f}); assumes {a.model} training "
+        f"on {a.n_chips:,} chips at {a.precision} with the MFU the model predicts for each "
+        "system, GPUs at their newest on-demand list price, and no discounts on either side",
+        float(np.nanmedian(cloud)), lo, hi, "USD/chip-h")
 
 
 CHECKS: dict[str, Callable[[_Ctx, Field], Finding]] = {

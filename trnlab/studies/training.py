@@ -7,6 +7,7 @@ in chunks of bounded size; chunks can run on a dask.distributed cluster (``clien
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -169,13 +170,16 @@ def search(model_id: TransformerSpec | str, system: str, n_chips: int, *,
 def default_global_batch(n_chips: int, seq_len: int, tokens: float = 16 * 2**20) -> int:
     """Sequences per step near ``tokens`` per step (16M, Llama 3 405B's batch) [1].
 
-    Rounded to a multiple of the odd part of ``n_chips``, so that a data-parallel degree with
-    the chip count's odd factors (1152 = 2^7 x 9 chips) can divide it.
+    ``odd x 2^k`` with ``odd`` the odd part of ``n_chips`` and ``k`` chosen to come nearest
+    (in ratio) to ``tokens / seq_len``: a data-parallel degree made of the chip count's odd
+    factors and a power of two can then divide it (1152 = 2^7 x 9 chips -> 2304 sequences).
     """
     odd = n_chips
     while odd % 2 == 0:
         odd //= 2
-    return max(1, round(tokens / seq_len / odd)) * odd
+    target = max(tokens / seq_len / odd, 1.0)
+    k = max(0, round(math.log2(target)))
+    return odd * 2**k
 
 
 def divisors_or_one(spec: TransformerSpec) -> list[int]:
