@@ -54,5 +54,6 @@ def break_even_price(target_cost_per_token: Any, tokens_per_s_per_chip: Any) -> 
 
 
 def cost_per_pflop_hour(price_per_chip_second: Any, delivered_flops_per_chip: Any) -> Any:
-    """USD per PFLOP-hour *delivered* (at the achieved, not the peak, FLOP/s) [USD]."""
-    return price_per_chip_second * 3600.0 / (delivered_flops_per_chip * 3600.0 / 1e15)
+    """USD per PFLOP/s-hour *delivered* (1 PFLOP/s sustained for an hour, at the achieved,
+    not the peak, FLOP/s) [USD]."""
+    return price_per_chip_second * 3600.0 / (delivered_flops_per_chip / 1e15)

@@ -140,3 +140,34 @@ def study(model: str = "llama3-405b", systems: Sequence[str] = DEFAULT_SYSTEMS,
                      "precision": precision, "n_samples": n_samples, "seed": seed,
                      "cluster_system": systems[ref]})
     return ds
+
+
+def energy_per_token_bands(chip: str, tokens_per_s_per_chip: np.ndarray,
+                           compute_share: np.ndarray, n_samples: int = 100_000, seed: int = 0,
+                           chunk: int = 2_000_000) -> np.ndarray:
+    """p5/p50/p95 of facility energy per token [J] for each of many configurations.
+
+    The ``sample`` axis (sampled TDP, idle share, overhead, PUE, memory weight) and the
+    configuration axis are evaluated together, in chunks of about ``chunk`` cells. Returns an
+    array (3, n_configs).
+    """
+    econ = load_economics()
+    rng = np.random.default_rng(seed)
+    rec, fac = catalog.chip(chip), catalog.facility()
+    x = {"tdp": draw(rec.fields["tdp"], n_samples, rng),
+         "idle": draw(econ.power["idle_fraction"], n_samples, rng),
+         "memory_weight": draw(econ.power["memory_weight"], n_samples, rng),
+         "overhead": draw(fac.fields["system_overhead"], n_samples, rng),
+         "pue": draw(fac.fields["pue"], n_samples, rng)}
+    tps = np.asarray(tokens_per_s_per_chip, dtype=float)
+    act = np.asarray(compute_share, dtype=float)
+    step = max(1, chunk // max(n_samples, 1))
+    out = np.empty((len(PERCENTILES), tps.size))
+    for lo in range(0, tps.size, step):  # chunks of configurations, samples vectorized
+        sl = slice(lo, lo + step)
+        p = power.chip_power(x["tdp"][:, None], x["idle"][:, None], act[None, sl], 0.0,
+                             x["memory_weight"][:, None])
+        per_token = power.facility_power(p * (1.0 + x["overhead"][:, None]),
+                                         x["pue"][:, None]) / tps[None, sl]
+        out[:, sl] = np.percentile(per_token, PERCENTILES, axis=0)
+    return out

@@ -1,0 +1,100 @@
+"""Power, energy and cost models, their Monte-Carlo bands, and the data behind them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trnlab import catalog
+from trnlab.perf import cost, power
+from trnlab.studies import cost as cost_study
+from trnlab.studies import economics, energy
+
+ECON = economics.load_economics()
+
+
+def test_chip_power_bounds_and_monotonicity():
+    act = np.linspace(0, 1, 11)
+    p = power.chip_power(1000.0, 0.2, act, 0.0, 0.6)
+    assert p[0] == pytest.approx(200.0) and p[-1] == pytest.approx(1000.0)
+    assert np.all(np.diff(p) > 0)
+    assert power.chip_power(1000.0, 0.2, 0.9, 0.9, 0.6) == pytest.approx(1000.0)  # capped
+    assert power.chip_power(1000.0, 0.2, 0.0, 1.0, 0.6) == pytest.approx(200 + 800 * 0.6)
+
+
+def test_tco_formula():
+    year = cost.YEAR
+    got = cost.tco_per_chip_second(20000.0, 0.15, 4.0, 1500.0, 12.0, 15.0, 0.08 / 3.6e6)
+    expected = 20000 * 1.15 / (4 * year) + 1500 * 12 / (15 * year) + 1500 * 0.08 / 3.6e6
+    assert got == pytest.approx(expected)
+    assert cost.break_even_price(cost.cost_per_token(2.0, 100.0), 300.0) == pytest.approx(6.0)
+    assert cost.cost_per_pflop_hour(1.0 / 3600, 1e15) == pytest.approx(1.0)  # $1/h at 1 PF/s
+    assert cost.cost_per_pflop_hour(1.0 / 3600, 5e14) == pytest.approx(2.0)
+
+
+def test_monte_carlo_median_matches_the_deterministic_path_at_median_inputs():
+    rng = np.random.default_rng(3)
+    tdp = economics.draw(catalog.chip("trn3").fields["tdp"], 200_001, rng)
+    samples = power.chip_power(tdp, 0.2, 0.8, 0.0, 0.6)  # monotone in the one uncertain input
+    assert np.median(samples) == pytest.approx(float(power.chip_power(np.median(tdp), 0.2, 0.8,
+                                                                      0.0, 0.6)))
+    ds = energy.study(systems=("dgx-h100", "trn3-ultraserver"), n_samples=500)
+    h100 = ds["chip_power_training"].sel(system="dgx-h100").values
+    trn3 = ds["chip_power_training"].sel(system="trn3-ultraserver").values
+    assert h100[0] <= float(ds["chip_power_training_central"].sel(system="dgx-h100")) <= h100[2]
+    # the announced H100 TDP leaves only the idle-share band; the projected Trn3 TDP widens it
+    assert (trn3[2] - trn3[0]) / trn3[1] > 2 * (h100[2] - h100[0]) / h100[1]
+
+
+def test_draws_stay_in_range_and_mode_is_the_value():
+    f = catalog.chip("trn3").fields["tdp"]
+    x = economics.draw(f, 50_000, np.random.default_rng(0))
+    assert x.min() >= f.low and x.max() <= f.high
+    hist, edges = np.histogram(x, bins=40)
+    assert edges[np.argmax(hist)] == pytest.approx(f.si, abs=(f.high - f.low) / 20)
+    assert np.all(economics.draw(catalog.chip("h100-sxm").fields["tdp"], 5,
+                                 np.random.default_rng(0)) == 700.0)
+
+
+def test_energy_study_accounts():
+    ds = energy.study(systems=("dgx-h100", "trn2-ultraserver", "trn3-ultraserver"),
+                      n_samples=300)
+    for name, var in ds.data_vars.items():
+        assert "units" in var.attrs and "long_name" in var.attrs, name
+    h = ds.sel(system="dgx-h100")
+    run = float(h["training_run_energy_central"])
+    per_token = float(h["energy_per_token_training_central"])
+    assert run == pytest.approx(per_token * 15e12)
+    cl = ds["cluster_power_central"].values
+    np.testing.assert_allclose(cl / ds["cluster_chips"].values, cl[0] / 144, rtol=1e-9)
+
+
+def test_cost_study_break_even_and_units():
+    ds = cost_study.study(n_samples=300)
+    for name, var in ds.data_vars.items():
+        assert "units" in var.attrs and "long_name" in var.attrs, name
+    h100, trn3 = ds.sel(system="dgx-h100"), ds.sel(system="trn3-ultraserver")
+    be = float(h100["break_even_training_cloud"])
+    trn3_cost = be / 3600 / float(trn3["tokens_per_s_per_chip"])
+    h100_cost = float(h100["cloud_price_per_chip_hour"]) / 3600 / float(h100[
+        "tokens_per_s_per_chip"])
+    assert trn3_cost == pytest.approx(0.5 * h100_cost)
+    ratio = ds["cost_ratio"].sel(system="dgx-h100")
+    assert np.all(np.diff(ratio.values, axis=0) > 0)  # dearer Trn3 -> higher cost ratio
+    assert np.all(np.diff(ratio.values, axis=1) < 0)  # higher MFU -> lower cost ratio
+
+
+def test_energy_bands_for_many_configs():
+    tps = np.linspace(100, 1000, 1000)
+    bands = energy.energy_per_token_bands("trn3", tps, np.full(1000, 0.8), n_samples=2000)
+    assert bands.shape == (3, 1000)
+    assert np.all(bands[0] < bands[1]) and np.all(bands[1] < bands[2])
+    np.testing.assert_allclose(bands[1] * tps, bands[1, 0] * tps[0], rtol=1e-9)
+
+
+@pytest.mark.parametrize("field", [*ECON.power.values(), *ECON.capex.values(),
+                                   *ECON.economics.values()], ids=lambda f: f.name)
+def test_every_power_and_price_figure_is_sourced(field):
+    assert field.sources and all(s in catalog.default().sources for s in field.sources)
+    if field.status == "projected":
+        assert field.range and field.note
