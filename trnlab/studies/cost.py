@@ -7,14 +7,16 @@ sampled as in :mod:`trnlab.studies.energy`; outputs carry p5 / p50 / p95 and cen
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import xarray as xr
 
 from trnlab import catalog
 from trnlab.perf import cost, power
-from trnlab.studies.economics import PERCENTILES, central, draw, load_economics
+from trnlab.studies.economics import PERCENTILES, central, draw, load_economics, override
 from trnlab.studies.energy import inputs
 from trnlab.studies.workload import serving_point, training_point
 
@@ -31,19 +33,19 @@ def cloud_price(system: str, kind: str = "on_demand") -> float:
 
 
 def tco_per_chip_hour(systems: Sequence[str], chip_power_w: np.ndarray, n_samples: int,
-                      seed: int = 0) -> np.ndarray:
+                      seed: int = 0, overrides: Mapping[str, Any] | None = None) -> np.ndarray:
     """TCO per chip-hour [USD/h] as (system, sample) (``n_samples=0``: central inputs).
 
     ``chip_power_w`` is (system, sample) average chip power; the facility share of each chip is
     that x (1 + system overhead) x PUE.
     """
-    econ = load_economics()
+    econ, over = load_economics(), dict(overrides or {})
     rng = np.random.default_rng(seed + 1)
     pick = (lambda f: draw(f, n_samples, rng)) if n_samples else central
-    x = inputs(systems, n_samples, seed)
+    x = inputs(systems, n_samples, seed, over)
     fac_w = power.facility_power(chip_power_w * (1.0 + x["overhead"]), x["pue"])
     capex = np.stack([pick(econ.system_capex(s)) / catalog.system(s).n_chips for s in systems])
-    e = {k: pick(econ.economics[k]) for k in econ.economics}
+    e = {k: pick(override(f, over.get(k))) for k, f in econ.economics.items()}
     return cost.tco_per_chip_second(capex, e["network_capex_fraction"], e["life_years"], fac_w,
                                     e["facility_capex_per_watt"], e["facility_life_years"],
                                     e["energy_price"]) * HOUR
@@ -56,12 +58,16 @@ def study(model: str = "llama3-405b", systems: Sequence[str] = (*GPU_SYSTEMS, "t
           tpot_ms: float = 50.0, ttft_ms: float = 2000.0, target_ratio: float = 0.5,
           trn3_prices: Sequence[float] = tuple(np.round(np.arange(1.0, 12.01, 0.5), 2)),
           mfu_values: Sequence[float] = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6),
-          n_samples: int = 2000, seed: int = 0) -> xr.Dataset:
+          trn3_price: float | None = None, n_samples: int = 2000, seed: int = 0,
+          overrides: Mapping[str, Any] | None = None) -> xr.Dataset:
     """Cost per trained model and per million tokens, and what a 50% lower cost requires.
 
     ``break_even_price`` [USD/chip-hour] is the Trn3 price at which its cost per trained (or
     served) token is ``target_ratio`` times that of each GPU system at the GPU's on-demand price
     (and, second basis, at the GPU's TCO), with both sides at the throughput the models predict.
+    ``trn3_price`` [USD/chip-hour] is a price scenario for Trn3 (none is published; default:
+    no cloud cost for Trn3). ``overrides`` set economics or power inputs (``energy_price`` in
+    USD/kWh, ``life_years``, ``pue``, ...; a number or ``[low, central, high]``).
     """
     systems = list(systems)
     if TRN3 not in systems:
@@ -73,12 +79,13 @@ def study(model: str = "llama3-405b", systems: Sequence[str] = (*GPU_SYSTEMS, "t
     tps, act, mfu = (col(train, k) for k in ("tokens_per_s_per_chip", "compute_share", "mfu"))
     flops = col(train, "model_flops_per_chip")
     out_tps = col(serve, "output_tokens_per_s_per_chip")
-    cloud = np.array([[cloud_price(s)] for s in systems])
+    cloud = np.array([[trn3_price if s == TRN3 and trn3_price else cloud_price(s)]
+                      for s in systems], dtype=float)
     res = {}
     for label, n in (("samples", n_samples), ("central", 0)):
-        x = inputs(systems, n, seed)
+        x = inputs(systems, n, seed, overrides)
         p_chip = power.chip_power(x["tdp"], x["idle"], act, 0.0, x["memory_weight"])
-        tco = tco_per_chip_hour(systems, p_chip, n, seed)
+        tco = tco_per_chip_hour(systems, p_chip, n, seed, overrides)
         res[label] = {"tco_per_chip_hour": tco,
                       "training_cost_tco": cost.cost_per_token(tco / HOUR, tps) * token_budget,
                       "serving_cost_per_m_tco": cost.cost_per_token(tco / HOUR, out_tps) * 1e6,
@@ -134,5 +141,7 @@ def study(model: str = "llama3-405b", systems: Sequence[str] = (*GPU_SYSTEMS, "t
         "units": "1", "long_name": "Trn3 / system cost per trained token (on-demand GPU price)"})
     ds.attrs.update({"model": model, "serve_model": serve_model, "n_chips": n_chips,
                      "precision": precision, "target_ratio": target_ratio,
-                     "n_samples": n_samples, "seed": seed})
+                     "n_samples": n_samples, "seed": seed,
+                     "trn3_price_scenario": json.dumps(trn3_price),
+                     "overrides": json.dumps(dict(overrides or {}))})
     return ds

@@ -10,6 +10,7 @@ vectorized core and reports percentiles.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -75,6 +76,22 @@ def load_economics(root: str | None = None) -> Economics:
         if key not in econ:
             raise CatalogError(f"capex.toml: [economics.default]: missing required field '{key}'")
     return Economics(power, capex, econ)
+
+
+def override(field: Field, value: float | Sequence[float] | None) -> Field:
+    """``field`` with a user's value in the field's own unit: a number fixes it, a
+    ``[low, central, high]`` triple makes it a projected range; ``None`` keeps the data."""
+    if value is None:
+        return field
+    if isinstance(value, int | float):
+        return Field(field.name, float(value), field.unit, "projected", field.sources,
+                     "set by the user", None)
+    low, mid, high = (float(v) for v in value)
+    if not low <= mid <= high:
+        raise ParameterError(bad_value("override", field.name, list(value),
+                                       "give [low, central, high] in increasing order"))
+    return Field(field.name, mid, field.unit, "projected", field.sources, "set by the user",
+                 (low, high))
 
 
 def draw(field: Field, n: int, rng: np.random.Generator) -> np.ndarray:

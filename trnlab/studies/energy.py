@@ -8,14 +8,16 @@ catalog's central inputs (``central``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import xarray as xr
 
 from trnlab import catalog
 from trnlab.perf import power
-from trnlab.studies.economics import PERCENTILES, Economics, central, draw, load_economics
+from trnlab.studies.economics import PERCENTILES, central, draw, load_economics, override
 from trnlab.studies.workload import serving_point, training_point
 
 DEFAULT_SYSTEMS = ("trn1-32xl", "trn2-ultraserver", "trn3-ultraserver", "dgx-h100", "dgx-h200",
@@ -23,23 +25,26 @@ DEFAULT_SYSTEMS = ("trn1-32xl", "trn2-ultraserver", "trn3-ultraserver", "dgx-h10
 
 
 def inputs(systems: Sequence[str], n_samples: int, seed: int = 0,
-           econ: Economics | None = None) -> dict[str, np.ndarray]:
-    """Power inputs as (system, sample) arrays; ``n_samples = 0`` gives the central values."""
-    econ = econ or load_economics()
+           overrides: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
+    """Power inputs as (system, sample) arrays; ``n_samples = 0`` gives the central values.
+
+    ``overrides`` may set ``idle_fraction``, ``memory_weight``, ``system_overhead`` or ``pue``
+    (a number, or ``[low, central, high]``; see :func:`economics.override`).
+    """
+    econ, over = load_economics(), dict(overrides or {})
     rng = np.random.default_rng(seed)
     fac = catalog.facility()
     pick = (lambda f: draw(f, n_samples, rng)) if n_samples else (lambda f: central(f))
+    shape = (len(systems), max(n_samples, 1))
+    shared = {"idle": econ.power["idle_fraction"], "memory_weight": econ.power["memory_weight"],
+              "overhead": fac.fields["system_overhead"], "pue": fac.fields["pue"]}
+    names = {"idle": "idle_fraction", "memory_weight": "memory_weight",
+             "overhead": "system_overhead", "pue": "pue"}
     chips = [catalog.chip(catalog.system(s).chip) for s in systems]
-    return {
-        "tdp": np.stack([pick(c.fields["tdp"]) for c in chips]),
-        "idle": np.broadcast_to(pick(econ.power["idle_fraction"]), (len(systems), max(
-            n_samples, 1))),
-        "memory_weight": np.broadcast_to(pick(econ.power["memory_weight"]),
-                                         (len(systems), max(n_samples, 1))),
-        "overhead": np.broadcast_to(pick(fac.fields["system_overhead"]),
-                                    (len(systems), max(n_samples, 1))),
-        "pue": np.broadcast_to(pick(fac.fields["pue"]), (len(systems), max(n_samples, 1))),
-    }
+    out = {"tdp": np.stack([pick(c.fields["tdp"]) for c in chips])}
+    for key, f in shared.items():
+        out[key] = np.broadcast_to(pick(override(f, over.get(names[key]))), shape)
+    return out
 
 
 def _band(name: str, samples: np.ndarray, centre: np.ndarray, units: str, long_name: str,
@@ -58,7 +63,8 @@ def study(model: str = "llama3-405b", systems: Sequence[str] = DEFAULT_SYSTEMS,
           serve_model: str = "llama3-70b", input_len: int = 2048, output_len: int = 512,
           tpot_ms: float = 50.0, ttft_ms: float = 2000.0,
           cluster_chips: Sequence[int] = (144, 1152, 9216, 73728, 589824, 1000000),
-          n_samples: int = 2000, seed: int = 0) -> xr.Dataset:
+          n_samples: int = 2000, seed: int = 0,
+          overrides: Mapping[str, Any] | None = None) -> xr.Dataset:
     """Power per chip/server/cluster, energy per training run and per million tokens, perf/W.
 
     Training runs ``model`` on ``n_chips`` chips of each system at the best layout; serving runs
@@ -80,7 +86,7 @@ def study(model: str = "llama3-405b", systems: Sequence[str] = DEFAULT_SYSTEMS,
 
     results = {}
     for label, n in (("samples", n_samples), ("central", 0)):
-        x = inputs(systems, n, seed)
+        x = inputs(systems, n, seed, overrides)
         p_train = power.chip_power(x["tdp"], x["idle"], act, 0.0, x["memory_weight"])
         p_serve = power.chip_power(x["tdp"], x["idle"], s_c, s_m, x["memory_weight"])
         it_train = p_train * (1.0 + x["overhead"])
@@ -125,8 +131,8 @@ def study(model: str = "llama3-405b", systems: Sequence[str] = DEFAULT_SYSTEMS,
     ref = next((i for i, s in enumerate(systems) if catalog.system(s).chip == "trn3"), 0)
     n = np.asarray(cluster_chips, dtype=float)[:, None]
     fac = {k: results[k]["chip_power_training"][ref] for k in ("samples", "central")}
-    x = {k: inputs([systems[ref]], v, seed) for k, v in (("samples", n_samples),
-                                                         ("central", 0))}
+    x = {k: inputs([systems[ref]], v, seed, overrides) for k, v in (("samples", n_samples),
+                                                                    ("central", 0))}
     cluster = {k: power.facility_power(power.it_power(n, fac[k], x[k]["overhead"][0]),
                                        x[k]["pue"][0]) for k in fac}
     ds = ds.assign_coords(cluster_chips=np.asarray(cluster_chips, dtype=np.int64))
@@ -138,7 +144,8 @@ def study(model: str = "llama3-405b", systems: Sequence[str] = DEFAULT_SYSTEMS,
     ds["percentile"].attrs.update({"units": "percent", "long_name": "percentile of the samples"})
     ds.attrs.update({"model": model, "serve_model": serve_model, "n_chips": n_chips,
                      "precision": precision, "n_samples": n_samples, "seed": seed,
-                     "cluster_system": systems[ref]})
+                     "cluster_system": systems[ref],
+                     "overrides": json.dumps(dict(overrides or {}))})
     return ds
 
 
