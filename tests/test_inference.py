@@ -127,3 +127,21 @@ def test_cli_serve(capsys):
     assert {"tp", "batch", "ttft", "tpot", "chip_s_per_m_tokens"} <= set(out["frontier"][0])
     assert main(["serve", "--model", "llama3-8b", "--system", "dgx-h100", "--kv", "fp9"]) == 2
     assert "fp9" in capsys.readouterr().err
+
+
+def test_serving_grid_matches_the_direct_evaluation():
+    from trnlab.studies.serve_grid import best_throughput
+
+    kw = dict(tp=[1, 2, 4, 8], pp=[1, 2], batch=[1, 8, 64, 512], input_len=[512, 4096],
+              output_len=[128, 1024])
+    best, n = best_throughput("llama3-8b", ["dgx-h100"], tpot_ms=40, dtype="float64", chunk=1,
+                              **kw)
+    assert n == 4 * 2 * 4 * 2 * 2
+    tp, pp, b = (g.ravel() for g in np.meshgrid(kw["tp"], kw["pp"], kw["batch"], indexing="ij"))
+    for i, inp in enumerate(kw["input_len"]):
+        for j, out in enumerate(kw["output_len"]):
+            r = inference.evaluate("llama3-8b", "h100-sxm", "dgx-h100", tp=tp, pp=pp, batch=b,
+                                   input_len=inp, output_len=out)
+            ok = r["fits"] & (r["tpot"] * 1e3 <= 40)
+            expected = np.max(np.where(ok, r["output_tokens_per_s_per_chip"], 0.0))
+            assert best[0, i, j] == pytest.approx(expected, rel=1e-9)

@@ -139,14 +139,15 @@ def prefill_time(m: ServeShape, hw: dict[str, Any], tp: Any, pp: Any, ep: Any, a
 
 def serve(m: ServeShape, hw: dict[str, Any], tp: Any, pp: Any, ep: Any, adp: Any, batch: Any,
           input_len: Any, output_len: Any, wbytes: Any, kvbytes: Any, cal: ServeCalibration,
-          half_dim: float) -> dict[str, Any]:
+          half_dim: float, minimal: bool = False) -> dict[str, Any]:
     """Steady-state continuous batching of one replica of ``tp x pp`` chips holding ``batch``
     requests of ``input_len`` prompt and ``output_len`` generated tokens.
 
     Returns ``ttft`` [s] (prefill of one request's prompt with the batch in flight),
     ``tpot`` [s], ``output_tokens_per_s`` and ``input_tokens_per_s`` of the replica [1/s],
     their per-chip values, ``kv_per_token`` and ``weights_per_chip`` [B], ``max_concurrency``
-    [1] and ``fits`` (the batch's KV cache and the weights fit in HBM).
+    [1] and ``fits`` (the batch's KV cache and the weights fit in HBM). ``minimal=True``
+    returns only ``tpot``, ``output_tokens_per_s_per_chip`` and ``fits`` (grid searches).
     """
     xp = xp_of(tp, batch, input_len, output_len)
     context = input_len + 0.5 * output_len
@@ -162,6 +163,9 @@ def serve(m: ServeShape, hw: dict[str, Any], tp: Any, pp: Any, ep: Any, adp: Any
     in_rate = batch * input_len / cycle
     limit = max_concurrency(m, hw["hbm_capacity"], tp, pp, adp, wbytes, kvbytes,
                             input_len + output_len, cal)
+    fits = (limit >= batch) & (limit >= 1.0)
+    if minimal:
+        return {"tpot": tpot, "output_tokens_per_s_per_chip": out_rate / chips, "fits": fits}
     return {
         "ttft": prefill_time(m, hw, tp, pp, ep, adp, 1.0, input_len, wbytes, cal, half_dim)
         + tpot,
@@ -174,5 +178,5 @@ def serve(m: ServeShape, hw: dict[str, Any], tp: Any, pp: Any, ep: Any, adp: Any
         "kv_per_token": kv_bytes_per_token(m, tp, pp, adp, kvbytes),
         "weights_per_chip": weight_bytes_per_chip(m, tp, pp, adp, wbytes) + 0.0 * batch,
         "max_concurrency": limit + 0.0 * batch,
-        "fits": (limit >= batch) & (limit >= 1.0) & xp.isfinite(cycle),
+        "fits": fits & xp.isfinite(cycle),
     }
