@@ -68,7 +68,8 @@ def test_decode_physics():
     assert np.all(np.diff(step) > 0)
     assert np.all(np.diff(batch / step) > 0)  # batching raises throughput
     weights = 8.03e9 * 1.0 / (hw["hbm_bw"] * CAL.mem_eff)
-    assert step[0] == pytest.approx(weights, rel=0.1)  # batch 1 streams the weights
+    # batch 1 streams the weights (plus KV); the runtime's fixed cost comes on top
+    assert step[0] - hw["step_overhead"] == pytest.approx(weights, rel=0.1)
     longer = core.decode_step(m, hw, 1.0, 1.0, 1.0, 1.0, batch, 8192.0, 1.0, 1.0, CAL,
                               half_dim())
     assert np.all(longer > step)
@@ -132,8 +133,8 @@ def test_cli_serve(capsys):
 def test_serving_grid_matches_the_direct_evaluation():
     from trnlab.studies.serve_grid import best_throughput
 
-    kw = dict(tp=[1, 2, 4, 8], pp=[1, 2], batch=[1, 8, 64, 512], input_len=[512, 4096],
-              output_len=[128, 1024])
+    kw = {"tp": [1, 2, 4, 8], "pp": [1, 2], "batch": [1, 8, 64, 512],
+          "input_len": [512, 4096], "output_len": [128, 1024]}
     best, n = best_throughput("llama3-8b", ["dgx-h100"], tpot_ms=40, dtype="float64", chunk=1,
                               **kw)
     assert n == 4 * 2 * 4 * 2 * 2

@@ -37,17 +37,38 @@ from trnlab.validation import (
 
 #: fitted training parameters: the shared ones, then the vendor efficiencies present in the data
 SHARED = ("gemm_half_dim", "layer_overhead", "layer_comm_overlap", "dp_overlap",
-          "fp8_gemm_factor", "step_overhead")
-SERVING = ("step_overhead", "mem_eff", "mem_reserve")
+          "fp8_gemm_factor", "step_overhead", "attention_eff")
+SERVING = ("mem_eff", "mem_reserve", "decode_half_rows")
 VENDOR_OF_CHIP = {"a100-sxm-80gb": "nvidia", "h100-sxm": "nvidia", "h200": "nvidia",
                   "tpu-v5p": "google", "trn1": "aws", "inf2": "aws"}
 Rows = list[dict[str, str]]
 
 
+VENDOR_TABLES = ("gemm_eff", "step_overhead")  # per-vendor tables, keys "<table>_<vendor>"
+
+
+def _split(name: str) -> tuple[str, str]:
+    """(table, key) of a fitted name: ``gemm_eff_aws`` -> (gemm_eff, aws), ``mem_eff`` ->
+    (fields, mem_eff)."""
+    for table in VENDOR_TABLES:
+        if name.startswith(f"{table}_"):
+            return table, name.removeprefix(f"{table}_")
+    return "fields", name
+
+
 def _field(params: Any, name: str) -> Any:
-    if name.startswith("gemm_eff_"):
-        return params.gemm_eff[name.removeprefix("gemm_eff_")]
-    return params.fields[name]
+    table, key = _split(name)
+    return getattr(params, table)[key]
+
+
+def _vendors(rows: Rows) -> list[str]:
+    return sorted({VENDOR_OF_CHIP.get(r["chip"], "default") for r in rows})
+
+
+def _with_default(params: Any, table: str, vendors: list[str]) -> Any:
+    """Set a per-vendor table's ``default`` to the mean of the calibrated families."""
+    known = [getattr(params, table)[v].value for v in vendors if v != "default"]
+    return params.replace(**{f"{table}_default": float(np.mean(known))}) if known else params
 
 
 def _solve(params: Any, names: list[str], residuals: Callable[[Any], np.ndarray]) -> Any:
@@ -75,15 +96,12 @@ def fit(rows: Rows, params: TrainingParams | None = None) -> tuple[TrainingParam
     """Fit the training parameters to the training ``rows``; returns them and the names fitted."""
     params = params or load_params()
     rows = _kind(rows, "training")
-    vendors = sorted({VENDOR_OF_CHIP.get(r["chip"], "default") for r in rows})
+    vendors = _vendors(rows)
     names = [*SHARED, *(f"gemm_eff_{v}" for v in vendors)]
     if not any(r["precision"] in ("fp8", "mxfp8") for r in rows):
         names.remove("fp8_gemm_factor")
     fitted = _solve(params, names, lambda p: _log_errors(predict(rows, p)))
-    known = [fitted.gemm_eff[v].value for v in vendors if v != "default"]
-    if known:  # a family never calibrated takes the mean of those that are
-        fitted = fitted.replace(gemm_eff_default=float(np.mean(known)))
-    return fitted, names
+    return _with_default(fitted, "gemm_eff", vendors), names
 
 
 def fit_serving(rows: Rows, serving: ServingParams | None = None,
@@ -91,8 +109,10 @@ def fit_serving(rows: Rows, serving: ServingParams | None = None,
     """Fit the serving parameters to the inference ``rows`` (training parameters fixed)."""
     serving = serving or load_serving()
     rows = _kind(rows, "inference")
-    names = list(SERVING)
-    return _solve(serving, names, lambda s: _log_errors(predict(rows, params, s))), names
+    vendors = _vendors(rows)
+    names = [*SERVING, *(f"step_overhead_{v}" for v in vendors)]
+    fitted = _solve(serving, names, lambda s: _log_errors(predict(rows, params, s)))
+    return _with_default(fitted, "step_overhead", vendors), names
 
 
 def loso(rows: Rows, kind: str = "training", params: TrainingParams | None = None,
@@ -104,16 +124,14 @@ def loso(rows: Rows, kind: str = "training", params: TrainingParams | None = Non
     for src in sorted({source_of(r["case_id"], conv) for r in cases}):
         held = [r for r in cases if source_of(r["case_id"], conv) == src]
         rest = [r for r in cases if source_of(r["case_id"], conv) != src]
-        if kind == "inference":
-            fitted_s, _ = fit_serving(rest, serving, params)
-            out += predict(held, params, fitted_s)
-            continue
-        fitted, _ = fit(rest, params)
-        missing = ({VENDOR_OF_CHIP.get(r["chip"], "default") for r in held}
-                   - {VENDOR_OF_CHIP.get(r["chip"], "default") for r in rest})
-        for vendor in missing:  # an uncalibrated family takes the default
-            fitted = fitted.replace(**{f"gemm_eff_{vendor}": fitted.gemm_eff["default"].value})
-        out += predict(held, fitted, serving)
+        table = "step_overhead" if kind == "inference" else "gemm_eff"
+        fitted = fit_serving(rest, serving, params)[0] if kind == "inference" \
+            else fit(rest, params)[0]
+        for vendor in set(_vendors(held)) - set(_vendors(rest)):  # uncalibrated: the default
+            fitted = fitted.replace(**{f"{table}_{vendor}":
+                                       getattr(fitted, table)["default"].value})
+        out += predict(held, params, fitted) if kind == "inference" else \
+            predict(held, fitted, serving)
     return out
 
 
@@ -140,9 +158,8 @@ def write_params(params: Any, names: list[str], preds: list[Prediction],
     """Write fitted values (status ``derived``, source ``FIT-TRAIN``) and the fit summary."""
     path = path or params.path
     text = path.read_text(encoding="utf-8")
-    keys = {n: n.removeprefix("gemm_eff_") for n in names}
-    if hasattr(params, "gemm_eff"):
-        keys["gemm_eff_default"] = "default"
+    keys = {n: _split(n)[1] for n in names}
+    keys.update({f"{t}_default": "default" for t in VENDOR_TABLES if hasattr(params, t)})
     for name, key in keys.items():
         f = _field(params, name)
         status, source = ("derived", "FIT-TRAIN") if name in names else (f.status,

@@ -44,8 +44,15 @@ def reduce_scatter(nbytes: Any, n: Any, n_in: Any, bw_in: Any, alpha_in: Any, bw
 
 def all_reduce(nbytes: Any, n: Any, n_in: Any, bw_in: Any, alpha_in: Any, bw_out: Any,
                alpha_out: Any) -> Any:
-    """Hierarchical all-reduce = reduce-scatter + all-gather [s]."""
-    return 2.0 * reduce_scatter(nbytes, n, n_in, bw_in, alpha_in, bw_out, alpha_out)
+    """Hierarchical all-reduce [s]: the faster of ring (reduce-scatter + all-gather) and
+    recursive doubling (``log2 n`` steps of the whole message), as NCCL switches to tree/LL
+    algorithms for small messages (Thakur et al. 2005)."""
+    xp = xp_of(nbytes, n, n_in, bw_in, bw_out)
+    ring = 2.0 * reduce_scatter(nbytes, n, n_in, bw_in, alpha_in, bw_out, alpha_out)
+    n_out = n / n_in
+    doubling = xp.log2(n_in) * (alpha_in + nbytes / bw_in) \
+        + xp.log2(n_out) * (alpha_out + nbytes / bw_out)
+    return xp.minimum(ring, doubling)
 
 
 def all_to_all(nbytes: Any, n: Any, n_in: Any, bw_in: Any, alpha_in: Any, bw_out: Any,

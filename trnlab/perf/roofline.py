@@ -14,9 +14,9 @@ the intensity is ``~ 2 t / b_w``: a decode step at batch ``B`` sits at ``2 B / b
 a prefill of ``T`` prompt tokens at ``~ 2 T / b_w``, capped near ``hidden / b_a``.
 
 A decode *step* also streams the KV cache of every sequence, ``B c kv`` bytes for
-``c`` tokens of context, and does the attention FLOPs over it: its intensity saturates at
-``(2 N / (c kv))`` however large the batch (Pope et al., "Efficiently Scaling Transformer
-Inference", MLSys 2023).
+``c`` tokens of context, and does the attention FLOPs over it, ``F_att(c)`` per sequence: its
+intensity tends to ``(2 N + F_att(c)) / (c kv)`` however large the batch (Pope et al.,
+"Efficiently Scaling Transformer Inference", MLSys 2023).
 
 Intensities do not depend on the tensor-parallel degree: FLOPs and bytes both divide by ``tp``.
 """
@@ -65,7 +65,8 @@ def decode_step_intensity(m: ServeShape, batch: Any, context: Any, wbytes: Any, 
         Bytes per weight, per KV-cache element and per activation element [B].
     """
     flops, nbytes = gemm_traffic(m, batch, wbytes, abytes)
-    kv = batch * context * kv_bytes_per_token(m, 1.0, 1.0, 1.0, kvbytes)
+    one = 1.0 + 0.0 * batch  # an array, so the core sees the namespace of the inputs
+    kv = batch * context * kv_bytes_per_token(m, one, one, one, kvbytes)
     return (flops + m.attention_flops(context) * batch) / (nbytes + kv)
 
 

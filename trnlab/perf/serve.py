@@ -12,9 +12,12 @@ Vectorized like :mod:`trnlab.perf.train`: every argument broadcasts. Units are S
   the ``tp/adp`` attention ranks as far as there are KV heads (replicated beyond ``g``; an MLA
   latent is not split), and over ``pp``.
 - **Decode step** (batch B, mean context c): a roofline where weights and the KV cache stream
-  from HBM and the GEMMs run at an m = B efficiency, plus un-overlapped TP all-reduces
+  from HBM and the GEMMs run at an efficiency that falls for few rows, ``B / (B + r_half)``
+  (a tensor-core tile or systolic array is only partly filled by B tokens; ``r_half`` is
+  fitted on serving measurements), plus un-overlapped TP all-reduces
   (2 per layer), EP all-to-alls (2 per MoE layer) and a fixed per-step runtime cost
-  (scheduling, kernel launches) — the term that sets the floor of time per output token.
+  (scheduling, kernel launches; ``hw['step_overhead']``, per runtime family) — the term
+  that sets the floor of time per output token.
 - **Prefill** of T prompt tokens: compute-bound GEMMs at m = T, causal attention, TP traffic.
 - **Continuous batching**: a replica holding B requests spends ``prefill(B x input)`` and
   ``output`` decode steps per B requests; with pipeline parallelism the B requests are split
@@ -28,7 +31,6 @@ from typing import Any
 
 from trnlab.perf import comm
 from trnlab.perf._xp import xp_of
-from trnlab.perf.compute import gemm_efficiency
 
 
 @dataclass(frozen=True)
@@ -60,9 +62,9 @@ class ServeShape:
 class ServeCalibration:
     """Serving parameters (fitted values in data/perf/serving.toml)."""
 
-    step_overhead: float  # fixed runtime cost per decode/prefill step [s]
     mem_eff: float  # achieved fraction of HBM bandwidth when streaming weights and KV [1]
     mem_reserve: float  # fraction of HBM not usable by weights + KV (runtime, activations) [1]
+    decode_half_rows: float  # GEMM rows (tokens) at which a decode GEMM is half-efficient [1]
 
 
 def weight_bytes_per_chip(m: ServeShape, tp: Any, pp: Any, adp: Any, wbytes: Any,
@@ -96,6 +98,14 @@ def max_concurrency(m: ServeShape, hbm_capacity: Any, tp: Any, pp: Any, adp: Any
     return xp.floor(adp * free / (kv_bytes_per_token(m, tp, pp, adp, kvbytes) * context))
 
 
+def _efficiency(m: ServeShape, hw: dict[str, Any], rows: Any, tp: Any, half_rows: Any,
+                half_dim: float) -> Any:
+    """Achieved fraction of peak of the layer GEMMs for ``rows`` tokens [1]: the large-GEMM
+    efficiency x a row factor x the factors of a column-parallel ``hidden x hidden/tp`` shape."""
+    n, k = m.hidden / tp, m.hidden
+    return hw["gemm_eff"] * rows / (rows + half_rows) * n / (n + half_dim) * k / (k + half_dim)
+
+
 def _tp_traffic(m: ServeShape, tokens: Any, tp: Any, ep: Any, pp: Any, hw: dict[str, Any]
                 ) -> Any:
     """Un-overlapped TP all-reduces (2 per layer) and EP all-to-alls (2 per MoE layer) [s]."""
@@ -115,13 +125,13 @@ def decode_step(m: ServeShape, hw: dict[str, Any], tp: Any, pp: Any, ep: Any, ad
     """Time of one decode step of one pipeline stage for ``batch`` sequences [s]."""
     xp = xp_of(batch, context, tp)
     flops = (2.0 * m.flop_params * batch + m.attention_flops(context) * batch) / (tp * pp)
-    eff = gemm_efficiency(batch, 4096.0, 4096.0, hw["gemm_eff"], half_dim)
+    eff = _efficiency(m, hw, batch, tp, cal.decode_half_rows, half_dim)
     compute = flops / (hw["peak"] * eff)
     stream = (weight_bytes_per_chip(m, tp, pp, adp, wbytes, batch)
               + batch / adp * context * kv_bytes_per_token(m, tp, pp, adp, kvbytes)) / (
         hw["hbm_bw"] * cal.mem_eff)
     return xp.maximum(compute, stream) + _tp_traffic(m, batch, tp / adp, ep, pp, hw) \
-        + cal.step_overhead
+        + hw["step_overhead"]
 
 
 def prefill_time(m: ServeShape, hw: dict[str, Any], tp: Any, pp: Any, ep: Any, adp: Any,
@@ -131,10 +141,10 @@ def prefill_time(m: ServeShape, hw: dict[str, Any], tp: Any, pp: Any, ep: Any, a
     xp = xp_of(requests, input_len, tp)
     tokens = requests * input_len
     flops = (2.0 * m.flop_params * tokens + m.attention_flops(0.5 * input_len) * tokens) / tp
-    eff = gemm_efficiency(tokens, 4096.0, 4096.0, hw["gemm_eff"], half_dim)
+    eff = _efficiency(m, hw, tokens, tp, half_dim, half_dim)
     weights = weight_bytes_per_chip(m, tp, pp, adp, wbytes) * pp / (hw["hbm_bw"] * cal.mem_eff)
     return xp.maximum(flops / (hw["peak"] * eff), weights) \
-        + _tp_traffic(m, tokens, tp / adp, ep, 1.0, hw) + cal.step_overhead
+        + _tp_traffic(m, tokens, tp / adp, ep, 1.0, hw) + hw["step_overhead"]
 
 
 def serve(m: ServeShape, hw: dict[str, Any], tp: Any, pp: Any, ep: Any, adp: Any, batch: Any,
@@ -154,7 +164,10 @@ def serve(m: ServeShape, hw: dict[str, Any], tp: Any, pp: Any, ep: Any, adp: Any
     per_stage = batch / pp
     stage = decode_step(m, hw, tp, pp, ep, adp, per_stage, context, wbytes, kvbytes, cal,
                         half_dim)
-    hop = comm.send_recv(2.0 * per_stage * m.hidden, hw["up_bw"], hw["up_latency"])
+    across = tp * pp > hw["domain"]  # a replica larger than the domain pipelines over scale-out
+    act = 2.0 * per_stage * m.hidden
+    hop = xp.where(across, comm.send_recv(act, hw["out_bw"], hw["out_latency"]),
+                   comm.send_recv(act, hw["up_bw"], hw["up_latency"]))
     tpot = pp * stage + (pp - 1.0) * hop
     prefill = prefill_time(m, hw, tp, pp, ep, adp, batch, input_len, wbytes, cal, half_dim)
     cycle = prefill + output_len * tpot  # one prefill and the decode of `batch` requests

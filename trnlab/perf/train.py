@@ -31,7 +31,7 @@ from typing import Any
 from trnlab.errors import ParameterError, bad_value
 from trnlab.perf import comm
 from trnlab.perf._xp import xp_of
-from trnlab.perf.compute import gemm_efficiency, gemm_time, memory_time
+from trnlab.perf.compute import gemm_time, memory_time
 
 RECOMPUTE = ("none", "selective", "full")
 #: GEMMs whose output columns (n) are split by TP; row-parallel ones split k
@@ -129,6 +129,7 @@ class Calibration:
     dp_overlap: float  # fraction of one micro-batch's compute that can hide DP traffic [1]
     step_overhead: float  # fixed cost per step (data loading, logging) [s]
     mem_reserve: float  # fraction of HBM not usable (runtime, fragmentation) [1]
+    attention_eff: float = 0.7  # FlashAttention's efficiency relative to a large GEMM [1]
     weight_bytes: float = 2.0  # [B/param]
     grad_bytes: float = 4.0  # fp32 main gradients (Megatron) [B/param]
     optimizer_bytes: float = 12.0  # fp32 master weights + Adam m, v [B/param]
@@ -190,7 +191,10 @@ def _arrays(xp: Any, lay: Layout, hw: Hardware) -> tuple[Layout, Hardware]:
     """Layout and hardware with every plain number turned into a 0-d array of the float dtype
     of the array inputs (so that float32 grids stay float32)."""
     values = [*vars(lay).values(), *vars(hw).values()]
-    floats = [v.dtype for v in values if hasattr(v, "dtype") and xp.isdtype(v.dtype, "real floating")]
+    if all(hasattr(v, "dtype") for v in values):
+        return lay, hw
+    floats = [v.dtype for v in values
+              if hasattr(v, "dtype") and xp.isdtype(v.dtype, "real floating")]
     ft = xp.result_type(*floats) if floats else xp.float64
 
     def conv(v: Any) -> Any:
@@ -200,43 +204,37 @@ def _arrays(xp: Any, lay: Layout, hw: Hardware) -> tuple[Layout, Hardware]:
             Hardware(**{k: conv(v) for k, v in vars(hw).items()}))
 
 
-def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration,
-               outputs: tuple[str, ...] | None = None, broadcast: bool = True) -> dict[str, Any]:
-    """Step time, throughput, MFU, memory and the time breakdown of one training step.
+TERMS = ("mb_compute", "t_tp", "t_ep", "t_cp", "t_mb", "p_dense", "p_expert", "t_dp_raw")
 
-    Returns a dict of arrays: ``step_time`` [s], ``tokens_per_s_per_chip`` [1/s],
-    ``model_flops_per_chip`` [FLOP/s], ``mfu``, ``hfu`` [1], ``mem_per_chip`` [B], ``fits``
-    (bool), and the breakdown ``t_compute``, ``t_tp``, ``t_ep``, ``t_cp``, ``t_pp``, ``t_dp``,
-    ``t_bubble``, ``t_optimizer``, ``t_overhead`` [s] (exposed times; they add up to
-    ``step_time``), plus ``n_microbatches`` [1].
 
-    Parameters
-    ----------
-    outputs : tuple of str, optional
-        Compute only these outputs (default: all of :data:`OUTPUTS`); a grid search asks for
-        ``step_time`` and ``fits`` only.
-    broadcast : bool
-        True: every output has the broadcast shape of all inputs. False: each output keeps the
-        shape of the inputs it depends on (e.g. ``t_compute`` does not depend on ``zero``), so a
-        factored grid never materialises a term on axes it does not vary along.
+def _stage_layers(m: ModelShape, pp: Any) -> tuple[Any, Any]:
+    """Dense and MoE layers of the slowest pipeline stage: ``ceil(L/pp)`` layers when pp does
+    not divide L (uneven stages, as Megatron-Core allows), split in the model's proportion."""
+    xp = xp_of(pp)
+    share = xp.ceil(m.layers / pp) / m.layers
+    return m.dense_layers * share, m.moe_layers * share
 
-    Each term is computed on the sub-grid of the axes it depends on (per-layer compute on tp,
-    cp, micro_batch, seq_len, recompute, ep and the hardware; DP communication on dp, tp, cp,
-    ep; ...); only the final sums span the whole grid.
+
+def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> dict[str, Any]:
+    """The many-operation terms of the step, each on the sub-grid of the inputs it depends on.
+
+    Per micro-batch and pipeline stage (on tp, pp, cp, ep, micro_batch, seq_len, recompute and
+    the hardware; not on dp, zero, vpp or the global batch): ``mb_compute`` (forward, backward,
+    recompute and logits), ``t_tp``, ``t_ep`` (TP and EP communication, before overlap),
+    ``t_cp`` (exposed CP communication) and ``t_mb`` (all of it, exposed) [s]. Per chip:
+    ``p_dense``, ``p_expert`` (parameters, not sharded by ZeRO) [1] and ``t_dp_raw`` (the
+    gradient all-reduce before overlap, on tp, pp, dp, cp, ep and the hardware) [s].
+
+    A factored grid computes these once and :func:`train_step` (``terms=``) combines slices of
+    them block by block.
     """
-    want = OUTPUTS if outputs is None else tuple(outputs)
-    unknown = sorted(set(want) - set(OUTPUTS))
-    if unknown:
-        raise ParameterError(bad_value("train_step", "outputs", unknown[0],
-                                       f"allowed: {', '.join(OUTPUTS)}"))
     xp = xp_of(lay.tp, lay.pp, lay.dp, lay.micro_batch, lay.seq_len, hw.peak_gemm)
     lay, hw = _arrays(xp, lay, hw)
-    tp, pp, dp, cp, ep, vpp = lay.tp, lay.pp, lay.dp, lay.cp, lay.ep, lay.vpp
+    tp, pp, dp, cp, ep = lay.tp, lay.pp, lay.dp, lay.cp, lay.ep
     s = lay.seq_len
     tokens = lay.micro_batch * s / cp  # per chip per micro-batch (SP splits them over tp)
     ft = tokens.dtype
-    n_mb = lay.global_batch / (dp * lay.micro_batch)
-    ld, lm = m.dense_layers / pp, m.moe_layers / pp  # layers per stage
+    ld, lm = _stage_layers(m, pp)
     full = lay.recompute == 2
     selective = lay.recompute == 1
 
@@ -246,8 +244,9 @@ def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration,
         + lm * _gemms_time(m.gemms_moe, tokens, lay, hw, cal)
     ctx = 0.5 * s  # causal: mean keys per query
     attn_flops = 2.0 * tokens * ctx * (m.heads / tp) * (m.qk_dim + m.v_dim)
-    t_attn = (ld + lm) * attn_flops / (hw.peak_attn * gemm_efficiency(
-        tokens, ctx, m.qk_dim, hw.gemm_eff, cal.gemm_half_dim))
+    t_attn = (ld + lm) * attn_flops / (hw.peak_attn * cal.attention_eff * hw.gemm_eff
+                                       * tokens / (tokens + cal.gemm_half_dim)
+                                       * ctx / (ctx + cal.gemm_half_dim))
     t_elem = memory_time((ld * m.elem_bytes_dense + lm * m.elem_bytes_moe) * tokens / tp,
                          hw.hbm_bw, cal.mem_eff)
     t_fixed = (ld + lm) * cal.layer_overhead
@@ -273,6 +272,66 @@ def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration,
     mb_compute = fwd + bwd + recompute + 3.0 * t_logits
     t_mb = mb_compute + exposed + t_cp
 
+    # ---- data-parallel gradient all-reduce (sub-grid: tp, pp, dp, cp, ep, hardware)
+    emb = m.params_embedding / tp
+    emb = xp.where(pp > 1, 0.5 * emb, emb)
+    p_dense = (ld * m.params_dense_layer + lm * m.params_moe_shared) / tp + emb
+    p_expert = lm * m.params_experts / (ep * tp)
+    dense_ar = comm.all_reduce(2.0 * p_dense, *_group(dp * cp, tp, hw))
+    expert_ar = comm.all_reduce(2.0 * p_expert, *_group(dp * cp / ep, tp * cp * ep, hw))
+    return {"mb_compute": mb_compute, "t_tp": t_tp, "t_ep": t_ep, "t_cp": t_cp, "t_mb": t_mb,
+            "p_dense": p_dense, "p_expert": p_expert, "t_dp_raw": dense_ar + expert_ar}
+
+
+def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration,
+               outputs: tuple[str, ...] | None = None, broadcast: bool = True,
+               terms: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Step time, throughput, MFU, memory and the time breakdown of one training step.
+
+    Returns a dict of arrays: ``step_time`` [s], ``tokens_per_s_per_chip`` [1/s],
+    ``model_flops_per_chip`` [FLOP/s], ``mfu``, ``hfu`` [1], ``mem_per_chip`` [B], ``fits``
+    (bool), and the breakdown ``t_compute``, ``t_tp``, ``t_ep``, ``t_cp``, ``t_pp``, ``t_dp``,
+    ``t_bubble``, ``t_optimizer``, ``t_overhead`` [s] (exposed times; they add up to
+    ``step_time``), plus ``n_microbatches`` [1].
+
+    Parameters
+    ----------
+    outputs : tuple of str, optional
+        Compute only these outputs (default: all of :data:`OUTPUTS`); a grid search asks for
+        ``step_time`` and ``fits`` only.
+    broadcast : bool
+        True: every output has the broadcast shape of all inputs. False: each output keeps the
+        shape of the inputs it depends on (e.g. ``t_compute`` does not depend on ``zero``), so a
+        factored grid never materialises a term on axes it does not vary along.
+    terms : dict, optional
+        :func:`step_terms` of these inputs (or of a grid they are a block of, sliced to the
+        block), computed once; default: computed here.
+
+    Each term is computed on the sub-grid of the axes it depends on (per-layer compute on tp,
+    cp, micro_batch, seq_len, recompute, ep and the hardware; DP communication on dp, tp, cp,
+    ep; ...); only the final sums span the whole grid.
+    """
+    want = OUTPUTS if outputs is None else tuple(outputs)
+    unknown = sorted(set(want) - set(OUTPUTS))
+    if unknown:
+        raise ParameterError(bad_value("train_step", "outputs", unknown[0],
+                                       f"allowed: {', '.join(OUTPUTS)}"))
+    if terms is None:
+        terms = step_terms(m, hw, lay, cal)
+    xp = xp_of(lay.tp, lay.pp, lay.dp, lay.micro_batch, lay.seq_len, hw.peak_gemm)
+    lay, hw = _arrays(xp, lay, hw)
+    tp, pp, dp, cp, ep, vpp = lay.tp, lay.pp, lay.dp, lay.cp, lay.ep, lay.vpp
+    s = lay.seq_len
+    tokens = lay.micro_batch * s / cp  # per chip per micro-batch [tokens]
+    ft = tokens.dtype
+    n_mb = lay.global_batch / (dp * lay.micro_batch)
+    ld, lm = _stage_layers(m, pp)
+    full = lay.recompute == 2
+    selective = lay.recompute == 1
+    mb_compute, t_tp, t_ep, t_cp, t_mb = (terms[k] for k in TERMS[:5])
+    p_dense, p_expert, t_dp_raw = terms["p_dense"], terms["p_expert"], terms["t_dp_raw"]
+    act = 2.0 * tokens * m.hidden  # one bf16 activation tensor [B]
+
     # ---- pipeline (1F1B: n_mb t_mb + bubble = (n_mb + (pp - 1)/vpp) t_mb)
     stages = (pp - 1.0) / vpp
     stride_pp = tp * cp * dp
@@ -281,19 +340,14 @@ def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration,
     t_pp = 2.0 * vpp * (pp - 1.0) * comm.send_recv(act / tp, p2p_bw, p2p_lat)
 
     # ---- data parallel and optimizer (sub-grid: tp, pp, dp, cp, ep, zero, hardware)
-    emb = m.params_embedding / tp
-    emb = xp.where(pp > 1, 0.5 * emb, emb)
-    p_dense = (ld * m.params_dense_layer + lm * m.params_moe_shared) / tp + emb
-    p_expert = lm * m.params_experts / (ep * tp)
-    dense_ar = comm.all_reduce(2.0 * p_dense, *_group(dp * cp, tp, hw))
-    expert_ar = comm.all_reduce(2.0 * p_expert, *_group(dp * cp / ep, tp * cp * ep, hw))
-    t_dp_raw = dense_ar + expert_ar
     window = cal.dp_overlap * t_mb
     shard_d, shard_e = dp * cp, dp * cp / ep
     p_all, p_shard = p_dense + p_expert, p_dense / shard_d + p_expert / shard_e
     t_opt = memory_time(cal.optimizer_traffic * xp.where(lay.zero >= 1, p_shard, p_all),
                         hw.hbm_bw, cal.mem_eff)
 
+    # ---- the sums over the whole grid, grouped so that the partial sums stay on sub-grids:
+    # pipeline terms do not depend on zero, DP and optimizer terms not on vpp
     out: dict[str, Any] = {}
     need_step = {"step_time", "tokens_per_s_per_chip", "model_flops_per_chip", "mfu", "hfu"}
     if need_step & set(want) or "t_dp" in want:
@@ -302,23 +356,24 @@ def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration,
                         xp.maximum(t_dp_raw - window, 0.0))
         out["t_dp"] = t_dp
     if need_step & set(want):
-        # the sum in an order that keeps the partial sums on sub-grids as long as possible
-        step = t_mb * (n_mb + stages) + ((t_pp + (t_opt + cal.step_overhead)) + t_dp)
+        step = (t_mb * (n_mb + stages) + t_pp) + (t_dp + (t_opt + cal.step_overhead))
         out["step_time"] = step
         n_chips = tp * pp * dp * cp
         tokens_step = lay.global_batch * s
         model_flops = tokens_step * m.model_flops_per_token(s)
-        if "tokens_per_s_per_chip" in want:
-            out["tokens_per_s_per_chip"] = tokens_step / n_chips / step
-        if "model_flops_per_chip" in want:
-            out["model_flops_per_chip"] = model_flops / n_chips / step
-        if "mfu" in want:
-            out["mfu"] = model_flops / (n_chips * hw.peak_gemm) / step
+        per_step = 1.0 / step if len(need_step & set(want)) > 2 else None
+        rates = {"tokens_per_s_per_chip": tokens_step / n_chips,
+                 "model_flops_per_chip": model_flops / n_chips,
+                 "mfu": model_flops / (n_chips * hw.peak_gemm)}
         if "hfu" in want:
-            hw_flops = model_flops + xp.where(
+            rates["hfu"] = (model_flops + xp.where(
                 full, tokens_step * (2.0 * (m.flop_params - m.hidden * m.vocab)
                                      + m.attention_flops_per_token(s)), 0.0)
-            out["hfu"] = hw_flops / (n_chips * hw.peak_gemm) / step
+                            ) / (n_chips * hw.peak_gemm)
+        for key, per_step_value in rates.items():
+            if key in want:
+                out[key] = per_step_value / step if per_step is None \
+                    else per_step_value * per_step
 
     # ---- memory per chip (first stage activations, last stage logits: the worse of both)
     if "mem_per_chip" in want or "fits" in want:
@@ -331,11 +386,17 @@ def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration,
                              xp.where(selective, ld * m.act_gemm_dense + lm * m.act_gemm_moe,
                                       ld * m.act_bytes_dense + lm * m.act_bytes_moe))
         in_flight = xp.minimum(n_mb, pp) * (1.0 + (pp - 1.0) / (pp * vpp))
-        fixed = xp.where(full, m.act_bytes_dense * tokens / tp, 0.0) + 4.0 * tokens * m.vocab / tp
-        mem = in_flight * (per_token * tokens / tp) + (states + fixed)  # + fp32 logits
-        out["mem_per_chip"] = mem
-        if "fits" in want:
-            out["fits"] = mem <= hw.hbm_capacity * (1.0 - cal.mem_reserve)
+        act_in_flight = in_flight * (per_token * tokens / tp)  # not on zero or hardware
+        rest = states + (xp.where(full, m.act_bytes_dense * tokens / tp, 0.0)
+                         + 4.0 * tokens * m.vocab / tp)  # + fp32 logits; not on vpp
+        usable = hw.hbm_capacity * (1.0 - cal.mem_reserve)
+        if "mem_per_chip" in want:
+            mem = act_in_flight + rest
+            out["mem_per_chip"] = mem
+            if "fits" in want:
+                out["fits"] = mem <= usable
+        elif "fits" in want:  # the same test without the grid-sized sum (a search)
+            out["fits"] = act_in_flight <= usable - rest
     if "n_microbatches" in want:
         out["n_microbatches"] = n_mb
     if "t_compute" in want:

@@ -66,8 +66,11 @@ def study(model: str = "llama3-405b", systems: Sequence[str] = (*GPU_SYSTEMS, "t
     served) token is ``target_ratio`` times that of each GPU system at the GPU's on-demand price
     (and, second basis, at the GPU's TCO), with both sides at the throughput the models predict.
     ``trn3_price`` [USD/chip-hour] is a price scenario for Trn3 (none is published; default:
-    no cloud cost for Trn3). ``overrides`` set economics or power inputs (``energy_price`` in
-    USD/kWh, ``life_years``, ``pue``, ...; a number or ``[low, central, high]``).
+    no cloud cost for Trn3). ``cost_ratio`` and ``cost_ratio_tco`` [1] are Trn3's cost per
+    trained token over (assumed Trn3 price, Trn3 MFU) divided by each system's, the system at its
+    on-demand price or at its TCO (central inputs). ``overrides`` set economics or power inputs
+    (``energy_price`` in USD/kWh, ``life_years``, ``pue``, ...; a number or
+    ``[low, central, high]``).
     """
     systems = list(systems)
     if TRN3 not in systems:
@@ -139,6 +142,10 @@ def study(model: str = "llama3-405b", systems: Sequence[str] = (*GPU_SYSTEMS, "t
     ds["trn3_mfu"].attrs.update({"units": "1", "long_name": "assumed Trn3 training MFU"})
     ds["cost_ratio"] = (("trn3_price", "trn3_mfu", "system"), price / trn3_rate / gpu_cost, {
         "units": "1", "long_name": "Trn3 / system cost per trained token (on-demand GPU price)"})
+    gpu_tco = (res["central"]["tco_per_chip_hour"][:, 0] / tps[:, 0])[None, None, :]
+    ds["cost_ratio_tco"] = (("trn3_price", "trn3_mfu", "system"), price / trn3_rate / gpu_tco, {
+        "units": "1", "long_name": "Trn3 / system cost per trained token (system at its TCO, "
+        "central inputs)"})
     ds.attrs.update({"model": model, "serve_model": serve_model, "n_chips": n_chips,
                      "precision": precision, "target_ratio": target_ratio,
                      "n_samples": n_samples, "seed": seed,

@@ -54,7 +54,7 @@ def evaluate(spec: TransformerSpec | str, chip: str, system: str, *, tp: Any, pp
     """Serve ``spec`` on ``chip`` in ``system``; arguments broadcast (NumPy arrays or scalars)."""
     params = params or load_serving()
     m = serve_shape(_spec(spec))
-    hw = serving_hardware(chip, system, activations)
+    hw = serving_hardware(chip, system, activations, params)
     arr = [backend.asarray(np.asarray(v, dtype=np.float64))
            for v in (tp, pp, ep, adp, batch, input_len, output_len)]
     res = serve(m, hw, *arr, format_bytes(weights), format_bytes(kv), params.calibration,
@@ -170,7 +170,7 @@ def disaggregated(model_id: TransformerSpec | str, prefill_system: str, decode_s
     spec = _spec(model_id)
     m = serve_shape(spec)
     pre_sys, dec_sys = catalog.system(prefill_system), catalog.system(decode_system)
-    hw_p = serving_hardware(pre_sys.chip, prefill_system, activations)
+    hw_p = serving_hardware(pre_sys.chip, prefill_system, activations, params)
     pre = prefill_time(m, hw_p, float(prefill_tp), 1.0, 1.0, 1.0, 1.0, float(input_len),
                        format_bytes(weights), params.calibration, half_dim())
     dec = offline_throughput(spec, dec_sys.chip, decode_system, tp=decode_tp,

@@ -8,6 +8,7 @@ the first rule they break (:data:`REASONS`); they are never dropped silently.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -16,7 +17,7 @@ from trnlab.workloads import TransformerSpec
 REASONS = {
     0: "ok",
     1: "tp does not divide the attention heads / kv heads",
-    2: "pp x vpp does not divide the layers",
+    2: "fewer than one layer per pipeline chunk (pp x vpp > layers)",
     3: "dp x micro_batch does not divide the global batch",
     4: "tp spans more than one scale-up domain",
     5: "ep does not divide the experts or dp",
@@ -33,20 +34,32 @@ def divisors(n: int, limit: int | None = None) -> list[int]:
     return sorted(d for d in {*small, *(n // d for d in small)} if d <= top)
 
 
+def broken_rules(spec: TransformerSpec, tp: Any, pp: Any, dp: Any, cp: Any, ep: Any, vpp: Any,
+                 micro_batch: Any, global_batch: Any, seq_len: Any, domain: Any,
+                 tp_outside_domain: bool = False) -> list[Any]:
+    """Masks of the broken rules 1..6 of :data:`REASONS`, in order (integer arrays broadcast).
+
+    Each mask depends only on the parameters of its rule, so on a factored grid it stays on the
+    small sub-grid of those axes.
+    """
+    kv_ok = (spec.kv_heads % tp == 0) | (tp % spec.kv_heads == 0)
+    return [
+        (spec.heads % tp != 0) | ~kv_ok,
+        pp * vpp > spec.dense_layers + spec.moe_layers,
+        global_batch % (dp * micro_batch) != 0,
+        (tp > domain) & (not tp_outside_domain),
+        (dp % ep != 0) | ((spec.moe_experts or 1) % ep != 0),
+        seq_len % (2 * cp) != 0,
+    ]
+
+
 def reason_codes(spec: TransformerSpec, cfg: dict[str, np.ndarray], global_batch: int,
                  seq_len: int, domain: int, tp_outside_domain: bool = False) -> np.ndarray:
     """The first broken rule of each configuration (0 = valid before the memory check)."""
     tp, pp, dp, cp, ep, vpp, mb = (cfg[k] for k in ("tp", "pp", "dp", "cp", "ep", "vpp",
                                                     "micro_batch"))
-    kv_ok = (spec.kv_heads % tp == 0) | (tp % spec.kv_heads == 0)
-    rules = [
-        (spec.heads % tp != 0) | ~kv_ok,
-        (spec.dense_layers + spec.moe_layers) % (pp * vpp) != 0,
-        global_batch % (dp * mb) != 0,
-        (tp > domain) & (not tp_outside_domain),
-        (dp % ep != 0) | ((spec.moe_experts or 1) % ep != 0),
-        seq_len % (2 * cp) != 0,
-    ]
+    rules = broken_rules(spec, tp, pp, dp, cp, ep, vpp, mb, global_batch, seq_len, domain,
+                         tp_outside_domain)
     reason = np.zeros(tp.shape, dtype=np.int8)
     for code, broken in reversed(list(enumerate(rules, start=1))):
         reason[broken] = code

@@ -17,7 +17,7 @@ from trnlab.perf.serve import ServeCalibration, ServeShape
 from trnlab.studies.training_params import PRECISION_BYTES, hardware, load_params
 from trnlab.workloads import TransformerSpec
 
-_FIELDS = ("step_overhead", "mem_eff", "mem_reserve")
+_FIELDS = ("mem_eff", "mem_reserve", "decode_half_rows")
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ class ServingParams:
     """``data/perf/serving.toml`` with provenance."""
 
     fields: dict[str, Field]
+    step_overhead: dict[str, Field]  # runtime cost per step, per vendor family (+ default)
     fit: dict[str, Any]
     path: Path
 
@@ -32,14 +33,21 @@ class ServingParams:
     def calibration(self) -> ServeCalibration:
         return ServeCalibration(**{k: self.fields[k].si for k in _FIELDS})
 
+    def vendor_step_overhead(self, vendor: str) -> float:
+        """Runtime cost per step of a vendor family's serving stack [s] (``default`` if none)."""
+        return (self.step_overhead.get(vendor) or self.step_overhead["default"]).si
+
     def replace(self, **values: float) -> ServingParams:
-        fields = dict(self.fields)
+        """A copy with values changed (``step_overhead_<vendor>`` for the per-vendor table)."""
+        fields, steps = dict(self.fields), dict(self.step_overhead)
         for key, value in values.items():
-            f = fields[key]
-            fields[key] = Field(f.name, value / UNITS[f.unit][1], f.unit, f.status, f.sources,
+            table, name = (steps, key.removeprefix("step_overhead_")) \
+                if key.startswith("step_overhead_") else (fields, key)
+            f = table[name]
+            table[name] = Field(f.name, value / UNITS[f.unit][1], f.unit, f.status, f.sources,
                                 f.note, None if f.range is None else (
                                     min(f.range[0], value), max(f.range[1], value)))
-        return ServingParams(fields, self.fit, self.path)
+        return ServingParams(fields, steps, self.fit, self.path)
 
 
 def load_serving(path: Path | None = None) -> ServingParams:
@@ -54,15 +62,18 @@ def _load(path_str: str) -> ServingParams:
     except (OSError, tomllib.TOMLDecodeError) as err:
         raise CatalogError(f"{path}: {err}") from err
     sources = set(catalog.default().sources)
-    fields = {}
-    for key, raw in doc.get("param", {}).items():
-        unit = raw.get("unit", "") if isinstance(raw, dict) else ""
-        fields[key] = parse_field(raw, f"{path.name}: [param]", key,
-                                  dimension(unit) if unit in UNITS else "count", sources)
-    for key in _FIELDS:
-        if key not in fields:
-            raise CatalogError(f"{path.name}: [param]: missing required field '{key}'")
-    return ServingParams(fields, doc.get("fit", {}), path)
+    tables = {}
+    for table in ("param", "step_overhead"):
+        tables[table] = {}
+        for key, raw in doc.get(table, {}).items():
+            unit = raw.get("unit", "") if isinstance(raw, dict) else ""
+            tables[table][key] = parse_field(raw, f"{path.name}: [{table}]", key,
+                                             dimension(unit) if unit in UNITS else "count",
+                                             sources)
+    for table, key in [*(("param", k) for k in _FIELDS), ("step_overhead", "default")]:
+        if key not in tables[table]:
+            raise CatalogError(f"{path.name}: [{table}]: missing required field '{key}'")
+    return ServingParams(tables["param"], tables["step_overhead"], doc.get("fit", {}), path)
 
 
 @lru_cache(maxsize=64)
@@ -82,15 +93,19 @@ def serve_shape(spec: TransformerSpec) -> ServeShape:
         expert_params=experts, flop_params=spec.flop_params)
 
 
-def serving_hardware(chip: str, system: str, activations: str = "bf16") -> dict[str, Any]:
-    """Chip and networks as the serving model sees them; GEMMs run at the activation format."""
+def serving_hardware(chip: str, system: str, activations: str = "bf16",
+                     params: ServingParams | None = None) -> dict[str, Any]:
+    """Chip, networks and serving runtime as the serving model sees them; GEMMs run at the
+    activation format; ``step_overhead`` is the runtime cost per step of the chip's family."""
     if activations not in PRECISION_BYTES:
         raise ParameterError(bad_value("serving", "activations", activations,
                                        f"allowed: {', '.join(PRECISION_BYTES)}"))
     hw = hardware(chip, system, activations)
     return {"peak": hw.peak_gemm, "gemm_eff": hw.gemm_eff, "hbm_bw": hw.hbm_bw,
             "hbm_capacity": hw.hbm_capacity, "up_bw": hw.up_bw, "up_latency": hw.up_latency,
-            "domain": hw.domain, "out_bw": hw.out_bw, "out_latency": hw.out_latency}
+            "domain": hw.domain, "out_bw": hw.out_bw, "out_latency": hw.out_latency,
+            "step_overhead": (params or load_serving()).vendor_step_overhead(
+                catalog.chip(chip).vendor)}
 
 
 def half_dim() -> float:

@@ -20,7 +20,7 @@ PRECISION_BYTES = {"fp32": 4.0, "tf32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.
                    "int8": 1.0, "fp4": 0.5, "mxfp4": 0.5, "nvfp4": 0.5}
 NARROW = frozenset({"fp8", "mxfp8", "int8", "fp4", "mxfp4", "nvfp4"})
 _CAL_FIELDS = ("gemm_half_dim", "mem_eff", "layer_overhead", "layer_comm_overlap", "dp_overlap",
-               "step_overhead", "mem_reserve")
+               "step_overhead", "mem_reserve", "attention_eff")
 
 
 @dataclass(frozen=True)
