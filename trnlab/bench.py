@@ -12,6 +12,13 @@ Measures, as medians of a few repeats after one warm-up run:
   (:func:`trnlab.studies.training.search`) of llama3-405b on 16,384 and on 1,000,000 Trn3 chips
   (the latter with a global batch of 125,000 sequences, which 1,000,000 = 2^6 5^6 chips can
   split: the default 2,048 sequences leave no valid layout);
+- ``serve_configs_per_s``: serving configurations per second of
+  :func:`trnlab.studies.serve_grid.best_throughput` (llama3-70b on six systems x tp x pp x
+  batch x input x output lengths, >= 10^7 configurations, float32, the best valid layout per
+  system and request shape kept);
+- ``mc_samples_x_configs_s``: the time to evaluate 10^5 Monte-Carlo samples of the power inputs
+  x 10^3 configurations (energy per token, p5/p50/p95 per configuration), and
+  ``mc_cells_per_s``;
 - ``peak_rss_mb``: the peak resident memory of the process [MB].
 
 Importable with NumPy alone; CuPy is used only when ``cupy.is_available()``.
@@ -50,6 +57,33 @@ def grid_axes(quick: bool = False) -> dict[str, list[Any]]:
         "micro_batch": list(range(1, 9)),
         "system": list(SYSTEMS),
     }
+
+
+SERVE_SYSTEMS = ("trn2-ultraserver", "trn3-ultraserver", "dgx-h100", "dgx-h200", "dgx-b200",
+                 "gb200-nvl72")
+
+
+def _serving_and_monte_carlo(quick: bool, repeats: int) -> dict[str, Any]:
+    import numpy as np
+
+    from trnlab.studies.energy import energy_per_token_bands
+    from trnlab.studies.serve_grid import best_throughput
+
+    n_len = 16 if quick else 80
+    axes = {"tp": [1, 2, 4, 8, 16, 32, 64, 128], "pp": [1, 2, 4],
+            "batch": [2**i for i in range(13)],
+            "input_len": list(np.linspace(128, 32768, n_len).astype(int)),
+            "output_len": list(np.linspace(16, 4096, n_len).astype(int))}
+    _, n = best_throughput("llama3-70b", SERVE_SYSTEMS, **axes)
+    serve_s = _median_time(lambda: best_throughput("llama3-70b", SERVE_SYSTEMS, **axes),
+                           repeats)
+    samples, configs = (10_000, 1_000) if quick else (100_000, 1_000)
+    tps = np.linspace(100.0, 2000.0, configs)
+    mc_s = _median_time(lambda: energy_per_token_bands("trn3", tps, np.full(configs, 0.8),
+                                                       n_samples=samples), 1 if quick else 3)
+    return {"serve_configs_per_s": n / serve_s, "serve_grid_size": n,
+            "mc_samples": samples, "mc_configs": configs, "mc_samples_x_configs_s": mc_s,
+            "mc_cells_per_s": samples * configs / mc_s}
 
 
 def peak_rss_mb() -> float:
@@ -108,6 +142,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         out["search_405b_1m_s"] = _median_time(
             lambda: training.search(MODEL, "trn3-ultraserver", 1_000_000, seq_len=SEQ_LEN,
                                     global_batch=BATCH_1M), repeats)
+        out.update(_serving_and_monte_carlo(quick, repeats))
         out["peak_rss_mb"] = peak_rss_mb()
         out["train_configs_per_s_full"] = size / _median_time(lambda: grid(None), 2 if quick
                                                               else 3)
