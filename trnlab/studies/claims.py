@@ -141,9 +141,6 @@ class _Ctx:
     cat: _catalog.Catalog
     assume: Assumptions
 
-    def range3(self, given: tuple[float, float, float] | None, fld: Field) -> np.ndarray:
-        """[low, central, high] from an assumption or a catalog field (SI)."""
-        return np.array(given if given is not None else (fld.low, fld.si, fld.high), dtype=float)
 
 
 def _paired(a: Field, b: Field) -> list[float]:
@@ -249,29 +246,37 @@ def _chips_per_server(c: _Ctx, pub: Field) -> Finding:
             f"{n64}", float(n))
 
 
-def _cluster(c: _Ctx, n_chips: float) -> dict[str, np.ndarray]:
-    """Facility power [W] of ``n_chips`` Trn3 chips as [low, central, high]."""
-    fac = c.cat.facility()
-    chip_w = c.range3(c.assume.chip_power_w, c.cat.chip(TRN3).fields["tdp"])
-    overhead = c.range3(c.assume.system_overhead, fac.fields["system_overhead"])
-    pue = c.range3(c.assume.pue, fac.fields["pue"])
-    it = power.it_power(n_chips, chip_w, overhead)
-    return {"chip_w": chip_w, "overhead": overhead, "pue": pue,
-            "facility": power.facility_power(it, pue)}
+def _pct(x: np.ndarray) -> np.ndarray:
+    return np.percentile(x, (5, 50, 95))
+
+
+def _samples(c: _Ctx, systems: list[str]) -> dict[str, np.ndarray]:
+    """Sampled power inputs (system, sample); the assumptions override the catalog's ranges."""
+    a = c.assume
+    x = energy.inputs(systems, a.n_samples, a.seed,
+                      {"system_overhead": a.system_overhead, "pue": a.pue})
+    if a.chip_power_w is not None and TRN3_SERVER in systems:
+        low, mode, high = a.chip_power_w
+        x["tdp"][systems.index(TRN3_SERVER)] = np.full(a.n_samples, mode) if low == high else \
+            np.random.default_rng(a.seed + 7).triangular(low, mode, high, a.n_samples)
+    return x
 
 
 def _cluster_size(c: _Ctx, pub: Field) -> Finding:
     n = float(c.assume.cluster_chips or pub.si)
     servers = float(power.units_needed(n, c.cat.system(TRN3_SERVER).n_chips))
-    p = _cluster(c, n)
-    gw = p["facility"] / 1e9
-    return Finding(f"{servers:,.0f} UltraServers of 144; facility power {gw[0]:.2f}-{gw[2]:.2f} GW "
-            f"(central {gw[1]:.2f} GW)", "partly",
-            f"the arithmetic holds ({servers:,.0f} UltraServers is 'thousands'), but no Trn3 "
-            f"cluster of this size is reported; at {p['chip_w'][0]:.0f}-{p['chip_w'][2]:.0f} W "
-            f"per chip (projected), system overhead {p['overhead'][0]:.2f}-{p['overhead'][2]:.2f}"
-            f" and PUE {p['pue'][0]:.2f}-{p['pue'][2]:.2f} it needs {gw[0]:.1f}-{gw[2]:.1f} GW, "
-            "the scale of the largest AI campuses announced to date", gw[1], gw[0], gw[2], "GW")
+    x = _samples(c, [TRN3_SERVER])
+    facility = power.facility_power(power.it_power(n, x["tdp"][0], x["overhead"][0]),
+                                    x["pue"][0])
+    gw, chip_w = _pct(facility) / 1e9, _pct(x["tdp"][0])
+    return Finding(
+        f"{servers:,.0f} UltraServers of 144; facility power at full load {gw[1]:.2f} GW "
+        f"(p5-p95 {gw[0]:.2f}-{gw[2]:.2f})", "partly",
+        f"the arithmetic holds ({servers:,.0f} UltraServers is 'thousands'), but no Trn3 cluster "
+        f"of this size is reported; at a projected {chip_w[0]:.0f}-{chip_w[2]:.0f} W per chip "
+        f"(p5-p95), plus system overhead and PUE sampled from their ranges, it needs "
+        f"{gw[0]:.1f}-{gw[2]:.1f} GW, the scale of the largest AI campuses announced to date",
+        gw[1], gw[0], gw[2], "GW")
 
 
 def _trainium_energy(c: _Ctx) -> dict[str, np.ndarray]:
@@ -286,11 +291,7 @@ def _trainium_energy(c: _Ctx) -> dict[str, np.ndarray]:
     pts = [training_point(a.model, s, a.n_chips, a.precision) for s in systems]
     tps = np.array([[p["tokens_per_s_per_chip"]] for p in pts])
     act = np.array([[p["compute_share"]] for p in pts])
-    x = energy.inputs(systems, a.n_samples, a.seed)
-    if a.chip_power_w is not None:
-        low, mode, high = a.chip_power_w
-        x["tdp"][1] = np.full(a.n_samples, mode) if low == high else \
-            np.random.default_rng(a.seed + 7).triangular(low, mode, high, a.n_samples)
+    x = _samples(c, systems)
     chip = power.chip_power(x["tdp"], x["idle"], act, 0.0, x["memory_weight"])
     it = chip * (1.0 + x["overhead"])
     n3, n2 = c.cat.system(TRN3_SERVER).n_chips, c.cat.system(TRN2_SERVER).n_chips
@@ -298,10 +299,6 @@ def _trainium_energy(c: _Ctx) -> dict[str, np.ndarray]:
             "server_power": chip[1] * n3 / (chip[0] * n2),
             "throughput": np.full(a.n_samples, tps[1, 0] / tps[0, 0]),
             "trn3_w": chip[1], "trn2_w": chip[0]}
-
-
-def _pct(x: np.ndarray) -> np.ndarray:
-    return np.percentile(x, (5, 50, 95))
 
 
 def _energy_efficiency(c: _Ctx, pub: Field) -> Finding:
