@@ -153,3 +153,34 @@ def parse_field(raw: object, where: str, name: str, want_dimension: str,
                                                    known_sources)),
                                 str(alt.get("note", ""))))
     return Field(name, value, unit, status, sources, note, rng, tuple(alts))
+
+
+def parse_table(raw: dict[str, Any], where: str, known_sources: set[str]) -> dict[str, Field]:
+    """Parse every field of a TOML table; each field's dimension follows its own unit."""
+    out = {}
+    for key, value in raw.items():
+        unit = value.get("unit", "") if isinstance(value, dict) else ""
+        out[key] = parse_field(value, where, key, dimension(unit) if unit in UNITS else "count",
+                               known_sources)
+    return out
+
+
+def with_si_value(field: Field, value_si: float) -> Field:
+    """``field`` with a new value given in SI (its range widened to contain it if needed)."""
+    value = value_si / UNITS[field.unit][1]
+    rng = None if field.range is None else (min(field.range[0], value),
+                                            max(field.range[1], value))
+    return Field(field.name, value, field.unit, field.status, field.sources, field.note, rng,
+                 field.alt)
+
+
+def update_tables(tables: dict[str, dict[str, Field]], values: dict[str, float]
+                  ) -> dict[str, dict[str, Field]]:
+    """Copies of ``tables`` with ``values`` [SI] set. A key ``<table>_<name>`` addresses table
+    ``<table>`` (e.g. ``gemm_eff_aws``); any other key the table ``fields``."""
+    out = {name: dict(table) for name, table in tables.items()}
+    for key, value in values.items():
+        table = next((t for t in out if t != "fields" and key.startswith(f"{t}_")), "fields")
+        name = key.removeprefix(f"{table}_") if table != "fields" else key
+        out[table][name] = with_si_value(out[table][name], value)
+    return out

@@ -19,8 +19,7 @@ import numpy as np
 
 from trnlab import catalog
 from trnlab._paths import data_dir
-from trnlab.catalog.fields import Field, parse_field
-from trnlab.catalog.units import UNITS, dimension
+from trnlab.catalog.fields import Field, parse_table
 from trnlab.errors import CatalogError, ParameterError, bad_value
 
 PERCENTILES = (5.0, 50.0, 95.0)
@@ -41,15 +40,6 @@ class Economics:
         return self.capex[system]
 
 
-def _fields(raw: dict, where: str, sources: set[str]) -> dict[str, Field]:
-    out = {}
-    for key, value in raw.items():
-        unit = value.get("unit", "") if isinstance(value, dict) else ""
-        out[key] = parse_field(value, where, key, dimension(unit) if unit in UNITS else "count",
-                               sources)
-    return out
-
-
 def _read(path: Path) -> dict:
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
@@ -62,14 +52,14 @@ def load_economics(root: str | None = None) -> Economics:
     """Read and validate the power and cost data."""
     base = Path(root) if root else data_dir()
     sources = set(catalog.default().sources)
-    power = _fields(_read(base / "perf" / "power.toml").get("param", {}), "power.toml: [param]",
+    power = parse_table(_read(base / "perf" / "power.toml").get("param", {}), "power.toml: [param]",
                     sources)
     doc = _read(base / "cost" / "capex.toml")
     capex = {}
     for system, raw in doc.get("capex", {}).items():
         catalog.default().system(system)  # an unknown system id is an error
-        capex[system] = _fields(raw, f"capex.toml: [capex.{system}]", sources)["price"]
-    econ = _fields(doc.get("economics", {}).get("default", {}),
+        capex[system] = parse_table(raw, f"capex.toml: [capex.{system}]", sources)["price"]
+    econ = parse_table(doc.get("economics", {}).get("default", {}),
                    "capex.toml: [economics.default]", sources)
     for key in ("life_years", "energy_price", "network_capex_fraction",
                 "facility_capex_per_watt", "facility_life_years"):

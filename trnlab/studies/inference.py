@@ -1,7 +1,8 @@
 """Inference study: serving throughput and latency, the SLO frontier, disaggregated pools.
 
 Built on :func:`trnlab.perf.serve.serve`, evaluated over grids of layouts and batch sizes.
-Cost is reported as chip-seconds per million output tokens until the cost model exists.
+Cost is reported as chip-seconds per million output tokens; :mod:`trnlab.studies.cost` prices
+them in USD.
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ def frontier(model_id: TransformerSpec | str, system: str, *, input_len: int = 2
         ds[key] = ("config", res[key], {"units": units, "long_name": long_name})
     ds["chip_s_per_m_tokens"] = ("config", 1e6 / res["output_tokens_per_s_per_chip"],
                                  {"units": "s", "long_name": "chip-seconds per million output "
-                                  "tokens (cost model pending)"})
+                                  "tokens (times a chip price gives USD)"})
     ds["fits"] = ("config", res["fits"], {"units": "1", "long_name": "weights + KV fit in HBM"})
     ds["reason"] = ("config", reason, {"units": "1", "long_name": "0 ok, 1 does not fit, "
                                        "2 misses TPOT, 3 misses TTFT"})

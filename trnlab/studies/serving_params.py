@@ -10,8 +10,7 @@ from typing import Any
 
 from trnlab import catalog
 from trnlab._paths import data_dir
-from trnlab.catalog.fields import Field, parse_field
-from trnlab.catalog.units import UNITS, dimension
+from trnlab.catalog.fields import Field, parse_table, update_tables
 from trnlab.errors import CatalogError, ParameterError, bad_value
 from trnlab.perf.serve import ServeCalibration, ServeShape
 from trnlab.studies.training_params import PRECISION_BYTES, hardware, load_params
@@ -38,16 +37,9 @@ class ServingParams:
         return (self.step_overhead.get(vendor) or self.step_overhead["default"]).si
 
     def replace(self, **values: float) -> ServingParams:
-        """A copy with values changed (``step_overhead_<vendor>`` for the per-vendor table)."""
-        fields, steps = dict(self.fields), dict(self.step_overhead)
-        for key, value in values.items():
-            table, name = (steps, key.removeprefix("step_overhead_")) \
-                if key.startswith("step_overhead_") else (fields, key)
-            f = table[name]
-            table[name] = Field(f.name, value / UNITS[f.unit][1], f.unit, f.status, f.sources,
-                                f.note, None if f.range is None else (
-                                    min(f.range[0], value), max(f.range[1], value)))
-        return ServingParams(fields, steps, self.fit, self.path)
+        """A copy with values changed [SI] (``step_overhead_<vendor>`` for the vendor table)."""
+        t = update_tables({"fields": self.fields, "step_overhead": self.step_overhead}, values)
+        return ServingParams(t["fields"], t["step_overhead"], self.fit, self.path)
 
 
 def load_serving(path: Path | None = None) -> ServingParams:
@@ -62,14 +54,8 @@ def _load(path_str: str) -> ServingParams:
     except (OSError, tomllib.TOMLDecodeError) as err:
         raise CatalogError(f"{path}: {err}") from err
     sources = set(catalog.default().sources)
-    tables = {}
-    for table in ("param", "step_overhead"):
-        tables[table] = {}
-        for key, raw in doc.get(table, {}).items():
-            unit = raw.get("unit", "") if isinstance(raw, dict) else ""
-            tables[table][key] = parse_field(raw, f"{path.name}: [{table}]", key,
-                                             dimension(unit) if unit in UNITS else "count",
-                                             sources)
+    tables = {table: parse_table(doc.get(table, {}), f"{path.name}: [{table}]", sources)
+              for table in ("param", "step_overhead")}
     for table, key in [*(("param", k) for k in _FIELDS), ("step_overhead", "default")]:
         if key not in tables[table]:
             raise CatalogError(f"{path.name}: [{table}]: missing required field '{key}'")

@@ -10,8 +10,7 @@ from typing import Any
 
 from trnlab import catalog
 from trnlab._paths import data_dir
-from trnlab.catalog.fields import Field, parse_field
-from trnlab.catalog.units import UNITS, dimension
+from trnlab.catalog.fields import Field, parse_table, update_tables
 from trnlab.errors import CatalogError, ParameterError, bad_value
 from trnlab.perf.train import Calibration, Hardware
 
@@ -42,25 +41,13 @@ class TrainingParams:
         return (self.gemm_eff.get(vendor) or self.gemm_eff["default"]).si
 
     def replace(self, **values: float) -> TrainingParams:
-        """A copy with some values changed (``gemm_eff_<vendor>`` for the vendor table)."""
-        fields, eff = dict(self.fields), dict(self.gemm_eff)
-        for key, value in values.items():
-            table, name = (eff, key.removeprefix("gemm_eff_")) if key.startswith("gemm_eff_") \
-                else (fields, key)
-            f = table[name]
-            table[name] = Field(f.name, value / UNITS[f.unit][1], f.unit, f.status, f.sources,
-                                f.note, None if f.range is None else (
-                                    min(f.range[0], value), max(f.range[1], value)))
-        return TrainingParams(fields, eff, self.topology, self.fit, self.path)
+        """A copy with some values changed [SI] (``gemm_eff_<vendor>`` for the vendor table)."""
+        t = update_tables({"fields": self.fields, "gemm_eff": self.gemm_eff}, values)
+        return TrainingParams(t["fields"], t["gemm_eff"], self.topology, self.fit, self.path)
 
 
 def _table(doc: dict, name: str, where: str, sources: set[str]) -> dict[str, Field]:
-    out = {}
-    for key, raw in doc.get(name, {}).items():
-        unit = raw.get("unit", "") if isinstance(raw, dict) else ""
-        dim = dimension(unit) if unit in UNITS else "count"
-        out[key] = parse_field(raw, f"{where}: [{name}]", key, dim, sources)
-    return out
+    return parse_table(doc.get(name, {}), f"{where}: [{name}]", sources)
 
 
 def load_params(path: Path | None = None) -> TrainingParams:
