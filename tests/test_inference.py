@@ -146,3 +146,13 @@ def test_serving_grid_matches_the_direct_evaluation():
             ok = r["fits"] & (r["tpot"] * 1e3 <= 40)
             expected = np.max(np.where(ok, r["output_tokens_per_s_per_chip"], 0.0))
             assert best[0, i, j] == pytest.approx(expected, rel=1e-9)
+
+
+def test_frontier_prices_tokens_at_the_list_or_a_given_price():
+    priced = inference.frontier("llama3-8b", "dgx-h100", input_len=1024, output_len=256,
+                                price_per_chip_hour=3.6)
+    np.testing.assert_allclose(priced["usd_per_m_tokens"], priced["chip_s_per_m_tokens"] * 1e-3)
+    listed = inference.frontier("llama3-8b", "dgx-h100", input_len=1024, output_len=256)
+    assert listed.attrs["price_per_chip_hour"] == pytest.approx(55.04 / 8)  # p5.48xlarge
+    unpriced = inference.frontier("llama3-8b", "gb200-nvl72", input_len=1024, output_len=256)
+    assert np.isnan(unpriced["usd_per_m_tokens"]).all()  # no list price in the catalog

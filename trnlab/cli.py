@@ -147,12 +147,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     ds = inference.frontier(args.model, args.system, input_len=args.input,
                             output_len=args.output, ttft_ms=args.ttft_ms, tpot_ms=args.tpot_ms,
-                            weights=args.weights, activations=args.activations, kv=args.kv)
+                            weights=args.weights, activations=args.activations, kv=args.kv,
+                            price_per_chip_hour=args.price)
     front = ds.where(ds["pareto"], drop=True).sortby("tpot")
     rows = [{k: (int(front[k][i]) if k in ("tp", "pp", "ep", "adp", "batch")
                  else float(front[k][i]))
              for k in ("tp", "pp", "ep", "adp", "batch", "ttft", "tpot",
-                       "output_tokens_per_s_per_chip", "chip_s_per_m_tokens")}
+                       "output_tokens_per_s_per_chip", "chip_s_per_m_tokens", "usd_per_m_tokens")}
             for i in range(front.sizes["config"])]
     best = inference.best(ds)
     if args.json:
@@ -168,9 +169,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(_table([[str(r["tp"]), str(r["pp"]), str(r["adp"]), str(r["batch"]),
                    f"{r['ttft'] * 1e3:.0f}", f"{r['tpot'] * 1e3:.1f}",
                    f"{r['output_tokens_per_s_per_chip']:.1f}",
-                   f"{r['chip_s_per_m_tokens']:.0f}"] for r in rows],
+                   f"{r['chip_s_per_m_tokens']:.0f}", f"{r['usd_per_m_tokens']:.2f}"]
+                  for r in rows],
                  ["tp", "pp", "adp", "batch", "ttft ms", "tpot ms", "out tok/s/chip",
-                  "chip-s / M tok"]))
+                  "chip-s / M tok", "USD / M tok"]))
     return 0
 
 
@@ -268,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default="bf16", help="weight format (bf16, fp8, fp4, ...)")
     p.add_argument("--activations", default="bf16", help="compute format of the GEMMs")
     p.add_argument("--kv", default="bf16", help="KV-cache format")
+    p.add_argument("--price", type=float, default=None,
+                   help="USD per chip-hour (default: the system's on-demand list price, if any)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_serve)
 

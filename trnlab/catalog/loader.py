@@ -258,6 +258,12 @@ class Catalog:
     def facility(self, facility_id: str = "default") -> Facility:
         return self._get("facility", facility_id)
 
+    def latest_price(self, system: str, kind: str = "on_demand") -> Price | None:
+        """The newest price of ``kind`` for an instance of ``system`` (None if none listed)."""
+        prices = sorted((p for p in self.prices.values() if p.system == system and p.kind == kind),
+                        key=lambda p: p.date)
+        return prices[-1] if prices else None
+
     def entry(self, entry_id: str) -> Any:
         """Look ``entry_id`` up in every table (chips first)."""
         for table in FILES:

@@ -291,8 +291,9 @@ def _trainium_energy(c: _Ctx) -> dict[str, np.ndarray]:
     pts = [training_point(a.model, s, a.n_chips, a.precision) for s in systems]
     tps = np.array([[p["tokens_per_s_per_chip"]] for p in pts])
     act = np.array([[p["compute_share"]] for p in pts])
+    comm = np.array([[p["memory_share"]] for p in pts])
     x = _samples(c, systems)
-    chip = power.chip_power(x["tdp"], x["idle"], act, 0.0, x["memory_weight"])
+    chip = power.chip_power(x["tdp"], x["idle"], act, comm, x["memory_weight"])
     it = chip * (1.0 + x["overhead"])
     n3, n2 = c.cat.system(TRN3_SERVER).n_chips, c.cat.system(TRN2_SERVER).n_chips
     return {"efficiency": (tps[1] / it[1]) / (tps[0] / it[0]), "chip_power": chip[1] / chip[0],

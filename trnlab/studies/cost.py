@@ -27,9 +27,8 @@ HOUR = 3600.0
 
 def cloud_price(system: str, kind: str = "on_demand") -> float:
     """Newest listed price per chip-hour of an instance of ``system`` [USD/h] (NaN if none)."""
-    prices = sorted((p for p in catalog.default().prices.values()
-                     if p.system == system and p.kind == kind), key=lambda p: p.date)
-    return prices[-1].usd_per_chip_hour if prices else float("nan")
+    price = catalog.default().latest_price(system, kind)
+    return price.usd_per_chip_hour if price else float("nan")
 
 
 def tco_per_chip_hour(systems: Sequence[str], chip_power_w: np.ndarray, n_samples: int,
@@ -79,7 +78,8 @@ def study(model: str = "llama3-405b", systems: Sequence[str] = (*GPU_SYSTEMS, "t
     serve = [serving_point(serve_model, s, input_len, output_len, tpot_ms, ttft_ms)
              for s in systems]
     col = lambda rows, key: np.array([[r[key]] for r in rows], dtype=float)
-    tps, act, mfu = (col(train, k) for k in ("tokens_per_s_per_chip", "compute_share", "mfu"))
+    tps, act, comm, mfu = (col(train, k) for k in ("tokens_per_s_per_chip", "compute_share",
+                                                     "memory_share", "mfu"))
     flops = col(train, "model_flops_per_chip")
     out_tps = col(serve, "output_tokens_per_s_per_chip")
     cloud = np.array([[trn3_price if s == TRN3 and trn3_price else cloud_price(s)]
@@ -87,7 +87,7 @@ def study(model: str = "llama3-405b", systems: Sequence[str] = (*GPU_SYSTEMS, "t
     res = {}
     for label, n in (("samples", n_samples), ("central", 0)):
         x = inputs(systems, n, seed, overrides)
-        p_chip = power.chip_power(x["tdp"], x["idle"], act, 0.0, x["memory_weight"])
+        p_chip = power.chip_power(x["tdp"], x["idle"], act, comm, x["memory_weight"])
         tco = tco_per_chip_hour(systems, p_chip, n, seed, overrides)
         res[label] = {"tco_per_chip_hour": tco,
                       "training_cost_tco": cost.cost_per_token(tco / HOUR, tps) * token_budget,

@@ -79,6 +79,7 @@ def study(model: str = "llama3-405b", systems: Sequence[str] = DEFAULT_SYSTEMS,
              for s in systems]
     col = lambda rows, key: np.array([[r[key]] for r in rows], dtype=float)
     tps, act = col(train, "tokens_per_s_per_chip"), col(train, "compute_share")
+    comm = col(train, "memory_share")
     flops = col(train, "model_flops_per_chip")
     out_tps = col(serve, "output_tokens_per_s_per_chip")
     s_c, s_m = col(serve, "compute_share"), col(serve, "memory_share")
@@ -87,7 +88,7 @@ def study(model: str = "llama3-405b", systems: Sequence[str] = DEFAULT_SYSTEMS,
     results = {}
     for label, n in (("samples", n_samples), ("central", 0)):
         x = inputs(systems, n, seed, overrides)
-        p_train = power.chip_power(x["tdp"], x["idle"], act, 0.0, x["memory_weight"])
+        p_train = power.chip_power(x["tdp"], x["idle"], act, comm, x["memory_weight"])
         p_serve = power.chip_power(x["tdp"], x["idle"], s_c, s_m, x["memory_weight"])
         it_train = p_train * (1.0 + x["overhead"])
         fac_train = power.facility_power(it_train, x["pue"])

@@ -84,15 +84,16 @@ def frontier(model_id: TransformerSpec | str, system: str, *, input_len: int = 2
              output_len: int = 512, ttft_ms: float | None = None, tpot_ms: float | None = None,
              chip: str | None = None, weights: str = "bf16", activations: str = "bf16",
              kv: str = "bf16", batches: Sequence[int] = tuple(2**i for i in range(13)),
-             pps: Sequence[int] = (1, 2, 4), params: ServingParams | None = None
-             ) -> xr.Dataset:
+             pps: Sequence[int] = (1, 2, 4), price_per_chip_hour: float | None = None,
+             params: ServingParams | None = None) -> xr.Dataset:
     """Throughput-vs-latency Pareto set of ``model`` on ``system`` under TTFT/TPOT targets.
 
     Evaluates every replica layout (tp a divisor of the scale-up domain, pp, attention-DP for
     MLA models) x batch size; layouts that do not fit (weights + KV above HBM) or miss an SLO are
     masked with a reason. Returns a Dataset over ``config`` with the layout, the outputs,
-    ``chip_s_per_m_tokens`` (chip-seconds per million output tokens), ``reason`` and
-    ``pareto`` (best output tokens/s per chip for its TPOT).
+    ``chip_s_per_m_tokens`` (chip-seconds per million output tokens), ``usd_per_m_tokens`` at
+    ``price_per_chip_hour`` [USD] (default: the system's newest on-demand list price; NaN when
+    there is none), ``reason`` and ``pareto`` (best output tokens/s per chip for its TPOT).
     """
     spec = _spec(model_id)
     sysrec = catalog.system(system)
@@ -129,12 +130,19 @@ def frontier(model_id: TransformerSpec | str, system: str, *, input_len: int = 2
     ds["chip_s_per_m_tokens"] = ("config", 1e6 / res["output_tokens_per_s_per_chip"],
                                  {"units": "s", "long_name": "chip-seconds per million output "
                                   "tokens (times a chip price gives USD)"})
+    if price_per_chip_hour is None:
+        listed = catalog.default().latest_price(system)
+        price_per_chip_hour = listed.usd_per_chip_hour if listed else float("nan")
+    ds["usd_per_m_tokens"] = ("config", ds["chip_s_per_m_tokens"].values * price_per_chip_hour
+                              / 3600.0, {"units": "USD", "long_name": "USD per million output "
+                                         f"tokens at {price_per_chip_hour:.4g} USD per chip-hour"})
     ds["fits"] = ("config", res["fits"], {"units": "1", "long_name": "weights + KV fit in HBM"})
     ds["reason"] = ("config", reason, {"units": "1", "long_name": "0 ok, 1 does not fit, "
                                        "2 misses TPOT, 3 misses TTFT"})
     ds["pareto"] = ("config", pareto, {"units": "1", "long_name": "on the throughput-vs-TPOT "
                                        "Pareto front"})
     ds.attrs.update({"model": spec.name, "system": system, "chip": chip,
+                     "price_per_chip_hour": float(price_per_chip_hour),
                      "input_len": input_len, "output_len": output_len,
                      "ttft_ms": json.dumps(ttft_ms), "tpot_ms": json.dumps(tpot_ms),
                      "formats": json.dumps({"weights": weights, "activations": activations,
@@ -151,7 +159,7 @@ def best(ds: xr.Dataset) -> dict[str, Any]:
     row = valid.isel(config=i)
     return {k: (int(row[k]) if k in ("tp", "pp", "ep", "adp", "batch") else float(row[k]))
             for k in ("tp", "pp", "ep", "adp", "batch", "ttft", "tpot",
-                      "output_tokens_per_s_per_chip", "chip_s_per_m_tokens")}
+                      "output_tokens_per_s_per_chip", "chip_s_per_m_tokens", "usd_per_m_tokens")}
 
 
 def disaggregated(model_id: TransformerSpec | str, prefill_system: str, decode_system: str, *,

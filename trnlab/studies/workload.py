@@ -17,18 +17,23 @@ from trnlab.studies import inference, training
 def training_point(model: str, system: str, n_chips: int, precision: str = "bf16",
                    seq_len: int = 8192, global_batch: int | None = None) -> dict[str, Any]:
     """Best training layout of ``model`` on ``n_chips`` of ``system``: tokens/s per chip, MFU,
-    model FLOP/s per chip, the compute share of the step (tensor activity), and the layout.
-    Empty values (NaN) when no layout is valid."""
+    model FLOP/s per chip, the compute share of the step (tensor activity), the share spent in
+    exposed communication and the optimizer update (HBM and link activity: ``memory_share``;
+    pipeline bubbles and fixed overheads count as idle), and the layout. Empty values (NaN) when
+    no layout is valid."""
     ds = training.search(model, system, n_chips, precision=precision, seq_len=seq_len,
                          global_batch=global_batch, top=1)
     if not ds.sizes["config"]:
         nan = float("nan")
         return {"tokens_per_s_per_chip": nan, "mfu": nan, "model_flops_per_chip": nan,
-                "compute_share": nan, "layout": {}}
+                "compute_share": nan, "memory_share": nan, "layout": {}}
     row = training.best_row(ds)
     return {"tokens_per_s_per_chip": row["tokens_per_s_per_chip"], "mfu": row["mfu"],
             "model_flops_per_chip": float(ds["model_flops_per_chip"][0]),
-            "compute_share": float(ds["t_compute"][0] / ds["step_time"][0]), "layout": row}
+            "compute_share": float(ds["t_compute"][0] / ds["step_time"][0]),
+            "memory_share": float(sum(ds[k][0] for k in ("t_tp", "t_ep", "t_cp", "t_pp", "t_dp",
+                                                         "t_optimizer")) / ds["step_time"][0]),
+            "layout": row}
 
 
 @lru_cache(maxsize=256)
