@@ -54,7 +54,8 @@ def study(model: str = "llama3-405b", systems: Sequence[str] = (*GPU_SYSTEMS, "t
                                                                    TRN3),
           n_chips: int = 16384, precision: str = "bf16", token_budget: float = 15e12,
           serve_model: str = "llama3-70b", input_len: int = 2048, output_len: int = 512,
-          tpot_ms: float = 50.0, ttft_ms: float = 2000.0, target_ratio: float = 0.5,
+          tpot_ms: float = 50.0, ttft_ms: float = 2000.0, serve_precision: str = "bf16",
+          target_ratio: float = 0.5,
           trn3_prices: Sequence[float] = tuple(np.round(np.arange(1.0, 12.01, 0.5), 2)),
           mfu_values: Sequence[float] = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6),
           trn3_price: float | None = None, n_samples: int = 2000, seed: int = 0,
@@ -64,6 +65,7 @@ def study(model: str = "llama3-405b", systems: Sequence[str] = (*GPU_SYSTEMS, "t
     ``break_even_price`` [USD/chip-hour] is the Trn3 price at which its cost per trained (or
     served) token is ``target_ratio`` times that of each GPU system at the GPU's on-demand price
     (and, second basis, at the GPU's TCO), with both sides at the throughput the models predict.
+    Serving runs weights, activations and KV cache in ``serve_precision``.
     ``trn3_price`` [USD/chip-hour] is a price scenario for Trn3 (none is published; default:
     no cloud cost for Trn3). ``cost_ratio`` and ``cost_ratio_tco`` [1] are Trn3's cost per
     trained token over (assumed Trn3 price, Trn3 MFU) divided by each system's, the system at its
@@ -75,8 +77,8 @@ def study(model: str = "llama3-405b", systems: Sequence[str] = (*GPU_SYSTEMS, "t
     if TRN3 not in systems:
         systems.append(TRN3)
     train = [training_point(model, s, n_chips, precision) for s in systems]
-    serve = [serving_point(serve_model, s, input_len, output_len, tpot_ms, ttft_ms)
-             for s in systems]
+    serve = [serving_point(serve_model, s, input_len, output_len, tpot_ms, ttft_ms,
+                           *(serve_precision,) * 3) for s in systems]
     col = lambda rows, key: np.array([[r[key]] for r in rows], dtype=float)
     tps, act, comm, mfu = (col(train, k) for k in ("tokens_per_s_per_chip", "compute_share",
                                                      "memory_share", "mfu"))

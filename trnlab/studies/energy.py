@@ -61,22 +61,23 @@ def _band(name: str, samples: np.ndarray, centre: np.ndarray, units: str, long_n
 def study(model: str = "llama3-405b", systems: Sequence[str] = DEFAULT_SYSTEMS,
           n_chips: int = 16384, precision: str = "bf16", token_budget: float = 15e12,
           serve_model: str = "llama3-70b", input_len: int = 2048, output_len: int = 512,
-          tpot_ms: float = 50.0, ttft_ms: float = 2000.0,
+          tpot_ms: float = 50.0, ttft_ms: float = 2000.0, serve_precision: str = "bf16",
           cluster_chips: Sequence[int] = (144, 1152, 9216, 73728, 589824, 1000000),
           n_samples: int = 2000, seed: int = 0,
           overrides: Mapping[str, Any] | None = None) -> xr.Dataset:
     """Power per chip/server/cluster, energy per training run and per million tokens, perf/W.
 
     Training runs ``model`` on ``n_chips`` chips of each system at the best layout; serving runs
-    ``serve_model`` at the SLO. Chip power follows the workload's tensor and memory activity.
+    ``serve_model`` at the SLO with weights, activations and KV cache in ``serve_precision``.
+    Chip power follows the workload's tensor and memory activity.
     Cluster power is for ``cluster_chips`` chips of the *first Trainium3 system* in ``systems``
     (or the first system) at its training power.
     """
     systems = list(systems)
     chips = [catalog.chip(catalog.system(s).chip) for s in systems]
     train = [training_point(model, s, n_chips, precision) for s in systems]
-    serve = [serving_point(serve_model, s, input_len, output_len, tpot_ms, ttft_ms)
-             for s in systems]
+    serve = [serving_point(serve_model, s, input_len, output_len, tpot_ms, ttft_ms,
+                           *(serve_precision,) * 3) for s in systems]
     col = lambda rows, key: np.array([[r[key]] for r in rows], dtype=float)
     tps, act = col(train, "tokens_per_s_per_chip"), col(train, "compute_share")
     comm = col(train, "memory_share")
