@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from types import ModuleType, TracebackType
+from types import TracebackType
 from typing import Any, Self
 
 from trnlab.errors import BackendError
@@ -103,11 +103,8 @@ def to_numpy(x: Any) -> Any:
     """Return ``x`` as a NumPy array (copying from the GPU for CuPy); scalars pass through."""
     import numpy as np
 
-    if isinstance(x, np.ndarray | int | float | bool | np.generic):
+    if isinstance(x, int | float | bool | np.generic | np.ndarray):
         return x
-    module: ModuleType | None = importlib.import_module(type(x).__module__.split(".")[0])
-    if module is not None and module.__name__ == "cupy":
+    if type(x).__module__.split(".")[0] == "cupy":
         return x.get()
-    if hasattr(x, "__dlpack__") and module is not None and module.__name__ != "array_api_strict":
-        return np.from_dlpack(x)
     return np.asarray(x)
