@@ -98,3 +98,26 @@ def test_every_power_and_price_figure_is_sourced(field):
     assert field.sources and all(s in catalog.default().sources for s in field.sources)
     if field.status == "projected":
         assert field.range and field.note
+
+
+def test_power_cap_clock_fraction():
+    assert power.capped_clock_fraction(700.0, 800.0, 0.2, 1.0, 3.0) == 1.0
+    cap = 1000.0 * (0.2 + 0.8 * 0.5**3)
+    assert power.capped_clock_fraction(1000.0, cap, 0.2, 1.0, 3.0) == pytest.approx(0.5)
+    caps = np.linspace(300, 700, 9)
+    assert np.all(np.diff(power.capped_clock_fraction(700.0, caps, 0.2, 1.0, 3.0)) > 0)
+
+
+def test_power_capped_training_is_slower_and_mfu_stays_nominal():
+    from trnlab.studies import training
+    from trnlab.studies.training_params import clock_fraction
+
+    free = training.search("llama3-70b", "dgx-h100", 256, global_batch=512, top=1)
+    capped = training.search("llama3-70b", "dgx-h100", 256, global_batch=512, top=1,
+                             power_cap_w=450.0)
+    clock = clock_fraction("h100-sxm", 450.0)
+    assert 0.7 < clock < 0.95
+    speed = float(capped["tokens_per_s_per_chip"][0]) / float(free["tokens_per_s_per_chip"][0])
+    assert clock <= speed < 1.0  # compute slows with the clock, memory and links do not
+    mfu = float(capped["mfu"][0]) / float(free["mfu"][0])
+    assert mfu == pytest.approx(speed, rel=1e-9)  # MFU stays against the nominal peak

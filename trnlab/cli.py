@@ -118,7 +118,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     from trnlab.studies import training
 
     ds = training.search(args.model, args.system, args.chips, precision=args.precision,
-                         seq_len=args.seq, global_batch=args.global_batch, top=args.top)
+                         seq_len=args.seq, global_batch=args.global_batch, top=args.top,
+                         power_cap_w=args.power_cap)
     rows = [training.best_row(ds, i) for i in range(min(args.top, ds.sizes["config"]))]
     if args.json:
         _print_json({"model": ds.attrs["model"], "system": ds.attrs["system"],
@@ -148,7 +149,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     ds = inference.frontier(args.model, args.system, input_len=args.input,
                             output_len=args.output, ttft_ms=args.ttft_ms, tpot_ms=args.tpot_ms,
                             weights=args.weights, activations=args.activations, kv=args.kv,
-                            price_per_chip_hour=args.price)
+                            price_per_chip_hour=args.price, power_cap_w=args.power_cap)
     front = ds.where(ds["pareto"], drop=True).sortby("tpot")
     rows = [{k: (int(front[k][i]) if k in ("tp", "pp", "ep", "adp", "batch")
                  else float(front[k][i]))
@@ -257,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--global-batch", type=int, default=None,
                    help="sequences per step (default: about 16M tokens, a multiple of the odd part of --chips)")
     p.add_argument("--top", type=int, default=10, help="layouts to show")
+    p.add_argument("--power-cap", type=float, default=None, metavar="W",
+                   help="chip power cap [W]: compute slows to the clock the chip holds")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_search)
 
@@ -270,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default="bf16", help="weight format (bf16, fp8, fp4, ...)")
     p.add_argument("--activations", default="bf16", help="compute format of the GEMMs")
     p.add_argument("--kv", default="bf16", help="KV-cache format")
+    p.add_argument("--power-cap", type=float, default=None, metavar="W",
+                   help="chip power cap [W]: compute slows to the clock the chip holds")
     p.add_argument("--price", type=float, default=None,
                    help="USD per chip-hour (default: the system's on-demand list price, if any)")
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -78,3 +78,28 @@ def chip_power(tdp: Any, idle_fraction: Any, compute_activity: Any, memory_activ
 def energy(power_w: Any, seconds: Any) -> Any:
     """Energy [J] of ``power_w`` [W] drawn for ``seconds`` [s]."""
     return power_w * seconds
+
+
+def capped_clock_fraction(tdp: Any, power_cap: Any, idle_fraction: Any, activity: Any,
+                          exponent: Any) -> Any:
+    """Fraction of the nominal clock a chip can hold under a power cap [1].
+
+    Dynamic power scales as ``f^exponent`` (``f V^2`` with ``V ~ f``), so the cap is met when
+    ``idle + (1 - idle) a (f/f0)^e = cap / TDP``; the clock never exceeds nominal:
+    ``f/f0 = min(1, ((cap/TDP - idle) / ((1 - idle) a))^(1/e))``. Compute peaks scale by it;
+    memory bandwidth does not.
+
+    Parameters
+    ----------
+    tdp, power_cap : array_like
+        Nominal chip power and the cap [W].
+    idle_fraction : array_like
+        Static power / TDP [1].
+    activity : array_like
+        Dynamic activity at the nominal clock, 1 for tensor-bound work [1].
+    exponent : array_like
+        Power-versus-clock exponent [1].
+    """
+    xp = xp_of(tdp, power_cap, activity)
+    headroom = xp.maximum(power_cap / tdp - idle_fraction, 1e-6)
+    return xp.minimum((headroom / ((1.0 - idle_fraction) * activity)) ** (1.0 / exponent), 1.0)

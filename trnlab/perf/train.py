@@ -116,6 +116,7 @@ class Hardware:
     out_bw: Any  # [B/s]
     out_latency: Any  # [s]
     ranks_per_chip: Any = 1.0  # ranks per chip (Neuron cores); TP splits GEMMs over them too
+    clock: Any = 1.0  # clock held / nominal (power cap); peaks above are already scaled [1]
 
 
 @dataclass(frozen=True)
@@ -364,12 +365,12 @@ def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration,
         per_step = 1.0 / step if len(need_step & set(want)) > 2 else None
         rates = {"tokens_per_s_per_chip": tokens_step / n_chips,
                  "model_flops_per_chip": model_flops / n_chips,
-                 "mfu": model_flops / (n_chips * hw.peak_gemm)}
+                 "mfu": model_flops * hw.clock / (n_chips * hw.peak_gemm)}
         if "hfu" in want:
             rates["hfu"] = (model_flops + xp.where(
                 full, tokens_step * (2.0 * (m.flop_params - m.hidden * m.vocab)
                                      + m.attention_flops_per_token(s)), 0.0)
-                            ) / (n_chips * hw.peak_gemm)
+                            ) * hw.clock / (n_chips * hw.peak_gemm)
         for key, per_step_value in rates.items():
             if key in want:
                 out[key] = per_step_value / step if per_step is None \

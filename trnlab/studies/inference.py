@@ -51,11 +51,13 @@ def _spec(m: TransformerSpec | str) -> TransformerSpec:
 def evaluate(spec: TransformerSpec | str, chip: str, system: str, *, tp: Any, pp: Any = 1,
              ep: Any = 1, adp: Any = 1, batch: Any, input_len: Any, output_len: Any,
              weights: str = "bf16", activations: str = "bf16", kv: str = "bf16",
-             params: ServingParams | None = None) -> dict[str, np.ndarray]:
-    """Serve ``spec`` on ``chip`` in ``system``; arguments broadcast (NumPy arrays or scalars)."""
+             params: ServingParams | None = None,
+             power_cap_w: float | None = None) -> dict[str, np.ndarray]:
+    """Serve ``spec`` on ``chip`` in ``system``; arguments broadcast (NumPy arrays or scalars).
+    ``power_cap_w`` [W] lowers the compute peak to the clock the chip holds under the cap."""
     params = params or load_serving()
     m = serve_shape(_spec(spec))
-    hw = serving_hardware(chip, system, activations, params)
+    hw = serving_hardware(chip, system, activations, params, power_cap_w)
     arr = [backend.asarray(np.asarray(v, dtype=np.float64))
            for v in (tp, pp, ep, adp, batch, input_len, output_len)]
     res = serve(m, hw, *arr, format_bytes(weights), format_bytes(kv), params.calibration,
@@ -85,7 +87,8 @@ def frontier(model_id: TransformerSpec | str, system: str, *, input_len: int = 2
              chip: str | None = None, weights: str = "bf16", activations: str = "bf16",
              kv: str = "bf16", batches: Sequence[int] = tuple(2**i for i in range(13)),
              pps: Sequence[int] = (1, 2, 4), price_per_chip_hour: float | None = None,
-             params: ServingParams | None = None) -> xr.Dataset:
+             params: ServingParams | None = None,
+             power_cap_w: float | None = None) -> xr.Dataset:
     """Throughput-vs-latency Pareto set of ``model`` on ``system`` under TTFT/TPOT targets.
 
     Evaluates every replica layout (tp a divisor of the scale-up domain, pp, attention-DP for
@@ -107,7 +110,7 @@ def frontier(model_id: TransformerSpec | str, system: str, *, input_len: int = 2
     ep = np.where(spec.moe_experts > 0, tp, 1)
     res = evaluate(spec, chip, system, tp=tp, pp=pp, ep=ep, adp=adp, batch=batch,
                    input_len=input_len, output_len=output_len, weights=weights,
-                   activations=activations, kv=kv, params=params)
+                   activations=activations, kv=kv, params=params, power_cap_w=power_cap_w)
     reason = np.zeros(tp.size, dtype=np.int8)
     reason[~res["fits"]] = 1
     if tpot_ms is not None:
@@ -143,6 +146,7 @@ def frontier(model_id: TransformerSpec | str, system: str, *, input_len: int = 2
                                        "Pareto front"})
     ds.attrs.update({"model": spec.name, "system": system, "chip": chip,
                      "price_per_chip_hour": float(price_per_chip_hour),
+                     "power_cap_w": json.dumps(power_cap_w),
                      "input_len": input_len, "output_len": output_len,
                      "ttft_ms": json.dumps(ttft_ms), "tpot_ms": json.dumps(tpot_ms),
                      "formats": json.dumps({"weights": weights, "activations": activations,

@@ -80,13 +80,14 @@ def serve_shape(spec: TransformerSpec) -> ServeShape:
 
 
 def serving_hardware(chip: str, system: str, activations: str = "bf16",
-                     params: ServingParams | None = None) -> dict[str, Any]:
+                     params: ServingParams | None = None,
+                     power_cap_w: float | None = None) -> dict[str, Any]:
     """Chip, networks and serving runtime as the serving model sees them; GEMMs run at the
     activation format; ``step_overhead`` is the runtime cost per step of the chip's family."""
     if activations not in PRECISION_BYTES:
         raise ParameterError(bad_value("serving", "activations", activations,
                                        f"allowed: {', '.join(PRECISION_BYTES)}"))
-    hw = hardware(chip, system, activations)
+    hw = hardware(chip, system, activations, power_cap_w=power_cap_w)
     return {"peak": hw.peak_gemm, "gemm_eff": hw.gemm_eff, "hbm_bw": hw.hbm_bw,
             "hbm_capacity": hw.hbm_capacity, "up_bw": hw.up_bw, "up_latency": hw.up_latency,
             "domain": hw.domain, "out_bw": hw.out_bw, "out_latency": hw.out_latency,

@@ -99,7 +99,8 @@ def search(model_id: TransformerSpec | str, system: str, n_chips: int, *,
            chip: str | None = None, micro_batches: Sequence[int] = (1, 2, 4, 8),
            zeros: Sequence[int] = (0, 1, 2, 3), recomputes: Sequence[str] = RECOMPUTE,
            vpps: Sequence[int] = (1, 2, 4, 8), tp_outside_domain: bool = False, top: int = 20,
-           params: TrainingParams | None = None, client: Any = None) -> xr.Dataset:
+           params: TrainingParams | None = None, client: Any = None,
+           power_cap_w: float | None = None) -> xr.Dataset:
     """Every valid layout of ``model`` on ``n_chips`` chips of ``system``, best first.
 
     Parameters
@@ -119,6 +120,8 @@ def search(model_id: TransformerSpec | str, system: str, n_chips: int, *,
         Layouts kept in the Dataset (plus the memory-vs-speed Pareto set).
     client : dask.distributed.Client, optional
         Evaluate the chunks on a dask cluster.
+    power_cap_w : float, optional
+        Chip power cap [W]: the compute peaks scale with the clock the chip holds under it.
 
     Returns
     -------
@@ -136,7 +139,7 @@ def search(model_id: TransformerSpec | str, system: str, n_chips: int, *,
                                        f"allowed: {', '.join(RECOMPUTE)}"))
     params = params or load_params()
     sysrec = catalog.system(system)
-    hw = hardware(chip or sysrec.chip, system, precision, params)
+    hw = hardware(chip or sysrec.chip, system, precision, params, power_cap_w=power_cap_w)
     global_batch = global_batch or default_global_batch(n_chips, seq_len)
     ep_values = divisors_or_one(spec)
     cfg = enumerate_layouts(spec, n_chips, micro_batches=micro_batches, zeros=zeros,
@@ -159,6 +162,7 @@ def search(model_id: TransformerSpec | str, system: str, n_chips: int, *,
     ds.attrs.update({
         "model": spec.name, "system": system, "chip": chip or sysrec.chip, "n_chips": n_chips,
         "precision": precision, "seq_len": seq_len, "global_batch": global_batch,
+        "power_cap_w": json.dumps(power_cap_w),
         "n_evaluated": int(reason.size), "n_valid": int(valid.sum()),
         "invalid_by_reason": json.dumps({REASONS[i]: int(c) for i, c in enumerate(counts)
                                          if i and c}),

@@ -74,13 +74,30 @@ def _load(path_str: str) -> TrainingParams:
     return TrainingParams(fields, eff, topo, doc.get("fit", {}), path)
 
 
+def clock_fraction(chip_id: str, power_cap_w: float | None) -> float:
+    """Clock a chip holds under ``power_cap_w`` [W] while tensor-bound (1.0 without a cap),
+    from :func:`trnlab.perf.power.capped_clock_fraction` and data/perf/power.toml."""
+    if power_cap_w is None:
+        return 1.0
+    if not power_cap_w > 0:
+        raise ParameterError(bad_value("hardware", "power_cap_w", power_cap_w, "must be > 0 W"))
+    from trnlab.perf.power import capped_clock_fraction
+    from trnlab.studies.economics import load_economics
+
+    p = load_economics().power
+    return float(capped_clock_fraction(catalog.chip(chip_id).tdp, float(power_cap_w),
+                                       p["idle_fraction"].si, 1.0, p["clock_exponent"].si))
+
+
 def hardware(chip_id: str, system_id: str, precision: str = "bf16",
-             params: TrainingParams | None = None, network_id: str | None = None) -> Hardware:
+             params: TrainingParams | None = None, network_id: str | None = None,
+             power_cap_w: float | None = None) -> Hardware:
     """The :class:`~trnlab.perf.train.Hardware` of ``chip_id`` in ``system_id`` at ``precision``.
 
     Ring bandwidth per chip and direction = aggregate bidirectional scale-up bandwidth / 2 x the
     topology's ring fraction x the collective efficiency; scale-out = NIC bandwidth x the
-    collective efficiency.
+    collective efficiency. Under ``power_cap_w`` [W] the compute peaks scale with the clock the
+    chip can hold (:func:`clock_fraction`); memory and link bandwidths do not.
     """
     params = params or load_params()
     if precision not in PRECISION_BYTES:
@@ -92,11 +109,12 @@ def hardware(chip_id: str, system_id: str, precision: str = "bf16",
     coll = params.fields["collective_eff"].si
     eff = params.vendor_eff(chip.vendor) * (
         params.fields["fp8_gemm_factor"].si if precision in NARROW else 1.0)
+    clock = clock_fraction(chip_id, power_cap_w)
     return Hardware(
-        peak_gemm=chip.peak(precision), peak_attn=chip.peak("bf16"), gemm_eff=eff,
+        peak_gemm=chip.peak(precision) * clock, peak_attn=chip.peak("bf16") * clock, gemm_eff=eff,
         gemm_bytes=PRECISION_BYTES[precision], hbm_bw=chip.hbm_bandwidth,
         hbm_capacity=chip.hbm_capacity,
         up_bw=system.scaleup_bandwidth / 2 * params.topology[system.scaleup_topology].si * coll,
         up_latency=system.scaleup_latency, domain=float(system.n_chips),
         out_bw=net.bandwidth * coll, out_latency=net.latency,
-        ranks_per_chip=float(chip.ranks_per_chip))
+        ranks_per_chip=float(chip.ranks_per_chip), clock=clock)
