@@ -76,6 +76,8 @@ class ModelShape:
     act_bytes_moe: float
     act_gemm_dense: float  # ... of which GEMM inputs and attention core (kept by selective) [B]
     act_gemm_moe: float
+    act_gemm_in_dense: float  # ... of which GEMM inputs, kept at the GEMM precision (FP8: 1 B) [B]
+    act_gemm_in_moe: float
     params_dense_layer: float  # [1]
     params_moe_shared: float  # non-expert parameters of a MoE layer [1]
     params_experts: float  # routed-expert parameters of a MoE layer [1]
@@ -383,9 +385,12 @@ def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration,
 
         states = sharded(cal.weight_bytes, 3) + sharded(cal.grad_bytes, 2) \
             + sharded(cal.optimizer_bytes, 1)
+        # FP8 GEMMs keep their (cast) inputs for backward at 1 B (Transformer Engine)
+        saved = (1.0 - xp.minimum(hw.gemm_bytes, 2.0) / 2.0) * (
+            ld * m.act_gemm_in_dense + lm * m.act_gemm_in_moe)
         per_token = xp.where(full, 2.0 * m.hidden * (ld + lm),
                              xp.where(selective, ld * m.act_gemm_dense + lm * m.act_gemm_moe,
-                                      ld * m.act_bytes_dense + lm * m.act_bytes_moe))
+                                      ld * m.act_bytes_dense + lm * m.act_bytes_moe) - saved)
         in_flight = xp.minimum(n_mb, pp) * (1.0 + (pp - 1.0) / (pp * vpp))
         act_in_flight = in_flight * (per_token * tokens / tp)  # not on zero or hardware
         rest = states + (xp.where(full, m.act_bytes_dense * tokens / tp, 0.0)

@@ -17,21 +17,22 @@ def _gemms(spec: TransformerSpec, kind: str) -> tuple[LayerGemm, ...]:
                  for g in layer_gemms(spec, kind) if g.layers)
 
 
-def _activations(spec: TransformerSpec, kind: str) -> tuple[float, float]:
-    """Stored activations per token of one layer (bf16) [B]: (all, GEMM inputs + attention).
+def _activations(spec: TransformerSpec, kind: str) -> tuple[float, float, float]:
+    """Stored activations per token of one layer (bf16) [B]: (all, GEMM inputs + attention,
+    GEMM inputs alone).
 
     Backward needs the input of every GEMM (weight gradients) and of every elementwise op;
     FlashAttention keeps Q, K, V, the output and fp32 softmax statistics (Dao 2023).
     Selective recompute (Korthikanti et al. 2022) drops the elementwise inputs and recomputes.
     """
     if not any(g.layers for g in layer_gemms(spec, kind)):
-        return 0.0, 0.0
+        return 0.0, 0.0, 0.0
     gemm_in = sum(g.k * g.m_per_token * g.count for g in layer_gemms(spec, kind))
     attn = spec.heads * spec.qk_head_dim * 2 + spec.kv_heads * spec.qk_head_dim \
         + spec.heads * spec.v_dim + 2 * spec.heads  # Q, K, V, O and lse (2 fp32 = 4 bf16 units)
     elementwise = sum(op.read for op in memory_bound_ops(spec, kind))
     kept = BF16 * (gemm_in + attn)
-    return kept + BF16 * elementwise, kept
+    return kept + BF16 * elementwise, kept, BF16 * gemm_in
 
 
 @lru_cache(maxsize=64)
@@ -52,6 +53,7 @@ def model_shape(spec: TransformerSpec) -> ModelShape:
         elem_bytes_dense=elem["dense"], elem_bytes_moe=elem["moe"],
         act_bytes_dense=act["dense"][0], act_bytes_moe=act["moe"][0],
         act_gemm_dense=act["dense"][1], act_gemm_moe=act["moe"][1],
+        act_gemm_in_dense=act["dense"][2], act_gemm_in_moe=act["moe"][2],
         params_dense_layer=spec.attention_params_per_layer + spec.mlp_params_per_layer
         + spec.norm_params_per_layer,
         params_moe_shared=moe_shared,

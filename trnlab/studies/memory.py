@@ -66,12 +66,13 @@ def _var(ds: xr.Dataset, name: str, dims: tuple[str, ...], values: Any, units: s
 
 
 def domain_system(chip: str) -> str:
-    """The largest scale-up domain with ``chip`` in the catalog (e.g. ``trn3-ultraserver``)."""
+    """The largest scale-up domain with ``chip`` in the catalog (e.g. ``trn3-ultraserver``);
+    among equals, the first listed (the vendor's reference system, e.g. DGX before HGX)."""
     systems = [s for s in catalog.default().systems.values() if s.chip == chip]
     if not systems:
         catalog.chip(chip)  # unknown chip: the catalog's error names the allowed ids
         raise ParameterError(bad_value("memory", "chip", chip, "no system with this chip"))
-    return max(systems, key=lambda s: (s.n_chips, s.id)).id
+    return max(systems, key=lambda s: s.n_chips).id
 
 
 def attention_kind(model_id: str) -> str:
