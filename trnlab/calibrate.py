@@ -38,7 +38,7 @@ from trnlab.validation import (
 #: fitted training parameters: the shared ones, then the vendor efficiencies present in the data
 SHARED = ("gemm_half_dim", "layer_overhead", "layer_comm_overlap", "dp_overlap",
           "fp8_gemm_factor", "step_overhead", "attention_eff")
-SERVING = ("mem_eff", "mem_reserve", "decode_half_rows")
+SERVING = ("mem_eff", "mem_reserve", "decode_half_rows", "per_sequence_overhead")
 VENDOR_OF_CHIP = {"a100-sxm-80gb": "nvidia", "h100-sxm": "nvidia", "h200": "nvidia",
                   "tpu-v5p": "google", "trn1": "aws", "inf2": "aws"}
 Rows = list[dict[str, str]]

@@ -16,8 +16,9 @@ Vectorized like :mod:`trnlab.perf.train`: every argument broadcasts. Units are S
   (a tensor-core tile or systolic array is only partly filled by B tokens; ``r_half`` is
   fitted on serving measurements), plus un-overlapped TP all-reduces
   (2 per layer), EP all-to-alls (2 per MoE layer) and a fixed per-step runtime cost
-  (scheduling, kernel launches; ``hw['step_overhead']``, per runtime family) — the term
-  that sets the floor of time per output token.
+  (scheduling, kernel launches; ``hw['step_overhead']``, per runtime family) plus a cost per
+  sequence in the step (scheduling, sampling) — the terms that set the floor of time per
+  output token.
 - **Prefill** of T prompt tokens: compute-bound GEMMs at m = T, causal attention, TP traffic.
 - **Continuous batching**: a replica holding B requests spends ``prefill(B x input)`` and
   ``output`` decode steps per B requests; with pipeline parallelism the B requests are split
@@ -65,6 +66,7 @@ class ServeCalibration:
     mem_eff: float  # achieved fraction of HBM bandwidth when streaming weights and KV [1]
     mem_reserve: float  # fraction of HBM not usable by weights + KV (runtime, activations) [1]
     decode_half_rows: float  # GEMM rows (tokens) at which a decode GEMM is half-efficient [1]
+    per_sequence_overhead: float  # runtime cost per sequence in a step (scheduling, sampling) [s]
 
 
 def weight_bytes_per_chip(m: ServeShape, tp: Any, pp: Any, adp: Any, wbytes: Any,
@@ -131,7 +133,7 @@ def decode_step(m: ServeShape, hw: dict[str, Any], tp: Any, pp: Any, ep: Any, ad
               + batch / adp * context * kv_bytes_per_token(m, tp, pp, adp, kvbytes)) / (
         hw["hbm_bw"] * cal.mem_eff)
     return xp.maximum(compute, stream) + _tp_traffic(m, batch, tp / adp, ep, pp, hw) \
-        + hw["step_overhead"]
+        + hw["step_overhead"] + cal.per_sequence_overhead * batch
 
 
 def prefill_time(m: ServeShape, hw: dict[str, Any], tp: Any, pp: Any, ep: Any, adp: Any,
@@ -144,7 +146,8 @@ def prefill_time(m: ServeShape, hw: dict[str, Any], tp: Any, pp: Any, ep: Any, a
     eff = _efficiency(m, hw, tokens, tp, half_dim, half_dim)
     weights = weight_bytes_per_chip(m, tp, pp, adp, wbytes) * pp / (hw["hbm_bw"] * cal.mem_eff)
     return xp.maximum(flops / (hw["peak"] * eff), weights) \
-        + _tp_traffic(m, tokens, tp / adp, ep, 1.0, hw) + hw["step_overhead"]
+        + _tp_traffic(m, tokens, tp / adp, ep, 1.0, hw) + hw["step_overhead"] \
+        + cal.per_sequence_overhead * requests
 
 
 def serve(m: ServeShape, hw: dict[str, Any], tp: Any, pp: Any, ep: Any, adp: Any, batch: Any,

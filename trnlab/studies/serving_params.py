@@ -16,7 +16,7 @@ from trnlab.perf.serve import ServeCalibration, ServeShape
 from trnlab.studies.training_params import PRECISION_BYTES, hardware, load_params
 from trnlab.workloads import TransformerSpec
 
-_FIELDS = ("mem_eff", "mem_reserve", "decode_half_rows")
+_FIELDS = ("mem_eff", "mem_reserve", "decode_half_rows", "per_sequence_overhead")
 
 
 @dataclass(frozen=True)
