@@ -12,7 +12,6 @@ import csv
 import io as _io
 import math
 import re
-import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 from trnlab import catalog
 from trnlab._files import write_text
 from trnlab._paths import data_dir
+from trnlab.catalog.loader import read_toml
 from trnlab.errors import CatalogError, TrnlabError, bad_value
 from trnlab.perf.train import RECOMPUTE
 from trnlab.studies.layouts import enumerate_layouts, reason_codes
@@ -93,10 +93,10 @@ def _is_number(text: str) -> bool:
 
 def load_conventions(path: Path | None = None) -> dict[str, dict[str, Any]]:
     path = path or data_dir() / "measurements" / "conventions.toml"
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))["source"]
-    except (OSError, tomllib.TOMLDecodeError, KeyError) as err:
-        raise CatalogError(f"{path}: {err}") from err
+    doc = read_toml(path)
+    if "source" not in doc:
+        raise CatalogError(f"{path}: needs [source.<case-id prefix>] tables")
+    return doc["source"]
 
 
 def source_of(case_id: str, conv: dict[str, dict[str, Any]]) -> str:

@@ -90,7 +90,8 @@ class Entry:
     file: str
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse a TOML data file; a missing or malformed file is one CatalogError line."""
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
@@ -101,7 +102,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def _entries(path: Path, table: str, sources: set[str]) -> list[Entry]:
-    doc = _read_toml(path)
+    doc = read_toml(path)
     unknown = set(doc) - {table}
     if unknown:
         raise CatalogError(bad_value(str(path), "table", min(unknown),
@@ -278,7 +279,7 @@ class Catalog:
 def load(root: Path) -> Catalog:
     """Load and validate every file of the hardware catalog in ``root`` (``data/hardware``)."""
     root = Path(root)
-    src_doc = _read_toml(root / "sources.toml")
+    src_doc = read_toml(root / "sources.toml")
     raw_sources = src_doc.get("sources")
     if not isinstance(raw_sources, dict) or not raw_sources:
         raise CatalogError(f"{root / 'sources.toml'}: needs a non-empty [sources] table")

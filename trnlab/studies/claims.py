@@ -12,7 +12,6 @@ the check below). Each check recomputes the claim from ``data/hardware`` and ret
 from __future__ import annotations
 
 import math
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ import xarray as xr
 from trnlab import catalog as _catalog
 from trnlab._paths import data_dir
 from trnlab.catalog.fields import Field, parse_field
+from trnlab.catalog.loader import read_toml
 from trnlab.catalog.units import dimension
 from trnlab.errors import CatalogError, bad_value
 from trnlab.perf import power
@@ -49,32 +49,6 @@ class Claim:
 
 
 @dataclass(frozen=True)
-class Verdict:
-    """One row of the ledger. ``value``, ``low``, ``high`` are in ``unit`` (NaN: none)."""
-
-    id: str
-    claim: str
-    published: str
-    computed: str
-    verdict: str
-    reason: str
-    value: float = math.nan
-    low: float = math.nan
-    high: float = math.nan
-    unit: str = "1"
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON row of ``trnlab claims --json``."""
-        out: dict[str, Any] = {"id": self.id, "claim": self.claim, "published": self.published,
-                               "computed": self.computed, "verdict": self.verdict,
-                               "reason": self.reason}
-        if math.isfinite(self.low) and math.isfinite(self.high):
-            out["range"] = [_sig(self.low), _sig(self.high)]
-            out["range_unit"] = self.unit
-        return out
-
-
-@dataclass(frozen=True)
 class Finding:
     """What a check computed. ``value``, ``low``, ``high`` are in ``unit`` (NaN: none)."""
 
@@ -85,6 +59,25 @@ class Finding:
     low: float = math.nan
     high: float = math.nan
     unit: str = "1"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Verdict(Finding):
+    """One row of the ledger: a :class:`Finding` with the claim it answers."""
+
+    id: str
+    claim: str
+    published: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON row of ``trnlab claims --json``."""
+        out: dict[str, Any] = {"id": self.id, "claim": self.claim, "published": self.published,
+                               "computed": self.computed, "verdict": self.verdict,
+                               "reason": self.reason}
+        if math.isfinite(self.low) and math.isfinite(self.high):
+            out["range"] = [_sig(self.low), _sig(self.high)]
+            out["range_unit"] = self.unit
+        return out
 
 
 @dataclass(frozen=True)
@@ -114,10 +107,7 @@ def _agrees(published: float, computed: float) -> bool:
 def load_claims(path: Path | None = None) -> list[Claim]:
     """Read and validate ``data/claims/trainium3.toml``."""
     path = path or data_dir() / "claims" / "trainium3.toml"
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as err:
-        raise CatalogError(f"{path}: malformed TOML: {err}") from err
+    doc = read_toml(path)
     sources = set(_catalog.default().sources)
     claims = []
     for cid, raw in doc.get("claim", {}).items():
@@ -140,6 +130,7 @@ def load_claims(path: Path | None = None) -> list[Claim]:
 class _Ctx:
     cat: _catalog.Catalog
     assume: Assumptions
+    claims: tuple[Claim, ...]  # all published claims (some checks weigh one against another)
 
 
 
@@ -323,7 +314,7 @@ def _less_power(c: _Ctx, pub: Field) -> Finding:
     chip, server = _pct(e["chip_power"]), _pct(e["server_power"])
     per_token = _pct(1.0 / e["efficiency"])
     comp_server, comp_chip, _ = _system_ratio(c, lambda ch: ch.peak("fp8"))
-    eff_claim = next(cl for cl in load_claims() if cl.check == "energy_efficiency").published.si
+    eff_claim = next(cl for cl in c.claims if cl.check == "energy_efficiency").published.si
     implied = float(power.implied_power_ratio(comp_server, eff_claim))
     holds_per_token = per_token[0] <= pub.si <= per_token[2]
     return Finding(
@@ -383,18 +374,19 @@ CHECKS: dict[str, Callable[[_Ctx, Field], Finding]] = {
 def ledger(assume: Assumptions | None = None,
            cat: _catalog.Catalog | None = None) -> list[Verdict]:
     """Recompute every claim of ``data/claims/trainium3.toml``; one :class:`Verdict` each."""
-    ctx = _Ctx(cat or _catalog.default(), assume or Assumptions())
+    claims = tuple(load_claims())
+    ctx = _Ctx(cat or _catalog.default(), assume or Assumptions(), claims)
     rows = []
-    for claim in load_claims():
+    for claim in claims:
         found = CHECKS[claim.check](ctx, claim.published)
         if found.verdict not in VERDICTS:
             raise AssertionError(f"check {claim.check} gave verdict {found.verdict!r}")
         pub = claim.published
         number = f"{int(pub.value):,}" if pub.value.is_integer() else f"{pub.value:g}"
         published = number + ("" if pub.unit == "1" else f" {pub.unit}")
-        rows.append(Verdict(claim.id, claim.text, published, found.computed, found.verdict,
-                            found.reason, float(found.value), float(found.low),
-                            float(found.high), found.unit))
+        numbers = {k: float(getattr(found, k)) for k in ("value", "low", "high")}
+        rows.append(Verdict(**{**vars(found), **numbers}, id=claim.id, claim=claim.text,
+                            published=published))
     return rows
 
 

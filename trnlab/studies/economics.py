@@ -9,7 +9,6 @@ vectorized core and reports percentiles.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -20,6 +19,7 @@ import numpy as np
 from trnlab import catalog
 from trnlab._paths import data_dir
 from trnlab.catalog.fields import Field, parse_table
+from trnlab.catalog.loader import read_toml
 from trnlab.errors import CatalogError, ParameterError, bad_value
 
 PERCENTILES = (5.0, 50.0, 95.0)
@@ -40,21 +40,14 @@ class Economics:
         return self.capex[system]
 
 
-def _read(path: Path) -> dict:
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as err:
-        raise CatalogError(f"{path}: {err}") from err
-
-
 @lru_cache(maxsize=2)
 def load_economics(root: str | None = None) -> Economics:
     """Read and validate the power and cost data."""
     base = Path(root) if root else data_dir()
     sources = set(catalog.default().sources)
-    power = parse_table(_read(base / "perf" / "power.toml").get("param", {}), "power.toml: [param]",
+    power = parse_table(read_toml(base / "perf" / "power.toml").get("param", {}), "power.toml: [param]",
                     sources)
-    doc = _read(base / "cost" / "capex.toml")
+    doc = read_toml(base / "cost" / "capex.toml")
     capex = {}
     for system, raw in doc.get("capex", {}).items():
         catalog.default().system(system)  # an unknown system id is an error

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 from trnlab import catalog
 from trnlab._paths import data_dir
 from trnlab.catalog.fields import Field, parse_table, update_tables
+from trnlab.catalog.loader import read_toml
 from trnlab.errors import CatalogError, ParameterError, bad_value
 from trnlab.perf.serve import ServeCalibration, ServeShape
 from trnlab.studies.training_params import PRECISION_BYTES, hardware, load_params
@@ -49,10 +49,7 @@ def load_serving(path: Path | None = None) -> ServingParams:
 @lru_cache(maxsize=8)
 def _load(path_str: str) -> ServingParams:
     path = Path(path_str)
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as err:
-        raise CatalogError(f"{path}: {err}") from err
+    doc = read_toml(path)
     sources = set(catalog.default().sources)
     tables = {table: parse_table(doc.get(table, {}), f"{path.name}: [{table}]", sources)
               for table in ("param", "step_overhead")}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 from trnlab import catalog
 from trnlab._paths import data_dir
 from trnlab.catalog.fields import Field, parse_table, update_tables
+from trnlab.catalog.loader import read_toml
 from trnlab.errors import CatalogError, ParameterError, bad_value
 from trnlab.perf.train import Calibration, Hardware
 
@@ -58,10 +58,7 @@ def load_params(path: Path | None = None) -> TrainingParams:
 @lru_cache(maxsize=8)
 def _load(path_str: str) -> TrainingParams:
     path = Path(path_str)
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as err:
-        raise CatalogError(f"{path}: {err}") from err
+    doc = read_toml(path)
     sources = set(catalog.default().sources)
     fields = _table(doc, "param", path.name, sources)
     for key in (*_CAL_FIELDS, "collective_eff", "fp8_gemm_factor"):

@@ -26,29 +26,15 @@ from typing import Any
 
 from trnlab.errors import ParameterError, bad_value
 from trnlab.workloads._array import as_float
-from trnlab.workloads.gemms import Gemm, gemms, layer_gemms
 from trnlab.workloads.spec import TransformerSpec
-from trnlab.workloads.traffic import (
-    ElementwiseOp,
-    activation_bytes_per_token_per_layer,
-    memory_bound_ops,
-    weight_bytes_per_layer,
-)
 
 __all__ = [
     "RECOMPUTE",
-    "ElementwiseOp",
-    "Gemm",
-    "activation_bytes_per_token_per_layer",
     "attention_flops_per_token",
     "decode_flops_per_token",
     "forward_flops_per_token",
-    "gemms",
     "hardware_flops_per_token",
-    "layer_gemms",
-    "memory_bound_ops",
     "model_flops_per_token",
-    "weight_bytes_per_layer",
 ]
 
 RECOMPUTE = ("none", "selective", "full")
