@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 
 from trnlab import catalog
+from trnlab.catalog.params import load_economics
+from trnlab.engine import sampling
 from trnlab.perf import cost, power
 from trnlab.studies import cost as cost_study
-from trnlab.studies import economics, energy
+from trnlab.studies import energy
 
-ECON = economics.load_economics()
+ECON = load_economics()
 
 
 def test_chip_power_bounds_and_monotonicity():
@@ -34,7 +36,7 @@ def test_tco_formula():
 
 def test_monte_carlo_median_matches_the_deterministic_path_at_median_inputs():
     rng = np.random.default_rng(3)
-    tdp = economics.draw(catalog.chip("trn3").fields["tdp"], 200_001, rng)
+    tdp = sampling.draw(catalog.chip("trn3").fields["tdp"], 200_001, rng)
     samples = power.chip_power(tdp, 0.2, 0.8, 0.0, 0.6)  # monotone in the one uncertain input
     assert np.median(samples) == pytest.approx(float(power.chip_power(np.median(tdp), 0.2, 0.8,
                                                                       0.0, 0.6)))
@@ -48,11 +50,11 @@ def test_monte_carlo_median_matches_the_deterministic_path_at_median_inputs():
 
 def test_draws_stay_in_range_and_mode_is_the_value():
     f = catalog.chip("trn3").fields["tdp"]
-    x = economics.draw(f, 50_000, np.random.default_rng(0))
+    x = sampling.draw(f, 50_000, np.random.default_rng(0))
     assert x.min() >= f.low and x.max() <= f.high
     hist, edges = np.histogram(x, bins=40)
     assert edges[np.argmax(hist)] == pytest.approx(f.si, abs=(f.high - f.low) / 20)
-    assert np.all(economics.draw(catalog.chip("h100-sxm").fields["tdp"], 5,
+    assert np.all(sampling.draw(catalog.chip("h100-sxm").fields["tdp"], 5,
                                  np.random.default_rng(0)) == 700.0)
 
 
@@ -109,8 +111,8 @@ def test_power_cap_clock_fraction():
 
 
 def test_power_capped_training_is_slower_and_mfu_stays_nominal():
+    from trnlab.engine.hardware import clock_fraction
     from trnlab.studies import training
-    from trnlab.studies.training_params import clock_fraction
 
     free = training.search("llama3-70b", "dgx-h100", 256, global_batch=512, top=1)
     capped = training.search("llama3-70b", "dgx-h100", 256, global_batch=512, top=1,

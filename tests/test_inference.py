@@ -8,18 +8,14 @@ import numpy as np
 import pytest
 
 from trnlab import backend
+from trnlab.catalog import model
 from trnlab.cli import main
+from trnlab.engine import serving
+from trnlab.engine.hardware import half_dim, hardware, serve_calibration
+from trnlab.engine.shape import serve_shape
 from trnlab.perf import serve as core
-from trnlab.studies import inference
-from trnlab.studies.serving_params import (
-    half_dim,
-    load_serving,
-    serve_shape,
-    serving_hardware,
-)
-from trnlab.workloads import model
 
-CAL = load_serving().calibration
+CAL = serve_calibration()
 
 
 def test_kv_bytes_per_token_gqa_and_mla():
@@ -36,14 +32,14 @@ def test_kv_bytes_per_token_gqa_and_mla():
 
 
 def test_weights_that_do_not_fit_are_masked_never_fast():
-    res = inference.evaluate("llama3-405b", "h100-sxm", "dgx-h100", tp=np.array([1, 8, 8]),
+    res = serving.evaluate("llama3-405b", "h100-sxm", "dgx-h100", tp=np.array([1, 8, 8]),
                              batch=8, input_len=1024, output_len=256,
                              weights=np.array(["fp8"])[0])
     assert list(res["fits"]) == [False, True, True]  # 405 GB of FP8 weights need 8 x 80 GB
-    bf16 = inference.evaluate("llama3-405b", "h100-sxm", "dgx-h100", tp=8, batch=8,
+    bf16 = serving.evaluate("llama3-405b", "h100-sxm", "dgx-h100", tp=8, batch=8,
                               input_len=1024, output_len=256)
     assert not bf16["fits"]  # 811 GB of BF16 weights do not fit in 640 GB
-    ds = inference.frontier("llama3-405b", "dgx-h100", input_len=1024, output_len=256)
+    ds = serving.frontier("llama3-405b", "dgx-h100", input_len=1024, output_len=256)
     unfit = ds.where(ds["tp"] * ds["pp"] < 8, drop=True)
     assert (unfit["reason"] == 1).all() and not unfit["pareto"].any()
 
@@ -53,8 +49,8 @@ def test_concurrency_falls_with_context_and_trn3_holds_more_than_trn2():
     ctx = np.array([2048.0, 8192.0, 32768.0])
     per_chip = {}
     for chip, system in (("trn2", "trn2-48xl"), ("trn3", "trn3-ultraserver")):
-        hw = serving_hardware(chip, system)
-        limit = core.max_concurrency(m, hw["hbm_capacity"], 8.0, 1.0, 1.0, 2.0, 2.0, ctx, CAL)
+        hw = hardware(chip, system)
+        limit = core.max_concurrency(m, hw.hbm_capacity, 8.0, 1.0, 1.0, 2.0, 2.0, ctx, CAL)
         assert np.all(np.diff(limit) < 0)
         per_chip[chip] = limit[1]
     assert per_chip["trn3"] > 1.5 * per_chip["trn2"]  # 1.5x HBM, the weights do not grow
@@ -62,14 +58,14 @@ def test_concurrency_falls_with_context_and_trn3_holds_more_than_trn2():
 
 def test_decode_physics():
     m = serve_shape(model("llama3-8b"))
-    hw = serving_hardware("h100-sxm", "dgx-h100", "fp8")
+    hw = hardware("h100-sxm", "dgx-h100", "fp8")
     batch = np.array([1.0, 8.0, 64.0, 512.0])
     step = core.decode_step(m, hw, 1.0, 1.0, 1.0, 1.0, batch, 2048.0, 1.0, 1.0, CAL, half_dim())
     assert np.all(np.diff(step) > 0)
     assert np.all(np.diff(batch / step) > 0)  # batching raises throughput
-    weights = 8.03e9 * 1.0 / (hw["hbm_bw"] * CAL.mem_eff)
+    weights = 8.03e9 * 1.0 / (hw.hbm_bw * CAL.mem_eff)
     # batch 1 streams the weights (plus KV); the runtime's fixed cost comes on top
-    assert step[0] - hw["step_overhead"] == pytest.approx(weights, rel=0.1)
+    assert step[0] - hw.step_overhead == pytest.approx(weights, rel=0.1)
     longer = core.decode_step(m, hw, 1.0, 1.0, 1.0, 1.0, batch, 8192.0, 1.0, 1.0, CAL,
                               half_dim())
     assert np.all(longer > step)
@@ -77,7 +73,7 @@ def test_decode_physics():
 
 def test_backends_agree(xp_name):
     m = serve_shape(model("mixtral-8x7b"))
-    hw = serving_hardware("trn3", "trn3-ultraserver", "bf16")
+    hw = hardware("trn3", "trn3-ultraserver", "bf16")
     args = [np.array([1.0, 2.0, 4.0, 8.0]), np.array([1.0, 1.0, 2.0, 1.0]), 1.0, 1.0,
             np.array([1.0, 16.0, 64.0, 256.0]), 2048.0, 512.0]
     ref = core.serve(m, hw, *[np.asarray(a, dtype=float) for a in args], 2.0, 2.0, CAL,
@@ -89,21 +85,21 @@ def test_backends_agree(xp_name):
 
 
 def test_frontier_meets_targets_and_is_pareto():
-    ds = inference.frontier("llama3-70b", "trn3-ultraserver", input_len=2048, output_len=512,
+    ds = serving.frontier("llama3-70b", "trn3-ultraserver", input_len=2048, output_len=512,
                             tpot_ms=40, ttft_ms=1500)
     ok = ds.where(ds["reason"] == 0, drop=True)
     assert (ok["tpot"] * 1e3 <= 40).all() and (ok["ttft"] * 1e3 <= 1500).all()
     front = ds.where(ds["pareto"], drop=True).sortby("tpot")
     assert np.all(np.diff(front["output_tokens_per_s_per_chip"].values) > 0)
-    best = inference.best(ds)
+    best = serving.best(ds)
     assert best["output_tokens_per_s_per_chip"] == pytest.approx(
         float(ok["output_tokens_per_s_per_chip"].max()))
     assert best["chip_s_per_m_tokens"] == pytest.approx(1e6 / best["output_tokens_per_s_per_chip"])
 
 
 def test_disaggregated_pools_balance_rates():
-    same = inference.disaggregated("llama3-70b", "trn3-ultraserver", "trn3-ultraserver")
-    cross = inference.disaggregated("llama3-70b", "dgx-h100", "trn3-ultraserver")
+    same = serving.disaggregated("llama3-70b", "trn3-ultraserver", "trn3-ultraserver")
+    cross = serving.disaggregated("llama3-70b", "dgx-h100", "trn3-ultraserver")
     assert same["prefill_chips_per_decode_chip"] == pytest.approx(
         same["decode_requests_per_s_per_chip"] / same["prefill_requests_per_s_per_chip"])
     assert cross["kv_transfer_s"] > same["kv_transfer_s"]  # scale-out is slower than scale-up
@@ -112,7 +108,7 @@ def test_disaggregated_pools_balance_rates():
 
 def test_steady_state_follows_littles_law():
     rates = np.array([2.0, 5.0, 20.0, 1e4])
-    st = inference.steady_state("llama3-8b", "h100-sxm", "dgx-h100", tp=1, request_rate=rates,
+    st = serving.steady_state("llama3-8b", "h100-sxm", "dgx-h100", tp=1, request_rate=rates,
                                 input_len=1000, output_len=200)
     assert np.all(np.diff(st["batch"]) > 0)
     assert st["sustainable"][0] and not st["sustainable"][-1]
@@ -131,7 +127,7 @@ def test_cli_serve(capsys):
 
 
 def test_serving_grid_matches_the_direct_evaluation():
-    from trnlab.studies.serve_grid import best_throughput
+    from trnlab.engine.serve_grid import best_throughput
 
     kw = {"tp": [1, 2, 4, 8], "pp": [1, 2], "batch": [1, 8, 64, 512],
           "input_len": [512, 4096], "output_len": [128, 1024]}
@@ -141,7 +137,7 @@ def test_serving_grid_matches_the_direct_evaluation():
     tp, pp, b = (g.ravel() for g in np.meshgrid(kw["tp"], kw["pp"], kw["batch"], indexing="ij"))
     for i, inp in enumerate(kw["input_len"]):
         for j, out in enumerate(kw["output_len"]):
-            r = inference.evaluate("llama3-8b", "h100-sxm", "dgx-h100", tp=tp, pp=pp, batch=b,
+            r = serving.evaluate("llama3-8b", "h100-sxm", "dgx-h100", tp=tp, pp=pp, batch=b,
                                    input_len=inp, output_len=out)
             ok = r["fits"] & (r["tpot"] * 1e3 <= 40)
             expected = np.max(np.where(ok, r["output_tokens_per_s_per_chip"], 0.0))
@@ -149,10 +145,10 @@ def test_serving_grid_matches_the_direct_evaluation():
 
 
 def test_frontier_prices_tokens_at_the_list_or_a_given_price():
-    priced = inference.frontier("llama3-8b", "dgx-h100", input_len=1024, output_len=256,
+    priced = serving.frontier("llama3-8b", "dgx-h100", input_len=1024, output_len=256,
                                 price_per_chip_hour=3.6)
     np.testing.assert_allclose(priced["usd_per_m_tokens"], priced["chip_s_per_m_tokens"] * 1e-3)
-    listed = inference.frontier("llama3-8b", "dgx-h100", input_len=1024, output_len=256)
+    listed = serving.frontier("llama3-8b", "dgx-h100", input_len=1024, output_len=256)
     assert listed.attrs["price_per_chip_hour"] == pytest.approx(55.04 / 8)  # p5.48xlarge
-    unpriced = inference.frontier("llama3-8b", "gb200-nvl72", input_len=1024, output_len=256)
+    unpriced = serving.frontier("llama3-8b", "gb200-nvl72", input_len=1024, output_len=256)
     assert np.isnan(unpriced["usd_per_m_tokens"]).all()  # no list price in the catalog

@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 
 from trnlab import backend, catalog, io
+from trnlab.catalog import model
+from trnlab.engine.hardware import serve_calibration
+from trnlab.engine.shape import serve_shape
 from trnlab.errors import CatalogError, ParameterError
 from trnlab.perf import roofline
 from trnlab.perf import serve as core
 from trnlab.studies import memory
-from trnlab.studies.serving_params import load_serving, serve_shape
-from trnlab.workloads import model
 
-CAL = load_serving().calibration
+CAL = serve_calibration()
 
 
 @pytest.fixture(scope="module")
@@ -150,10 +151,10 @@ def test_per_system_rate_is_per_chip_times_n_chips_and_nan_has_a_reason(ds):
 
 
 def test_tokens_per_s_matches_the_inference_frontier(ds):
-    from trnlab.studies import inference
+    from trnlab.engine import serving
 
-    front = inference.frontier("llama3-70b", "trn3-ultraserver", tpot_ms=50.0, ttft_ms=2000.0)
-    best = inference.best(front)
+    front = serving.frontier("llama3-70b", "trn3-ultraserver", tpot_ms=50.0, ttft_ms=2000.0)
+    best = serving.best(front)
     row = ds.sel(model="llama3-70b", chip="trn3")
     assert float(row["tokens_per_s_per_chip"]) == pytest.approx(
         best["output_tokens_per_s_per_chip"])

@@ -14,16 +14,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from trnlab import backend, bench, catalog
+from trnlab.catalog import model
+from trnlab.engine import training
+from trnlab.engine.hardware import hardware, train_calibration
+from trnlab.engine.layouts import REASONS, divisors, reason_codes
+from trnlab.engine.shape import model_shape
+from trnlab.engine.train_grid import blocks, evaluate_grid
 from trnlab.errors import ParameterError
 from trnlab.perf import comm
 from trnlab.perf.compute import gemm_efficiency, gemm_time
 from trnlab.perf.train import OUTPUTS, Calibration, Hardware, Layout, step_terms, train_step
-from trnlab.studies import training
-from trnlab.studies._shape import model_shape
-from trnlab.studies.grid import blocks, evaluate_grid
-from trnlab.studies.layouts import REASONS, divisors, reason_codes
-from trnlab.studies.training_params import hardware
-from trnlab.workloads import model
 
 FIELDS = ("tp", "pp", "dp", "cp", "ep", "vpp", "zero", "recompute", "micro_batch",
           "global_batch", "seq_len")
@@ -274,7 +274,7 @@ def test_ten_million_configurations_stay_under_1_gb():
     code = (
         "import resource\n"
         "from trnlab import bench\n"
-        "from trnlab.studies.grid import evaluate_grid\n"
+        "from trnlab.engine.train_grid import evaluate_grid\n"
         "axes = bench.grid_axes()\n"
         "axes['dp'] = list(range(1, 43))\n"
         "ds = evaluate_grid('llama3-405b', axes, global_batch=2048)\n"
@@ -325,7 +325,7 @@ def _step(spec, system, row, **hw_changes):
     hw = replace(hw, **hw_changes)
     lay = Layout(**{k: np.array([float(v)]) for k, v in row.items()})
     return {k: float(v[0]) for k, v in train_step(model_shape(spec), hw, lay,
-                                                   training.load_params().calibration).items()}
+                                                   train_calibration()).items()}
 
 
 PROPERTY = settings(max_examples=60, deadline=None,
@@ -349,7 +349,7 @@ def test_more_chips_never_lower_the_compute_capacity(case, axis, factor):
 @given(valid_layouts(), st.floats(0.5, 2.0), st.floats(1.0, 8.0))
 def test_more_hbm_never_turns_a_fitting_layout_into_a_non_fitting_one(case, share, factor):
     spec, system, row = case
-    usable = 1.0 - training.load_params().calibration.mem_reserve
+    usable = 1.0 - train_calibration().mem_reserve
     mem = _step(spec, system, row)["mem_per_chip"]  # does not depend on the capacity
     cap = mem / usable * share  # about half the cases fit
     fits = _step(spec, system, row, hbm_capacity=cap)["fits"]

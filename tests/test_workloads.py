@@ -14,10 +14,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from trnlab import catalog
 from trnlab import workloads as wl
+from trnlab._paths import data_dir
+from trnlab.calibration.cases import spec_from_case
+from trnlab.catalog.models import FIELDS
 from trnlab.errors import CatalogError, ParameterError
 from trnlab.workloads import conventions as conv
-from trnlab.workloads.presets import FIELDS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,7 +42,7 @@ REQUIRED_IDS = {
     *(f"megatron-core-gpt-{t}" for t in ("1.7b", "7.1b", "16b", "32b", "70b", "119b", "177b",
                                           "314b", "462b")),
 }
-DENSE_IDS = [m for m in wl.model_ids() if not wl.model(m).is_moe]
+DENSE_IDS = [m for m in catalog.model_ids() if not catalog.model(m).is_moe]
 FLOP_FUNCS = [
     lambda sp, s: wl.model_flops_per_token(sp, s),
     lambda sp, s: wl.model_flops_per_token(sp, s, causal=False),
@@ -69,12 +72,12 @@ def _one_line(err: pytest.ExceptionInfo[BaseException]) -> str:
 
 # ---------------------------------------------------------------------- presets
 def test_required_presets_present():
-    assert set(wl.model_ids()) >= REQUIRED_IDS
+    assert set(catalog.model_ids()) >= REQUIRED_IDS
 
 
-@pytest.mark.parametrize("mid", wl.model_ids())
+@pytest.mark.parametrize("mid", catalog.model_ids())
 def test_params_match_published(mid):
-    spec = wl.model(mid)
+    spec = catalog.model(mid)
     assert spec.source.strip()
     total = spec.total_params / 1e9
     assert abs(total - spec.params_published) <= _tolerance(spec.params_published), total
@@ -87,7 +90,7 @@ def test_params_match_published(mid):
 @pytest.mark.parametrize(("mid", "published"), PUBLISHED.items())
 def test_params_match_brief_values(mid, published):
     total, active = published
-    spec = wl.model(mid)
+    spec = catalog.model(mid)
     assert spec.total_params / 1e9 == pytest.approx(total, rel=0.02)
     if active is not None:
         assert spec.active_params / 1e9 == pytest.approx(active, rel=0.02)
@@ -95,9 +98,9 @@ def test_params_match_brief_values(mid, published):
         assert spec.active_params == spec.total_params
 
 
-@pytest.mark.parametrize("mid", wl.model_ids())
+@pytest.mark.parametrize("mid", catalog.model_ids())
 def test_param_counts_split_sums_to_total(mid):
-    spec = wl.model(mid)
+    spec = catalog.model(mid)
     counts = spec.param_counts()
     assert counts.total == spec.total_params
     assert (counts.experts > 0) == spec.is_moe
@@ -105,7 +108,7 @@ def test_param_counts_split_sums_to_total(mid):
 
 
 def test_moe_structure_deepseek_v3():
-    spec = wl.model("deepseek-v3")
+    spec = catalog.model("deepseek-v3")
     assert (spec.dense_layers, spec.moe_layers) == (3, 58)
     assert spec.is_mla
     assert (spec.qk_head_dim, spec.v_dim) == (192, 128)
@@ -113,12 +116,12 @@ def test_moe_structure_deepseek_v3():
 
 def test_loader_fields_cover_spec():
     assert set(FIELDS) == {f.name for f in fields(wl.TransformerSpec)} - {"name"}
-    assert (wl.data_dir() / "models").is_dir()
+    assert (data_dir() / "models").is_dir()
 
 
 def test_unknown_model_id():
     with pytest.raises(CatalogError) as err:
-        wl.model("llama9-1t")
+        catalog.model("llama9-1t")
     msg = _one_line(err)
     assert "'llama9-1t'" in msg
     assert "llama3-405b" in msg
@@ -146,7 +149,7 @@ def _write(tmp_path, text):
 
 
 def test_load_models_good(tmp_path):
-    specs = wl.load_models(_write(tmp_path, GOOD))
+    specs = catalog.load_models(_write(tmp_path, GOOD))
     spec = specs["tiny"]
     assert spec.kv_heads == 4
     assert spec.head_dim == 16
@@ -172,7 +175,7 @@ def test_load_models_bad_field(tmp_path, old, new, field):
     assert old in GOOD
     path = _write(tmp_path, GOOD.replace(old, new))
     with pytest.raises(CatalogError) as err:
-        wl.load_models(path)
+        catalog.load_models(path)
     msg = _one_line(err)
     assert str(path) in msg
     assert "tiny" in msg
@@ -182,20 +185,20 @@ def test_load_models_bad_field(tmp_path, old, new, field):
 def test_load_models_syntax_error(tmp_path):
     path = _write(tmp_path, GOOD.replace("layers = 2", "layers = = 2"))
     with pytest.raises(CatalogError) as err:
-        wl.load_models(path)
+        catalog.load_models(path)
     assert str(path) in _one_line(err)
 
 
 def test_load_models_dotted_id_unquoted(tmp_path):
     path = _write(tmp_path, GOOD.replace("[model.tiny]", "[model.tiny-1.5b]"))
     with pytest.raises(CatalogError) as err:
-        wl.load_models(path)
+        catalog.load_models(path)
     assert "quote" in _one_line(err)
 
 
 def test_load_models_missing_file(tmp_path):
     with pytest.raises(CatalogError) as err:
-        wl.load_models(tmp_path / "nope.toml")
+        catalog.load_models(tmp_path / "nope.toml")
     assert "nope.toml" in _one_line(err)
 
 
@@ -233,7 +236,7 @@ def _mha_attention_term(spec, s):
 
 @pytest.mark.parametrize("mid", ["llama3-70b", "gpt3-175b", "mixtral-8x7b"])
 def test_causal_halves_the_seq_term(mid):
-    spec = wl.model(mid)
+    spec = catalog.model(mid)
     s = np.array([512, 2048, 8192])
     full = wl.model_flops_per_token(spec, s, causal=False)
     half = wl.model_flops_per_token(spec, s, causal=True)
@@ -243,9 +246,9 @@ def test_causal_halves_the_seq_term(mid):
     np.testing.assert_allclose(full - zero, 2 * (half - zero), rtol=1e-12)
 
 
-@pytest.mark.parametrize("mid", wl.model_ids())
+@pytest.mark.parametrize("mid", catalog.model_ids())
 def test_full_recompute_adds_one_forward(mid):
-    spec = wl.model(mid)
+    spec = catalog.model(mid)
     s = np.array([1024.0, 4096.0])
     model = wl.model_flops_per_token(spec, s)
     assert np.all(wl.hardware_flops_per_token(spec, s, "none") == model)
@@ -262,13 +265,13 @@ def test_full_recompute_adds_one_forward(mid):
 
 def test_bad_recompute():
     with pytest.raises(ParameterError) as err:
-        wl.hardware_flops_per_token(wl.model("llama3-8b"), 4096, "partial")
+        wl.hardware_flops_per_token(catalog.model("llama3-8b"), 4096, "partial")
     assert "recompute" in _one_line(err)
 
 
-@pytest.mark.parametrize("mid", wl.model_ids())
+@pytest.mark.parametrize("mid", catalog.model_ids())
 def test_gemms_sum_to_flop_params(mid):
-    spec = wl.model(mid)
+    spec = catalog.model(mid)
     assert sum(g.flops_per_token for g in wl.gemms(spec)) == pytest.approx(2 * spec.flop_params)
     names = {g.name for g in wl.gemms(spec)}
     assert "logits" in names
@@ -276,7 +279,7 @@ def test_gemms_sum_to_flop_params(mid):
 
 
 def test_gemm_shapes_llama3_70b():
-    spec = wl.model("llama3-70b")
+    spec = catalog.model("llama3-70b")
     shapes = {g.name: (g.k, g.n) for g in wl.layer_gemms(spec, "dense")}
     assert shapes["qkv"] == (8192, (64 + 2 * 8) * 128)
     assert shapes["attn_out"] == (64 * 128, 8192)
@@ -287,20 +290,20 @@ def test_gemm_shapes_llama3_70b():
 
 
 def test_expert_gemms_mixtral():
-    spec = wl.model("mixtral-8x7b")
+    spec = catalog.model("mixtral-8x7b")
     up = next(g for g in wl.layer_gemms(spec, "moe") if g.name == "expert_up")
     assert (up.m_per_token, up.count, up.layers) == (2 / 8, 8, 32)
 
 
 def test_kv_bytes():
-    assert wl.model("llama3-70b").kv_bytes_per_token(2) == 2 * 80 * 8 * 128 * 2 == 327_680
-    ds = wl.model("deepseek-v3")
+    assert catalog.model("llama3-70b").kv_bytes_per_token(2) == 2 * 80 * 8 * 128 * 2 == 327_680
+    ds = catalog.model("deepseek-v3")
     for b in (1, 2):
         assert ds.kv_bytes_per_token(b) == 61 * (512 + 64) * b
 
 
 def test_weight_bytes_moe_expected_experts():
-    spec = wl.model("mixtral-8x7b")
+    spec = catalog.model("mixtral-8x7b")
     attn = spec.attention_matmul_params_per_layer
     expert = 3 * spec.hidden * spec.moe_ffn
     one = wl.weight_bytes_per_layer(spec, 1, "moe", 1)
@@ -313,7 +316,7 @@ def test_weight_bytes_moe_expected_experts():
 
 
 def test_activation_bytes():
-    spec = wl.model("llama3-8b")
+    spec = catalog.model("llama3-8b")
     ops = {op.name: op for op in wl.memory_bound_ops(spec)}
     assert ops["mlp_act"].read == 2 * 14336
     assert ops["mlp_act"].write == 14336
@@ -324,7 +327,7 @@ def test_activation_bytes():
 @pytest.mark.parametrize("mid", ["llama3-405b", "deepseek-v3", "mixtral-8x22b", "gpt3-175b"])
 @pytest.mark.parametrize("func", FLOP_FUNCS)
 def test_numpy_and_array_api_strict_agree(mid, func):
-    spec = wl.model(mid)
+    spec = catalog.model(mid)
     seq = [1, 128, 2048, 32768]
     got_np = func(spec, np.asarray(seq))
     got_xs = func(spec, xs.asarray(seq))
@@ -337,16 +340,16 @@ def test_numpy_and_array_api_strict_agree(mid, func):
 
 def test_bad_array_argument():
     with pytest.raises(ParameterError):
-        wl.model_flops_per_token(wl.model("llama3-8b"), "4096")
+        wl.model_flops_per_token(catalog.model("llama3-8b"), "4096")
     with pytest.raises(ParameterError):
-        wl.model_flops_per_token(wl.model("llama3-8b"), True)
+        wl.model_flops_per_token(catalog.model("llama3-8b"), True)
 
 
 @settings(max_examples=60, deadline=None)
-@given(mid=st.sampled_from(wl.model_ids()), causal=st.booleans(),
+@given(mid=st.sampled_from(catalog.model_ids()), causal=st.booleans(),
        seqs=st.lists(st.integers(1, 1 << 20), min_size=2, max_size=8, unique=True))
 def test_model_flops_increase_with_seq_len(mid, causal, seqs):
-    spec = wl.model(mid)
+    spec = catalog.model(mid)
     s = np.sort(np.asarray(seqs))
     flops = wl.model_flops_per_token(spec, s, causal=causal)
     assert np.all(np.diff(flops) > 0)
@@ -369,32 +372,32 @@ def test_megatron_core_mha_identity(L, heads, d, V, s, B):
 @pytest.mark.parametrize("mid", DENSE_IDS)
 def test_megatron_core_is_noncausal_model_flops(mid):
     """Dense GQA/SwiGLU: Megatron-Core's formula = 6·N + 12·L·a·d·s (no causal halving)."""
-    spec = wl.model(mid)
+    spec = catalog.model(mid)
     s = np.array([2048, 4096])
     per_token = conv.megatron_core_flops_per_iteration(spec, 3, s) / (3 * s)
     np.testing.assert_allclose(per_token, wl.model_flops_per_token(spec, s, causal=False),
                                rtol=1e-12)
 
 
-@pytest.mark.parametrize("mid", [m for m in wl.model_ids() if m.startswith("megatron-gpt-")])
+@pytest.mark.parametrize("mid", [m for m in catalog.model_ids() if m.startswith("megatron-gpt-")])
 def test_megatron2021_is_full_recompute_hw_flops(mid):
-    spec = wl.model(mid)
+    spec = catalog.model(mid)
     s = np.array([2048.0])
     got = conv.megatron2021_flops_per_iteration(spec, 512, s)
     hw = wl.hardware_flops_per_token(spec, s, "full", causal=False) * 512 * s
     np.testing.assert_allclose(got, hw, rtol=1e-12)
 
 
-@pytest.mark.parametrize("mid", wl.model_ids())
+@pytest.mark.parametrize("mid", catalog.model_ids())
 def test_maxtext_matches_causal_model_flops(mid):
-    spec = wl.model(mid)
+    spec = catalog.model(mid)
     s = np.array([2048, 8192])
     np.testing.assert_allclose(conv.maxtext_flops_per_token(spec, s),
                                wl.model_flops_per_token(spec, s, causal=True), rtol=1e-12)
 
 
 def test_maxtext_legacy_attention_term():
-    spec = wl.model("llama2-70b")
+    spec = catalog.model("llama2-70b")
     b, s = 4, np.array([2048.0, 4096.0])
     tflops = conv.maxtext_legacy_tflops_per_device(spec, b, s)
     weights = 6 * spec.total_params * s * b
@@ -405,20 +408,9 @@ def test_maxtext_legacy_attention_term():
 
 
 # ---------------------------------------------------------------------- calibration cases
-def _cases_path() -> Path | None:
-    for cand in (ROOT / "data" / "measurements" / "cases.csv",
-                 ROOT.parent / "shared" / "calibration" / "cases.csv"):
-        if cand.is_file():
-            return cand
-    return None
-
-
 @pytest.fixture(scope="module")
 def cases():
-    path = _cases_path()
-    if path is None:
-        pytest.skip("calibration cases.csv not found")
-    with path.open(newline="", encoding="utf-8") as fh:
+    with (data_dir() / "measurements" / "cases.csv").open(newline="", encoding="utf-8") as fh:
         return {row["case_id"]: row for row in csv.DictReader(fh)}
 
 
@@ -430,9 +422,9 @@ def test_from_case_megatron_rows_match_presets(cases):
             family = "megatron-core-gpt"
         else:
             continue
-        spec = wl.TransformerSpec.from_case(row)
-        preset = next(wl.model(m) for m in wl.model_ids() if m.startswith(family + "-")
-                      and (wl.model(m).layers, wl.model(m).hidden) == (spec.layers, spec.hidden))
+        spec = spec_from_case(row)
+        preset = next(catalog.model(m) for m in catalog.model_ids() if m.startswith(family + "-")
+                      and (catalog.model(m).layers, catalog.model(m).hidden) == (spec.layers, spec.hidden))
         # the case row knows no biases/norm type/positions; the matmul weights must agree
         assert spec.flop_params == preset.flop_params, cid
         assert spec.heads == preset.heads
@@ -441,8 +433,8 @@ def test_from_case_megatron_rows_match_presets(cases):
 
 def test_from_case_moe_row(cases):
     row = cases["I-TRTLLM-H100-Qwen3-235B-A22B-TP8-1000-1000"]
-    spec = wl.TransformerSpec.from_case(row)
-    preset = wl.model("qwen3-235b-a22b")
+    spec = spec_from_case(row)
+    preset = catalog.model("qwen3-235b-a22b")
     assert spec.moe_shared_experts == 0  # from "arch: no shared experts"
     assert spec.total_params == preset.total_params
     assert spec.active_params == preset.active_params
@@ -451,9 +443,9 @@ def test_from_case_moe_row(cases):
 def test_from_case_missing_vocab(cases):
     row = cases["T-NEMO2407-03"]
     with pytest.raises(CatalogError) as err:
-        wl.TransformerSpec.from_case(row)
+        spec_from_case(row)
     assert "vocab" in _one_line(err)
-    spec = wl.TransformerSpec.from_case(row, {"vocab": 50257})
+    spec = spec_from_case(row, {"vocab": 50257})
     assert spec.vocab == 50257
     assert "vocab=50257" in spec.source
 
@@ -463,7 +455,7 @@ def test_nemo_tflops_column_matches_megatron_core(cases):
     for cid, row in cases.items():
         if not cid.startswith("T-NEMO2407-"):
             continue
-        spec = wl.TransformerSpec.from_case(row, {} if row["vocab"] else {"vocab": 50257})
+        spec = spec_from_case(row, {} if row["vocab"] else {"vocab": 50257})
         s = int(row["seq_len"])
         published = float(re.search(r"model TFLOP/s/GPU = ([\d.]+)", row["notes"]).group(1))
         per_token = conv.nemo_flops_per_iteration(spec, 1, s) / s
@@ -473,7 +465,7 @@ def test_nemo_tflops_column_matches_megatron_core(cases):
 def test_maxtext_llama2_70b_mfu(cases):
     """README: 692 tok/s/device gives 64.6 % of 459 TF with causal halving, 67.0 % without."""
     row = cases["T-MAXTEXT-V5P-L2-70B"]
-    spec = wl.TransformerSpec.from_case(row)
+    spec = spec_from_case(row)
     s = int(row["seq_len"])
     causal = 692 * conv.maxtext_flops_per_token(spec, s) / 459e12
     noncausal = 692 * wl.model_flops_per_token(spec, s, causal=False) / 459e12
@@ -490,20 +482,20 @@ def test_parse_arch_notes_formats():
                  " arch: kv_lora_rank=128, qk_rope_head_dim=32, qk_nope_head_dim=64, "
                  "v_head_dim=64 || Original: arch: 9 shared experts",
     }
-    spec = wl.TransformerSpec.from_case(row)
+    spec = spec_from_case(row)
     assert (spec.moe_shared_experts, spec.moe_dense_layers) == (2, 1)
     assert spec.is_mla
     assert spec.head_dim == 96
     assert spec.kv_bytes_per_token(1) == 6 * (128 + 32)
     bad = {**row, "layers": "six"}
     with pytest.raises(CatalogError) as err:
-        wl.TransformerSpec.from_case(bad)
+        spec_from_case(bad)
     assert "layers" in _one_line(err)
     assert "X-1" in str(err.value)
 
 
 def test_replace_revalidates():
-    spec = wl.model("llama3-8b")
+    spec = catalog.model("llama3-8b")
     assert replace(spec, kv_heads=4).kv_bytes_per_token(2) == spec.kv_bytes_per_token(2) / 2
     with pytest.raises(ParameterError):
         replace(spec, kv_heads=5)

@@ -3,17 +3,17 @@
 Measures, as medians of a few repeats after one warm-up run:
 
 - ``train_configs_per_s``: training configurations per second of
-  :func:`trnlab.studies.grid.evaluate_grid` on a factored grid of >= 10^7 layouts of
+  :func:`trnlab.engine.train_grid.evaluate_grid` on a factored grid of >= 10^7 layouts of
   llama3-405b (float32, NumPy, in search mode: step time, memory, fit and validity of every
   configuration, the best kept per block); ``train_configs_per_s_full`` does the same while
   keeping every output in a Dataset; ``train_configs_per_s_cupy`` with CuPy when a CUDA device
   is present;
 - ``search_405b_16k_s`` and ``search_405b_1m_s``: the time of a full layout search
-  (:func:`trnlab.studies.training.search`) of llama3-405b on 16,384 and on 1,000,000 Trn3 chips
+  (:func:`trnlab.engine.training.search`) of llama3-405b on 16,384 and on 1,000,000 Trn3 chips
   (the latter with a global batch of 125,000 sequences, which 1,000,000 = 2^6 5^6 chips can
   split: the default 2,048 sequences leave no valid layout);
 - ``serve_configs_per_s``: serving configurations per second of
-  :func:`trnlab.studies.serve_grid.best_throughput` (llama3-70b on six systems x tp x pp x
+  :func:`trnlab.engine.serve_grid.best_throughput` (llama3-70b on six systems x tp x pp x
   batch x input x output lengths, >= 10^7 configurations, float32, the best valid layout per
   system and request shape kept);
 - ``mc_samples_x_configs_s``: the time to evaluate 10^5 Monte-Carlo samples of the power inputs
@@ -66,8 +66,8 @@ SERVE_SYSTEMS = ("trn2-ultraserver", "trn3-ultraserver", "dgx-h100", "dgx-h200",
 def _serving_and_monte_carlo(quick: bool, repeats: int) -> dict[str, Any]:
     import numpy as np
 
+    from trnlab.engine.serve_grid import best_throughput
     from trnlab.studies.energy import energy_per_token_bands
-    from trnlab.studies.serve_grid import best_throughput
 
     n_len = 16 if quick else 80
     axes = {"tp": [1, 2, 4, 8, 16, 32, 64, 128], "pp": [1, 2, 4],
@@ -119,8 +119,8 @@ def run(quick: bool = False) -> dict[str, Any]:
         ``train_configs_per_s_full`` [1/s], ``train_configs_per_s_cupy`` [1/s] (with a CUDA
         device), ``peak_rss_full_mb`` [MB] and notes on what was measured.
     """
-    from trnlab.studies import training
-    from trnlab.studies.grid import evaluate_grid
+    from trnlab.engine import training
+    from trnlab.engine.train_grid import evaluate_grid
 
     repeats = 2 if quick else 5
     axes = grid_axes(quick)

@@ -115,7 +115,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------- training
 def cmd_search(args: argparse.Namespace) -> int:
-    from trnlab.studies import training
+    from trnlab.engine import training
 
     ds = training.search(args.model, args.system, args.chips, precision=args.precision,
                          seq_len=args.seq, global_batch=args.global_batch, top=args.top,
@@ -144,9 +144,9 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from trnlab.studies import inference
+    from trnlab.engine import serving
 
-    ds = inference.frontier(args.model, args.system, input_len=args.input,
+    ds = serving.frontier(args.model, args.system, input_len=args.input,
                             output_len=args.output, ttft_ms=args.ttft_ms, tpot_ms=args.tpot_ms,
                             weights=args.weights, activations=args.activations, kv=args.kv,
                             price_per_chip_hour=args.price, power_cap_w=args.power_cap)
@@ -156,7 +156,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
              for k in ("tp", "pp", "ep", "adp", "batch", "ttft", "tpot",
                        "output_tokens_per_s_per_chip", "chip_s_per_m_tokens", "usd_per_m_tokens")}
             for i in range(front.sizes["config"])]
-    best = inference.best(ds)
+    best = serving.best(ds)
     if args.json:
         _print_json({"model": ds.attrs["model"], "system": args.system, "input": args.input,
                      "output": args.output, "ttft_ms": args.ttft_ms, "tpot_ms": args.tpot_ms,
@@ -180,16 +180,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from trnlab import validation
+    from trnlab.calibration import validate
 
-    rows = validation.read_cases(Path(args.cases))
-    preds = validation.predict(rows)
-    validation.write_predictions(rows, preds, Path(args.out))
-    for src, (n, err) in validation.by_source(preds).items():
+    rows = validate.read_cases(Path(args.cases))
+    preds = validate.predict(rows)
+    validate.write_predictions(rows, preds, Path(args.out))
+    for src, (n, err) in validate.by_source(preds).items():
         print(f"{src:20s} {n:3d} cases  MAPE {err:6.1%}")
     skipped = sum(1 for p in preds if p.predicted != p.predicted)
-    print(f"{'overall':20s} {sum(n for n, _ in validation.by_source(preds).values()):3d} cases  "
-          f"MAPE {validation.mape(preds):6.1%}   ({skipped} not predicted, see 'why')")
+    print(f"{'overall':20s} {sum(n for n, _ in validate.by_source(preds).values()):3d} cases  "
+          f"MAPE {validate.mape(preds):6.1%}   ({skipped} not predicted, see 'why')")
     print(f"predictions: {args.out}")
     return 0
 
@@ -197,15 +197,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from trnlab import calibrate, validation
+    from trnlab.calibration import fit, validate
 
-    result = calibrate.run(Path(args.cases), with_loso=not args.no_loso)
+    result = fit.run(Path(args.cases), with_loso=not args.no_loso)
     for kind in ("training", "inference"):
         preds, loso = result.get(kind), result.get(f"{kind}_loso")
         if preds:
             print(f"{kind}: fitted on {sum(p.rel_error == p.rel_error for p in preds)} cases, "
-                  f"MAPE {validation.mape(preds):.1%}"
-                  + (f", leave-one-source-out {validation.mape(loso):.1%}" if loso else ""))
+                  f"MAPE {validate.mape(preds):.1%}"
+                  + (f", leave-one-source-out {validate.mape(loso):.1%}" if loso else ""))
     print("written: data/perf/training.toml, data/perf/serving.toml")
     return 0
 

@@ -16,7 +16,7 @@ Vectorized like :mod:`trnlab.perf.train`: every argument broadcasts. Units are S
   (a tensor-core tile or systolic array is only partly filled by B tokens; ``r_half`` is
   fitted on serving measurements), plus un-overlapped TP all-reduces
   (2 per layer), EP all-to-alls (2 per MoE layer) and a fixed per-step runtime cost
-  (scheduling, kernel launches; ``hw['step_overhead']``, per runtime family) plus a cost per
+  (scheduling, kernel launches; ``hw.step_overhead``, per runtime family) plus a cost per
   sequence in the step (scheduling, sampling) — the terms that set the floor of time per
   output token.
 - **Prefill** of T prompt tokens: compute-bound GEMMs at m = T, causal attention, TP traffic.
@@ -32,6 +32,7 @@ from typing import Any
 
 from trnlab.perf import comm
 from trnlab.perf._xp import xp_of
+from trnlab.perf.hardware import Hardware
 
 
 @dataclass(frozen=True)
@@ -100,43 +101,56 @@ def max_concurrency(m: ServeShape, hbm_capacity: Any, tp: Any, pp: Any, adp: Any
     return xp.floor(adp * free / (kv_bytes_per_token(m, tp, pp, adp, kvbytes) * context))
 
 
-def _efficiency(m: ServeShape, hw: dict[str, Any], rows: Any, tp: Any, half_rows: Any,
+def _efficiency(m: ServeShape, hw: Hardware, rows: Any, tp: Any, half_rows: Any,
                 half_dim: float) -> Any:
     """Achieved fraction of peak of the layer GEMMs for ``rows`` tokens [1]: the large-GEMM
     efficiency x a row factor x the factors of a column-parallel ``hidden x hidden/tp`` shape."""
     n, k = m.hidden / tp, m.hidden
-    return hw["gemm_eff"] * rows / (rows + half_rows) * n / (n + half_dim) * k / (k + half_dim)
+    return hw.gemm_eff * rows / (rows + half_rows) * n / (n + half_dim) * k / (k + half_dim)
 
 
-def _tp_traffic(m: ServeShape, tokens: Any, tp: Any, ep: Any, pp: Any, hw: dict[str, Any]
+def _tp_traffic(m: ServeShape, tokens: Any, tp: Any, ep: Any, pp: Any, hw: Hardware
                 ) -> Any:
     """Un-overlapped TP all-reduces (2 per layer) and EP all-to-alls (2 per MoE layer) [s]."""
     act = 2.0 * tokens * m.hidden  # bf16 activations
-    n_in = comm.members_in_domain(tp, 1.0, hw["domain"])
-    ar = comm.all_reduce(act, tp, n_in, hw["up_bw"], hw["up_latency"], hw["out_bw"],
-                         hw["out_latency"])
-    ep_in = comm.members_in_domain(ep, tp, hw["domain"])
-    a2a = comm.all_to_all(act / tp * m.moe_active, ep, ep_in, hw["up_bw"], hw["up_latency"],
-                          hw["out_bw"], hw["out_latency"])
+    n_in = comm.members_in_domain(tp, 1.0, hw.domain)
+    ar = comm.all_reduce(act, tp, n_in, hw.up_bw, hw.up_latency, hw.out_bw,
+                         hw.out_latency)
+    ep_in = comm.members_in_domain(ep, tp, hw.domain)
+    a2a = comm.all_to_all(act / tp * m.moe_active, ep, ep_in, hw.up_bw, hw.up_latency,
+                          hw.out_bw, hw.out_latency)
     return (2.0 * m.layers * ar + 2.0 * m.moe_layers * a2a) / pp
 
 
-def decode_step(m: ServeShape, hw: dict[str, Any], tp: Any, pp: Any, ep: Any, adp: Any,
-                batch: Any, context: Any, wbytes: Any, kvbytes: Any, cal: ServeCalibration,
-                half_dim: float) -> Any:
-    """Time of one decode step of one pipeline stage for ``batch`` sequences [s]."""
-    xp = xp_of(batch, context, tp)
+def decode_terms(m: ServeShape, hw: Hardware, tp: Any, pp: Any, ep: Any, adp: Any,
+                 batch: Any, context: Any, wbytes: Any, kvbytes: Any, cal: ServeCalibration,
+                 half_dim: float) -> dict[str, Any]:
+    """The terms of one decode step of one pipeline stage for ``batch`` sequences [s]:
+    ``compute`` (GEMMs and attention at the row-dependent efficiency), ``stream`` (weights and
+    KV cache read from HBM), ``traffic`` (un-overlapped TP all-reduces, EP all-to-alls) and
+    ``overhead`` (the runtime's per-step and per-sequence cost). :func:`decode_step` combines
+    them; studies read them to say which term sets the step."""
     flops = (2.0 * m.flop_params * batch + m.attention_flops(context) * batch) / (tp * pp)
     eff = _efficiency(m, hw, batch, tp, cal.decode_half_rows, half_dim)
-    compute = flops / (hw["peak"] * eff)
     stream = (weight_bytes_per_chip(m, tp, pp, adp, wbytes, batch)
               + batch / adp * context * kv_bytes_per_token(m, tp, pp, adp, kvbytes)) / (
-        hw["hbm_bw"] * cal.mem_eff)
-    return xp.maximum(compute, stream) + _tp_traffic(m, batch, tp / adp, ep, pp, hw) \
-        + hw["step_overhead"] + cal.per_sequence_overhead * batch
+        hw.hbm_bw * cal.mem_eff)
+    return {"compute": flops / (hw.peak_gemm * eff), "stream": stream,
+            "traffic": _tp_traffic(m, batch, tp / adp, ep, pp, hw),
+            "overhead": hw.step_overhead + cal.per_sequence_overhead * batch}
 
 
-def prefill_time(m: ServeShape, hw: dict[str, Any], tp: Any, pp: Any, ep: Any, adp: Any,
+def decode_step(m: ServeShape, hw: Hardware, tp: Any, pp: Any, ep: Any, adp: Any,
+                batch: Any, context: Any, wbytes: Any, kvbytes: Any, cal: ServeCalibration,
+                half_dim: float) -> Any:
+    """Time of one decode step of one pipeline stage for ``batch`` sequences [s]: a roofline,
+    ``max(compute, stream) + traffic + overhead`` of :func:`decode_terms`."""
+    t = decode_terms(m, hw, tp, pp, ep, adp, batch, context, wbytes, kvbytes, cal, half_dim)
+    xp = xp_of(t["compute"], t["stream"])
+    return xp.maximum(t["compute"], t["stream"]) + t["traffic"] + t["overhead"]
+
+
+def prefill_time(m: ServeShape, hw: Hardware, tp: Any, pp: Any, ep: Any, adp: Any,
                  requests: Any, input_len: Any, wbytes: Any, cal: ServeCalibration,
                  half_dim: float) -> Any:
     """Prefill of ``requests`` prompts of ``input_len`` tokens through all stages [s]."""
@@ -144,13 +158,13 @@ def prefill_time(m: ServeShape, hw: dict[str, Any], tp: Any, pp: Any, ep: Any, a
     tokens = requests * input_len
     flops = (2.0 * m.flop_params * tokens + m.attention_flops(0.5 * input_len) * tokens) / tp
     eff = _efficiency(m, hw, tokens, tp, half_dim, half_dim)
-    weights = weight_bytes_per_chip(m, tp, pp, adp, wbytes) * pp / (hw["hbm_bw"] * cal.mem_eff)
-    return xp.maximum(flops / (hw["peak"] * eff), weights) \
-        + _tp_traffic(m, tokens, tp / adp, ep, 1.0, hw) + hw["step_overhead"] \
+    weights = weight_bytes_per_chip(m, tp, pp, adp, wbytes) * pp / (hw.hbm_bw * cal.mem_eff)
+    return xp.maximum(flops / (hw.peak_gemm * eff), weights) \
+        + _tp_traffic(m, tokens, tp / adp, ep, 1.0, hw) + hw.step_overhead \
         + cal.per_sequence_overhead * requests
 
 
-def serve(m: ServeShape, hw: dict[str, Any], tp: Any, pp: Any, ep: Any, adp: Any, batch: Any,
+def serve(m: ServeShape, hw: Hardware, tp: Any, pp: Any, ep: Any, adp: Any, batch: Any,
           input_len: Any, output_len: Any, wbytes: Any, kvbytes: Any, cal: ServeCalibration,
           half_dim: float, minimal: bool = False) -> dict[str, Any]:
     """Steady-state continuous batching of one replica of ``tp x pp`` chips holding ``batch``
@@ -167,17 +181,17 @@ def serve(m: ServeShape, hw: dict[str, Any], tp: Any, pp: Any, ep: Any, adp: Any
     per_stage = batch / pp
     stage = decode_step(m, hw, tp, pp, ep, adp, per_stage, context, wbytes, kvbytes, cal,
                         half_dim)
-    across = tp * pp > hw["domain"]  # a replica larger than the domain pipelines over scale-out
+    across = tp * pp > hw.domain  # a replica larger than the domain pipelines over scale-out
     act = 2.0 * per_stage * m.hidden
-    hop = xp.where(across, comm.send_recv(act, hw["out_bw"], hw["out_latency"]),
-                   comm.send_recv(act, hw["up_bw"], hw["up_latency"]))
+    hop = xp.where(across, comm.send_recv(act, hw.out_bw, hw.out_latency),
+                   comm.send_recv(act, hw.up_bw, hw.up_latency))
     tpot = pp * stage + (pp - 1.0) * hop
     prefill = prefill_time(m, hw, tp, pp, ep, adp, batch, input_len, wbytes, cal, half_dim)
     cycle = prefill + output_len * tpot  # one prefill and the decode of `batch` requests
     chips = tp * pp
     out_rate = batch * output_len / cycle
     in_rate = batch * input_len / cycle
-    limit = max_concurrency(m, hw["hbm_capacity"], tp, pp, adp, wbytes, kvbytes,
+    limit = max_concurrency(m, hw.hbm_capacity, tp, pp, adp, wbytes, kvbytes,
                             input_len + output_len, cal)
     fits = (limit >= batch) & (limit >= 1.0)
     if minimal:

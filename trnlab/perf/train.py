@@ -32,6 +32,7 @@ from trnlab.errors import ParameterError, bad_value
 from trnlab.perf import comm
 from trnlab.perf._xp import xp_of
 from trnlab.perf.compute import gemm_time, memory_time
+from trnlab.perf.hardware import Hardware
 
 RECOMPUTE = ("none", "selective", "full")
 #: GEMMs whose output columns (n) are split by TP; row-parallel ones split k
@@ -96,29 +97,6 @@ class ModelShape:
     def model_flops_per_token(self, seq_len: Any) -> Any:
         """Training model FLOPs per token, causal, no recompute [FLOP]: ``6N + 3 attn``."""
         return 6.0 * self.flop_params + 3.0 * self.attention_flops_per_token(seq_len)
-
-
-@dataclass(frozen=True)
-class Hardware:
-    """The chip and its networks as the step model sees them (floats or arrays).
-
-    ``up_bw`` and ``out_bw`` are per chip, per direction, achieved (topology and collective
-    efficiency applied). ``domain`` is the scale-up domain size [chips].
-    """
-
-    peak_gemm: Any  # dense peak at the GEMM precision [FLOP/s]
-    peak_attn: Any  # dense BF16 peak, for the attention core [FLOP/s]
-    gemm_eff: Any  # large-GEMM efficiency at that precision [1]
-    gemm_bytes: Any  # GEMM operand size [B]
-    hbm_bw: Any  # [B/s]
-    hbm_capacity: Any  # [B]
-    up_bw: Any  # [B/s]
-    up_latency: Any  # [s]
-    domain: Any  # [chips]
-    out_bw: Any  # [B/s]
-    out_latency: Any  # [s]
-    ranks_per_chip: Any = 1.0  # ranks per chip (Neuron cores); TP splits GEMMs over them too
-    clock: Any = 1.0  # clock held / nominal (power cap); peaks above are already scaled [1]
 
 
 @dataclass(frozen=True)

@@ -25,11 +25,11 @@ from trnlab._paths import data_dir
 from trnlab.catalog.fields import Field, parse_field
 from trnlab.catalog.loader import read_toml
 from trnlab.catalog.units import dimension
+from trnlab.engine.points import training_point
 from trnlab.errors import CatalogError, bad_value
 from trnlab.perf import power
 from trnlab.studies import cost as cost_study
 from trnlab.studies import energy
-from trnlab.studies.workload import training_point
 
 VERDICTS = ("holds", "partly", "inconsistent", "not-checkable")
 AGREEMENT = 0.05  # relative difference within which a published number "holds"

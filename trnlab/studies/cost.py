@@ -15,10 +15,11 @@ import numpy as np
 import xarray as xr
 
 from trnlab import catalog
+from trnlab.catalog.params import load_economics
+from trnlab.engine.points import serving_point, training_point
+from trnlab.engine.sampling import PERCENTILES, central, draw, override
 from trnlab.perf import cost, power
-from trnlab.studies.economics import PERCENTILES, central, draw, load_economics, override
 from trnlab.studies.energy import inputs
-from trnlab.studies.workload import serving_point, training_point
 
 GPU_SYSTEMS = ("dgx-h100", "dgx-h200", "dgx-b200", "gb200-nvl72")
 TRN3 = "trn3-ultraserver"

@@ -1,7 +1,7 @@
 """Power and energy: per chip, server and cluster; per training run and per million tokens.
 
 Each ranged input (chip power, idle share, system overhead, PUE, memory weight) is sampled
-(:mod:`trnlab.studies.economics`) and evaluated as the ``sample`` axis of the vectorized power
+(:mod:`trnlab.engine.sampling`) and evaluated as the ``sample`` axis of the vectorized power
 model; results carry p5 / p50 / p95 over a ``percentile`` dim and the deterministic value at the
 catalog's central inputs (``central``).
 """
@@ -16,9 +16,10 @@ import numpy as np
 import xarray as xr
 
 from trnlab import catalog
+from trnlab.catalog.params import load_economics
+from trnlab.engine.points import serving_point, training_point
+from trnlab.engine.sampling import PERCENTILES, central, draw, override
 from trnlab.perf import power
-from trnlab.studies.economics import PERCENTILES, central, draw, load_economics, override
-from trnlab.studies.workload import serving_point, training_point
 
 DEFAULT_SYSTEMS = ("trn1-32xl", "trn2-ultraserver", "trn3-ultraserver", "dgx-h100", "dgx-h200",
                    "dgx-b200", "gb200-nvl72")

@@ -11,7 +11,7 @@ the catalog: ``trn3`` in ``trn3-ultraserver``, ``h200`` in ``dgx-h200``, ...):
 3. **Roofline of the serving operators**: decode GEMMs at batch 1..1024 (``~ 2 B / b_w``
    FLOP/B), whole decode steps (weights + KV cache) and prefill GEMMs of ``input_len`` tokens,
    against each chip's ridge point (:mod:`trnlab.perf.roofline`).
-4. **Tokens/s at the SLO**: the best layout of :func:`trnlab.studies.inference.frontier` under
+4. **Tokens/s at the SLO**: the best layout of :func:`trnlab.engine.serving.frontier` under
    the TPOT/TTFT targets, per chip and per scale-up domain (per chip x ``n_chips``); NaN and a
    reason where no layout meets the SLO.
 5. **What fits in one domain**: a replica holding ``concurrency`` requests of ``fit_context``
@@ -32,25 +32,20 @@ import numpy as np
 import xarray as xr
 
 from trnlab import catalog
+from trnlab.catalog import model
+from trnlab.catalog.params import ServingParams, load_serving
+from trnlab.engine import serving
+from trnlab.engine.hardware import format_bytes, half_dim, hardware, serve_calibration
+from trnlab.engine.shape import serve_shape
 from trnlab.errors import ParameterError, bad_value
 from trnlab.perf import roofline
 from trnlab.perf.serve import (
     ServeShape,
-    decode_step,
+    decode_terms,
     kv_bytes_per_token,
     max_concurrency,
     weight_bytes_per_chip,
 )
-from trnlab.studies import inference
-from trnlab.studies.serving_params import (
-    ServingParams,
-    format_bytes,
-    half_dim,
-    load_serving,
-    serve_shape,
-    serving_hardware,
-)
-from trnlab.workloads import model
 
 MODELS = ("llama3-70b", "llama3-405b", "deepseek-v3")
 CHIPS = ("trn2", "trn3", "h200", "b200", "gb200", "tpu-v7")
@@ -86,7 +81,7 @@ def attention_kind(model_id: str) -> str:
 # ------------------------------------------------------------------------------ 1. per chip
 def chips_dataset(chips: Sequence[str], params: ServingParams | None = None) -> xr.Dataset:
     """HBM capacity, bandwidth, BF16 peak, their ratios and the scale-up domain of each chip."""
-    cal = (params or load_serving()).calibration
+    cal = serve_calibration(params)
     recs = [catalog.chip(c) for c in chips]
     systems = [catalog.system(domain_system(c)) for c in chips]
     cap = np.array([r.hbm_capacity for r in recs])
@@ -115,7 +110,7 @@ def chips_dataset(chips: Sequence[str], params: ServingParams | None = None) -> 
 def _replicas(m: ServeShape, mla: bool, chips: xr.Dataset, contexts: np.ndarray, wb: float,
               kb: float, params: ServingParams) -> dict[str, np.ndarray]:
     """Smallest power-of-two TP (inside the domain) holding >= 1 request, per (chip, context)."""
-    cal = params.calibration
+    cal = serve_calibration(params)
     top = int(math.log2(float(chips["n_chips"].max())))
     tps = 2.0 ** np.arange(top + 1)
     adps = tps if mla else np.ones(1)
@@ -252,15 +247,13 @@ def _decode_terms(m: ServeShape, chip: str, system: str, row: dict[str, Any], co
                   wb: float, kb: float, params: ServingParams) -> tuple[float, float]:
     """Compute and streaming terms of :func:`trnlab.perf.serve.decode_step` for ``row`` [s].
 
-    The step is ``max(compute, stream) + traffic + overhead``: running it with an infinite
-    peak, an infinite bandwidth, and both, isolates each term without restating the model.
+    The step is ``max(compute, stream) + traffic + overhead``; the core returns its terms.
     """
-    hw = serving_hardware(chip, system, params=params)
-    args = (float(row["tp"]), 1.0, float(row["ep"]), float(row["adp"]),
-            row["batch"] / row["pp"], context, wb, kb, params.calibration, half_dim())
-    step = lambda **over: float(decode_step(m, {**hw, **over}, *args))
-    base = step(peak=math.inf, hbm_bw=math.inf)
-    return step(hbm_bw=math.inf) - base, step(peak=math.inf) - base
+    hw = hardware(chip, system, serving=params)
+    terms = decode_terms(m, hw, float(row["tp"]), 1.0, float(row["ep"]), float(row["adp"]),
+                         row["batch"] / row["pp"], context, wb, kb, serve_calibration(params),
+                         half_dim())
+    return float(terms["compute"]), float(terms["stream"])
 
 
 def _reason(front: xr.Dataset, tpot_ms: float, ttft_ms: float) -> str:
@@ -287,11 +280,11 @@ def slo_dataset(models: Sequence[str], chips: xr.Dataset, input_len: int, output
     for i, m in enumerate(models):
         sm = serve_shape(model(m))
         for j, system in enumerate(chips["system"].values):
-            front = inference.frontier(m, str(system), input_len=input_len,
+            front = serving.frontier(m, str(system), input_len=input_len,
                                        output_len=output_len, tpot_ms=tpot_ms, ttft_ms=ttft_ms,
                                        weights=weights, kv=kv, batches=SLO_BATCHES,
                                        params=params)
-            row = inference.best(front)
+            row = serving.best(front)
             if not row:
                 reason[i, j] = _reason(front, tpot_ms, ttft_ms)
                 continue

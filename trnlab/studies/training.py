@@ -1,221 +1,356 @@
-"""Training study: evaluate layouts, search the best parallel layout, build Datasets.
+"""Training at scale: the best parallel layout per system and chip count, time and chip-hours to
+train on a token budget, where the step time goes, a (tp, pp) heat map, and a roofline of the
+model's operators.
 
-The core (:func:`trnlab.perf.train.train_step`) is evaluated on flat arrays of configurations,
-in chunks of bounded size; chunks can run on a dask.distributed cluster (``client=``).
+Every number comes from :func:`trnlab.engine.training.search` (the step model of
+:mod:`trnlab.perf.train` over every valid layout) and from the catalog; this module only picks,
+reshapes and labels. Time to train on ``D`` tokens with ``N`` chips at ``r`` tokens/s per chip is
+``D / (r N)`` and costs ``D / (3600 r)`` chip-hours (Kaplan et al. 2020 count tokens the same way).
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
-from trnlab import backend, catalog
-from trnlab.errors import ParameterError, bad_value
-from trnlab.perf.train import RECOMPUTE, Hardware, Layout, train_step
-from trnlab.studies._shape import model_shape
-from trnlab.studies.layouts import FIELDS, REASONS, enumerate_layouts, reason_codes
-from trnlab.studies.training_params import TrainingParams, hardware, load_params
-from trnlab.workloads import TransformerSpec, model
+from trnlab import catalog
+from trnlab.catalog import model
+from trnlab.catalog.params import TrainingParams, load_training
+from trnlab.engine.hardware import PRECISION_BYTES, hardware, train_calibration
+from trnlab.engine.layouts import REASONS
+from trnlab.engine.shape import model_shape
+from trnlab.engine.training import BREAKDOWN, OUTPUTS, search
+from trnlab.errors import CatalogError, ParameterError, bad_value
+from trnlab.perf.compute import gemm_efficiency, gemm_time, memory_time
+from trnlab.perf.train import RECOMPUTE, TP_COLUMN, TP_ROW
+from trnlab.workloads import Gemm, TransformerSpec, layer_gemms, memory_bound_ops
 
-CHUNK = 1 << 16  # configurations per evaluation chunk (bounded memory)
-OUTPUTS = {
-    "step_time": ("s", "time per optimizer step"),
-    "tokens_per_s_per_chip": ("1/s", "training tokens per second per chip"),
-    "model_flops_per_chip": ("FLOP/s", "model FLOPs (causal, no recompute) per second per chip"),
-    "mfu": ("1", "model FLOPs utilisation vs the dense peak at the training precision"),
-    "hfu": ("1", "hardware FLOPs utilisation (recompute counted)"),
-    "mem_per_chip": ("B", "memory per chip (weights, gradients, optimizer, activations)"),
-    "t_compute": ("s", "compute per step (GEMMs, attention, memory-bound ops)"),
-    "t_tp": ("s", "exposed tensor-parallel communication per step"),
-    "t_ep": ("s", "exposed expert-parallel all-to-all per step"),
-    "t_cp": ("s", "exposed context-parallel communication per step"),
-    "t_pp": ("s", "exposed pipeline send/recv per step"),
-    "t_dp": ("s", "exposed data-parallel communication per step"),
-    "t_bubble": ("s", "pipeline bubble per step"),
-    "t_optimizer": ("s", "optimizer update per step"),
-    "t_overhead": ("s", "fixed overhead per step"),
-}
-BREAKDOWN = ("t_compute", "t_tp", "t_ep", "t_cp", "t_pp", "t_dp", "t_bubble", "t_optimizer",
-             "t_overhead")
+SYSTEMS = ("trn2-ultraserver", "trn3-ultraserver", "dgx-h100", "dgx-b200", "gb200-nvl72")
+#: powers of two: the default global batch (2048 x 8192 tokens) then splits over any dp degree;
+#: a chip count with an odd factor gets a batch rounded to it (``default_global_batch``), which
+#: limits dp. 126 layers leave pp in {1, 2} at these counts.
+SCALES = (1024, 4096, 16384)
+ROOFLINE_CHIPS = ("trn2", "trn3", "h100-sxm", "b200")
+LAYOUT = ("tp", "pp", "dp", "cp", "ep", "vpp", "zero", "recompute", "micro_batch")
+LAYOUT_NAMES = {"tp": "tensor-parallel degree", "pp": "pipeline-parallel degree",
+                "dp": "data-parallel degree", "cp": "context-parallel degree",
+                "ep": "expert-parallel degree", "vpp": "interleaved pipeline chunks per stage",
+                "zero": "ZeRO stage (3 = FSDP)",
+                "recompute": "activation recompute: 0 none, 1 selective, 2 full",
+                "micro_batch": "sequences per micro-batch"}
+BEST_OUTPUTS = ("tokens_per_s_per_chip", "mfu", "hfu", "step_time", "mem_per_chip")
+#: forward FLOPs per element *read* by the memory-bound ops (first-order counts): RMSNorm
+#: squares, sums, scales by rsqrt and the weight; RoPE is x cos + rot(x) sin; a residual add
+#: reads two tensors; SwiGLU silu(g) u reads two; top-k softmax; the MoE combine is a weighted
+#: sum. A pure copy (MoE dispatch) does no FLOPs and has no place on a roofline.
+ELEMENTWISE_FLOPS = {"norm": 4.0, "rope": 3.0, "residual": 0.5, "act": 2.5, "router_topk": 4.0,
+                     "moe_combine": 2.0, "moe_dispatch": 0.0}
+ACT_BYTES = 2.0  # bf16 activations for the memory-bound ops and the attention core [B]
+_ALL = 1 << 62  # ``top`` that keeps every valid layout of a search
+TIES = 64  # layouts a search keeps to break ties among (near-)equally fast layouts
+TIE_RTOL = 1e-9  # tokens/s within this relative distance of the fastest are a tie
+#: tie-break: the simplest layout (least cp, then pp, vpp, tp, ep, ZeRO stage, recompute, and
+#: the smallest micro-batch) among equally fast ones
+SIMPLEST = ("cp", "pp", "vpp", "tp", "ep", "zero", "recompute", "micro_batch")
 
 
-def _spec(m: TransformerSpec | str) -> TransformerSpec:
-    return model(m) if isinstance(m, str) else m
+def _elementwise_flops(name: str) -> float:
+    for key, value in ELEMENTWISE_FLOPS.items():
+        if name == key or name.endswith(key):
+            return value
+    return 1.0
 
 
-def evaluate(spec: TransformerSpec, hw: Hardware, cfg: dict[str, np.ndarray], global_batch: Any,
-             seq_len: Any, params: TrainingParams | None = None,
-             chunk: int = CHUNK) -> dict[str, np.ndarray]:
-    """Run the step model over flat configuration arrays, chunk by chunk, on the backend.
+def _check(spec_or_id: TransformerSpec | str, systems: Sequence[str], scales: Sequence[int],
+           precision: str, token_budget: float, heatmap_system: str, heatmap_chips: int,
+           roofline_chips: Sequence[str]) -> TransformerSpec:
+    """Validate every input before any work (one-line TrnlabErrors)."""
+    spec = model(spec_or_id) if isinstance(spec_or_id, str) else spec_or_id
+    for name, values in (("systems", systems), ("scales", scales),
+                         ("roofline_chips", roofline_chips)):
+        if isinstance(values, str) or not len(values):
+            raise ParameterError(bad_value("training_scale", name, values,
+                                           "a non-empty list"))
+        if len(set(values)) != len(values):
+            raise ParameterError(bad_value("training_scale", name, list(values),
+                                           "no duplicates"))
+    for n in (*scales, heatmap_chips):
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+            raise ParameterError(bad_value("training_scale", "n_chips", n,
+                                           "an integer >= 1"))
+    if precision not in PRECISION_BYTES:
+        raise ParameterError(bad_value("training_scale", "precision", precision,
+                                       f"allowed: {', '.join(PRECISION_BYTES)}"))
+    if not np.isfinite(token_budget) or token_budget <= 0:
+        raise ParameterError(bad_value("training_scale", "token_budget", token_budget,
+                                       "tokens > 0"))
+    for s in (*systems, heatmap_system):
+        catalog.system(s)
+    for c in roofline_chips:
+        catalog.chip(c)
+    return spec
 
-    Returns NumPy arrays of every output of :func:`~trnlab.perf.train.train_step`.
+
+def _no_layout_reason(ds: xr.Dataset) -> str:
+    """Why a search found nothing: the rule that the furthest-getting layouts broke."""
+    counts = json.loads(ds.attrs["invalid_by_reason"])
+    if not counts:
+        return "no layout enumerated"
+    last = max(counts, key=lambda r: next(k for k, v in REASONS.items() if v == r))
+    return (f"no valid layout of {ds.attrs['n_evaluated']}: {last} "
+            f"({counts[last]} layouts)")
+
+
+def _pick(ds: xr.Dataset) -> int:
+    """Row of the best layout of a search (ranked fastest first).
+
+    Exact ties are common: cp 2 x micro-batch 1 runs as fast as cp 4 x micro-batch 2 when the
+    ring-attention traffic hides, and recompute is free when the step waits on data-parallel
+    traffic. Among layouts within :data:`TIE_RTOL` of the fastest, the simplest
+    (:data:`SIMPLEST`) wins, so the answer does not hang on the enumeration order or on the
+    last bits of a float.
     """
-    params = params or load_params()
-    shape, cal = model_shape(spec), params.calibration
-    n = next(iter(cfg.values())).size
-    out: dict[str, list[np.ndarray]] = {}
-    for lo in range(0, n, chunk):  # chunks of configurations, each one vectorized call
-        part = {k: backend.asarray(np.asarray(v[lo:lo + chunk], dtype=np.float64))
-                for k, v in cfg.items()}
-        ones = backend.asarray(np.ones(part["tp"].shape[0]))
-        lay = Layout(**part, global_batch=ones * float(global_batch), seq_len=ones * float(seq_len))
-        for key, value in train_step(shape, hw, lay, cal).items():
-            out.setdefault(key, []).append(np.asarray(backend.to_numpy(value)))
-    return {k: np.concatenate(v) for k, v in out.items()}
+    speed = ds["tokens_per_s_per_chip"].values
+    tied = np.flatnonzero(speed >= speed[0] * (1.0 - TIE_RTOL))
+    order = np.lexsort([ds[k].values[tied] for k in reversed(SIMPLEST)])
+    return int(tied[order[0]])
 
 
-def evaluate_distributed(client: Any, spec: TransformerSpec, hw: Hardware,
-                         cfg: dict[str, np.ndarray], global_batch: int, seq_len: int,
-                         params: TrainingParams | None = None, chunk: int = CHUNK
-                         ) -> dict[str, np.ndarray]:
-    """:func:`evaluate` with one dask.distributed task per chunk (``client``: a dask Client)."""
-    params = params or load_params()
-    n = next(iter(cfg.values())).size
-    parts = [{k: v[lo:lo + chunk] for k, v in cfg.items()} for lo in range(0, n, chunk)]
-    futures = client.map(evaluate, [spec] * len(parts), [hw] * len(parts), parts,
-                         [global_batch] * len(parts), [seq_len] * len(parts),
-                         [params] * len(parts), pure=False)
-    results = client.gather(futures)
-    return {k: np.concatenate([r[k] for r in results]) for k in results[0]}
+def _heatmap(ds: xr.Dataset) -> xr.Dataset:
+    """Best tokens/s per chip and its MFU per (tp, pp) over every valid layout of a search.
+
+    ``ds`` is ranked best first, so the first row of each (tp, pp) is that cell's best.
+    """
+    tp, pp = ds["tp"].values, ds["pp"].values
+    tps, pps = np.unique(tp), np.unique(pp)
+    first = pd.DataFrame({"tp": tp, "pp": pp}).drop_duplicates(keep="first").index.to_numpy()
+    speed, mfu = np.full((tps.size, pps.size), np.nan), np.full((tps.size, pps.size), np.nan)
+    cell = (np.searchsorted(tps, tp[first]), np.searchsorted(pps, pp[first]))
+    speed[cell] = ds["tokens_per_s_per_chip"].values[first]
+    mfu[cell] = ds["mfu"].values[first]
+    return xr.Dataset({
+        "heatmap_tokens_per_s_per_chip": (("tp", "pp"), speed, {
+            "units": "1/s", "long_name": "best training tokens per second per chip over the "
+            "other layout choices (NaN: no valid layout)"}),
+        "heatmap_mfu": (("tp", "pp"), mfu, {"units": "1",
+                                            "long_name": "MFU of the heat map cell's best layout"}),
+    }, coords={"tp": ("tp", tps, {"units": "1", "long_name": "tensor-parallel degree"}),
+               "pp": ("pp", pps, {"units": "1", "long_name": "pipeline-parallel degree"})})
 
 
-def pareto_front(mem: np.ndarray, speed: np.ndarray) -> np.ndarray:
-    """Mask of configurations not dominated in (lower memory, higher speed)."""
-    order = np.lexsort((-speed, mem))
-    best = np.maximum.accumulate(speed[order])
-    front = np.zeros(mem.size, dtype=bool)
-    front[order] = speed[order] >= best  # nobody with less (or equal) memory is faster
-    front[order[1:]] &= speed[order[1:]] > best[:-1]
-    return front
+def scaling(spec: TransformerSpec, systems: Sequence[str], scales: Sequence[int], *,
+            precision: str, token_budget: float, seq_len: int, global_batch: int | None,
+            heatmap: tuple[str, int], params: TrainingParams) -> xr.Dataset:
+    """Best layout, outputs and breakdown per (system, n_chips), and the (tp, pp) heat map."""
+    shape = (len(systems), len(scales))
+    layout = {k: np.full(shape, np.nan) for k in LAYOUT}
+    outs = {k: np.full(shape, np.nan) for k in BEST_OUTPUTS}
+    parts = np.full((*shape, len(BREAKDOWN)), np.nan)
+    n_valid, batch = np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=np.int64)
+    reason = np.full(shape, "ok", dtype=object)
+    heat = None
+    for i, system in enumerate(systems):
+        for j, n in enumerate(scales):
+            full = (system, int(n)) == heatmap
+            ds = search(spec, system, int(n), precision=precision, seq_len=seq_len,
+                        global_batch=global_batch, top=_ALL if full else TIES, params=params)
+            heat = _heatmap(ds) if full else heat
+            n_valid[i, j], batch[i, j] = ds.attrs["n_valid"], ds.attrs["global_batch"]
+            if not ds.attrs["n_valid"]:
+                reason[i, j] = _no_layout_reason(ds)
+                continue
+            row = ds.isel(config=_pick(ds))
+            for k in LAYOUT:
+                layout[k][i, j] = float(row[k])
+            for k in BEST_OUTPUTS:
+                outs[k][i, j] = float(row[k])
+            parts[i, j] = [float(row[t]) for t in BREAKDOWN]
+    if heat is None:
+        heat = _heatmap(search(spec, heatmap[0], heatmap[1], precision=precision,
+                               seq_len=seq_len, global_batch=global_batch, top=_ALL,
+                               params=params))
+    dims = ("system", "n_chips")
+    out = xr.Dataset(coords={
+        "system": ("system", list(systems), {"units": "1", "long_name": "scale-up system"}),
+        "n_chips": ("n_chips", np.asarray(scales, dtype=np.int64),
+                    {"units": "1", "long_name": "chips in the training job"}),
+        "component": ("component", [t.removeprefix("t_") for t in BREAKDOWN],
+                      {"units": "1", "long_name": "part of the step time"}),
+    })
+    out["system_chip"] = ("system", [catalog.system(s).chip for s in systems],
+                          {"units": "1", "long_name": "chip of the system"})
+    out["scaleup_size"] = ("system", [catalog.system(s).n_chips for s in systems],
+                           {"units": "1", "long_name": "chips in one scale-up domain"})
+    for k in LAYOUT:
+        out[f"best_{k}"] = (dims, layout[k], {"units": "1", "long_name":
+                                              f"{LAYOUT_NAMES[k]} of the best layout"})
+    out["best_recompute"].attrs["flag_meanings"] = " ".join(RECOMPUTE)
+    for k in BEST_OUTPUTS:
+        units, long_name = OUTPUTS[k]
+        out[k] = (dims, outs[k], {"units": units, "long_name": f"{long_name} (best layout)"})
+    rate = out["tokens_per_s_per_chip"] * out["n_chips"]
+    out["time_to_train"] = (token_budget / rate).assign_attrs(
+        units="s", long_name="wall-clock time to train on the token budget")
+    out["chip_hours"] = (out["n_chips"] * out["time_to_train"] / 3600.0).assign_attrs(
+        units="h", long_name="chip-hours to train on the token budget")
+    out["breakdown"] = ((*dims, "component"), parts, {
+        "units": "s", "long_name": "exposed time per step by component (best layout; sums to "
+        "step_time)"})
+    out["global_batch"] = (dims, batch, {"units": "1", "long_name": "sequences per step"})
+    out["n_valid"] = (dims, n_valid, {"units": "1", "long_name": "valid layouts found"})
+    out["reason"] = (dims, reason.astype(str), {
+        "units": "1", "long_name": "ok, or why no valid layout exists"})
+    return xr.merge([out, heat], combine_attrs="override")
 
 
-def search(model_id: TransformerSpec | str, system: str, n_chips: int, *,
-           precision: str = "bf16", seq_len: int = 8192, global_batch: int | None = None,
-           chip: str | None = None, micro_batches: Sequence[int] = (1, 2, 4, 8),
-           zeros: Sequence[int] = (0, 1, 2, 3), recomputes: Sequence[str] = RECOMPUTE,
-           vpps: Sequence[int] = (1, 2, 4, 8), tp_outside_domain: bool = False, top: int = 20,
-           params: TrainingParams | None = None, client: Any = None,
-           power_cap_w: float | None = None) -> xr.Dataset:
-    """Every valid layout of ``model`` on ``n_chips`` chips of ``system``, best first.
+def _system_of(chip_id: str) -> str:
+    """A system built of ``chip_id`` (the roofline needs only its chip fields)."""
+    found = [s.id for s in catalog.default().systems.values() if s.chip == chip_id]
+    if not found:
+        raise CatalogError(bad_value("training_scale", "roofline chip", chip_id,
+                                     "no system of data/hardware/systems.toml uses it"))
+    return found[0]
+
+
+def roofline(spec: TransformerSpec, chips: Sequence[str], *, precision: str, seq_len: int,
+             tp: int = 8, micro_batch: int = 1, params: TrainingParams) -> xr.Dataset:
+    """Arithmetic intensity of the model's operators and each chip's roofline (Williams 2009).
+
+    Operators of one layer's forward pass on one chip, at ``T = micro_batch * seq_len`` tokens
+    per micro-batch and tensor parallelism ``tp`` with sequence parallelism (as the step model
+    shards them): the weight GEMMs ``[T, k] @ [k, n]`` with ``n`` (column-parallel) or ``k``
+    (row-parallel) split by ``tp``, operands at the GEMM precision; the logits GEMM; the causal
+    attention core (FlashAttention: compulsory traffic Q, K, V, O, bf16) and the memory-bound
+    ops on ``T / tp`` tokens (bf16, FLOPs per :data:`ELEMENTWISE_FLOPS`).
+
+    Attainable = ``min(peak, intensity * hbm_bw)``; modelled = what the step model achieves
+    (shape-dependent GEMM efficiency, attention at the BF16 peak, ``mem_eff`` of HBM).
+    """
+    sh, cal = model_shape(spec), train_calibration(params)
+    b, t = PRECISION_BYTES[precision], float(micro_batch * seq_len)
+    kinds = [k for k, n in (("dense", spec.dense_layers), ("moe", spec.moe_layers)) if n]
+    ops: dict[str, tuple[str, float, float, tuple[float, float, float, float] | None]] = {}
+    gemms = [*(g for kind in kinds for g in layer_gemms(spec, kind)),
+             Gemm("logits", 1.0, spec.hidden, spec.vocab)]
+    for g in gemms:
+        if g.name in ops:
+            continue
+        m = t * g.m_per_token
+        n = g.n / tp if g.name in TP_COLUMN else g.n
+        k = g.k / tp if g.name in TP_ROW else g.k
+        ops[g.name] = ("gemm", 2.0 * m * n * k * g.count, b * (m * k + k * n + m * n) * g.count,
+                       (m, n, k, float(g.count)))
+    heads, kv = sh.heads / tp, max(sh.kv_heads / tp, 1.0)
+    ops["attention_core"] = (
+        "attention", 2.0 * t * 0.5 * seq_len * heads * (sh.qk_dim + sh.v_dim),
+        ACT_BYTES * t * (heads * (sh.qk_dim + sh.v_dim) + kv * (sh.qk_dim + sh.v_dim)), None)
+    for kind in kinds:
+        for op in memory_bound_ops(spec, kind):
+            flops = _elementwise_flops(op.name) * op.read * t / tp
+            if op.name not in ops and flops > 0:
+                ops[op.name] = ("memory", flops, ACT_BYTES * (op.read + op.write) * t / tp, None)
+    names = list(ops)
+    flops = np.array([ops[o][1] for o in names])
+    nbytes = np.array([ops[o][2] for o in names])
+    hws = [hardware(c, _system_of(c), precision, params) for c in chips]
+    peak = np.array([h.peak_gemm for h in hws])
+    bw = np.array([h.hbm_bw for h in hws])
+    modelled = np.zeros((len(chips), len(names)))
+    for j, name in enumerate(names):
+        kind, f, nb, dims = ops[name]
+        for i, h in enumerate(hws):
+            if kind == "gemm":
+                m, n, k, count = dims
+                # a chip of several cores splits a TP-sharded GEMM over them (as the step model)
+                cores = h.ranks_per_chip if name in TP_COLUMN | TP_ROW else 1.0
+                n = n / cores if name in TP_COLUMN else n
+                k = k / cores if name in TP_ROW else k
+                sec = count * gemm_time(m, n, k, h.peak_gemm / cores, h.gemm_eff,
+                                        cal.gemm_half_dim, h.hbm_bw / cores, cal.mem_eff, b)
+            elif kind == "attention":
+                sec = f / (h.peak_attn * gemm_efficiency(t, 0.5 * seq_len, sh.qk_dim,
+                                                         h.gemm_eff, cal.gemm_half_dim))
+            else:
+                sec = memory_time(nb, h.hbm_bw, cal.mem_eff)
+            modelled[i, j] = f / sec
+    intensity = flops / nbytes
+    ds = xr.Dataset(coords={
+        "chip": ("chip", list(chips), {"units": "1", "long_name": "chip"}),
+        "op": ("op", names, {"units": "1", "long_name": "operator of one layer (and logits)"}),
+    })
+    ds["peak"] = ("chip", peak, {"units": "FLOP/s",
+                                 "long_name": f"dense peak at {precision}"})
+    ds["hbm_bandwidth"] = ("chip", bw, {"units": "B/s", "long_name": "HBM bandwidth"})
+    ds["ridge_point"] = ("chip", peak / bw, {
+        "units": "FLOP/B", "long_name": "arithmetic intensity where the roofline turns flat"})
+    ds["op_kind"] = ("op", [ops[o][0] for o in names], {
+        "units": "1", "long_name": "gemm | attention | memory (memory-bound op)"})
+    ds["op_flops"] = ("op", flops, {"units": "FLOP", "long_name":
+                                    "forward FLOPs per layer per chip per micro-batch"})
+    ds["op_bytes"] = ("op", nbytes, {"units": "B", "long_name":
+                                     "compulsory HBM traffic per layer per chip per micro-batch"})
+    ds["intensity"] = ("op", intensity, {"units": "FLOP/B", "long_name": "arithmetic intensity"})
+    ds["attainable"] = (("chip", "op"), np.minimum(peak[:, None], intensity * bw[:, None]), {
+        "units": "FLOP/s", "long_name": "roofline: min(peak, intensity x HBM bandwidth)"})
+    ds["modelled"] = (("chip", "op"), modelled, {
+        "units": "FLOP/s", "long_name": "FLOP/s the step model achieves on the operator"})
+    return ds
+
+
+def study(model_id: TransformerSpec | str = "llama3-405b", systems: Sequence[str] = SYSTEMS,
+          scales: Sequence[int] = SCALES, precision: str = "bf16", token_budget: float = 15e12,
+          seq_len: int = 8192, global_batch: int | None = None,
+          heatmap_system: str = "trn3-ultraserver", heatmap_chips: int = 4096,
+          roofline_chips: Sequence[str] = ROOFLINE_CHIPS, roofline_tp: int = 8,
+          roofline_micro_batch: int = 1, params: TrainingParams | None = None) -> xr.Dataset:
+    """Train ``model_id`` on ``token_budget`` tokens on each system at each scale.
 
     Parameters
     ----------
     model_id : str or TransformerSpec
-        A preset id (``trnlab.workloads.model_ids()``) or a spec.
-    system : str
-        Scale-up system id; its chip is used unless ``chip`` is given.
-    n_chips : int
-        Chips in the job [1].
+        A preset id (``trnlab.catalog.model_ids()``) or a spec.
+    systems : sequence of str
+        Scale-up system ids (``trnlab catalog``); each builds the cluster of its own chip.
+    scales : sequence of int
+        Chips in the job [1]; any count (not only multiples of the scale-up size).
     precision : str
         GEMM precision (bf16, fp8, mxfp8, ...).
+    token_budget : float
+        Training tokens [1] (Llama 3 405B: about 15e12).
     seq_len, global_batch : int
-        Sequence length [tokens] and sequences per step (default:
-        :func:`default_global_batch`, about 16M tokens per step).
-    top : int
-        Layouts kept in the Dataset (plus the memory-vs-speed Pareto set).
-    client : dask.distributed.Client, optional
-        Evaluate the chunks on a dask cluster.
-    power_cap_w : float, optional
-        Chip power cap [W]: the compute peaks scale with the clock the chip holds under it.
+        Sequence length [tokens] and sequences per step (None: about 16M tokens per step).
+    heatmap_system, heatmap_chips : str, int
+        Where the (tp, pp) heat map is taken [1].
+    roofline_chips : sequence of str
+        Chips of the roofline; ``roofline_tp`` and ``roofline_micro_batch`` set the operator
+        shapes (:func:`roofline`).
 
     Returns
     -------
     xarray.Dataset
-        Dim ``config`` (ranked by tokens/s per chip), layout variables, outputs and the time
-        breakdown, ``pareto`` (bool); attrs: counts of evaluated/valid layouts, invalid layouts by
-        reason, the best layout as JSON.
+        Dims ``system``, ``n_chips``, ``component`` (best layout ``best_*``, outputs,
+        ``time_to_train`` [s], ``chip_hours`` [h], ``breakdown`` [s], ``reason``); ``tp``, ``pp``
+        (``heatmap_*``); ``chip``, ``op`` (roofline: ``peak``, ``ridge_point``, ``intensity``,
+        ``attainable``, ``modelled``). NaN where no valid layout exists (``reason`` says why).
     """
-    spec = _spec(model_id)
-    if n_chips < 1:
-        raise ParameterError(bad_value("search", "n_chips", n_chips, "must be >= 1"))
-    bad = [r for r in recomputes if r not in RECOMPUTE]
-    if bad:
-        raise ParameterError(bad_value("search", "recompute", bad[0],
-                                       f"allowed: {', '.join(RECOMPUTE)}"))
-    params = params or load_params()
-    sysrec = catalog.system(system)
-    hw = hardware(chip or sysrec.chip, system, precision, params, power_cap_w=power_cap_w)
-    global_batch = global_batch or default_global_batch(n_chips, seq_len)
-    ep_values = divisors_or_one(spec)
-    cfg = enumerate_layouts(spec, n_chips, micro_batches=micro_batches, zeros=zeros,
-                            recomputes=[RECOMPUTE.index(r) for r in recomputes], vpps=vpps,
-                            ep_values=ep_values)
-    reason = reason_codes(spec, cfg, global_batch, seq_len, sysrec.n_chips, tp_outside_domain)
-    run = evaluate_distributed if client is not None else evaluate
-    res = run(*((client,) if client is not None else ()), spec, hw, cfg, global_batch, seq_len,
-              params)
-    reason[(reason == 0) & ~res["fits"]] = 7
-    valid = reason == 0
-    speed = np.where(valid, res["tokens_per_s_per_chip"], -np.inf)
-    front = np.zeros(valid.size, dtype=bool)
-    front[valid] = pareto_front(res["mem_per_chip"][valid], speed[valid])
-    order = np.argsort(-speed, kind="stable")
-    keep = np.union1d(order[:top][valid[order[:top]]], np.flatnonzero(front))
-    keep = keep[np.argsort(-speed[keep], kind="stable")]
-    ds = _dataset({**cfg, **res}, reason, front, keep)
-    counts = np.bincount(reason, minlength=len(REASONS))
+    spec = _check(model_id, systems, scales, precision, token_budget, heatmap_system,
+                  heatmap_chips, roofline_chips)
+    params = params or load_training()
+    ds = xr.merge([
+        scaling(spec, systems, scales, precision=precision, token_budget=token_budget,
+                seq_len=seq_len, global_batch=global_batch,
+                heatmap=(heatmap_system, int(heatmap_chips)), params=params),
+        roofline(spec, roofline_chips, precision=precision, seq_len=seq_len, tp=roofline_tp,
+                 micro_batch=roofline_micro_batch, params=params),
+    ], combine_attrs="override")
     ds.attrs.update({
-        "model": spec.name, "system": system, "chip": chip or sysrec.chip, "n_chips": n_chips,
-        "precision": precision, "seq_len": seq_len, "global_batch": global_batch,
-        "power_cap_w": json.dumps(power_cap_w),
-        "n_evaluated": int(reason.size), "n_valid": int(valid.sum()),
-        "invalid_by_reason": json.dumps({REASONS[i]: int(c) for i, c in enumerate(counts)
-                                         if i and c}),
-        "best": json.dumps(best_row(ds)) if valid.any() else "{}",
+        "title": f"Training {spec.name} at scale", "model": spec.name, "precision": precision,
+        "seq_len": seq_len, "token_budget": float(token_budget),
+        "heatmap_system": heatmap_system, "heatmap_chips": int(heatmap_chips),
+        "roofline_tp": roofline_tp, "roofline_micro_batch": roofline_micro_batch,
     })
     return ds
-
-
-def default_global_batch(n_chips: int, seq_len: int, tokens: float = 16 * 2**20) -> int:
-    """Sequences per step near ``tokens`` per step (16M, Llama 3 405B's batch) [1].
-
-    ``odd x 2^k`` with ``odd`` the odd part of ``n_chips`` and ``k`` chosen to come nearest
-    (in ratio) to ``tokens / seq_len``: a data-parallel degree made of the chip count's odd
-    factors and a power of two can then divide it (1152 = 2^7 x 9 chips -> 2304 sequences).
-    """
-    odd = n_chips
-    while odd % 2 == 0:
-        odd //= 2
-    target = max(tokens / seq_len / odd, 1.0)
-    k = max(0, round(math.log2(target)))
-    return odd * 2**k
-
-
-def divisors_or_one(spec: TransformerSpec) -> list[int]:
-    """Expert-parallel degrees to try: powers of two dividing the experts (1 for dense)."""
-    e = spec.moe_experts
-    return [1] if not e else [d for d in (1, 2, 4, 8, 16, 32, 64, 128, 256) if e % d == 0]
-
-
-def _dataset(arrays: dict[str, np.ndarray], reason: np.ndarray, front: np.ndarray,
-             keep: np.ndarray) -> xr.Dataset:
-    ds = xr.Dataset(coords={"config": np.arange(keep.size)})
-    for key in FIELDS:
-        long_name = {"zero": "ZeRO stage (3 = FSDP)",
-                     "recompute": "activation recompute: 0 none, 1 selective, 2 full"
-                     }.get(key, f"{key} degree" if key != "micro_batch" else "sequences per "
-                           "micro-batch")
-        ds[key] = ("config", arrays[key][keep].astype(np.int64), {"units": "1",
-                                                                   "long_name": long_name})
-    for key, (units, long_name) in OUTPUTS.items():
-        ds[key] = ("config", arrays[key][keep], {"units": units, "long_name": long_name})
-    ds["fits"] = ("config", arrays["fits"][keep], {"units": "1", "long_name": "fits in HBM"})
-    ds["pareto"] = ("config", front[keep], {"units": "1",
-                                            "long_name": "on the memory-vs-speed Pareto front"})
-    ds["reason"] = ("config", reason[keep], {"units": "1", "long_name": "0 = valid; see "
-                                             "reason_names", "reason_names": json.dumps(REASONS)})
-    return ds
-
-
-def best_row(ds: xr.Dataset, i: int = 0) -> dict[str, Any]:
-    """Layout and headline outputs of row ``i`` of a search Dataset, as plain Python."""
-    row = {k: int(ds[k][i]) for k in FIELDS}
-    row["recompute"] = RECOMPUTE[row["recompute"]]
-    row.update({k: float(ds[k][i]) for k in ("step_time", "tokens_per_s_per_chip", "mfu",
-                                              "mem_per_chip")})
-    return row

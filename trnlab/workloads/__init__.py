@@ -1,10 +1,10 @@
 """Transformer workloads: architectures, parameter counts, FLOPs and bytes per token.
 
-Layer: ``data/models`` -> :mod:`trnlab.workloads` -> :mod:`trnlab.perf`. Presets load from
-``data/models/*.toml``; formulas are array functions (array-api-compat) of the sequence length.
+Pure arithmetic, no I/O: presets are read from ``data/models/*.toml`` by :mod:`trnlab.catalog`
+(``catalog.model(id)``); formulas are array functions (array-api-compat) of the sequence length.
 
->>> from trnlab import workloads
->>> spec = workloads.model("llama3-70b")
+>>> from trnlab import catalog
+>>> spec = catalog.model("llama3-70b")
 >>> round(spec.total_params / 1e9, 1)
 70.6
 """
@@ -21,7 +21,6 @@ from trnlab.workloads.flops import (
     model_flops_per_token,
 )
 from trnlab.workloads.gemms import Gemm, gemms, layer_gemms
-from trnlab.workloads.presets import data_dir, load_models, model, model_ids
 from trnlab.workloads.spec import ParamCounts, TransformerSpec
 from trnlab.workloads.traffic import (
     ElementwiseOp,
@@ -39,16 +38,12 @@ __all__ = [
     "activation_bytes_per_token_per_layer",
     "attention_flops_per_token",
     "conventions",
-    "data_dir",
     "decode_flops_per_token",
     "forward_flops_per_token",
     "gemms",
     "hardware_flops_per_token",
     "layer_gemms",
-    "load_models",
     "memory_bound_ops",
-    "model",
     "model_flops_per_token",
-    "model_ids",
     "weight_bytes_per_layer",
 ]

@@ -8,7 +8,6 @@ Technical Report", arXiv:2412.19437, sec. 2.1, MLA and DeepSeekMoE).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -424,28 +423,3 @@ class TransformerSpec:
             Bytes per cached element [B] (2 for BF16, 1 for FP8). Arrays broadcast.
         """
         return self.kv_elems_per_token * bytes_per_elem
-
-    # ------------------------------------------------------------------ calibration cases
-    @classmethod
-    def from_case(cls, row: Mapping[str, str], defaults: Mapping[str, object] | None = None
-                  ) -> TransformerSpec:
-        """Build a spec from a row of a calibration case file (``shared/calibration/SCHEMA.md``).
-
-        Empty cells mean "not stated". This reader's defaults, written into ``source``:
-        ``kv_heads = heads`` (MHA), ``head_dim = hidden/heads``, ``gated_mlp = false``,
-        ``ffn = 4·hidden`` for dense layers (the GPT default), MoE fields 0. ``vocab`` has no
-        default: pass ``defaults={"vocab": ...}``. ``defaults`` fills any other empty column and
-        sets spec fields that have no column (e.g. ``{"tied_embeddings": True}`` for the MaxText
-        synthetic models).
-        Shared experts, leading dense layers and MLA ranks come from ``arch:`` entries in
-        ``notes`` (``key=value`` with a spec field name, ``N shared experts``,
-        ``no shared experts``, ``N dense layers``).
-
-        Raises
-        ------
-        CatalogError
-            A required column is missing, empty or not an int, or the architecture is invalid.
-        """
-        from trnlab.workloads.cases import spec_from_case
-
-        return spec_from_case(cls, row, defaults or {})

@@ -9,12 +9,13 @@ import shutil
 import numpy as np
 import pytest
 
-from trnlab import calibrate, catalog, validation
+from trnlab import catalog
 from trnlab._paths import data_dir
+from trnlab.calibration import fit, validate
 from trnlab.cli import main
+from trnlab.engine import training
+from trnlab.engine.layouts import REASONS, enumerate_layouts
 from trnlab.errors import CatalogError, ParameterError, TrnlabError
-from trnlab.studies import training
-from trnlab.studies.layouts import REASONS, enumerate_layouts
 
 CASES = data_dir() / "measurements" / "cases.csv"
 
@@ -98,25 +99,25 @@ def test_cli_search(capsys):
 
 # ---------------------------------------------------------------------------- validation
 def test_validation_meets_the_accuracy_target_with_the_committed_parameters():
-    preds = validation.predict(validation.read_cases(CASES))
+    preds = validate.predict(validate.read_cases(CASES))
     training_preds = [p for p in preds if p.case_id.startswith("T-")]
     assert all(np.isfinite(p.predicted) for p in training_preds)
-    assert validation.mape(training_preds) <= 0.10
+    assert validate.mape(training_preds) <= 0.10
     inference_preds = [p for p in preds if p.case_id.startswith("I-")]
     assert all(np.isfinite(p.predicted) for p in inference_preds)
-    assert validation.mape(inference_preds) <= 0.15
+    assert validate.mape(inference_preds) <= 0.15
 
 
 def test_sources_flop_conventions_are_applied():
-    rows = {r["case_id"]: r for r in validation.read_cases(CASES)}
-    conv = validation.load_conventions()
+    rows = {r["case_id"]: r for r in validate.read_cases(CASES)}
+    conv = validate.load_conventions()
     row = rows["T-MLM21-05"]  # Megatron 2021 counts the recompute forward: HFU-like
-    hw_value, _, layout = validation.predict_training(row, conv["T-MLM21"],
-                                                      training.load_params())
+    hw_value, _, layout = validate.predict_training(row, conv["T-MLM21"],
+                                                      training.load_training())
     model_row = {**row, "metric": "model_tflops_per_chip"}
-    model_value, _, _ = validation.predict_training(model_row, {**conv["T-MLM21"],
+    model_value, _, _ = validate.predict_training(model_row, {**conv["T-MLM21"],
                                                                "flops": "megatron_core"},
-                                                    training.load_params())
+                                                    training.load_training())
     assert layout["recompute"] == 2
     # 96 B s L h^2 (1 + s/6h + V/16Lh) vs 72 B s L h^2 (1 + s/6h + V/12Lh): about 4/3
     assert hw_value / model_value == pytest.approx(4 / 3, rel=0.02)
@@ -151,24 +152,24 @@ def test_malformed_case_file_is_one_line_exit_2_no_output(tmp_path, capsys, edit
     assert err.count("\n") == 1 and message in err
     assert not out.exists()
     with pytest.raises(TrnlabError):
-        validation.read_cases(bad)
+        validate.read_cases(bad)
 
 
 # ---------------------------------------------------------------------------- calibration
 @pytest.mark.slow
 def test_fit_improves_a_subset_and_writes_provenance(tmp_path):
-    rows = [r for r in validation.read_cases(CASES) if r["case_id"].startswith("T-MCORE-H100-0")]
-    params = training.load_params()
+    rows = [r for r in validate.read_cases(CASES) if r["case_id"].startswith("T-MCORE-H100-0")]
+    params = training.load_training()
     start = params.replace(gemm_eff_nvidia=0.9, layer_comm_overlap=0.2)
-    before = validation.mape(validation.predict(rows, start))
-    fitted, names = calibrate.fit(rows, start)
-    after_preds = validation.predict(rows, fitted)
-    assert validation.mape(after_preds) < before / 2
+    before = validate.mape(validate.predict(rows, start))
+    fitted, names = fit.fit(rows, start)
+    after_preds = validate.predict(rows, fitted)
+    assert validate.mape(after_preds) < before / 2
     assert "gemm_eff_nvidia" in names and "gemm_eff_google" not in names
     copy = tmp_path / "training.toml"
     shutil.copy(params.path, copy)
-    path = calibrate.write_params(fitted, names, after_preds, path=copy)
-    reloaded = training.load_params(path)
+    path = fit.write_params(fitted, names, after_preds, path=copy)
+    reloaded = training.load_training(path)
     assert reloaded.gemm_eff["nvidia"].value == pytest.approx(fitted.gemm_eff["nvidia"].value,
                                                               rel=1e-3)
     assert reloaded.gemm_eff["nvidia"].status == "derived"
@@ -177,7 +178,7 @@ def test_fit_improves_a_subset_and_writes_provenance(tmp_path):
 
 
 def test_uncalibrated_vendor_takes_the_default():
-    params = training.load_params()
+    params = training.load_training()
     assert params.vendor_eff("amd") == params.gemm_eff["default"].si
     hw = training.hardware("mi300x", "mi300x-8", "bf16", params)
     assert hw.gemm_eff == pytest.approx(params.gemm_eff["default"].si)

@@ -15,20 +15,16 @@ import numpy as np
 import xarray as xr
 
 from trnlab import backend, catalog
+from trnlab.catalog import model
+from trnlab.catalog.params import ServingParams, load_serving
+from trnlab.engine.hardware import format_bytes, half_dim, hardware, serve_calibration
+from trnlab.engine.layouts import divisors
+from trnlab.engine.shape import serve_shape
+from trnlab.engine.training import pareto_front
 from trnlab.errors import ParameterError, bad_value
 from trnlab.perf import comm
 from trnlab.perf.serve import kv_bytes_per_token, prefill_time, serve
-from trnlab.studies.layouts import divisors
-from trnlab.studies.serving_params import (
-    ServingParams,
-    format_bytes,
-    half_dim,
-    load_serving,
-    serve_shape,
-    serving_hardware,
-)
-from trnlab.studies.training import pareto_front
-from trnlab.workloads import TransformerSpec, model
+from trnlab.workloads import TransformerSpec
 
 OUTPUTS = {
     "ttft": ("s", "time to first token"),
@@ -57,10 +53,10 @@ def evaluate(spec: TransformerSpec | str, chip: str, system: str, *, tp: Any, pp
     ``power_cap_w`` [W] lowers the compute peak to the clock the chip holds under the cap."""
     params = params or load_serving()
     m = serve_shape(_spec(spec))
-    hw = serving_hardware(chip, system, activations, params, power_cap_w)
+    hw = hardware(chip, system, activations, power_cap_w=power_cap_w, serving=params)
     arr = [backend.asarray(np.asarray(v, dtype=np.float64))
            for v in (tp, pp, ep, adp, batch, input_len, output_len)]
-    res = serve(m, hw, *arr, format_bytes(weights), format_bytes(kv), params.calibration,
+    res = serve(m, hw, *arr, format_bytes(weights), format_bytes(kv), serve_calibration(params),
                 half_dim())
     return {k: np.asarray(backend.to_numpy(v)) for k, v in res.items()}
 
@@ -183,18 +179,18 @@ def disaggregated(model_id: TransformerSpec | str, prefill_system: str, decode_s
     spec = _spec(model_id)
     m = serve_shape(spec)
     pre_sys, dec_sys = catalog.system(prefill_system), catalog.system(decode_system)
-    hw_p = serving_hardware(pre_sys.chip, prefill_system, activations, params)
+    hw_p = hardware(pre_sys.chip, prefill_system, activations, serving=params)
     pre = prefill_time(m, hw_p, float(prefill_tp), 1.0, 1.0, 1.0, 1.0, float(input_len),
-                       format_bytes(weights), params.calibration, half_dim())
+                       format_bytes(weights), serve_calibration(params), half_dim())
     dec = offline_throughput(spec, dec_sys.chip, decode_system, tp=decode_tp,
                              input_len=input_len, output_len=output_len,
                              max_batch=decode_batch, weights=weights, activations=activations,
                              kv=kv, params=params)
     kv_total = float(kv_bytes_per_token(m, 1.0, 1.0, 1.0, format_bytes(kv))) * input_len
     if prefill_system == decode_system:
-        link, alpha = hw_p["up_bw"] * prefill_tp, hw_p["up_latency"]
+        link, alpha = hw_p.up_bw * prefill_tp, hw_p.up_latency
     else:
-        link, alpha = hw_p["out_bw"] * prefill_tp, hw_p["out_latency"]
+        link, alpha = hw_p.out_bw * prefill_tp, hw_p.out_latency
     transfer = float(comm.send_recv(kv_total, link, alpha))
     pre_rate = 1.0 / (float(pre) * prefill_tp)  # requests/s per prefill chip
     dec_rate = dec["output_tokens_per_s_per_chip"] / output_len  # requests/s per decode chip

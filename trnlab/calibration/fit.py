@@ -21,11 +21,9 @@ from typing import Any
 import numpy as np
 from scipy.optimize import least_squares
 
+from trnlab import catalog
 from trnlab._files import write_text
-from trnlab.studies import serving_params, training_params
-from trnlab.studies.serving_params import ServingParams, load_serving
-from trnlab.studies.training_params import TrainingParams, load_params
-from trnlab.validation import (
+from trnlab.calibration.validate import (
     Prediction,
     by_source,
     load_conventions,
@@ -34,13 +32,13 @@ from trnlab.validation import (
     read_cases,
     source_of,
 )
+from trnlab.catalog import params as param_files
+from trnlab.catalog.params import ServingParams, TrainingParams, load_serving, load_training
 
 #: fitted training parameters: the shared ones, then the vendor efficiencies present in the data
 SHARED = ("gemm_half_dim", "layer_overhead", "layer_comm_overlap", "dp_overlap",
           "fp8_gemm_factor", "step_overhead", "attention_eff")
 SERVING = ("mem_eff", "mem_reserve", "decode_half_rows", "per_sequence_overhead")
-VENDOR_OF_CHIP = {"a100-sxm-80gb": "nvidia", "h100-sxm": "nvidia", "h200": "nvidia",
-                  "tpu-v5p": "google", "trn1": "aws", "inf2": "aws"}
 Rows = list[dict[str, str]]
 
 
@@ -62,7 +60,7 @@ def _field(params: Any, name: str) -> Any:
 
 
 def _vendors(rows: Rows) -> list[str]:
-    return sorted({VENDOR_OF_CHIP.get(r["chip"], "default") for r in rows})
+    return sorted({catalog.chip(r["chip"]).vendor for r in rows})
 
 
 def _with_default(params: Any, table: str, vendors: list[str]) -> Any:
@@ -94,7 +92,7 @@ def _kind(rows: Rows, kind: str) -> Rows:
 
 def fit(rows: Rows, params: TrainingParams | None = None) -> tuple[TrainingParams, list[str]]:
     """Fit the training parameters to the training ``rows``; returns them and the names fitted."""
-    params = params or load_params()
+    params = params or load_training()
     rows = _kind(rows, "training")
     vendors = _vendors(rows)
     names = [*SHARED, *(f"gemm_eff_{v}" for v in vendors)]
@@ -178,19 +176,19 @@ def run(cases: Path, with_loso: bool = True) -> dict[str, list[Prediction] | Non
     Returns the predictions and LOSO predictions of both kinds.
     """
     rows = read_cases(cases)
-    params, serving = load_params(), load_serving()
+    params, serving = load_training(), load_serving()
     fitted, names = fit(rows, params)
     train_preds = predict(_kind(rows, "training"), fitted)
     train_loso = loso(rows, "training", params, serving) if with_loso else None
     write_params(fitted, names, train_preds, train_loso)
-    training_params._load.cache_clear()
-    fitted = load_params()
+    param_files._load_training.cache_clear()
+    fitted = load_training()
     if not _kind(rows, "inference"):
         return {"training": train_preds, "training_loso": train_loso}
     fitted_s, snames = fit_serving(rows, serving, fitted)
     serve_preds = predict(_kind(rows, "inference"), fitted, fitted_s)
     serve_loso = loso(rows, "inference", fitted, serving) if with_loso else None
     write_params(fitted_s, snames, serve_preds, serve_loso)
-    serving_params._load.cache_clear()
+    param_files._load_serving.cache_clear()
     return {"training": train_preds, "training_loso": train_loso, "inference": serve_preds,
             "inference_loso": serve_loso}

@@ -1,7 +1,7 @@
 """A system's performance on a reference workload, shared by the power and cost studies.
 
-Training: the best layout of :func:`trnlab.studies.training.search`. Serving: the best layout of
-:func:`trnlab.studies.inference.frontier` under the SLO. Results are cached per arguments.
+Training: the best layout of :func:`trnlab.engine.training.search`. Serving: the best layout of
+:func:`trnlab.engine.serving.frontier` under the SLO. Results are cached per arguments.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from functools import lru_cache
 from typing import Any
 
 from trnlab import catalog
-from trnlab.studies import inference, training
+from trnlab.engine import serving, training
+from trnlab.engine.hardware import hardware
 
 
 @lru_cache(maxsize=256)
@@ -44,20 +45,18 @@ def serving_point(model: str, system: str, input_len: int = 2048, output_len: in
     """Best serving layout under the SLO: output tokens/s per chip, and the tensor and memory
     activity shares (tensor share = delivered FLOP/s / achievable FLOP/s; the rest is HBM-bound).
     """
-    ds = inference.frontier(model, system, input_len=input_len, output_len=output_len,
+    ds = serving.frontier(model, system, input_len=input_len, output_len=output_len,
                             tpot_ms=tpot_ms, ttft_ms=ttft_ms, weights=weights,
                             activations=activations, kv=kv)
-    best = inference.best(ds)
+    best = serving.best(ds)
     if not best:
         nan = float("nan")
         return {"output_tokens_per_s_per_chip": nan, "compute_share": nan,
                 "memory_share": nan, "layout": {}}
-    spec = inference.model(model)
+    spec = catalog.model(model)
     chip = catalog.chip(catalog.system(system).chip)
     tokens = best["output_tokens_per_s_per_chip"] * (1.0 + input_len / output_len)
-    from trnlab.studies.serving_params import serving_hardware
-
-    hw = serving_hardware(chip.id, system, activations)
-    compute = min(1.0, 2.0 * spec.flop_params * tokens / (hw["peak"] * hw["gemm_eff"]))
+    hw = hardware(chip.id, system, activations)
+    compute = min(1.0, 2.0 * spec.flop_params * tokens / (hw.peak_gemm * hw.gemm_eff))
     return {"output_tokens_per_s_per_chip": best["output_tokens_per_s_per_chip"],
             "compute_share": compute, "memory_share": 1.0 - compute, "layout": best}

@@ -8,13 +8,13 @@ compute on (tp, pp, cp, ep, micro_batch, seq_len, recompute, hardware), the data
 all-reduce on (tp, pp, dp, cp, ep, hardware), ...; only the final sums span the whole grid.
 That is what makes ~10^8 configurations per second possible on two cores (``trnlab bench``)
 where a flat list of configurations (every term on every configuration, as
-:func:`trnlab.studies.training.evaluate` does) is bound by memory bandwidth near 3 x 10^6.
+:func:`trnlab.engine.training.evaluate` does) is bound by memory bandwidth near 3 x 10^6.
 
 The grid is evaluated in blocks of at most ``chunk`` configurations, cut along the largest axis
 (then the next largest, when one index of the largest is still too many), so the temporaries
 stay in cache and the peak memory stays bounded; blocks run on a thread pool (NumPy releases the
 GIL) or, given ``client=``, as tasks on a dask.distributed cluster. Invalid configurations are
-masked with the reason codes of :data:`trnlab.studies.layouts.REASONS`, never dropped.
+masked with the reason codes of :data:`trnlab.engine.layouts.REASONS`, never dropped.
 """
 
 from __future__ import annotations
@@ -33,6 +33,12 @@ import numpy as np
 import xarray as xr
 
 from trnlab import backend, catalog
+from trnlab.catalog import model
+from trnlab.catalog.params import TrainingParams, load_training
+from trnlab.engine.hardware import hardware, train_calibration
+from trnlab.engine.layouts import REASONS, broken_rules
+from trnlab.engine.shape import model_shape
+from trnlab.engine.training import OUTPUTS as META
 from trnlab.errors import ParameterError, bad_value
 from trnlab.perf.train import (
     OUTPUTS,
@@ -44,11 +50,7 @@ from trnlab.perf.train import (
     step_terms,
     train_step,
 )
-from trnlab.studies._shape import model_shape
-from trnlab.studies.layouts import REASONS, broken_rules
-from trnlab.studies.training import OUTPUTS as META
-from trnlab.studies.training_params import TrainingParams, hardware, load_params
-from trnlab.workloads import TransformerSpec, model
+from trnlab.workloads import TransformerSpec
 
 LAYOUT = ("tp", "pp", "dp", "cp", "ep", "vpp", "zero", "recompute", "micro_batch",
           "global_batch", "seq_len")
@@ -172,7 +174,7 @@ def _problem(spec: TransformerSpec, axes: Mapping[str, Any], scalars: dict[str, 
             shape[dims.index(d)] = len(values[d])
         return a.transpose(order).reshape(shape)  # the hardware dims in the order of dims
 
-    return _Problem(model_shape(spec), spec, params.calibration, dims,
+    return _Problem(model_shape(spec), spec, train_calibration(params), dims,
                     tuple(len(values[d]) for d in dims), layout,
                     {k: place(v) for k, v in fields.items()}, place(domain), dtype,
                     tp_outside_domain)
@@ -387,7 +389,7 @@ def evaluate_grid(spec_or_id: TransformerSpec | str, axes: Mapping[str, Sequence
     Parameters
     ----------
     spec_or_id : str or TransformerSpec
-        A preset id (``trnlab.workloads.model_ids()``) or a spec.
+        A preset id (``trnlab.catalog.model_ids()``) or a spec.
     axes : mapping of str to sequence
         One array axis per entry (the Dataset's dims, in this order): layout parameters ``tp``, ``pp``, ``dp``,
         ``cp``, ``ep``, ``vpp``, ``zero`` (0-3), ``recompute`` (``"none"``, ``"selective"``,
@@ -423,12 +425,12 @@ def evaluate_grid(spec_or_id: TransformerSpec | str, axes: Mapping[str, Sequence
     xarray.Dataset
         Without ``reduce``: dims in the order of ``axes`` with coordinates; one variable per
         output [SI units], each computed on the dims it depends on and broadcast (a view, no
-        copy) to all dims; ``reason`` (int8, :data:`~trnlab.studies.layouts.REASONS`). With
+        copy) to all dims; ``reason`` (int8, :data:`~trnlab.engine.layouts.REASONS`). With
         ``reduce``: scalar coordinates of the best configuration, its outputs (float64),
         ``best_per_block`` (dim ``block``) [1/s]; attrs ``n_configs``, ``n_valid``.
     """
     spec = _spec(spec_or_id)
-    params = params or load_params()
+    params = params or load_training()
     if reduce is not None and reduce not in REDUCE:
         raise ParameterError(bad_value("evaluate_grid", "reduce", reduce,
                                        f"allowed: None, {', '.join(REDUCE)}"))

@@ -1,9 +1,12 @@
-"""Turn a :class:`~trnlab.workloads.TransformerSpec` into the numbers the core needs."""
+"""Turn a :class:`~trnlab.workloads.TransformerSpec` into the numbers the core needs: the
+:class:`~trnlab.perf.train.ModelShape` of the step model and the
+:class:`~trnlab.perf.serve.ServeShape` of the serving model."""
 
 from __future__ import annotations
 
 from functools import lru_cache
 
+from trnlab.perf.serve import ServeShape
 from trnlab.perf.train import LayerGemm, ModelShape
 from trnlab.workloads import TransformerSpec
 from trnlab.workloads.gemms import layer_gemms
@@ -61,3 +64,20 @@ def model_shape(spec: TransformerSpec) -> ModelShape:
         params_embedding=pc.embedding + pc.lm_head,
         flop_params=spec.flop_params,
     )
+
+
+@lru_cache(maxsize=64)
+def serve_shape(spec: TransformerSpec) -> ServeShape:
+    """The :class:`~trnlab.perf.serve.ServeShape` of ``spec``."""
+    pc = spec.param_counts()
+    experts = spec.moe_layers * spec.expert_params if spec.moe_experts else 0.0
+    latent = (spec.kv_lora_rank + spec.qk_rope_head_dim) if spec.is_mla else 0.0
+    return ServeShape(
+        name=spec.name, layers=spec.layers, moe_layers=spec.moe_layers, hidden=spec.hidden,
+        heads=spec.heads, qk_dim=spec.qk_head_dim, v_dim=spec.v_dim,
+        kv_heads=0.0 if spec.is_mla else spec.kv_heads, kv_latent=latent,
+        moe_experts=spec.moe_experts, moe_active=spec.moe_active,
+        attn_params=spec.layers * spec.attention_params_per_layer,
+        dense_params=pc.total - pc.experts + (0 if spec.lm_head_params else
+                                              spec.vocab * spec.hidden),
+        expert_params=experts, flop_params=spec.flop_params)

@@ -1,4 +1,4 @@
-"""Read a transformer architecture from a calibration case row (``shared/calibration/SCHEMA.md``).
+"""Read a transformer architecture from a calibration case row (``data/measurements/SCHEMA.md``).
 
 Columns ``layers, hidden, heads, kv_heads, head_dim, ffn, vocab, moe_experts, moe_active,
 moe_ffn, gated_mlp``; extra facts (shared experts, leading dense layers, MLA ranks) come from
@@ -10,12 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import fields
-from typing import TYPE_CHECKING
 
 from trnlab.errors import CatalogError, ParameterError, bad_value
-
-if TYPE_CHECKING:
-    from trnlab.workloads.spec import TransformerSpec
+from trnlab.workloads import TransformerSpec
 
 __all__ = ["parse_arch_notes", "spec_from_case"]
 
@@ -51,9 +48,26 @@ def parse_arch_notes(notes: str) -> dict[str, int]:
     return out
 
 
-def spec_from_case(cls: type[TransformerSpec], row: Mapping[str, str],
-                   defaults: Mapping[str, object]) -> TransformerSpec:
-    """Implementation of :meth:`TransformerSpec.from_case` (see there)."""
+def spec_from_case(row: Mapping[str, str], defaults: Mapping[str, object] | None = None
+                   ) -> TransformerSpec:
+    """Build a spec from a row of a case file (``data/measurements/SCHEMA.md``).
+
+    Empty cells mean "not stated". This reader's defaults, written into ``source``:
+    ``kv_heads = heads`` (MHA), ``head_dim = hidden/heads``, ``gated_mlp = false``,
+    ``ffn = 4·hidden`` for dense layers (the GPT default), MoE fields 0. ``vocab`` has no
+    default: pass ``defaults={"vocab": ...}``. ``defaults`` fills any other empty column and
+    sets spec fields that have no column (e.g. ``{"tied_embeddings": True}`` for the MaxText
+    synthetic models).
+    Shared experts, leading dense layers and MLA ranks come from ``arch:`` entries in
+    ``notes`` (``key=value`` with a spec field name, ``N shared experts``,
+    ``no shared experts``, ``N dense layers``).
+
+    Raises
+    ------
+    CatalogError
+        A required column is missing, empty or not an int, or the architecture is invalid.
+    """
+    defaults = defaults or {}
     case = row.get("case_id") or "?"
     where = f"case {case}"
     used: list[str] = []
@@ -100,7 +114,7 @@ def spec_from_case(cls: type[TransformerSpec], row: Mapping[str, str],
         kw["gated_mlp"] = False
         used.append("gated_mlp=false")
     kw.update(parse_arch_notes(row.get("notes") or ""))
-    allowed = {f.name for f in fields(cls)} - {"name", "source", "params_published"}
+    allowed = {f.name for f in fields(TransformerSpec)} - {"name", "source", "params_published"}
     for key, value in defaults.items():
         if key not in allowed:
             raise ParameterError(bad_value("from_case", "defaults", key,
@@ -120,6 +134,6 @@ def spec_from_case(cls: type[TransformerSpec], row: Mapping[str, str],
         src += "; reader defaults: " + ", ".join(used)
     name = (row.get("model") or case).strip()
     try:
-        return cls(name=name, source=src, **kw)  # type: ignore[arg-type]
+        return TransformerSpec(name=name, source=src, **kw)  # type: ignore[arg-type]
     except ParameterError as err:
         raise CatalogError(f"{where}: {err}") from None

@@ -12,15 +12,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from trnlab import backend, catalog
+from trnlab.catalog import model
+from trnlab.engine.hardware import format_bytes, half_dim, hardware, serve_calibration
+from trnlab.engine.shape import serve_shape
+from trnlab.perf.hardware import Hardware
 from trnlab.perf.serve import serve
-from trnlab.studies.serving_params import (
-    format_bytes,
-    half_dim,
-    load_serving,
-    serve_shape,
-    serving_hardware,
-)
-from trnlab.workloads import model
 
 
 def best_throughput(model_id: str, systems: Sequence[str], *, tp: Sequence[int],
@@ -35,7 +31,7 @@ def best_throughput(model_id: str, systems: Sequence[str], *, tp: Sequence[int],
     Invalid cells (weights + KV over HBM, or TPOT above the target) count as 0.
     """
     m = serve_shape(model(model_id))
-    cal, d0 = load_serving().calibration, half_dim()
+    cal, d0 = serve_calibration(), half_dim()
     xp = backend.namespace()
     ft = getattr(xp, dtype)
     axis = lambda v, i: backend.asarray(
@@ -44,8 +40,8 @@ def best_throughput(model_id: str, systems: Sequence[str], *, tp: Sequence[int],
     outs = np.asarray(output_len, dtype=dtype)
     best = np.zeros((len(systems), len(input_len), outs.size))
     for s_i, system in enumerate(systems):
-        hw = {k: xp.asarray(v, dtype=ft) for k, v in
-              serving_hardware(catalog.system(system).chip, system, activations).items()}
+        hw = Hardware(**{k: xp.asarray(v, dtype=ft) for k, v in
+                         vars(hardware(catalog.system(system).chip, system, activations)).items()})
         for lo in range(0, outs.size, chunk):  # chunks of output lengths, the rest vectorized
             out_a = axis(outs[lo:lo + chunk], 4)
             r = serve(m, hw, tp_a, pp_a, xp.asarray(1.0, dtype=ft), xp.asarray(1.0, dtype=ft),

@@ -8,20 +8,21 @@ import numpy as np
 import pytest
 
 from trnlab import io
+from trnlab.engine import training
 from trnlab.errors import TrnlabError
-from trnlab.studies import training, training_scale
+from trnlab.studies import training as training_study
 
 
 @pytest.fixture(scope="module")
 def ds():
-    return training_scale.study()
+    return training_study.study()
 
 
 def test_dims_and_attrs(ds, tmp_path):
     assert set(ds.dims) == {"system", "n_chips", "component", "tp", "pp", "chip", "op"}
-    assert list(ds["system"].values) == list(training_scale.SYSTEMS)
-    assert list(ds["n_chips"].values) == list(training_scale.SCALES)
-    assert list(ds["chip"].values) == list(training_scale.ROOFLINE_CHIPS)
+    assert list(ds["system"].values) == list(training_study.SYSTEMS)
+    assert list(ds["n_chips"].values) == list(training_study.SCALES)
+    assert list(ds["chip"].values) == list(training_study.ROOFLINE_CHIPS)
     io.check_attrs(ds)  # units and long_name everywhere
     assert io.load(io.save(ds, tmp_path / "r.nc"))["best_tp"].shape == (5, 3)
 
@@ -50,13 +51,13 @@ def test_breakdown_sums_to_step_time(ds):
 
 
 def test_best_layout_is_the_search_best(ds):
-    search = training.search("llama3-405b", "dgx-h100", 4096, top=training_scale.TIES)
+    search = training.search("llama3-405b", "dgx-h100", 4096, top=training_study.TIES)
     best = json.loads(search.attrs["best"])
     row = ds.sel(system="dgx-h100", n_chips=4096)
     assert float(row["tokens_per_s_per_chip"]) == pytest.approx(best["tokens_per_s_per_chip"],
                                                                 rel=1e-9)
-    layout = {k: int(row[f"best_{k}"]) for k in training_scale.LAYOUT}
-    rows = [{k: int(search[k][i]) for k in training_scale.LAYOUT}
+    layout = {k: int(row[f"best_{k}"]) for k in training_study.LAYOUT}
+    rows = [{k: int(search[k][i]) for k in training_study.LAYOUT}
             for i in range(search.sizes["config"])]
     assert layout in rows
     i = rows.index(layout)
@@ -73,7 +74,7 @@ def test_ties_go_to_the_simplest_layout():
            "ep": [1, 1, 1, 1], "zero": [1, 1, 1, 1], "recompute": [2, 1, 1, 0],
            "micro_batch": [4, 2, 2, 1], "tokens_per_s_per_chip": [100.0, 100.0, 100.0, 99.0]}
     search = xr.Dataset({k: ("config", np.array(v)) for k, v in cfg.items()})
-    assert training_scale._pick(search) == 1  # cp 2 beats cp 4; the slower cp 1 is no tie
+    assert training_study._pick(search) == 1  # cp 2 beats cp 4; the slower cp 1 is no tie
 
 
 def test_heatmap_max_is_the_best_layout(ds):
@@ -89,7 +90,7 @@ def test_heatmap_max_is_the_best_layout(ds):
 
 
 def test_heatmap_outside_the_grid_and_odd_scales():
-    ds = training_scale.study("llama3-8b", systems=("trn3-ultraserver",), scales=(100, 300),
+    ds = training_study.study("llama3-8b", systems=("trn3-ultraserver",), scales=(100, 300),
                               heatmap_system="dgx-h100", heatmap_chips=64,
                               roofline_chips=("trn3",))
     assert (ds["reason"] == "ok").all()  # 100 and 300 are not multiples of 144
@@ -99,7 +100,7 @@ def test_heatmap_outside_the_grid_and_odd_scales():
 
 
 def test_no_valid_layout_is_nan_with_a_reason():
-    ds = training_scale.study(systems=("dgx-h100",), scales=(1, 1024), heatmap_system="dgx-h100",
+    ds = training_study.study(systems=("dgx-h100",), scales=(1, 1024), heatmap_system="dgx-h100",
                               heatmap_chips=1024, roofline_chips=("h100-sxm",))
     one = ds.sel(system="dgx-h100", n_chips=1)
     assert "HBM" in str(one["reason"].values)
@@ -128,7 +129,7 @@ def test_roofline(ds):
 
 
 def test_roofline_gemm_intensity_by_hand():
-    ds = training_scale.study("llama3-8b", systems=("dgx-h100",), scales=(8,),
+    ds = training_study.study("llama3-8b", systems=("dgx-h100",), scales=(8,),
                               heatmap_system="dgx-h100", heatmap_chips=8,
                               roofline_chips=("h100-sxm",), seq_len=4096, roofline_tp=4)
     m, k, n = 4096, 4096, 14336 * 2 / 4  # mlp_up: column-parallel, n split by tp
@@ -148,7 +149,7 @@ def test_roofline_gemm_intensity_by_hand():
 ])
 def test_bad_input_is_a_one_line_error(kwargs):
     with pytest.raises(TrnlabError) as err:
-        training_scale.study(**kwargs)
+        training_study.study(**kwargs)
     assert "\n" not in str(err.value)
 
 

@@ -22,13 +22,16 @@ import numpy as np
 from trnlab import catalog
 from trnlab._files import write_text
 from trnlab._paths import data_dir
+from trnlab.calibration.cases import spec_from_case
 from trnlab.catalog.loader import read_toml
+from trnlab.catalog.params import ServingParams, TrainingParams, load_training
+from trnlab.engine import serving as serving_engine
+from trnlab.engine.hardware import hardware
+from trnlab.engine.layouts import enumerate_layouts, reason_codes
+from trnlab.engine.shape import model_shape
+from trnlab.engine.training import evaluate
 from trnlab.errors import CatalogError, TrnlabError, bad_value
 from trnlab.perf.train import RECOMPUTE
-from trnlab.studies.layouts import enumerate_layouts, reason_codes
-from trnlab.studies.serving_params import ServingParams
-from trnlab.studies.training import evaluate
-from trnlab.studies.training_params import TrainingParams, hardware, load_params
 from trnlab.workloads import TransformerSpec, conventions
 
 SCHEMA_COLUMNS = ["case_id", "kind", "source", "trust", "chip", "system", "scaleout", "n_chips", "model", "params_b", "layers", "hidden", "heads", "kv_heads", "head_dim", "ffn", "vocab", "seq_len", "moe_experts", "moe_active", "moe_ffn", "gated_mlp", "tp", "pp", "dp", "cp", "ep", "vpp", "zero", "global_batch", "micro_batch", "precision", "recompute", "input_len", "output_len", "concurrency", "metric", "value", "metric_note", "notes"]
@@ -116,7 +119,7 @@ def _spec(row: dict[str, str], conv: dict[str, Any]) -> TransformerSpec:
         defaults["ffn"] = defaults.pop("ffn_per_hidden") * hidden
     defaults.setdefault("kv_heads", int(row["heads"]))
     defaults.setdefault("gated_mlp", False)
-    return TransformerSpec.from_case(row, defaults=defaults)
+    return spec_from_case(row, defaults)
 
 
 def _default_system(chip: str) -> str:
@@ -135,8 +138,6 @@ def _flops_per_iteration(kind: str, spec: TransformerSpec, gb: int, s: int, n: i
         return float(conventions.maxtext_legacy_tflops_per_device(spec, gb / n, s)) * 1e12 * n
     if kind == "maxtext":
         return float(conventions.maxtext_flops_per_token(spec, s)) * gb * s
-    from trnlab.studies._shape import model_shape
-
     return float(model_shape(spec).model_flops_per_token(s)) * gb * s
 
 
@@ -208,8 +209,6 @@ def predict_inference(row: dict[str, str], conv: dict[str, Any],
     ``offline`` sources queue every request: the runtime holds as many as fit in memory, up to
     its ``max_batch``; ``static`` sources run the case's concurrency as one batch.
     """
-    from trnlab.studies import inference
-
     spec = _spec(row, conv)
     n = int(row["n_chips"])
     system = row["system"] or _default_system(row["chip"])
@@ -221,15 +220,15 @@ def predict_inference(row: dict[str, str], conv: dict[str, Any],
                "kv": conv.get("kv") or "bf16"}
     inp, out = int(row["input_len"]), int(row["output_len"])
     if conv.get("mode") == "offline" or row["concurrency"] == "offline":
-        res = inference.offline_throughput(spec, row["chip"], system, tp=tp, pp=pp,
-                                           input_len=inp, output_len=out,
-                                           max_batch=int(conv.get("max_batch", 8192)),
-                                           params=serving, **formats)
+        res = serving_engine.offline_throughput(spec, row["chip"], system, tp=tp, pp=pp,
+                                                input_len=inp, output_len=out,
+                                                max_batch=int(conv.get("max_batch", 8192)),
+                                                params=serving, **formats)
         batch = res["batch"]
     else:
         batch = float(row["concurrency"])
-        raw = inference.evaluate(spec, row["chip"], system, tp=tp, pp=pp, batch=batch,
-                                 input_len=inp, output_len=out, params=serving, **formats)
+        raw = serving_engine.evaluate(spec, row["chip"], system, tp=tp, pp=pp, batch=batch,
+                                      input_len=inp, output_len=out, params=serving, **formats)
         res = {k: float(v) for k, v in raw.items()}
     if not batch or not math.isfinite(res["tpot"]):
         return math.nan, "the model does not fit in memory by our model", {"batch": batch}
@@ -244,7 +243,7 @@ def predict_inference(row: dict[str, str], conv: dict[str, Any],
 def predict(rows: Iterable[dict[str, str]], params: TrainingParams | None = None,
             serving: ServingParams | None = None) -> list[Prediction]:
     """Predict every row of a case file (training and inference)."""
-    params = params or load_params()
+    params = params or load_training()
     conv = load_conventions()
     out = []
     for row in rows:

@@ -1,0 +1,143 @@
+"""The model's parameter files: ``data/perf/training.toml``, ``data/perf/serving.toml``,
+``data/perf/power.toml`` and ``data/cost/capex.toml``, validated, each value a
+:class:`~trnlab.catalog.fields.Field` with unit, status and source.
+
+The engine (:mod:`trnlab.engine.hardware`) turns them into the core's inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from trnlab import catalog
+from trnlab._paths import data_dir
+from trnlab.catalog.fields import Field, parse_table, update_tables
+from trnlab.catalog.loader import read_toml
+from trnlab.errors import CatalogError, bad_value
+
+#: fields of [param] in training.toml that make up the step model's calibration
+TRAIN_CALIBRATION = ("gemm_half_dim", "mem_eff", "layer_overhead", "layer_comm_overlap",
+                     "dp_overlap", "step_overhead", "mem_reserve", "attention_eff")
+#: fields of [param] in serving.toml that make up the serving model's calibration
+SERVE_CALIBRATION = ("mem_eff", "mem_reserve", "decode_half_rows", "per_sequence_overhead")
+
+
+def _sources() -> set[str]:
+    return set(catalog.default().sources)
+
+
+def _tables(path: Path, names: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, dict]]:
+    doc = read_toml(path)
+    sources = _sources()
+    return doc, {n: parse_table(doc.get(n, {}), f"{path.name}: [{n}]", sources) for n in names}
+
+
+def _require(path: Path, table: str, have: dict[str, Field], keys: tuple[str, ...]) -> None:
+    for key in keys:
+        if key not in have:
+            raise CatalogError(f"{path.name}: [{table}]: missing required field '{key}'")
+
+
+@dataclass(frozen=True)
+class TrainingParams:
+    """Everything of ``data/perf/training.toml``: the fields keep their provenance."""
+
+    fields: dict[str, Field]
+    gemm_eff: dict[str, Field]
+    topology: dict[str, Field]
+    fit: dict[str, Any]
+    path: Path
+
+    def vendor_eff(self, vendor: str) -> float:
+        """Large-GEMM BF16 efficiency of a vendor family (``default`` if never calibrated)."""
+        return (self.gemm_eff.get(vendor) or self.gemm_eff["default"]).si
+
+    def replace(self, **values: float) -> TrainingParams:
+        """A copy with some values changed [SI] (``gemm_eff_<vendor>`` for the vendor table)."""
+        t = update_tables({"fields": self.fields, "gemm_eff": self.gemm_eff}, values)
+        return TrainingParams(t["fields"], t["gemm_eff"], self.topology, self.fit, self.path)
+
+
+def load_training(path: Path | None = None) -> TrainingParams:
+    """Read and validate ``data/perf/training.toml``."""
+    return _load_training(str(path or data_dir() / "perf" / "training.toml"))
+
+
+@lru_cache(maxsize=8)
+def _load_training(path_str: str) -> TrainingParams:
+    path = Path(path_str)
+    doc, t = _tables(path, ("param", "gemm_eff", "topology"))
+    _require(path, "param", t["param"], (*TRAIN_CALIBRATION, "collective_eff", "fp8_gemm_factor"))
+    _require(path, "gemm_eff", t["gemm_eff"], ("default",))
+    return TrainingParams(t["param"], t["gemm_eff"], t["topology"], doc.get("fit", {}), path)
+
+
+@dataclass(frozen=True)
+class ServingParams:
+    """``data/perf/serving.toml`` with provenance."""
+
+    fields: dict[str, Field]
+    step_overhead: dict[str, Field]  # runtime cost per step, per vendor family (+ default)
+    fit: dict[str, Any]
+    path: Path
+
+    def vendor_step_overhead(self, vendor: str) -> float:
+        """Runtime cost per step of a vendor family's serving stack [s] (``default`` if none)."""
+        return (self.step_overhead.get(vendor) or self.step_overhead["default"]).si
+
+    def replace(self, **values: float) -> ServingParams:
+        """A copy with values changed [SI] (``step_overhead_<vendor>`` for the vendor table)."""
+        t = update_tables({"fields": self.fields, "step_overhead": self.step_overhead}, values)
+        return ServingParams(t["fields"], t["step_overhead"], self.fit, self.path)
+
+
+def load_serving(path: Path | None = None) -> ServingParams:
+    """Read and validate ``data/perf/serving.toml``."""
+    return _load_serving(str(path or data_dir() / "perf" / "serving.toml"))
+
+
+@lru_cache(maxsize=8)
+def _load_serving(path_str: str) -> ServingParams:
+    path = Path(path_str)
+    doc, t = _tables(path, ("param", "step_overhead"))
+    _require(path, "param", t["param"], SERVE_CALIBRATION)
+    _require(path, "step_overhead", t["step_overhead"], ("default",))
+    return ServingParams(t["param"], t["step_overhead"], doc.get("fit", {}), path)
+
+
+@dataclass(frozen=True)
+class Economics:
+    """Power-model parameters, system capex and TCO economics, with provenance."""
+
+    power: dict[str, Field]
+    capex: dict[str, Field]  # system id -> price
+    economics: dict[str, Field]
+
+    def system_capex(self, system: str) -> Field:
+        if system not in self.capex:
+            raise CatalogError(bad_value("data/cost/capex.toml", "system", system,
+                                         f"no capex; known: {', '.join(sorted(self.capex))}"))
+        return self.capex[system]
+
+
+@lru_cache(maxsize=2)
+def load_economics(root: str | None = None) -> Economics:
+    """Read and validate ``perf/power.toml`` and ``cost/capex.toml`` under ``root`` (data/)."""
+    base = Path(root) if root else data_dir()
+    sources = _sources()
+    power = parse_table(read_toml(base / "perf" / "power.toml").get("param", {}),
+                        "power.toml: [param]", sources)
+    doc = read_toml(base / "cost" / "capex.toml")
+    capex = {}
+    for system, raw in doc.get("capex", {}).items():
+        catalog.default().system(system)  # an unknown system id is an error
+        capex[system] = parse_table(raw, f"capex.toml: [capex.{system}]", sources)["price"]
+    econ = parse_table(doc.get("economics", {}).get("default", {}),
+                       "capex.toml: [economics.default]", sources)
+    _require(Path("capex.toml"), "economics.default", econ,
+             ("life_years", "energy_price", "network_capex_fraction",
+              "facility_capex_per_watt", "facility_life_years"))
+    return Economics(power, capex, econ)

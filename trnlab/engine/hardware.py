@@ -1,0 +1,110 @@
+"""The hardware adapter: catalog records and parameter files -> the core's inputs.
+
+One record, :class:`~trnlab.perf.train.Hardware`, describes a chip in its system for the
+training and the serving model alike; :func:`hardware` builds it. The calibrations of the two
+models come from ``data/perf/training.toml`` and ``serving.toml``.
+"""
+
+from __future__ import annotations
+
+from trnlab import catalog
+from trnlab.catalog.params import (
+    SERVE_CALIBRATION,
+    TRAIN_CALIBRATION,
+    ServingParams,
+    TrainingParams,
+    load_economics,
+    load_serving,
+    load_training,
+)
+from trnlab.errors import ParameterError, bad_value
+from trnlab.perf.power import capped_clock_fraction
+from trnlab.perf.serve import ServeCalibration
+from trnlab.perf.train import Calibration, Hardware
+
+#: GEMM operand size per precision [B]
+PRECISION_BYTES = {"fp32": 4.0, "tf32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "mxfp8": 1.0,
+                   "int8": 1.0, "fp4": 0.5, "mxfp4": 0.5, "nvfp4": 0.5}
+NARROW = frozenset({"fp8", "mxfp8", "int8", "fp4", "mxfp4", "nvfp4"})
+
+
+def train_calibration(params: TrainingParams | None = None) -> Calibration:
+    """The step model's :class:`~trnlab.perf.train.Calibration` from training.toml."""
+    params = params or load_training()
+    return Calibration(**{k: params.fields[k].si for k in TRAIN_CALIBRATION})
+
+
+def serve_calibration(params: ServingParams | None = None) -> ServeCalibration:
+    """The serving model's :class:`~trnlab.perf.serve.ServeCalibration` from serving.toml."""
+    params = params or load_serving()
+    return ServeCalibration(**{k: params.fields[k].si for k in SERVE_CALIBRATION})
+
+
+def half_dim(params: TrainingParams | None = None) -> float:
+    """The GEMM half-efficiency size shared by training and serving [elements]."""
+    return (params or load_training()).fields["gemm_half_dim"].si
+
+
+def system_of(chip_id: str) -> str:
+    """The scale-up system of ``chip_id``: the largest domain built of it in the catalog; among
+    equals the first listed (the vendor's reference system: DGX before HGX). The one rule of
+    trnlab for a chip given without a system."""
+    systems = [s for s in catalog.default().systems.values() if s.chip == chip_id]
+    if not systems:
+        catalog.chip(chip_id)  # an unknown chip: the catalog's error names the allowed ids
+        raise ParameterError(bad_value("hardware", "chip", chip_id,
+                                       "no system of data/hardware/systems.toml uses it"))
+    return max(systems, key=lambda s: s.n_chips).id
+
+
+def clock_fraction(chip_id: str, power_cap_w: float | None) -> float:
+    """Clock a chip holds under ``power_cap_w`` [W] while tensor-bound (1.0 without a cap),
+    from :func:`trnlab.perf.power.capped_clock_fraction` and data/perf/power.toml."""
+    if power_cap_w is None:
+        return 1.0
+    if not power_cap_w > 0:
+        raise ParameterError(bad_value("hardware", "power_cap_w", power_cap_w, "must be > 0 W"))
+    p = load_economics().power
+    return float(capped_clock_fraction(catalog.chip(chip_id).tdp, float(power_cap_w),
+                                       p["idle_fraction"].si, 1.0, p["clock_exponent"].si))
+
+
+def format_bytes(fmt: str, field: str = "format") -> float:
+    """Bytes per element of a precision or storage format [B] (``int8-weights`` is int8)."""
+    fmt = {"int8-weights": "int8"}.get(fmt, fmt)
+    if fmt not in PRECISION_BYTES:
+        raise ParameterError(bad_value("hardware", field, fmt,
+                                       f"allowed: {', '.join(PRECISION_BYTES)}"))
+    return PRECISION_BYTES[fmt]
+
+
+def hardware(chip_id: str, system_id: str, precision: str = "bf16",
+             params: TrainingParams | None = None, network_id: str | None = None,
+             power_cap_w: float | None = None, serving: ServingParams | None = None
+             ) -> Hardware:
+    """The :class:`~trnlab.perf.train.Hardware` of ``chip_id`` in ``system_id`` at ``precision``
+    (the GEMM precision of training, the activation format of serving).
+
+    Ring bandwidth per chip and direction = aggregate bidirectional scale-up bandwidth / 2 x the
+    topology's ring fraction x the collective efficiency; scale-out = NIC bandwidth x the
+    collective efficiency. Under ``power_cap_w`` [W] the compute peaks scale with the clock the
+    chip can hold (:func:`clock_fraction`); memory and link bandwidths do not.
+    ``step_overhead`` is the runtime cost per serving step of the chip vendor's serving stack.
+    """
+    params = params or load_training()
+    gemm_bytes = format_bytes(precision, "precision")
+    cat = catalog.default()
+    chip, system = cat.chip(chip_id), cat.system(system_id)
+    net = cat.network(network_id or system.scaleout)
+    coll = params.fields["collective_eff"].si
+    eff = params.vendor_eff(chip.vendor) * (
+        params.fields["fp8_gemm_factor"].si if precision in NARROW else 1.0)
+    clock = clock_fraction(chip_id, power_cap_w)
+    return Hardware(
+        peak_gemm=chip.peak(precision) * clock, peak_attn=chip.peak("bf16") * clock, gemm_eff=eff,
+        gemm_bytes=gemm_bytes, hbm_bw=chip.hbm_bandwidth, hbm_capacity=chip.hbm_capacity,
+        up_bw=system.scaleup_bandwidth / 2 * params.topology[system.scaleup_topology].si * coll,
+        up_latency=system.scaleup_latency, domain=float(system.n_chips),
+        out_bw=net.bandwidth * coll, out_latency=net.latency,
+        ranks_per_chip=float(chip.ranks_per_chip), clock=clock,
+        step_overhead=(serving or load_serving()).vendor_step_overhead(chip.vendor))

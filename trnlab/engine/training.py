@@ -1,0 +1,223 @@
+"""Training study: evaluate layouts, search the best parallel layout, build Datasets.
+
+The core (:func:`trnlab.perf.train.train_step`) is evaluated on flat arrays of configurations,
+in chunks of bounded size; chunks can run on a dask.distributed cluster (``client=``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from trnlab import backend, catalog
+from trnlab.catalog import model
+from trnlab.catalog.params import TrainingParams, load_training
+from trnlab.engine.hardware import hardware, train_calibration
+from trnlab.engine.layouts import FIELDS, REASONS, enumerate_layouts, reason_codes
+from trnlab.engine.shape import model_shape
+from trnlab.errors import ParameterError, bad_value
+from trnlab.perf.train import RECOMPUTE, Hardware, Layout, train_step
+from trnlab.workloads import TransformerSpec
+
+CHUNK = 1 << 16  # configurations per evaluation chunk (bounded memory)
+OUTPUTS = {
+    "step_time": ("s", "time per optimizer step"),
+    "tokens_per_s_per_chip": ("1/s", "training tokens per second per chip"),
+    "model_flops_per_chip": ("FLOP/s", "model FLOPs (causal, no recompute) per second per chip"),
+    "mfu": ("1", "model FLOPs utilisation vs the dense peak at the training precision"),
+    "hfu": ("1", "hardware FLOPs utilisation (recompute counted)"),
+    "mem_per_chip": ("B", "memory per chip (weights, gradients, optimizer, activations)"),
+    "t_compute": ("s", "compute per step (GEMMs, attention, memory-bound ops)"),
+    "t_tp": ("s", "exposed tensor-parallel communication per step"),
+    "t_ep": ("s", "exposed expert-parallel all-to-all per step"),
+    "t_cp": ("s", "exposed context-parallel communication per step"),
+    "t_pp": ("s", "exposed pipeline send/recv per step"),
+    "t_dp": ("s", "exposed data-parallel communication per step"),
+    "t_bubble": ("s", "pipeline bubble per step"),
+    "t_optimizer": ("s", "optimizer update per step"),
+    "t_overhead": ("s", "fixed overhead per step"),
+}
+BREAKDOWN = ("t_compute", "t_tp", "t_ep", "t_cp", "t_pp", "t_dp", "t_bubble", "t_optimizer",
+             "t_overhead")
+
+
+def _spec(m: TransformerSpec | str) -> TransformerSpec:
+    return model(m) if isinstance(m, str) else m
+
+
+def evaluate(spec: TransformerSpec, hw: Hardware, cfg: dict[str, np.ndarray], global_batch: Any,
+             seq_len: Any, params: TrainingParams | None = None,
+             chunk: int = CHUNK) -> dict[str, np.ndarray]:
+    """Run the step model over flat configuration arrays, chunk by chunk, on the backend.
+
+    Returns NumPy arrays of every output of :func:`~trnlab.perf.train.train_step`.
+    """
+    params = params or load_training()
+    shape, cal = model_shape(spec), train_calibration(params)
+    n = next(iter(cfg.values())).size
+    out: dict[str, list[np.ndarray]] = {}
+    for lo in range(0, n, chunk):  # chunks of configurations, each one vectorized call
+        part = {k: backend.asarray(np.asarray(v[lo:lo + chunk], dtype=np.float64))
+                for k, v in cfg.items()}
+        ones = backend.asarray(np.ones(part["tp"].shape[0]))
+        lay = Layout(**part, global_batch=ones * float(global_batch), seq_len=ones * float(seq_len))
+        for key, value in train_step(shape, hw, lay, cal).items():
+            out.setdefault(key, []).append(np.asarray(backend.to_numpy(value)))
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def evaluate_distributed(client: Any, spec: TransformerSpec, hw: Hardware,
+                         cfg: dict[str, np.ndarray], global_batch: int, seq_len: int,
+                         params: TrainingParams | None = None, chunk: int = CHUNK
+                         ) -> dict[str, np.ndarray]:
+    """:func:`evaluate` with one dask.distributed task per chunk (``client``: a dask Client)."""
+    params = params or load_training()
+    n = next(iter(cfg.values())).size
+    parts = [{k: v[lo:lo + chunk] for k, v in cfg.items()} for lo in range(0, n, chunk)]
+    futures = client.map(evaluate, [spec] * len(parts), [hw] * len(parts), parts,
+                         [global_batch] * len(parts), [seq_len] * len(parts),
+                         [params] * len(parts), pure=False)
+    results = client.gather(futures)
+    return {k: np.concatenate([r[k] for r in results]) for k in results[0]}
+
+
+def pareto_front(mem: np.ndarray, speed: np.ndarray) -> np.ndarray:
+    """Mask of configurations not dominated in (lower memory, higher speed)."""
+    order = np.lexsort((-speed, mem))
+    best = np.maximum.accumulate(speed[order])
+    front = np.zeros(mem.size, dtype=bool)
+    front[order] = speed[order] >= best  # nobody with less (or equal) memory is faster
+    front[order[1:]] &= speed[order[1:]] > best[:-1]
+    return front
+
+
+def search(model_id: TransformerSpec | str, system: str, n_chips: int, *,
+           precision: str = "bf16", seq_len: int = 8192, global_batch: int | None = None,
+           chip: str | None = None, micro_batches: Sequence[int] = (1, 2, 4, 8),
+           zeros: Sequence[int] = (0, 1, 2, 3), recomputes: Sequence[str] = RECOMPUTE,
+           vpps: Sequence[int] = (1, 2, 4, 8), tp_outside_domain: bool = False, top: int = 20,
+           params: TrainingParams | None = None, client: Any = None,
+           power_cap_w: float | None = None) -> xr.Dataset:
+    """Every valid layout of ``model`` on ``n_chips`` chips of ``system``, best first.
+
+    Parameters
+    ----------
+    model_id : str or TransformerSpec
+        A preset id (``trnlab.catalog.model_ids()``) or a spec.
+    system : str
+        Scale-up system id; its chip is used unless ``chip`` is given.
+    n_chips : int
+        Chips in the job [1].
+    precision : str
+        GEMM precision (bf16, fp8, mxfp8, ...).
+    seq_len, global_batch : int
+        Sequence length [tokens] and sequences per step (default:
+        :func:`default_global_batch`, about 16M tokens per step).
+    top : int
+        Layouts kept in the Dataset (plus the memory-vs-speed Pareto set).
+    client : dask.distributed.Client, optional
+        Evaluate the chunks on a dask cluster.
+    power_cap_w : float, optional
+        Chip power cap [W]: the compute peaks scale with the clock the chip holds under it.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dim ``config`` (ranked by tokens/s per chip), layout variables, outputs and the time
+        breakdown, ``pareto`` (bool); attrs: counts of evaluated/valid layouts, invalid layouts by
+        reason, the best layout as JSON.
+    """
+    spec = _spec(model_id)
+    if n_chips < 1:
+        raise ParameterError(bad_value("search", "n_chips", n_chips, "must be >= 1"))
+    bad = [r for r in recomputes if r not in RECOMPUTE]
+    if bad:
+        raise ParameterError(bad_value("search", "recompute", bad[0],
+                                       f"allowed: {', '.join(RECOMPUTE)}"))
+    params = params or load_training()
+    sysrec = catalog.system(system)
+    hw = hardware(chip or sysrec.chip, system, precision, params, power_cap_w=power_cap_w)
+    global_batch = global_batch or default_global_batch(n_chips, seq_len)
+    ep_values = divisors_or_one(spec)
+    cfg = enumerate_layouts(spec, n_chips, micro_batches=micro_batches, zeros=zeros,
+                            recomputes=[RECOMPUTE.index(r) for r in recomputes], vpps=vpps,
+                            ep_values=ep_values)
+    reason = reason_codes(spec, cfg, global_batch, seq_len, sysrec.n_chips, tp_outside_domain)
+    run = evaluate_distributed if client is not None else evaluate
+    res = run(*((client,) if client is not None else ()), spec, hw, cfg, global_batch, seq_len,
+              params)
+    reason[(reason == 0) & ~res["fits"]] = 7
+    valid = reason == 0
+    speed = np.where(valid, res["tokens_per_s_per_chip"], -np.inf)
+    front = np.zeros(valid.size, dtype=bool)
+    front[valid] = pareto_front(res["mem_per_chip"][valid], speed[valid])
+    order = np.argsort(-speed, kind="stable")
+    keep = np.union1d(order[:top][valid[order[:top]]], np.flatnonzero(front))
+    keep = keep[np.argsort(-speed[keep], kind="stable")]
+    ds = _dataset({**cfg, **res}, reason, front, keep)
+    counts = np.bincount(reason, minlength=len(REASONS))
+    ds.attrs.update({
+        "model": spec.name, "system": system, "chip": chip or sysrec.chip, "n_chips": n_chips,
+        "precision": precision, "seq_len": seq_len, "global_batch": global_batch,
+        "power_cap_w": json.dumps(power_cap_w),
+        "n_evaluated": int(reason.size), "n_valid": int(valid.sum()),
+        "invalid_by_reason": json.dumps({REASONS[i]: int(c) for i, c in enumerate(counts)
+                                         if i and c}),
+        "best": json.dumps(best_row(ds)) if valid.any() else "{}",
+    })
+    return ds
+
+
+def default_global_batch(n_chips: int, seq_len: int, tokens: float = 16 * 2**20) -> int:
+    """Sequences per step near ``tokens`` per step (16M, Llama 3 405B's batch) [1].
+
+    ``odd x 2^k`` with ``odd`` the odd part of ``n_chips`` and ``k`` chosen to come nearest
+    (in ratio) to ``tokens / seq_len``: a data-parallel degree made of the chip count's odd
+    factors and a power of two can then divide it (1152 = 2^7 x 9 chips -> 2304 sequences).
+    """
+    odd = n_chips
+    while odd % 2 == 0:
+        odd //= 2
+    target = max(tokens / seq_len / odd, 1.0)
+    k = max(0, round(math.log2(target)))
+    return odd * 2**k
+
+
+def divisors_or_one(spec: TransformerSpec) -> list[int]:
+    """Expert-parallel degrees to try: powers of two dividing the experts (1 for dense)."""
+    e = spec.moe_experts
+    return [1] if not e else [d for d in (1, 2, 4, 8, 16, 32, 64, 128, 256) if e % d == 0]
+
+
+def _dataset(arrays: dict[str, np.ndarray], reason: np.ndarray, front: np.ndarray,
+             keep: np.ndarray) -> xr.Dataset:
+    ds = xr.Dataset(coords={"config": np.arange(keep.size)})
+    for key in FIELDS:
+        long_name = {"zero": "ZeRO stage (3 = FSDP)",
+                     "recompute": "activation recompute: 0 none, 1 selective, 2 full"
+                     }.get(key, f"{key} degree" if key != "micro_batch" else "sequences per "
+                           "micro-batch")
+        ds[key] = ("config", arrays[key][keep].astype(np.int64), {"units": "1",
+                                                                   "long_name": long_name})
+    for key, (units, long_name) in OUTPUTS.items():
+        ds[key] = ("config", arrays[key][keep], {"units": units, "long_name": long_name})
+    ds["fits"] = ("config", arrays["fits"][keep], {"units": "1", "long_name": "fits in HBM"})
+    ds["pareto"] = ("config", front[keep], {"units": "1",
+                                            "long_name": "on the memory-vs-speed Pareto front"})
+    ds["reason"] = ("config", reason[keep], {"units": "1", "long_name": "0 = valid; see "
+                                             "reason_names", "reason_names": json.dumps(REASONS)})
+    return ds
+
+
+def best_row(ds: xr.Dataset, i: int = 0) -> dict[str, Any]:
+    """Layout and headline outputs of row ``i`` of a search Dataset, as plain Python."""
+    row = {k: int(ds[k][i]) for k in FIELDS}
+    row["recompute"] = RECOMPUTE[row["recompute"]]
+    row.update({k: float(ds[k][i]) for k in ("step_time", "tokens_per_s_per_chip", "mfu",
+                                              "mem_per_chip")})
+    return row

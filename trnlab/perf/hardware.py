@@ -1,0 +1,31 @@
+"""The hardware record of the core: one chip in its scale-up system and scale-out network."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """The chip and its networks as the training and serving models see them (floats or
+    arrays).
+
+    ``up_bw`` and ``out_bw`` are per chip, per direction, achieved (topology and collective
+    efficiency applied). ``domain`` is the scale-up domain size [chips].
+    """
+
+    peak_gemm: Any  # dense peak at the GEMM precision [FLOP/s]
+    peak_attn: Any  # dense BF16 peak, for the attention core [FLOP/s]
+    gemm_eff: Any  # large-GEMM efficiency at that precision [1]
+    gemm_bytes: Any  # GEMM operand size [B]
+    hbm_bw: Any  # [B/s]
+    hbm_capacity: Any  # [B]
+    up_bw: Any  # [B/s]
+    up_latency: Any  # [s]
+    domain: Any  # [chips]
+    out_bw: Any  # [B/s]
+    out_latency: Any  # [s]
+    ranks_per_chip: Any = 1.0  # ranks per chip (Neuron cores); TP splits GEMMs over them too
+    clock: Any = 1.0  # clock held / nominal (power cap); peaks above are already scaled [1]
+    step_overhead: Any = 0.0  # serving runtime cost per decode/prefill step [s]
