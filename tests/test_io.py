@@ -61,3 +61,17 @@ def test_engine_is_explicit_h5netcdf(tmp_path):
     assert path.read_bytes()[:4] == b"\x89HDF"
     with xr.open_dataset(path, engine="h5netcdf") as ds:
         assert json.loads(ds.attrs["trnlab_parameters"]) == {}
+
+
+def test_atomic_write_gives_plain_file_permissions(tmp_path):
+    """Written files are readable by others as a plain open() would make them, not 0600."""
+    import os
+
+    from trnlab._files import write_text
+
+    umask = os.umask(0o022)
+    try:
+        path = write_text(tmp_path / "page.html", "<p>x</p>")
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
 import pytest
+import xarray as xr
 
-from trnlab import io, report
+from trnlab import __version__, io, report
 from trnlab.cli import main
 from trnlab.errors import ParameterError, ReportError
+from trnlab.report.index import commit, duration_text, headline, question
 
 pytestmark = pytest.mark.slow
 
@@ -88,3 +91,117 @@ def test_cli_exit_codes(notebooks, tmp_path, monkeypatch, capsys):
     assert main(["report", "01", "-p", "n_chipz", "3", "--out", str(tmp_path / "d")]) == 2
     assert "n_chipz" in capsys.readouterr().err
     assert not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
+
+
+READER_CODE = '''import pandas as pd
+import xarray as xr
+from trnlab import io
+print("printed-marker", n_rows)
+hidden_source_marker = 1
+ds = xr.Dataset({"x": ((), 1.0, {"units": "1", "long_name": "x"})},
+                attrs={"headline": "Trn3 <wins> by 3.8x & more"})
+io.save(ds, result_path)'''
+
+
+def _reader_notebook(folder: Path) -> Path:
+    """A notebook as a reader sees it: a heading, printed text, a DataFrame, a result file."""
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('n_rows: int = 2  # rows\n'
+                                       'result_path: str = "01_reader.nc"  # the Dataset')
+    params.metadata["tags"] = ["parameters"]
+    heading = nbformat.v4.new_markdown_cell("# Does Trn3 beat Trn2 & by how much?\n\nNarrative.")
+    nb.cells = [heading, params, nbformat.v4.new_code_cell(READER_CODE),
+                nbformat.v4.new_code_cell("pd.DataFrame({'chip': ['trn2', 'trn3'], "
+                                          "'pflops': [0.667, 2.52]}).head(n_rows)")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    path = folder / "01_reader.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reader_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("reader")
+    _reader_notebook(folder)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(io, "git_commit", lambda: "0123456789abcdef0123456789abcdef01234567+dirty")
+        return report.run(None, {"n_rows": 2}, out=folder / "run", root=folder,
+                          progress=False)
+
+
+def test_html_shows_outputs_and_hides_code_behind_a_toggle(reader_run):
+    from bs4 import BeautifulSoup
+
+    (nb,) = reader_run.runs
+    assert nb.status == "ok", nb.error
+    page = nb.html.read_text()
+    soup = BeautifulSoup(page, "html.parser")
+    assert soup.h1.get_text().startswith("Does Trn3 beat Trn2 & by how much?")
+    assert "Narrative." in soup.select_one(".jp-MarkdownCell").get_text()
+    assert "printed-marker 2" in soup.get_text()
+    table = soup.select_one(".jp-OutputArea-output table")
+    assert table is not None and "trn3" in table.get_text()
+    area = table.find_parent(class_="jp-OutputArea")
+    assert area.get_text().count("0.667") == 1  # the table only, no text/plain shadow
+    assert "0  trn2" not in page
+    assert "In&nbsp;[" not in page and "Out[" not in soup.get_text()  # no prompts
+    assert not soup.find_all("script", src=True) and "<link" not in page  # nothing fetched
+    # the code: present once, inside what the toggle's unchecked state hides
+    hidden_rule = ".trn-toggle:not(:checked) ~ .jp-CodeCell .jp-Cell-inputWrapper"
+    assert f"{hidden_rule}," in page and "{ display: none; }" in page
+    toggle = soup.select_one("input.trn-toggle#trn-show-code")
+    assert toggle is not None and not toggle.has_attr("checked")
+    assert soup.select_one("label[for=trn-show-code]").get_text() == "show codehide code"
+    hidden = soup.select("input.trn-toggle:not(:checked) ~ .jp-CodeCell .jp-Cell-inputWrapper")
+    hidden_text = "".join(h.get_text() for h in hidden)
+    for source in ("hidden_source_marker", "n_rows = 2", "pd.DataFrame"):  # incl. injected
+        assert source in hidden_text and soup.get_text().count(source) == 1
+    markdown = soup.select(".jp-MarkdownCell")
+    assert markdown and not set(markdown) & {c.find_parent(class_="jp-Cell") for c in hidden}
+
+
+def test_index_shows_question_headline_commit_and_time(reader_run):
+    index = reader_run.index.read_text()
+    (nb,) = reader_run.runs
+    assert nb.question == "Does Trn3 beat Trn2 & by how much?"
+    assert nb.headline == "Trn3 <wins> by 3.8x & more"
+    assert "<h2>Does Trn3 beat Trn2 &amp; by how much?</h2>" in index
+    assert "Trn3 &lt;wins&gt; by 3.8x &amp; more" in index
+    assert reader_run.commit == "0123456789+dirty"
+    assert "<dt>commit</dt><dd>0123456789+dirty</dd>" in index
+    assert reader_run.duration >= nb.duration > 0
+    assert f"<dt>wall time</dt><dd>{duration_text(reader_run.duration)}</dd>" in index
+    assert reader_run.started.utcoffset() is not None  # local time, with its offset
+    assert f"<dd>{reader_run.started.isoformat(timespec='seconds')}</dd>" in index
+    assert f"<dd>{__version__}</dd>" in index
+    assert all(f'href="01_reader.{ext}"' in index for ext in ("html", "ipynb", "nc"))
+    assert "<code>n_rows = 2</code>" in index
+    assert "http" not in index and "<script" not in index
+
+
+def test_commit_short_dirty_or_unknown(monkeypatch, tmp_path):
+    assert re.fullmatch(r"[0-9a-f]{10}(\+dirty)?|unknown", commit())
+    monkeypatch.setattr(io, "git_commit", lambda: "abcdef0123456789")
+    assert commit() == "abcdef0123"
+    monkeypatch.undo()
+    monkeypatch.setattr(io, "project_dir", lambda: tmp_path)  # not a repository
+    assert commit() == "unknown"
+    monkeypatch.setattr(io.subprocess, "run", lambda *a, **k: (_ for _ in ()).throw(OSError()))
+    assert commit() == "unknown"  # no git at all
+
+
+def test_question_and_headline_are_empty_when_absent(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("## a subheading\nno title # here"),
+                nbformat.v4.new_markdown_cell("text\n# The question #\n")]
+    nbformat.write(nb, tmp_path / "a.ipynb")
+    assert question(tmp_path / "a.ipynb") == "The question"
+    nb.cells = nb.cells[:1]
+    nbformat.write(nb, tmp_path / "b.ipynb")
+    assert question(tmp_path / "b.ipynb") == ""
+    assert question(tmp_path / "missing.ipynb") == ""
+    ds = xr.Dataset({"x": ((), 1.0, {"units": "1", "long_name": "x"})})
+    assert headline(io.save(ds, tmp_path / "a.nc")) == ""
+    assert headline(None) == "" and headline(tmp_path / "missing.nc") == ""
+    assert [duration_text(s) for s in (4.04, 185, 3725)] == ["4.0 s", "3 min 05 s", "1 h 02 min"]

@@ -14,6 +14,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it to ``path``, else delete it.
 
     A reader never sees a half-written ``path``, and an interrupted write leaves no debris.
+    The file gets the permissions a plain ``open`` would give (0666 less the umask), not the
+    0600 of a temporary file.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -21,6 +23,9 @@ def atomic_path(path: Path) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o666 & ~umask)
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)

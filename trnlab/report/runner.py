@@ -9,15 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import papermill
 from tqdm.auto import tqdm
 
-from trnlab._files import write_text
 from trnlab._paths import project_dir
 from trnlab.errors import ReportError
-from trnlab.report.index import write_index
+from trnlab.report.index import commit, headline, question, write_index
 from trnlab.report.params import resolve
+from trnlab.report.render import to_html
 
 KERNEL = "python3"
 
@@ -34,15 +33,20 @@ class NotebookRun:
     html: Path | None
     result: Path | None
     parameters: dict[str, Any]
+    question: str = ""
+    headline: str = ""
 
 
 @dataclass
 class ReportRun:
-    """All notebooks of one ``trnlab report`` call."""
+    """All notebooks of one ``trnlab report`` call: start time (local), wall time [s], commit."""
 
     out: Path
     runs: list[NotebookRun]
     index: Path
+    started: dt.datetime | None = None
+    duration: float = 0.0
+    commit: str = "unknown"
 
     @property
     def ok(self) -> bool:
@@ -75,11 +79,8 @@ def select(names: list[str] | None, root: Path | None = None) -> list[Path]:
 
 
 def _to_html(ipynb: Path) -> Path:
-    from nbconvert import HTMLExporter
-
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(ipynb, as_version=4))
-    html = ipynb.with_suffix(".html")
-    return write_text(html, body)
+    """The reader's HTML page of an executed notebook (code hidden behind a toggle)."""
+    return to_html(ipynb)
 
 
 def _run_one(nb: Path, out: Path, params: dict[str, Any], timeout: float) -> NotebookRun:
@@ -99,9 +100,11 @@ def _run_one(nb: Path, out: Path, params: dict[str, Any], timeout: float) -> Not
     if partial.exists():
         partial.replace(ipynb)
     html = _to_html(ipynb) if ipynb.exists() else None
-    result = out / f"{nb.stem}.nc"
+    result: Path | None = out / f"{nb.stem}.nc"
+    if not result.exists():
+        result = None
     return NotebookRun(nb.stem, "failed" if error else "ok", duration, error, ipynb, html,
-                       result if result.exists() else None, params)
+                       result, params, question(ipynb), headline(result))
 
 
 def run(names: list[str] | None = None, parameters: dict[str, Any] | None = None,
@@ -128,10 +131,12 @@ def run(names: list[str] | None = None, parameters: dict[str, Any] | None = None
     root : path, optional
         Folder of the notebooks (default ``notebooks/``).
     """
+    started = dt.datetime.now().astimezone()
+    clock = time.perf_counter()
     notebooks = select(names, root)
     per_nb = resolve(notebooks, parameters or {})
     if out is None:
-        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        stamp = started.strftime("%Y%m%d-%H%M%S")
         out = project_dir() / "reports" / stamp
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -146,4 +151,7 @@ def run(names: list[str] | None = None, parameters: dict[str, Any] | None = None
             bar.set_postfix_str(f"{r.name}: {r.status}")
             bar.update()
     ordered = [runs[nb] for nb in notebooks]
-    return ReportRun(out, ordered, write_index(out, ordered))
+    duration = time.perf_counter() - clock
+    commit_id = commit()
+    index = write_index(out, ordered, started=started, duration=duration, commit_id=commit_id)
+    return ReportRun(out, ordered, index, started, duration, commit_id)
