@@ -61,13 +61,12 @@ def test_energy_efficiency_follows_the_power_assumption():
 
 
 def test_cost_break_even_is_half_the_gpu_cost_per_token():
-    from trnlab.engine import points
-    from trnlab.studies import cost
+    from trnlab.engine import economics, points
 
     r = ROWS["cost"]
     h100 = points.training_point("llama3-405b", "dgx-h100", 16384, "fp8")
     trn3 = points.training_point("llama3-405b", "trn3-ultraserver", 16384, "fp8")
-    expected = 0.5 * cost.cloud_price("dgx-h100") * trn3["tokens_per_s_per_chip"] \
+    expected = 0.5 * economics.cloud_price("dgx-h100") * trn3["tokens_per_s_per_chip"] \
         / h100["tokens_per_s_per_chip"]
     assert f"dgx-h100: ${expected:.2f}" in r.computed
 

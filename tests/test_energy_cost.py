@@ -7,7 +7,7 @@ import pytest
 
 from trnlab import catalog
 from trnlab.catalog.params import load_economics
-from trnlab.engine import sampling
+from trnlab.engine import economics, sampling
 from trnlab.perf import cost, power
 from trnlab.studies import cost as cost_study
 from trnlab.studies import energy
@@ -88,7 +88,7 @@ def test_cost_study_break_even_and_units():
 
 def test_energy_bands_for_many_configs():
     tps = np.linspace(100, 1000, 1000)
-    bands = energy.energy_per_token_bands("trn3", tps, np.full(1000, 0.8), n_samples=2000)
+    bands = economics.energy_per_token_bands("trn3", tps, np.full(1000, 0.8), n_samples=2000)
     assert bands.shape == (3, 1000)
     assert np.all(bands[0] < bands[1]) and np.all(bands[1] < bands[2])
     np.testing.assert_allclose(bands[1] * tps, bands[1, 0] * tps[0], rtol=1e-9)

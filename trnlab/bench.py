@@ -66,8 +66,8 @@ SERVE_SYSTEMS = ("trn2-ultraserver", "trn3-ultraserver", "dgx-h100", "dgx-h200",
 def _serving_and_monte_carlo(quick: bool, repeats: int) -> dict[str, Any]:
     import numpy as np
 
+    from trnlab.engine.economics import energy_per_token_bands
     from trnlab.engine.serve_grid import best_throughput
-    from trnlab.studies.energy import energy_per_token_bands
 
     n_len = 16 if quick else 80
     axes = {"tp": [1, 2, 4, 8, 16, 32, 64, 128], "pp": [1, 2, 4],

@@ -25,11 +25,10 @@ from trnlab._paths import data_dir
 from trnlab.catalog.fields import Field, parse_field
 from trnlab.catalog.loader import read_toml
 from trnlab.catalog.units import dimension
+from trnlab.engine.economics import break_even_table, cloud_price, power_inputs
 from trnlab.engine.points import training_point
 from trnlab.errors import CatalogError, bad_value
 from trnlab.perf import power
-from trnlab.studies import cost as cost_study
-from trnlab.studies import energy
 
 VERDICTS = ("holds", "partly", "inconsistent", "not-checkable")
 AGREEMENT = 0.05  # relative difference within which a published number "holds"
@@ -244,7 +243,7 @@ def _pct(x: np.ndarray) -> np.ndarray:
 def _samples(c: _Ctx, systems: list[str]) -> dict[str, np.ndarray]:
     """Sampled power inputs (system, sample); the assumptions override the catalog's ranges."""
     a = c.assume
-    x = energy.inputs(systems, a.n_samples, a.seed,
+    x = power_inputs(systems, a.n_samples, a.seed,
                       {"system_overhead": a.system_overhead, "pue": a.pue})
     if a.chip_power_w is not None and TRN3_SERVER in systems:
         low, mode, high = a.chip_power_w
@@ -334,15 +333,13 @@ def _less_power(c: _Ctx, pub: Field) -> Finding:
 def _cost(c: _Ctx, pub: Field) -> Finding:
     a = c.assume
     gpus = ("dgx-h100", "dgx-h200", "dgx-b200", "gb200-nvl72")
-    ds = cost_study.study(a.model, (*gpus, TRN3_SERVER), n_chips=a.n_chips,
-                          precision=a.precision, target_ratio=pub.si, n_samples=a.n_samples,
-                          seed=a.seed)
-    cloud = ds["break_even_training_cloud"].sel(system=list(gpus)).values
-    tco = ds["break_even_training_tco"].sel(system=list(gpus)).values
-    serve = ds["break_even_serving_cloud"].sel(system=list(gpus)).values
+    be = break_even_table(a.model, (*gpus, TRN3_SERVER), TRN3_SERVER, n_chips=a.n_chips,
+                          precision=a.precision, target_ratio=pub.si, seed=a.seed)
+    n = len(gpus)
+    cloud, tco, serve = (be[k][:n] for k in ("training_cloud", "training_tco", "serving_cloud"))
     parts = [f"{g}: ${p:.2f}" + (f" (serving ${q:.2f})" if np.isfinite(q) else "")
              for g, p, q in zip(gpus, cloud, serve, strict=True) if np.isfinite(p)]
-    trn2_cb = cost_study.cloud_price("trn2-48xl", "capacity_block")
+    trn2_cb = cloud_price("trn2-48xl", "capacity_block")
     finite = [v for v in (*cloud, *serve) if np.isfinite(v)]
     lo, hi = (min(finite), max(finite)) if finite else (math.nan, math.nan)
     return Finding(

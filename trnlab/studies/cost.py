@@ -14,41 +14,19 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from trnlab import catalog
-from trnlab.catalog.params import load_economics
-from trnlab.engine.points import serving_point, training_point
-from trnlab.engine.sampling import PERCENTILES, central, draw, override
+from trnlab.engine.economics import (
+    HOUR,
+    break_even_prices,
+    cloud_price,
+    power_inputs,
+    tco_per_chip_hour,
+    workload_rates,
+)
+from trnlab.engine.sampling import PERCENTILES
 from trnlab.perf import cost, power
-from trnlab.studies.energy import inputs
 
 GPU_SYSTEMS = ("dgx-h100", "dgx-h200", "dgx-b200", "gb200-nvl72")
 TRN3 = "trn3-ultraserver"
-HOUR = 3600.0
-
-
-def cloud_price(system: str, kind: str = "on_demand") -> float:
-    """Newest listed price per chip-hour of an instance of ``system`` [USD/h] (NaN if none)."""
-    price = catalog.default().latest_price(system, kind)
-    return price.usd_per_chip_hour if price else float("nan")
-
-
-def tco_per_chip_hour(systems: Sequence[str], chip_power_w: np.ndarray, n_samples: int,
-                      seed: int = 0, overrides: Mapping[str, Any] | None = None) -> np.ndarray:
-    """TCO per chip-hour [USD/h] as (system, sample) (``n_samples=0``: central inputs).
-
-    ``chip_power_w`` is (system, sample) average chip power; the facility share of each chip is
-    that x (1 + system overhead) x PUE.
-    """
-    econ, over = load_economics(), dict(overrides or {})
-    rng = np.random.default_rng(seed + 1)
-    pick = (lambda f: draw(f, n_samples, rng)) if n_samples else central
-    x = inputs(systems, n_samples, seed, over)
-    fac_w = power.facility_power(chip_power_w * (1.0 + x["overhead"]), x["pue"])
-    capex = np.stack([pick(econ.system_capex(s)) / catalog.system(s).n_chips for s in systems])
-    e = {k: pick(override(f, over.get(k))) for k, f in econ.economics.items()}
-    return cost.tco_per_chip_second(capex, e["network_capex_fraction"], e["life_years"], fac_w,
-                                    e["facility_capex_per_watt"], e["facility_life_years"],
-                                    e["energy_price"]) * HOUR
 
 
 def study(model: str = "llama3-405b", systems: Sequence[str] = (*GPU_SYSTEMS, "trn2-ultraserver",
@@ -77,19 +55,16 @@ def study(model: str = "llama3-405b", systems: Sequence[str] = (*GPU_SYSTEMS, "t
     systems = list(systems)
     if TRN3 not in systems:
         systems.append(TRN3)
-    train = [training_point(model, s, n_chips, precision) for s in systems]
-    serve = [serving_point(serve_model, s, input_len, output_len, tpot_ms, ttft_ms,
-                           *(serve_precision,) * 3) for s in systems]
-    col = lambda rows, key: np.array([[r[key]] for r in rows], dtype=float)
-    tps, act, comm, mfu = (col(train, k) for k in ("tokens_per_s_per_chip", "compute_share",
-                                                     "memory_share", "mfu"))
-    flops = col(train, "model_flops_per_chip")
-    out_tps = col(serve, "output_tokens_per_s_per_chip")
+    rates = workload_rates(systems, model, n_chips, precision, serve_model, input_len,
+                           output_len, tpot_ms, ttft_ms, serve_precision)
+    tps, act, comm, mfu = (rates[k] for k in ("tokens_per_s_per_chip", "compute_share",
+                                              "memory_share", "mfu"))
+    flops, out_tps = rates["model_flops_per_chip"], rates["output_tokens_per_s_per_chip"]
     cloud = np.array([[trn3_price if s == TRN3 and trn3_price else cloud_price(s)]
                       for s in systems], dtype=float)
     res = {}
     for label, n in (("samples", n_samples), ("central", 0)):
-        x = inputs(systems, n, seed, overrides)
+        x = power_inputs(systems, n, seed, overrides)
         p_chip = power.chip_power(x["tdp"], x["idle"], act, comm, x["memory_weight"])
         tco = tco_per_chip_hour(systems, p_chip, n, seed, overrides)
         res[label] = {"tco_per_chip_hour": tco,
@@ -126,13 +101,13 @@ def study(model: str = "llama3-405b", systems: Sequence[str] = (*GPU_SYSTEMS, "t
 
     # break-even Trn3 price per chip-hour for target_ratio x the GPU's cost per token
     t3 = systems.index(TRN3)
-    for basis, gpu_price in (("cloud", cloud[:, 0]), ("tco", res["central"]["tco_per_chip_hour"]
-                                                      [:, 0])):
-        for kind, rate in (("training", tps[:, 0]), ("serving", out_tps[:, 0])):
-            be = target_ratio * cost.break_even_price(gpu_price / rate, rate[t3])
-            ds[f"break_even_{kind}_{basis}"] = ("system", be, {
-                "units": "USD", "long_name": f"Trn3 price per chip-hour for {target_ratio:g}x the "
-                f"{kind} cost per token of the system at its {basis} price"})
+    be = break_even_prices(rates, cloud[:, 0], res["central"]["tco_per_chip_hour"][:, 0], t3,
+                           target_ratio)
+    for key, values in be.items():
+        kind, basis = key.split("_")
+        ds[f"break_even_{key}"] = ("system", values, {
+            "units": "USD", "long_name": f"Trn3 price per chip-hour for {target_ratio:g}x the "
+            f"{kind} cost per token of the system at its {basis} price"})
     # heat map: Trn3 / GPU cost per trained token over (assumed Trn3 price, Trn3 MFU)
     price = np.asarray(trn3_prices, dtype=float)[:, None, None]
     mfu_grid = np.asarray(mfu_values, dtype=float)[None, :, None]

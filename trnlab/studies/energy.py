@@ -16,36 +16,12 @@ import numpy as np
 import xarray as xr
 
 from trnlab import catalog
-from trnlab.catalog.params import load_economics
-from trnlab.engine.points import serving_point, training_point
-from trnlab.engine.sampling import PERCENTILES, central, draw, override
+from trnlab.engine.economics import power_inputs, workload_rates
+from trnlab.engine.sampling import PERCENTILES
 from trnlab.perf import power
 
 DEFAULT_SYSTEMS = ("trn1-32xl", "trn2-ultraserver", "trn3-ultraserver", "dgx-h100", "dgx-h200",
                    "dgx-b200", "gb200-nvl72")
-
-
-def inputs(systems: Sequence[str], n_samples: int, seed: int = 0,
-           overrides: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
-    """Power inputs as (system, sample) arrays; ``n_samples = 0`` gives the central values.
-
-    ``overrides`` may set ``idle_fraction``, ``memory_weight``, ``system_overhead`` or ``pue``
-    (a number, or ``[low, central, high]``; see :func:`economics.override`).
-    """
-    econ, over = load_economics(), dict(overrides or {})
-    rng = np.random.default_rng(seed)
-    fac = catalog.facility()
-    pick = (lambda f: draw(f, n_samples, rng)) if n_samples else (lambda f: central(f))
-    shape = (len(systems), max(n_samples, 1))
-    shared = {"idle": econ.power["idle_fraction"], "memory_weight": econ.power["memory_weight"],
-              "overhead": fac.fields["system_overhead"], "pue": fac.fields["pue"]}
-    names = {"idle": "idle_fraction", "memory_weight": "memory_weight",
-             "overhead": "system_overhead", "pue": "pue"}
-    chips = [catalog.chip(catalog.system(s).chip) for s in systems]
-    out = {"tdp": np.stack([pick(c.fields["tdp"]) for c in chips])}
-    for key, f in shared.items():
-        out[key] = np.broadcast_to(pick(override(f, over.get(names[key]))), shape)
-    return out
 
 
 def _band(name: str, samples: np.ndarray, centre: np.ndarray, units: str, long_name: str,
@@ -76,20 +52,16 @@ def study(model: str = "llama3-405b", systems: Sequence[str] = DEFAULT_SYSTEMS,
     """
     systems = list(systems)
     chips = [catalog.chip(catalog.system(s).chip) for s in systems]
-    train = [training_point(model, s, n_chips, precision) for s in systems]
-    serve = [serving_point(serve_model, s, input_len, output_len, tpot_ms, ttft_ms,
-                           *(serve_precision,) * 3) for s in systems]
-    col = lambda rows, key: np.array([[r[key]] for r in rows], dtype=float)
-    tps, act = col(train, "tokens_per_s_per_chip"), col(train, "compute_share")
-    comm = col(train, "memory_share")
-    flops = col(train, "model_flops_per_chip")
-    out_tps = col(serve, "output_tokens_per_s_per_chip")
-    s_c, s_m = col(serve, "compute_share"), col(serve, "memory_share")
+    r = workload_rates(systems, model, n_chips, precision, serve_model, input_len, output_len,
+                       tpot_ms, ttft_ms, serve_precision)
+    tps, act, comm = r["tokens_per_s_per_chip"], r["compute_share"], r["memory_share"]
+    flops, out_tps = r["model_flops_per_chip"], r["output_tokens_per_s_per_chip"]
+    s_c, s_m = r["serve_compute_share"], r["serve_memory_share"]
     per_server = np.array([[catalog.system(s).n_chips] for s in systems], dtype=float)
 
     results = {}
     for label, n in (("samples", n_samples), ("central", 0)):
-        x = inputs(systems, n, seed, overrides)
+        x = power_inputs(systems, n, seed, overrides)
         p_train = power.chip_power(x["tdp"], x["idle"], act, comm, x["memory_weight"])
         p_serve = power.chip_power(x["tdp"], x["idle"], s_c, s_m, x["memory_weight"])
         it_train = p_train * (1.0 + x["overhead"])
@@ -126,7 +98,7 @@ def study(model: str = "llama3-405b", systems: Sequence[str] = DEFAULT_SYSTEMS,
                         {"units": "1", "long_name": "status of the chip power figure"})
     ds["tokens_per_s_per_chip"] = ("system", tps[:, 0], {
         "units": "1/s", "long_name": "training tokens per second per chip (best layout)"})
-    ds["mfu"] = ("system", col(train, "mfu")[:, 0], {"units": "1", "long_name": "training MFU"})
+    ds["mfu"] = ("system", r["mfu"][:, 0], {"units": "1", "long_name": "training MFU"})
     ds["output_tokens_per_s_per_chip"] = ("system", out_tps[:, 0], {
         "units": "1/s", "long_name": "served output tokens per second per chip at the SLO"})
 
@@ -134,7 +106,7 @@ def study(model: str = "llama3-405b", systems: Sequence[str] = DEFAULT_SYSTEMS,
     ref = next((i for i, s in enumerate(systems) if catalog.system(s).chip == "trn3"), 0)
     n = np.asarray(cluster_chips, dtype=float)[:, None]
     fac = {k: results[k]["chip_power_training"][ref] for k in ("samples", "central")}
-    x = {k: inputs([systems[ref]], v, seed, overrides) for k, v in (("samples", n_samples),
+    x = {k: power_inputs([systems[ref]], v, seed, overrides) for k, v in (("samples", n_samples),
                                                                     ("central", 0))}
     cluster = {k: power.facility_power(power.it_power(n, fac[k], x[k]["overhead"][0]),
                                        x[k]["pue"][0]) for k in fac}
@@ -150,34 +122,3 @@ def study(model: str = "llama3-405b", systems: Sequence[str] = DEFAULT_SYSTEMS,
                      "cluster_system": systems[ref],
                      "overrides": json.dumps(dict(overrides or {}))})
     return ds
-
-
-def energy_per_token_bands(chip: str, tokens_per_s_per_chip: np.ndarray,
-                           compute_share: np.ndarray, n_samples: int = 100_000, seed: int = 0,
-                           chunk: int = 2_000_000) -> np.ndarray:
-    """p5/p50/p95 of facility energy per token [J] for each of many configurations.
-
-    The ``sample`` axis (sampled TDP, idle share, overhead, PUE, memory weight) and the
-    configuration axis are evaluated together, in chunks of about ``chunk`` cells. Returns an
-    array (3, n_configs).
-    """
-    econ = load_economics()
-    rng = np.random.default_rng(seed)
-    rec, fac = catalog.chip(chip), catalog.facility()
-    x = {"tdp": draw(rec.fields["tdp"], n_samples, rng),
-         "idle": draw(econ.power["idle_fraction"], n_samples, rng),
-         "memory_weight": draw(econ.power["memory_weight"], n_samples, rng),
-         "overhead": draw(fac.fields["system_overhead"], n_samples, rng),
-         "pue": draw(fac.fields["pue"], n_samples, rng)}
-    tps = np.asarray(tokens_per_s_per_chip, dtype=float)
-    act = np.asarray(compute_share, dtype=float)
-    step = max(1, chunk // max(n_samples, 1))
-    out = np.empty((len(PERCENTILES), tps.size))
-    for lo in range(0, tps.size, step):  # chunks of configurations, samples vectorized
-        sl = slice(lo, lo + step)
-        p = power.chip_power(x["tdp"][:, None], x["idle"][:, None], act[None, sl], 0.0,
-                             x["memory_weight"][:, None])
-        per_token = power.facility_power(p * (1.0 + x["overhead"][:, None]),
-                                         x["pue"][:, None]) / tps[None, sl]
-        out[:, sl] = np.percentile(per_token, PERCENTILES, axis=0)
-    return out
