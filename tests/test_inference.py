@@ -12,6 +12,7 @@ from trnlab.catalog import model
 from trnlab.cli import main
 from trnlab.engine import serving
 from trnlab.engine.hardware import half_dim, hardware, serve_calibration
+from trnlab.engine.layouts import NO_FIT
 from trnlab.engine.shape import serve_shape
 from trnlab.perf import serve as core
 
@@ -41,7 +42,7 @@ def test_weights_that_do_not_fit_are_masked_never_fast():
     assert not bf16["fits"]  # 811 GB of BF16 weights do not fit in 640 GB
     ds = serving.frontier("llama3-405b", "dgx-h100", input_len=1024, output_len=256)
     unfit = ds.where(ds["tp"] * ds["pp"] < 8, drop=True)
-    assert (unfit["reason"] == 1).all() and not unfit["pareto"].any()
+    assert (unfit["reason"] == NO_FIT).all() and not unfit["pareto"].any()
 
 
 def test_concurrency_falls_with_context_and_trn3_holds_more_than_trn2():

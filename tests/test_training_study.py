@@ -9,6 +9,7 @@ import pytest
 
 from trnlab import io
 from trnlab.engine import training
+from trnlab.engine.variables import BREAKDOWN
 from trnlab.errors import TrnlabError
 from trnlab.studies import training as training_study
 
@@ -64,7 +65,7 @@ def test_best_layout_is_the_search_best(ds):
     for key in ("step_time", "mfu", "mem_per_chip"):
         assert float(row[key]) == float(search[key][i]), key
     np.testing.assert_array_equal(row["breakdown"].values,
-                                  [float(search[t][i]) for t in training.BREAKDOWN])
+                                  [float(search[t][i]) for t in BREAKDOWN])
 
 
 def test_ties_go_to_the_simplest_layout():

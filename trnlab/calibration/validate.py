@@ -26,7 +26,7 @@ from trnlab.calibration.cases import spec_from_case
 from trnlab.catalog.loader import read_toml
 from trnlab.catalog.params import ServingParams, TrainingParams, load_training
 from trnlab.engine import serving as serving_engine
-from trnlab.engine.hardware import hardware
+from trnlab.engine.hardware import hardware, system_of
 from trnlab.engine.layouts import enumerate_layouts, reason_codes
 from trnlab.engine.shape import model_shape
 from trnlab.engine.training import evaluate
@@ -122,13 +122,6 @@ def _spec(row: dict[str, str], conv: dict[str, Any]) -> TransformerSpec:
     return spec_from_case(row, defaults)
 
 
-def _default_system(chip: str) -> str:
-    systems = [s for s in catalog.default().systems.values() if s.chip == chip]
-    if not systems:
-        raise CatalogError(bad_value("validate", "chip", chip, "no system with this chip"))
-    return min(systems, key=lambda s: s.n_chips).id
-
-
 def _flops_per_iteration(kind: str, spec: TransformerSpec, gb: int, s: int, n: int) -> float:
     if kind == "megatron2021":
         return float(conventions.megatron2021_flops_per_iteration(spec, gb, s))
@@ -146,7 +139,7 @@ def predict_training(row: dict[str, str], conv: dict[str, Any],
     """Predicted value of a training case in its metric's units, why (if empty), layout."""
     spec = _spec(row, conv)
     n, gb, s = int(row["n_chips"]), int(row["global_batch"]), int(row["seq_len"])
-    system = row["system"] or _default_system(row["chip"])
+    system = row["system"] or system_of(row["chip"])
     ranks = int(m.group(1)) if (m := re.search(r"ranks_per_chip=(\d+)", row["notes"])) else 1
     tp, pp, cp, ep, vpp = (_int(row, c) for c in ("tp", "pp", "cp", "ep", "vpp"))
     if tp and ranks > 1:  # Neuron ranks are NeuronCores: TP shards a layer over tp/ranks chips
@@ -211,7 +204,7 @@ def predict_inference(row: dict[str, str], conv: dict[str, Any],
     """
     spec = _spec(row, conv)
     n = int(row["n_chips"])
-    system = row["system"] or _default_system(row["chip"])
+    system = row["system"] or system_of(row["chip"])
     ranks = int(m.group(1)) if (m := re.search(r"ranks_per_chip=(\d+)", row["notes"])) else 1
     tp = max(1, (_int(row, "tp") or n) // ranks)
     pp = _int(row, "pp") or 1

@@ -1,5 +1,8 @@
 """Enumerate parallel layouts of ``n`` chips as flat arrays, with a reason code for invalid ones.
 
+:data:`REASONS` is the one vocabulary of why a configuration is invalid, for training layouts,
+serving layouts (memory, SLO targets) and the studies that report them.
+
 A layout is tp x pp x dp x cp = n chips (ep divides dp; vpp interleaved chunks per stage), with
 ZeRO stage, recompute and micro-batch. Layouts that break a rule stay in the arrays, masked with
 the first rule they break (:data:`REASONS`); they are never dropped silently.
@@ -23,7 +26,11 @@ REASONS = {
     5: "ep does not divide the experts or dp",
     6: "cp does not divide the sequence into 2 x cp chunks",
     7: "does not fit in HBM",
+    8: "misses the time-per-output-token target",
+    9: "misses the time-to-first-token target",
 }
+#: codes by meaning, for the code that sets them
+OK, NO_FIT, MISSES_TPOT, MISSES_TTFT = 0, 7, 8, 9
 FIELDS = ("tp", "pp", "dp", "cp", "ep", "vpp", "zero", "recompute", "micro_batch")
 
 

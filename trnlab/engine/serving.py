@@ -18,26 +18,17 @@ from trnlab import backend, catalog
 from trnlab.catalog import model
 from trnlab.catalog.params import ServingParams, load_serving
 from trnlab.engine.hardware import format_bytes, half_dim, hardware, serve_calibration
-from trnlab.engine.layouts import divisors
+from trnlab.engine.layouts import MISSES_TPOT, MISSES_TTFT, NO_FIT, OK, REASONS, divisors
 from trnlab.engine.shape import serve_shape
 from trnlab.engine.training import pareto_front
+from trnlab.engine.variables import SERVING, attrs
 from trnlab.errors import ParameterError, bad_value
 from trnlab.perf import comm
 from trnlab.perf.serve import kv_bytes_per_token, prefill_time, serve
 from trnlab.workloads import TransformerSpec
 
-OUTPUTS = {
-    "ttft": ("s", "time to first token"),
-    "tpot": ("s", "time per output token"),
-    "output_tokens_per_s": ("1/s", "output tokens per second of the replica"),
-    "input_tokens_per_s": ("1/s", "prompt tokens per second of the replica"),
-    "output_tokens_per_s_per_chip": ("1/s", "output tokens per second per chip"),
-    "input_tokens_per_s_per_chip": ("1/s", "prompt tokens per second per chip"),
-    "prefill_fraction": ("1", "fraction of replica time spent in prefill"),
-    "kv_per_token": ("B", "KV-cache bytes per token per chip"),
-    "weights_per_chip": ("B", "weight bytes per chip"),
-    "max_concurrency": ("1", "requests whose KV cache fits beside the weights"),
-}
+#: the outputs of :func:`trnlab.perf.serve.serve` a frontier keeps
+OUTPUT_KEYS = tuple(k for k in SERVING if k not in ("chip_s_per_m_tokens", "usd_per_m_tokens"))
 
 
 def _spec(m: TransformerSpec | str) -> TransformerSpec:
@@ -107,39 +98,32 @@ def frontier(model_id: TransformerSpec | str, system: str, *, input_len: int = 2
     res = evaluate(spec, chip, system, tp=tp, pp=pp, ep=ep, adp=adp, batch=batch,
                    input_len=input_len, output_len=output_len, weights=weights,
                    activations=activations, kv=kv, params=params, power_cap_w=power_cap_w)
-    reason = np.zeros(tp.size, dtype=np.int8)
-    reason[~res["fits"]] = 1
+    reason = np.full(tp.size, OK, dtype=np.int8)
+    reason[~res["fits"]] = NO_FIT
     if tpot_ms is not None:
-        reason[(reason == 0) & (res["tpot"] * 1e3 > tpot_ms)] = 2
+        reason[(reason == OK) & (res["tpot"] * 1e3 > tpot_ms)] = MISSES_TPOT
     if ttft_ms is not None:
-        reason[(reason == 0) & (res["ttft"] * 1e3 > ttft_ms)] = 3
-    ok = reason == 0
+        reason[(reason == OK) & (res["ttft"] * 1e3 > ttft_ms)] = MISSES_TTFT
+    ok = reason == OK
     speed = np.where(ok, res["output_tokens_per_s_per_chip"], -np.inf)
     pareto = np.zeros(tp.size, dtype=bool)
     pareto[ok] = pareto_front(res["tpot"][ok], speed[ok])
     ds = xr.Dataset(coords={"config": np.arange(tp.size)})
-    for key, values, long_name in (("tp", tp, "tensor-parallel degree"),
-                                   ("pp", pp, "pipeline-parallel degree"),
-                                   ("ep", ep, "expert-parallel degree"),
-                                   ("adp", adp, "attention data-parallel degree"),
-                                   ("batch", batch, "requests in flight per replica")):
-        ds[key] = ("config", values.astype(np.int64), {"units": "1", "long_name": long_name})
-    for key, (units, long_name) in OUTPUTS.items():
-        ds[key] = ("config", res[key], {"units": units, "long_name": long_name})
+    for key, values in (("tp", tp), ("pp", pp), ("ep", ep), ("adp", adp), ("batch", batch)):
+        ds[key] = ("config", values.astype(np.int64), attrs(key))
+    for key in OUTPUT_KEYS:
+        ds[key] = ("config", res[key], attrs(key))
     ds["chip_s_per_m_tokens"] = ("config", 1e6 / res["output_tokens_per_s_per_chip"],
-                                 {"units": "s", "long_name": "chip-seconds per million output "
-                                  "tokens (times a chip price gives USD)"})
+                                 attrs("chip_s_per_m_tokens"))
     if price_per_chip_hour is None:
         listed = catalog.default().latest_price(system)
         price_per_chip_hour = listed.usd_per_chip_hour if listed else float("nan")
     ds["usd_per_m_tokens"] = ("config", ds["chip_s_per_m_tokens"].values * price_per_chip_hour
-                              / 3600.0, {"units": "USD", "long_name": "USD per million output "
-                                         f"tokens at {price_per_chip_hour:.4g} USD per chip-hour"})
-    ds["fits"] = ("config", res["fits"], {"units": "1", "long_name": "weights + KV fit in HBM"})
-    ds["reason"] = ("config", reason, {"units": "1", "long_name": "0 ok, 1 does not fit, "
-                                       "2 misses TPOT, 3 misses TTFT"})
-    ds["pareto"] = ("config", pareto, {"units": "1", "long_name": "on the throughput-vs-TPOT "
-                                       "Pareto front"})
+                              / 3600.0, attrs("usd_per_m_tokens", "USD per million output tokens "
+                                              f"at {price_per_chip_hour:.4g} USD per chip-hour"))
+    ds["fits"] = ("config", res["fits"], attrs("fits", "weights + KV fit in HBM"))
+    ds["reason"] = ("config", reason, attrs("reason", reason_names=json.dumps(REASONS)))
+    ds["pareto"] = ("config", pareto, attrs("pareto", "on the throughput-vs-TPOT Pareto front"))
     ds.attrs.update({"model": spec.name, "system": system, "chip": chip,
                      "price_per_chip_hour": float(price_per_chip_hour),
                      "power_cap_w": json.dumps(power_cap_w),

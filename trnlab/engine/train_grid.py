@@ -35,10 +35,10 @@ import xarray as xr
 from trnlab import backend, catalog
 from trnlab.catalog import model
 from trnlab.catalog.params import TrainingParams, load_training
+from trnlab.engine import variables
 from trnlab.engine.hardware import hardware, train_calibration
 from trnlab.engine.layouts import REASONS, broken_rules
 from trnlab.engine.shape import model_shape
-from trnlab.engine.training import OUTPUTS as META
 from trnlab.errors import ParameterError, bad_value
 from trnlab.perf.train import (
     OUTPUTS,
@@ -66,24 +66,6 @@ DTYPES = ("float32", "float64")
 #: over long stretches of the grid (2-3x faster than the reverse order)
 ORDER = ("zero", "vpp", "recompute", "system", "chip", "precision", "ep", "global_batch",
          "seq_len", "dp", "micro_batch", "pp", "cp", "tp")
-VARIABLES = {
-    **META,
-    "n_microbatches": ("1", "micro-batches per step and pipeline"),
-    "fits": ("1", "fits in HBM"),
-    "reason": ("1", "0 = valid; see reason_names"),
-}
-AXIS_META = {
-    "tp": "tensor-parallel degree", "pp": "pipeline-parallel degree",
-    "dp": "data-parallel degree", "cp": "context-parallel degree",
-    "ep": "expert-parallel degree", "vpp": "interleaved pipeline chunks per stage",
-    "zero": "ZeRO stage (3 = FSDP)",
-    "recompute": "activation recompute: 0 none, 1 selective, 2 full",
-    "micro_batch": "sequences per micro-batch", "global_batch": "sequences per step",
-    "seq_len": "sequence length", "system": "scale-up system", "chip": "chip",
-    "precision": "GEMM precision",
-}
-
-
 @dataclass(frozen=True)
 class _Problem:
     """Everything a block evaluation needs (picklable, for dask). Arrays have one axis per dim
@@ -365,15 +347,8 @@ def _run(p: _Problem, todo: list[tuple[slice, ...]], outputs: tuple[str, ...],
 def _coords(p: _Problem, axes: Mapping[str, Any]) -> dict[str, xr.Variable]:
     out = {}
     for d in axes:  # the user's order
-        if d in LAYOUT:
-            vals = p.layout[d].reshape(-1)
-            attrs = {"units": "1", "long_name": AXIS_META[d]}
-            if d == "seq_len":
-                attrs["units"] = "token"
-        else:
-            vals = np.asarray([str(v) for v in axes[d]])
-            attrs = {"units": "", "long_name": AXIS_META[d]}
-        out[d] = xr.Variable(d, vals, attrs)
+        vals = p.layout[d].reshape(-1) if d in LAYOUT else np.asarray([str(v) for v in axes[d]])
+        out[d] = xr.Variable(d, vals, variables.attrs(d))
     return out
 
 
@@ -493,11 +468,8 @@ def _full(p: _Problem, todo: list[tuple[slice, ...]], outs: tuple[str, ...],
             arrays[k][target] = value
     ds = xr.Dataset(coords=_coords(p, axes))
     for k, a in arrays.items():
-        units, long_name = VARIABLES[k]
-        var_attrs = {"units": units, "long_name": long_name}
-        if k == "reason":
-            var_attrs["reason_names"] = json.dumps(REASONS)
-        ds[k] = xr.Variable(p.dims, np.broadcast_to(a, p.sizes), var_attrs)
+        extra = {"reason_names": json.dumps(REASONS)} if k == "reason" else {}
+        ds[k] = xr.Variable(p.dims, np.broadcast_to(a, p.sizes), variables.attrs(k, **extra))
     ds = ds.transpose(*axes)
     attrs.update({"n_valid": int(counts[0]), "invalid_by_reason": json.dumps(
         {REASONS[i]: int(c) for i, c in enumerate(counts) if i and c})})
@@ -515,8 +487,8 @@ def _reduced(p: _Problem, todo: list[tuple[slice, ...]], axes: Mapping[str, Any]
         best[i], index[i] = res["best"], res["index"]
         n_valid += res["n_valid"]
     attrs["n_valid"] = n_valid
-    per_block = {"units": "1/s", "long_name": "best valid training tokens per second per chip "
-                                              "of each block (0: none valid)"}
+    per_block = variables.attrs("tokens_per_s_per_chip", "best valid training tokens per "
+                                "second per chip of each block (0: none valid)")
     if best.max() <= 0:
         ds = xr.Dataset({"best_per_block": ("block", best, per_block)})
     else:

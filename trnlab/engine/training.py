@@ -20,31 +20,12 @@ from trnlab.catalog.params import TrainingParams, load_training
 from trnlab.engine.hardware import hardware, train_calibration
 from trnlab.engine.layouts import FIELDS, REASONS, enumerate_layouts, reason_codes
 from trnlab.engine.shape import model_shape
+from trnlab.engine.variables import attrs
 from trnlab.errors import ParameterError, bad_value
-from trnlab.perf.train import RECOMPUTE, Hardware, Layout, train_step
+from trnlab.perf.train import OUTPUTS, RECOMPUTE, Hardware, Layout, train_step
 from trnlab.workloads import TransformerSpec
 
 CHUNK = 1 << 16  # configurations per evaluation chunk (bounded memory)
-OUTPUTS = {
-    "step_time": ("s", "time per optimizer step"),
-    "tokens_per_s_per_chip": ("1/s", "training tokens per second per chip"),
-    "model_flops_per_chip": ("FLOP/s", "model FLOPs (causal, no recompute) per second per chip"),
-    "mfu": ("1", "model FLOPs utilisation vs the dense peak at the training precision"),
-    "hfu": ("1", "hardware FLOPs utilisation (recompute counted)"),
-    "mem_per_chip": ("B", "memory per chip (weights, gradients, optimizer, activations)"),
-    "t_compute": ("s", "compute per step (GEMMs, attention, memory-bound ops)"),
-    "t_tp": ("s", "exposed tensor-parallel communication per step"),
-    "t_ep": ("s", "exposed expert-parallel all-to-all per step"),
-    "t_cp": ("s", "exposed context-parallel communication per step"),
-    "t_pp": ("s", "exposed pipeline send/recv per step"),
-    "t_dp": ("s", "exposed data-parallel communication per step"),
-    "t_bubble": ("s", "pipeline bubble per step"),
-    "t_optimizer": ("s", "optimizer update per step"),
-    "t_overhead": ("s", "fixed overhead per step"),
-}
-BREAKDOWN = ("t_compute", "t_tp", "t_ep", "t_cp", "t_pp", "t_dp", "t_bubble", "t_optimizer",
-             "t_overhead")
-
 
 def _spec(m: TransformerSpec | str) -> TransformerSpec:
     return model(m) if isinstance(m, str) else m
@@ -198,19 +179,11 @@ def _dataset(arrays: dict[str, np.ndarray], reason: np.ndarray, front: np.ndarra
              keep: np.ndarray) -> xr.Dataset:
     ds = xr.Dataset(coords={"config": np.arange(keep.size)})
     for key in FIELDS:
-        long_name = {"zero": "ZeRO stage (3 = FSDP)",
-                     "recompute": "activation recompute: 0 none, 1 selective, 2 full"
-                     }.get(key, f"{key} degree" if key != "micro_batch" else "sequences per "
-                           "micro-batch")
-        ds[key] = ("config", arrays[key][keep].astype(np.int64), {"units": "1",
-                                                                   "long_name": long_name})
-    for key, (units, long_name) in OUTPUTS.items():
-        ds[key] = ("config", arrays[key][keep], {"units": units, "long_name": long_name})
-    ds["fits"] = ("config", arrays["fits"][keep], {"units": "1", "long_name": "fits in HBM"})
-    ds["pareto"] = ("config", front[keep], {"units": "1",
-                                            "long_name": "on the memory-vs-speed Pareto front"})
-    ds["reason"] = ("config", reason[keep], {"units": "1", "long_name": "0 = valid; see "
-                                             "reason_names", "reason_names": json.dumps(REASONS)})
+        ds[key] = ("config", arrays[key][keep].astype(np.int64), attrs(key))
+    for key in OUTPUTS:
+        ds[key] = ("config", arrays[key][keep], attrs(key))
+    ds["pareto"] = ("config", front[keep], attrs("pareto"))
+    ds["reason"] = ("config", reason[keep], attrs("reason", reason_names=json.dumps(REASONS)))
     return ds
 
 

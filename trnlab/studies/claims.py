@@ -349,7 +349,7 @@ def _cost(c: _Ctx, pub: Field) -> Finding:
         f"published; Trn2 capacity blocks sell at ${trn2_cb:.2f}); assumes {a.model} training "
         f"on {a.n_chips:,} chips at {a.precision} with the MFU the model predicts for each "
         "system, GPUs at their newest on-demand list price, and no discounts on either side",
-        float(np.nanmedian(cloud)), lo, hi, "USD/chip-h")
+        float(np.nanmedian(cloud)), lo, hi, "USD/(chip*h)")
 
 
 CHECKS: dict[str, Callable[[_Ctx, Field], Finding]] = {
@@ -402,9 +402,10 @@ def ledger_dataset(rows: list[Verdict]) -> xr.Dataset:
                    {**_STR, "long_name": long_name})
     for key in ("value", "low", "high"):
         ds[key] = ("claim", np.array([getattr(r, key) for r in rows]),
-                   {"units": "see value_unit", "long_name": f"computed {key} (in value_unit)"})
+                   {"units": "1", "long_name": f"computed {key} as a number of value_unit (each "
+                    "claim has its own unit)"})
     ds["value_unit"] = ("claim", np.array([r.unit for r in rows]),
-                        {**_STR, "long_name": "unit of value, low and high"})
+                        {**_STR, "long_name": "unit of value, low and high (trnlab.units grammar)"})
     return ds
 
 

@@ -1,7 +1,7 @@
 """Memory and inference: where the memory wall is for LLM serving, chip by chip.
 
-One Dataset answers five questions for a set of chips (each in its largest scale-up domain in
-the catalog: ``trn3`` in ``trn3-ultraserver``, ``h200`` in ``dgx-h200``, ...):
+One Dataset answers five questions for a set of chips (each in its scale-up domain,
+:func:`trnlab.engine.hardware.system_of`: ``trn3`` in ``trn3-ultraserver``, ``h200`` in ``dgx-h200``, ...):
 
 1. **Memory per chip**: HBM capacity and bandwidth, bytes per BF16 FLOP and the ridge point.
 2. **KV cache**: bytes per token of each model (MHA/GQA: ``2 L g d b``; MLA: ``L (r + d_rope) b``)
@@ -35,7 +35,8 @@ from trnlab import catalog
 from trnlab.catalog import model
 from trnlab.catalog.params import ServingParams, load_serving
 from trnlab.engine import serving
-from trnlab.engine.hardware import format_bytes, half_dim, hardware, serve_calibration
+from trnlab.engine.hardware import format_bytes, half_dim, hardware, serve_calibration, system_of
+from trnlab.engine.layouts import NO_FIT
 from trnlab.engine.shape import serve_shape
 from trnlab.errors import ParameterError, bad_value
 from trnlab.perf import roofline
@@ -60,16 +61,6 @@ def _var(ds: xr.Dataset, name: str, dims: tuple[str, ...], values: Any, units: s
     ds[name] = (dims, np.asarray(values), {"units": units, "long_name": long_name})
 
 
-def domain_system(chip: str) -> str:
-    """The largest scale-up domain with ``chip`` in the catalog (e.g. ``trn3-ultraserver``);
-    among equals, the first listed (the vendor's reference system, e.g. DGX before HGX)."""
-    systems = [s for s in catalog.default().systems.values() if s.chip == chip]
-    if not systems:
-        catalog.chip(chip)  # unknown chip: the catalog's error names the allowed ids
-        raise ParameterError(bad_value("memory", "chip", chip, "no system with this chip"))
-    return max(systems, key=lambda s: s.n_chips).id
-
-
 def attention_kind(model_id: str) -> str:
     """``MLA``, ``MHA`` (as many KV heads as query heads) or ``GQA``."""
     spec = model(model_id)
@@ -83,7 +74,7 @@ def chips_dataset(chips: Sequence[str], params: ServingParams | None = None) -> 
     """HBM capacity, bandwidth, BF16 peak, their ratios and the scale-up domain of each chip."""
     cal = serve_calibration(params)
     recs = [catalog.chip(c) for c in chips]
-    systems = [catalog.system(domain_system(c)) for c in chips]
+    systems = [catalog.system(system_of(c)) for c in chips]
     cap = np.array([r.hbm_capacity for r in recs])
     bw = np.array([r.hbm_bandwidth for r in recs])
     peak = np.array([r.peak("bf16") for r in recs])
@@ -258,7 +249,7 @@ def _decode_terms(m: ServeShape, chip: str, system: str, row: dict[str, Any], co
 
 def _reason(front: xr.Dataset, tpot_ms: float, ttft_ms: float) -> str:
     """Why no layout of a frontier meets the SLO (deterministic, rounded)."""
-    fits = front.where(front["reason"] != 1, drop=True)
+    fits = front.where(front["reason"] != NO_FIT, drop=True)
     if not fits.sizes["config"]:
         return "weights + KV do not fit in HBM in any layout"
     tpot = float(fits["tpot"].min()) * 1e3

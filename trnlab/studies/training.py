@@ -20,11 +20,12 @@ import xarray as xr
 from trnlab import catalog
 from trnlab.catalog import model
 from trnlab.catalog.params import TrainingParams, load_training
-from trnlab.engine.hardware import PRECISION_BYTES, hardware, train_calibration
+from trnlab.engine.hardware import PRECISION_BYTES, hardware, system_of, train_calibration
 from trnlab.engine.layouts import REASONS
 from trnlab.engine.shape import model_shape
-from trnlab.engine.training import BREAKDOWN, OUTPUTS, search
-from trnlab.errors import CatalogError, ParameterError, bad_value
+from trnlab.engine.training import search
+from trnlab.engine.variables import BREAKDOWN, VARIABLES, attrs
+from trnlab.errors import ParameterError, bad_value
 from trnlab.perf.compute import gemm_efficiency, gemm_time, memory_time
 from trnlab.perf.train import RECOMPUTE, TP_COLUMN, TP_ROW
 from trnlab.workloads import Gemm, TransformerSpec, layer_gemms, memory_bound_ops
@@ -36,12 +37,6 @@ SYSTEMS = ("trn2-ultraserver", "trn3-ultraserver", "dgx-h100", "dgx-b200", "gb20
 SCALES = (1024, 4096, 16384)
 ROOFLINE_CHIPS = ("trn2", "trn3", "h100-sxm", "b200")
 LAYOUT = ("tp", "pp", "dp", "cp", "ep", "vpp", "zero", "recompute", "micro_batch")
-LAYOUT_NAMES = {"tp": "tensor-parallel degree", "pp": "pipeline-parallel degree",
-                "dp": "data-parallel degree", "cp": "context-parallel degree",
-                "ep": "expert-parallel degree", "vpp": "interleaved pipeline chunks per stage",
-                "zero": "ZeRO stage (3 = FSDP)",
-                "recompute": "activation recompute: 0 none, 1 selective, 2 full",
-                "micro_batch": "sequences per micro-batch"}
 BEST_OUTPUTS = ("tokens_per_s_per_chip", "mfu", "hfu", "step_time", "mem_per_chip")
 #: forward FLOPs per element *read* by the memory-bound ops (first-order counts): RMSNorm
 #: squares, sums, scales by rsqrt and the weight; RoPE is x cos + rot(x) sin; a residual add
@@ -186,12 +181,11 @@ def scaling(spec: TransformerSpec, systems: Sequence[str], scales: Sequence[int]
     out["scaleup_size"] = ("system", [catalog.system(s).n_chips for s in systems],
                            {"units": "1", "long_name": "chips in one scale-up domain"})
     for k in LAYOUT:
-        out[f"best_{k}"] = (dims, layout[k], {"units": "1", "long_name":
-                                              f"{LAYOUT_NAMES[k]} of the best layout"})
+        out[f"best_{k}"] = (dims, layout[k],
+                            attrs(k, f"{VARIABLES[k][1]} of the best layout"))
     out["best_recompute"].attrs["flag_meanings"] = " ".join(RECOMPUTE)
     for k in BEST_OUTPUTS:
-        units, long_name = OUTPUTS[k]
-        out[k] = (dims, outs[k], {"units": units, "long_name": f"{long_name} (best layout)"})
+        out[k] = (dims, outs[k], attrs(k, f"{VARIABLES[k][1]} (best layout)"))
     rate = out["tokens_per_s_per_chip"] * out["n_chips"]
     out["time_to_train"] = (token_budget / rate).assign_attrs(
         units="s", long_name="wall-clock time to train on the token budget")
@@ -205,15 +199,6 @@ def scaling(spec: TransformerSpec, systems: Sequence[str], scales: Sequence[int]
     out["reason"] = (dims, reason.astype(str), {
         "units": "1", "long_name": "ok, or why no valid layout exists"})
     return xr.merge([out, heat], combine_attrs="override")
-
-
-def _system_of(chip_id: str) -> str:
-    """A system built of ``chip_id`` (the roofline needs only its chip fields)."""
-    found = [s.id for s in catalog.default().systems.values() if s.chip == chip_id]
-    if not found:
-        raise CatalogError(bad_value("training_scale", "roofline chip", chip_id,
-                                     "no system of data/hardware/systems.toml uses it"))
-    return found[0]
 
 
 def roofline(spec: TransformerSpec, chips: Sequence[str], *, precision: str, seq_len: int,
@@ -256,7 +241,7 @@ def roofline(spec: TransformerSpec, chips: Sequence[str], *, precision: str, seq
     names = list(ops)
     flops = np.array([ops[o][1] for o in names])
     nbytes = np.array([ops[o][2] for o in names])
-    hws = [hardware(c, _system_of(c), precision, params) for c in chips]
+    hws = [hardware(c, system_of(c), precision, params) for c in chips]
     peak = np.array([h.peak_gemm for h in hws])
     bw = np.array([h.hbm_bw for h in hws])
     modelled = np.zeros((len(chips), len(names)))
