@@ -13,12 +13,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
-## make test: unit tests, lint, then the notebooks against their stored outputs (nbval)
+## make test: unit tests, lint, then the notebooks against their stored outputs (nbval), run
+## from a copy in a temporary folder so that nothing is written into notebooks/
 test: $(STAMP)
 	$(BIN)/ruff check trnlab tests
 	$(BIN)/python -m pytest
-	$(BIN)/python -m pytest --nbval notebooks --nbval-sanitize-with notebooks/sanitize.cfg \
-		--nbval-cell-timeout=300 --nbval-current-env -p no:cacheprovider
+	@nbdir=$$(mktemp -d) && cp notebooks/*.ipynb $$nbdir/ && \
+	$(BIN)/python -m pytest -c pyproject.toml --rootdir $$nbdir --nbval $$nbdir \
+		--nbval-sanitize-with notebooks/sanitize.cfg --nbval-cell-timeout=300 \
+		--nbval-current-env -p no:cacheprovider; status=$$?; rm -rf $$nbdir; exit $$status
 
 ## make report: run every notebook with default parameters into reports/<timestamp>/
 report: $(STAMP)

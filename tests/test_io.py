@@ -40,6 +40,25 @@ def test_variable_without_units_is_refused(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize(("unit", "match"), [
+    ("", r"^dataset coordinate 'chip': units = '': .*never ''"),
+    ("chips of trn", r"^dataset coordinate 'chip': units = 'chips of trn': not a unit"),
+])
+def test_coordinate_units_must_parse(tmp_path, unit, match):
+    ds = _dataset()
+    ds["chip"].attrs["units"] = unit
+    with pytest.raises(TrnlabError, match=match):
+        io.save(ds, tmp_path / "r.nc")
+    assert not list(tmp_path.iterdir())
+
+
+def test_coordinates_need_no_units_and_labels_may_carry_one(tmp_path):
+    ds = _dataset().assign_coords(percentile=("percentile", [5.0, 95.0], {"units": "percent"}))
+    io.save(ds, tmp_path / "a.nc")  # 'chip' has no attrs at all
+    ds["chip"].attrs.update(units="1", long_name="chip id")
+    assert io.load(io.save(ds, tmp_path / "b.nc"))["chip"].attrs["units"] == "1"
+
+
 def test_interrupted_write_leaves_old_file_and_no_debris(tmp_path, monkeypatch):
     path = io.save(_dataset(), tmp_path / "r.nc")
     before = path.read_bytes()

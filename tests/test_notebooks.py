@@ -58,3 +58,29 @@ def test_unparseable_parameter_line_is_caught(tmp_path):
     nbformat.write(nb, path)
     with pytest.raises(ParameterError, match="'b' is not understood by papermill"):
         declared(path)
+
+
+def _code(path):
+    nb = nbformat.read(path, as_version=4)
+    return nb, [c for c in nb.cells if c.cell_type == "code"
+                and "parameters" not in c.metadata.get("tags", [])]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebooks_are_thin(path):
+    """A question, one study call, one-line plots and a reading: no function or class defined,
+    at most 60 code lines outside the parameters cell."""
+    import ast
+
+    nb, code = _code(path)
+    lines = [ln for c in code for ln in c.source.splitlines()
+             if ln.strip() and not ln.lstrip().startswith(("#", "%"))]
+    assert len(lines) <= 60, f"{len(lines)} code lines"
+    for cell in code:
+        tree = ast.parse("\n".join(ln for ln in cell.source.splitlines()
+                                   if not ln.lstrip().startswith("%")))
+        defined = [type(n).__name__ for n in ast.walk(tree)
+                   if isinstance(n, ast.FunctionDef | ast.ClassDef | ast.Lambda)]
+        assert not defined, f"defines {defined}"
+    first = next(c for c in nb.cells if c.cell_type == "markdown")
+    assert first.source.startswith("# "), "the question comes first, as a heading"

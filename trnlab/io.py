@@ -12,12 +12,16 @@ from typing import Any
 import xarray as xr
 
 from trnlab import __version__
+from trnlab import units as _units
 from trnlab._files import atomic_path
 from trnlab._paths import project_dir
-from trnlab.errors import TrnlabError
+from trnlab.errors import TrnlabError, bad_value
 
 ENGINE = "h5netcdf"
 REQUIRED_ATTRS = ("units", "long_name")
+UNITS_ALLOWED = ("not a unit of trnlab's grammar (pint with FLOP, USD, token, chip, request, "
+                 "sequence; e.g. 'B/s', 'token/s', 'USD/(chip*h)', 'chip*h'); use '1' for "
+                 "dimensionless numbers, labels and flags, never ''")
 
 
 def git_commit() -> str:
@@ -53,13 +57,32 @@ def provenance(parameters: dict[str, Any] | None = None) -> dict[str, str]:
     }
 
 
+def _check_units(kind: str, name: object, unit: object) -> None:
+    """``unit`` must parse in :mod:`trnlab.units` (``""`` does not; ``"1"`` is dimensionless)."""
+    try:
+        _units.parse(unit)  # type: ignore[arg-type]  # a non-str is refused by parse
+    except TrnlabError as err:
+        raise TrnlabError(bad_value(f"dataset {kind} {name!r}", "units", unit,
+                                    UNITS_ALLOWED)) from err
+
+
 def check_attrs(ds: xr.Dataset) -> None:
-    """Every data variable and coordinate with data must carry ``units`` and ``long_name``."""
+    """Every data variable must carry ``units`` and ``long_name``, and every ``units`` attr (of
+    a data variable or a coordinate) must parse in :mod:`trnlab.units`.
+
+    Coordinates need no ``units`` (label coordinates such as system ids often have none); one
+    that has the attr is held to the grammar like a data variable: ``"1"`` for labels and
+    dimensionless numbers, never ``""``.
+    """
     for name, var in ds.data_vars.items():
         missing = [a for a in REQUIRED_ATTRS if a not in var.attrs]
         if missing:
             raise TrnlabError(f"dataset variable {name!r}: missing attr {missing[0]!r} "
                               "(every variable needs units and long_name)")
+        _check_units("variable", name, var.attrs["units"])
+    for name, coord in ds.coords.items():
+        if "units" in coord.attrs:
+            _check_units("coordinate", name, coord.attrs["units"])
 
 
 def save(ds: xr.Dataset, path: str | os.PathLike[str],
