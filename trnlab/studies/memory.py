@@ -148,7 +148,8 @@ def kv_dataset(models: Sequence[str], chips: xr.Dataset, contexts: Sequence[int]
     ctx = np.asarray(contexts, dtype=np.int64)
     shapes = [serve_shape(model(m)) for m in models]
     ds = xr.Dataset(coords={"model": list(models), "chip": chips["chip"].values,
-                            "context": ctx})
+                            "context": ("context", ctx, {"units": "token",
+                                                         "long_name": "context length"})})
     _var(ds, "attention", ("model",), [attention_kind(m) for m in models], "1",
          "attention kind (MHA, GQA, MLA)")
     _var(ds, "kv_bytes_per_token", ("model",),
@@ -216,8 +217,8 @@ def _crossing(intensity: np.ndarray, batch: np.ndarray, ridge: np.ndarray) -> np
 
 # --------------------------------------------------------------------------- 4. SLO rates
 _SLO_VARS = {
-    "tokens_per_s_per_chip": ("1/s", "output tokens per second per chip at the SLO"),
-    "tokens_per_s_per_system": ("1/s", "output tokens per second per scale-up domain at the "
+    "tokens_per_s_per_chip": ("token/s", "output tokens per second per chip at the SLO"),
+    "tokens_per_s_per_system": ("token/s", "output tokens per second per scale-up domain at the "
                                 "SLO (per chip x n_chips)"),
     "slo_tp": ("1", "tensor-parallel degree of the best layout at the SLO"),
     "slo_pp": ("1", "pipeline-parallel degree of the best layout at the SLO"),
@@ -383,9 +384,102 @@ def study(models: Sequence[str] = MODELS, chips: Sequence[str] = CHIPS,
                     params),
         pooled_dataset(models, per_chip, concurrency, fit_context, weights, kv),
     ], combine_attrs="override")
+    ds = ds.assign_coords(vendor=("chip", [catalog.chip(c).vendor for c in chips],
+                                      {"units": "1", "long_name": "chip vendor (catalog)"}))
     ds.attrs = {
         "title": "Memory and inference: capacity, KV cache, roofline, tokens/s at the SLO",
         "decode_context": input_len + 0.5 * output_len,
         "formats": json.dumps({"weights": weights, "kv": kv, "activations": "bf16"}),
+        "input_len": input_len, "output_len": output_len, "tpot_ms": tpot_ms,
+        "ttft_ms": ttft_ms, "concurrency": concurrency, "fit_context": fit_context,
     }
+    ds.attrs["headline"] = headline(ds)
     return ds
+
+
+# ------------------------------------------------------------------------------ the reading
+def _chip_list(ds: xr.Dataset, var: str, scale: float, fmt: str, chips: Sequence[str]) -> str:
+    return ", ".join(f"{c} {float(ds[var].sel(chip=c)) / scale:{fmt}}" for c in chips)
+
+
+def headline(ds: xr.Dataset) -> str:
+    """One sentence with the run's key numbers: requests per chip of the first model at the
+    what-fits context on the first Trainium chips, and which models one domain holds."""
+    m, ctx = str(ds["model"].values[0]), int(ds.attrs["fit_context"])
+    trn = [str(c) for c in ds["chip"].values if str(c).startswith("trn")] or \
+        [str(c) for c in ds["chip"].values]
+    kv = ds["max_concurrency_per_chip"].sel(model=m)
+    at = kv.sel(context=ctx) if ctx in ds["context"].values else kv.isel(context=0)
+    per_chip = ", ".join(f"{float(at.sel(chip=c)):.1f} per {c} chip" for c in trn)
+    best = trn[-1]
+    fits = [str(x) for x in ds["model"].values if bool(ds["fits_one_domain"].sel(model=x,
+                                                                               chip=best))]
+    return (f"{m} at {int(at['context'])} tokens of context: {per_chip}; one "
+            f"{ds['system'].sel(chip=best).item()} holds a replica of "
+            f"{', '.join(fits) or 'none of the models'} with {int(ds.attrs['concurrency'])} "
+            "requests")
+
+
+def reading(ds: xr.Dataset) -> str:
+    """The reading of a :func:`study` Dataset as Markdown bullets, every number from ``ds``."""
+    chips = [str(c) for c in ds["chip"].values]
+    bpf = ds["bytes_per_flop"]
+    most = chips[int(np.argmax(bpf.values))]
+    lines = [
+        f"- **Memory per chip.** HBM {_chip_list(ds, 'hbm_capacity', 1e9, '.0f', chips)} GB; "
+        f"bandwidth {_chip_list(ds, 'hbm_bandwidth', 1e12, '.1f', chips)} TB/s. {most} has "
+        f"the most HBM bytes per BF16 FLOP ({float(bpf.sel(chip=most)) * 1e3:.1f} per 1000) "
+        f"and so the lowest ridge point ({float(ds['ridge_intensity'].sel(chip=most)):.0f} "
+        "FLOP/B): the least arithmetic intensity an operator needs to be compute-bound.",
+    ]
+    ctx = int(ds.attrs["fit_context"])
+    if ctx in ds["context"].values:
+        kv = ds["max_concurrency_per_chip"].sel(context=ctx)
+        for m in ds["model"].values:
+            row = kv.sel(model=m)
+            fit = [c for c in chips if np.isfinite(ds["replica_tp"].sel(model=m, context=ctx,
+                                                                       chip=c))]
+            lines.append(
+                f"- **KV cache, {m}** ({ds['attention'].sel(model=m).item()}, "
+                f"{float(ds['kv_bytes_per_token'].sel(model=m)) / 1e3:.0f} kB per token): "
+                f"requests per chip at {ctx} tokens: "
+                + ", ".join(f"{c} {float(row.sel(chip=c)):.1f}" for c in fit)
+                + (f"; no replica fits on {', '.join(c for c in chips if c not in fit)}"
+                   if len(fit) < len(chips) else "") + ".")
+        trn = [c for c in fit if c.startswith("trn")]
+        if len(trn) >= 2:
+            a, b = trn[-2], trn[-1]
+            hbm = ds["hbm_capacity"]
+            lines.append(
+                f"  {b} holds {float(row.sel(chip=b) / row.sel(chip=a)):.1f}x the requests "
+                f"of {a} for {float(hbm.sel(chip=b) / hbm.sel(chip=a)):.1f}x the HBM: the "
+                "weights per chip stay the same, so the extra HBM all goes to the KV cache.")
+    ratio = (ds["slo_decode_intensity"] / ds["ridge_intensity"]).values
+    bound = ds["slo_decode_compute_bound"].values[np.isfinite(ratio)]
+    below = "below every ridge: by the roofline decode is memory-bound" if np.nanmax(ratio) < 1 \
+        else "above some ridges: decode is compute-bound there"
+    lines.append(
+        f"- **Roofline.** At the batch chosen for the SLO a decode step sits at "
+        f"{np.nanmin(ratio):.0%}-{np.nanmax(ratio):.0%} of each chip's ridge point, {below}; "
+        f"prefill of {int(ds.attrs['input_len'])} tokens "
+        f"runs at {float(ds['prefill_intensity'].min()):.0f}-"
+        f"{float(ds['prefill_intensity'].max()):.0f} FLOP/B. In the serving model, "
+        f"{int(bound.sum())} of {bound.size} SLO decode steps are limited by achieved compute "
+        "(the GEMM efficiency at small batch), not by the bandwidth.")
+    for m in ds["model"].values:
+        r = ds.sel(model=m)
+        ok = [c for c in chips if np.isfinite(r["tokens_per_s_per_chip"].sel(chip=c))]
+        miss = [c for c in chips if c not in ok]
+        lines.append(
+            f"- **{m} at TPOT <= {float(ds.attrs['tpot_ms']):g} ms**: output tokens/s per chip "
+            + ", ".join(f"{c} {float(r['tokens_per_s_per_chip'].sel(chip=c)):.0f}" for c in ok)
+            + (f"; {', '.join(miss)} miss the SLO" if miss else "") + ".")
+    fits = ds["fits_one_domain"]
+    lines.append(
+        f"- **Pooled memory.** A replica of {int(ds.attrs['concurrency'])} requests of "
+        f"{ctx} tokens fits in one domain for: "
+        + "; ".join(f"{m} ({float(ds['replica_bytes'].sel(model=m)) / 1e12:.2f} TB) on "
+                    + (", ".join(c for c in chips if bool(fits.sel(model=m, chip=c)))
+                       or "none")
+                    for m in ds["model"].values) + ".")
+    return "\n".join(lines)
