@@ -13,7 +13,7 @@ from trnlab import catalog
 from trnlab._paths import data_dir
 from trnlab.calibration import fit, validate
 from trnlab.cli import main
-from trnlab.engine import training
+from trnlab.engine import layouts, training
 from trnlab.engine.layouts import REASONS, enumerate_layouts
 from trnlab.errors import CatalogError, ParameterError, TrnlabError
 
@@ -186,7 +186,7 @@ def test_uncalibrated_vendor_takes_the_default():
 
 
 def test_default_global_batch_admits_odd_chip_counts():
-    assert training.default_global_batch(16384, 8192) == 2048
-    assert training.default_global_batch(1152, 8192) == 9 * 256
-    assert training.default_global_batch(3 * 2**12, 8192) == 3 * 512
-    assert training.default_global_batch(1_000_000, 8192) == 15625
+    assert layouts.default_global_batch(16384, 8192) == 2048
+    assert layouts.default_global_batch(1152, 8192) == 9 * 256
+    assert layouts.default_global_batch(3 * 2**12, 8192) == 3 * 512
+    assert layouts.default_global_batch(1_000_000, 8192) == 15625

@@ -1,5 +1,5 @@
-"""The model's parameter files: ``data/perf/training.toml``, ``data/perf/serving.toml``,
-``data/perf/power.toml`` and ``data/cost/capex.toml``, validated, each value a
+"""The model's parameter files: ``data/perf/training.toml``, ``serving.toml``, ``power.toml``,
+``defaults.toml``, ``formats.toml`` and ``data/cost/capex.toml``, validated, each value a
 :class:`~trnlab.catalog.fields.Field` with unit, status and source.
 
 The engine (:mod:`trnlab.engine.hardware`) turns them into the core's inputs.
@@ -19,10 +19,17 @@ from trnlab.catalog.loader import read_toml
 from trnlab.errors import CatalogError, bad_value
 
 #: fields of [param] in training.toml that make up the step model's calibration
+#: (:class:`trnlab.perf.train.Calibration`): the fitted and estimated efficiencies, then the
+#: constants fixed by the algorithms, the number formats and the mixed-precision recipe
 TRAIN_CALIBRATION = ("gemm_half_dim", "mem_eff", "layer_overhead", "layer_comm_overlap",
-                     "dp_overlap", "step_overhead", "mem_reserve", "attention_eff")
+                     "dp_overlap", "step_overhead", "mem_reserve", "attention_eff",
+                     "attention_backward_factor", "backward_memory_factor", "cp_overlap",
+                     "zero3_comm_factor", "activation_bytes", "softmax_stat_bytes",
+                     "logits_bytes", "weight_bytes", "grad_bytes", "grad_reduce_bytes",
+                     "optimizer_bytes", "optimizer_traffic")
 #: fields of [param] in serving.toml that make up the serving model's calibration
-SERVE_CALIBRATION = ("mem_eff", "mem_reserve", "decode_half_rows", "per_sequence_overhead")
+SERVE_CALIBRATION = ("mem_eff", "mem_reserve", "decode_half_rows", "per_sequence_overhead",
+                     "activation_bytes")
 
 
 def _sources() -> set[str]:
@@ -108,6 +115,16 @@ def _load_serving(path_str: str) -> ServingParams:
     return ServingParams(t["param"], t["step_overhead"], doc.get("fit", {}), path)
 
 
+@lru_cache(maxsize=2)
+def load_defaults(path: Path | None = None) -> dict[str, Field]:
+    """Read and validate ``data/perf/defaults.toml``: values the engine uses where a user or a
+    measurement leaves one unstated (``tokens_per_step``)."""
+    path = path or data_dir() / "perf" / "defaults.toml"
+    _, t = _tables(path, ("param",))
+    _require(path, "param", t["param"], ("tokens_per_step",))
+    return t["param"]
+
+
 @dataclass(frozen=True)
 class Economics:
     """Power-model parameters, system capex and TCO economics, with provenance."""
@@ -141,3 +158,45 @@ def load_economics(root: str | None = None) -> Economics:
              ("life_years", "energy_price", "network_capex_fraction",
               "facility_capex_per_watt", "facility_life_years"))
     return Economics(power, capex, econ)
+
+
+@dataclass(frozen=True)
+class Formats:
+    """``data/perf/formats.toml``: bytes per element of each number format (with provenance)
+    and the narrow (8-bit or less) ones, in the file's order."""
+
+    bytes: dict[str, Field]
+    narrow: frozenset[str]
+    path: Path
+
+
+def load_formats(path: Path | None = None) -> Formats:
+    """Read and validate ``data/perf/formats.toml``."""
+    return _load_formats(str(path or data_dir() / "perf" / "formats.toml"))
+
+
+@lru_cache(maxsize=4)
+def _load_formats(path_str: str) -> Formats:
+    path = Path(path_str)
+    raw = read_toml(path).get("format")
+    if not isinstance(raw, dict) or not raw:
+        raise CatalogError(f"{path.name}: needs a non-empty [format.<name>] table")
+    sources = _sources()
+    sizes, narrow = {}, set()
+    for name, table in raw.items():
+        where = f"{path.name}: [format.{name}]"
+        if not isinstance(table, dict) or set(table) != {"bytes", "narrow"}:
+            raise CatalogError(bad_value(where, name, table,
+                                         "must have exactly the keys bytes and narrow"))
+        size = parse_table({"bytes": table["bytes"]}, where, sources)["bytes"]
+        if size.si_unit != "B" or not size.si > 0:
+            raise CatalogError(bad_value(where, "bytes", size.value,
+                                         "must be a positive size in bytes per element"))
+        if not isinstance(table["narrow"], bool) or table["narrow"] != (size.si <= 1.0):
+            raise CatalogError(bad_value(where, "narrow", table["narrow"],
+                                         "must be true for formats of 8 bits or less, "
+                                         "false otherwise"))
+        sizes[name] = size
+        if table["narrow"]:
+            narrow.add(name)
+    return Formats(sizes, frozenset(narrow), path)

@@ -2,10 +2,13 @@
 
 One record, :class:`~trnlab.perf.train.Hardware`, describes a chip in its system for the
 training and the serving model alike; :func:`hardware` builds it. The calibrations of the two
-models come from ``data/perf/training.toml`` and ``serving.toml``.
+models come from ``data/perf/training.toml`` and ``serving.toml``, the sizes of the number
+formats from ``data/perf/formats.toml``.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from trnlab import catalog
 from trnlab.catalog.params import (
@@ -14,6 +17,7 @@ from trnlab.catalog.params import (
     ServingParams,
     TrainingParams,
     load_economics,
+    load_formats,
     load_serving,
     load_training,
 )
@@ -22,10 +26,27 @@ from trnlab.perf.power import capped_clock_fraction
 from trnlab.perf.serve import ServeCalibration
 from trnlab.perf.train import Calibration, Hardware
 
-#: GEMM operand size per precision [B]
-PRECISION_BYTES = {"fp32": 4.0, "tf32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "mxfp8": 1.0,
-                   "int8": 1.0, "fp4": 0.5, "mxfp4": 0.5, "nvfp4": 0.5}
-NARROW = frozenset({"fp8", "mxfp8", "int8", "fp4", "mxfp4", "nvfp4"})
+
+def precision_bytes() -> dict[str, float]:
+    """Bytes per element of each precision or storage format [B], in the order of
+    ``data/perf/formats.toml`` (also importable as ``PRECISION_BYTES``)."""
+    return {name: f.si for name, f in load_formats().bytes.items()}
+
+
+def narrow_formats() -> frozenset[str]:
+    """The formats of 8 bits or less (``data/perf/formats.toml``; also importable as
+    ``NARROW``): their GEMMs take ``fp8_gemm_factor`` of training.toml."""
+    return load_formats().narrow
+
+
+def __getattr__(name: str) -> Any:
+    """``PRECISION_BYTES`` (format -> bytes per element [B]) and ``NARROW`` (the narrow
+    formats), read from ``data/perf/formats.toml`` when first used, not at import."""
+    if name == "PRECISION_BYTES":
+        return precision_bytes()
+    if name == "NARROW":
+        return narrow_formats()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def train_calibration(params: TrainingParams | None = None) -> Calibration:
@@ -72,10 +93,10 @@ def clock_fraction(chip_id: str, power_cap_w: float | None) -> float:
 def format_bytes(fmt: str, field: str = "format") -> float:
     """Bytes per element of a precision or storage format [B] (``int8-weights`` is int8)."""
     fmt = {"int8-weights": "int8"}.get(fmt, fmt)
-    if fmt not in PRECISION_BYTES:
-        raise ParameterError(bad_value("hardware", field, fmt,
-                                       f"allowed: {', '.join(PRECISION_BYTES)}"))
-    return PRECISION_BYTES[fmt]
+    sizes = precision_bytes()
+    if fmt not in sizes:
+        raise ParameterError(bad_value("hardware", field, fmt, f"allowed: {', '.join(sizes)}"))
+    return sizes[fmt]
 
 
 def hardware(chip_id: str, system_id: str, precision: str = "bf16",
@@ -98,7 +119,7 @@ def hardware(chip_id: str, system_id: str, precision: str = "bf16",
     net = cat.network(network_id or system.scaleout)
     coll = params.fields["collective_eff"].si
     eff = params.vendor_eff(chip.vendor) * (
-        params.fields["fp8_gemm_factor"].si if precision in NARROW else 1.0)
+        params.fields["fp8_gemm_factor"].si if precision in narrow_formats() else 1.0)
     clock = clock_fraction(chip_id, power_cap_w)
     return Hardware(
         peak_gemm=chip.peak(precision) * clock, peak_attn=chip.peak("bf16") * clock, gemm_eff=eff,

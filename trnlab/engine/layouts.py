@@ -10,11 +10,13 @@ the first rule they break (:data:`REASONS`); they are never dropped silently.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
+from trnlab.catalog.params import load_defaults
 from trnlab.workloads import TransformerSpec
 
 REASONS = {
@@ -32,6 +34,24 @@ REASONS = {
 #: codes by meaning, for the code that sets them
 OK, NO_FIT, MISSES_TPOT, MISSES_TTFT = 0, 7, 8, 9
 FIELDS = ("tp", "pp", "dp", "cp", "ep", "vpp", "zero", "recompute", "micro_batch")
+
+
+def default_global_batch(n_chips: int, seq_len: int, tokens: float | None = None) -> int:
+    """Sequences per step near ``tokens`` per step (default: ``tokens_per_step`` of
+    data/perf/defaults.toml, 16 Mi, Llama 3 405B's batch) [sequence]: the one default of trnlab.
+
+    ``odd x 2^k`` with ``odd`` the odd part of ``n_chips`` and ``k`` chosen to come nearest
+    (in ratio) to ``tokens / seq_len``: a data-parallel degree made of the chip count's odd
+    factors and a power of two can then divide it (1152 = 2^7 x 9 chips -> 2304 sequences).
+    A grid with no chip count (``n_chips=1``) gets a power of two.
+    """
+    tokens = tokens or load_defaults()["tokens_per_step"].si
+    odd = n_chips
+    while odd % 2 == 0:
+        odd //= 2
+    target = max(tokens / seq_len / odd, 1.0)
+    k = max(0, round(math.log2(target)))
+    return odd * 2**k
 
 
 def divisors(n: int, limit: int | None = None) -> list[int]:

@@ -37,7 +37,7 @@ from trnlab.catalog import model
 from trnlab.catalog.params import TrainingParams, load_training
 from trnlab.engine import variables
 from trnlab.engine.hardware import hardware, train_calibration
-from trnlab.engine.layouts import REASONS, broken_rules
+from trnlab.engine.layouts import REASONS, broken_rules, default_global_batch
 from trnlab.engine.shape import model_shape
 from trnlab.errors import ParameterError, bad_value
 from trnlab.perf.train import (
@@ -374,7 +374,8 @@ def evaluate_grid(spec_or_id: TransformerSpec | str, axes: Mapping[str, Sequence
     system, chip, precision : str
         The hardware when not an axis (``chip`` defaults to the system's chip).
     global_batch : int
-        Sequences per step when not an axis [sequences] (default: 16 Mi tokens per step).
+        Sequences per step when not an axis [sequences] (default:
+        :func:`~trnlab.engine.layouts.default_global_batch`).
     seq_len : int
         Sequence length when not an axis [tokens].
     dtype : {"float32", "float64"}
@@ -421,7 +422,7 @@ def evaluate_grid(spec_or_id: TransformerSpec | str, axes: Mapping[str, Sequence
             raise ParameterError(bad_value("evaluate_grid", "global_batch", None,
                                            "give global_batch= (or an axis) when seq_len is an "
                                            "axis"))
-        global_batch = max(1, round(16 * 2**20 / seq_len))
+        global_batch = default_global_batch(1, seq_len)
     scalars = {**DEFAULTS, "global_batch": global_batch, "seq_len": seq_len, "system": system,
                "chip": chip, "precision": precision}
     p = _problem(spec, axes, scalars, params, dtype, tp_outside_domain)

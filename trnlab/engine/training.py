@@ -7,7 +7,6 @@ in chunks of bounded size; chunks can run on a dask.distributed cluster (``clien
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,7 +17,13 @@ from trnlab import backend, catalog
 from trnlab.catalog import model
 from trnlab.catalog.params import TrainingParams, load_training
 from trnlab.engine.hardware import hardware, train_calibration
-from trnlab.engine.layouts import FIELDS, REASONS, enumerate_layouts, reason_codes
+from trnlab.engine.layouts import (
+    FIELDS,
+    REASONS,
+    default_global_batch,
+    enumerate_layouts,
+    reason_codes,
+)
 from trnlab.engine.shape import model_shape
 from trnlab.engine.variables import attrs
 from trnlab.errors import ParameterError, bad_value
@@ -152,21 +157,6 @@ def search(model_id: TransformerSpec | str, system: str, n_chips: int, *,
         "best": json.dumps(best_row(ds)) if valid.any() else "{}",
     })
     return ds
-
-
-def default_global_batch(n_chips: int, seq_len: int, tokens: float = 16 * 2**20) -> int:
-    """Sequences per step near ``tokens`` per step (16M, Llama 3 405B's batch) [1].
-
-    ``odd x 2^k`` with ``odd`` the odd part of ``n_chips`` and ``k`` chosen to come nearest
-    (in ratio) to ``tokens / seq_len``: a data-parallel degree made of the chip count's odd
-    factors and a power of two can then divide it (1152 = 2^7 x 9 chips -> 2304 sequences).
-    """
-    odd = n_chips
-    while odd % 2 == 0:
-        odd //= 2
-    target = max(tokens / seq_len / odd, 1.0)
-    k = max(0, round(math.log2(target)))
-    return odd * 2**k
 
 
 def divisors_or_one(spec: TransformerSpec) -> list[int]:

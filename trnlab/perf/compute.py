@@ -1,7 +1,7 @@
 """Time of operators on one chip: a roofline with a shape-dependent GEMM efficiency.
 
-A GEMM ``[m, k] @ [k, n]`` does ``2 m k n`` FLOPs and moves at least
-``b (m k + k n + m n)`` bytes. Its time is the larger of the compute time at the achieved
+A GEMM ``[m, k] @ [k, n]`` does ``2 m k n`` FLOPs (a multiply and an add per term) and moves
+at least ``b (m k + k n + m n)`` bytes. Its time is the larger of the compute time at the achieved
 rate and the memory time (the roofline, Williams et al., CACM 2009):
 
 ``t = max(2 m k n / (peak * eff(m, n, k)), bytes / (hbm_bw * mem_eff))``
@@ -29,7 +29,7 @@ def gemm_efficiency(m: Any, n: Any, k: Any, eff_max: Any, d0: Any) -> Any:
 
 
 def gemm_time(m: Any, n: Any, k: Any, peak: Any, eff_max: Any, d0: Any, hbm_bw: Any,
-              mem_eff: Any, bytes_per_elem: Any = 2.0) -> Any:
+              mem_eff: Any, bytes_per_elem: Any) -> Any:
     """Time of one GEMM ``[m, k] @ [k, n]`` [s] on a chip of ``peak`` [FLOP/s], ``hbm_bw`` [B/s].
 
     Parameters
@@ -43,7 +43,8 @@ def gemm_time(m: Any, n: Any, k: Any, peak: Any, eff_max: Any, d0: Any, hbm_bw: 
     hbm_bw, mem_eff : array_like
         Memory bandwidth [B/s] and its achieved fraction [1].
     bytes_per_elem : array_like
-        Operand size [B].
+        Operand size [B] (``Hardware.gemm_bytes``: the precision's size in
+        ``data/perf/formats.toml``).
     """
     xp = xp_of(m, n, k, peak, hbm_bw)
     compute = 2.0 * m * n * k / (peak * gemm_efficiency(m, n, k, eff_max, d0))

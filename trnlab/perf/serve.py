@@ -56,18 +56,20 @@ class ServeShape:
     flop_params: float  # weights multiplied per token, logits included
 
     def attention_flops(self, context: Any) -> Any:
-        """Attention score + context FLOPs of one token over ``context`` keys [FLOP]."""
+        """Attention score + context FLOPs of one token over ``context`` keys [FLOP]
+        (``Q·Kᵀ`` and ``P·V``, 2 FLOPs per multiply-add)."""
         return 2.0 * context * self.heads * (self.qk_dim + self.v_dim) * self.layers
 
 
 @dataclass(frozen=True)
 class ServeCalibration:
-    """Serving parameters (fitted values in data/perf/serving.toml)."""
+    """Serving parameters (data/perf/serving.toml, with units and sources; no defaults)."""
 
     mem_eff: float  # achieved fraction of HBM bandwidth when streaming weights and KV [1]
     mem_reserve: float  # fraction of HBM not usable by weights + KV (runtime, activations) [1]
     decode_half_rows: float  # GEMM rows (tokens) at which a decode GEMM is half-efficient [1]
     per_sequence_overhead: float  # runtime cost per sequence in a step (scheduling, sampling) [s]
+    activation_bytes: float  # per element of the activations TP, EP and PP traffic carries [B]
 
 
 def weight_bytes_per_chip(m: ServeShape, tp: Any, pp: Any, adp: Any, wbytes: Any,
@@ -86,8 +88,8 @@ def kv_bytes_per_token(m: ServeShape, tp: Any, pp: Any, adp: Any, kvbytes: Any) 
     xp = xp_of(tp, pp, adp)
     if m.kv_latent:
         return m.layers * m.kv_latent * kvbytes / pp + 0.0 * tp * adp
-    heads = xp.maximum(m.kv_heads * adp / tp, 1.0)
-    return 2.0 * m.layers * heads * m.qk_dim * kvbytes / pp
+    heads = xp.maximum(m.kv_heads * adp / tp, 1.0)  # at least one KV head per rank
+    return 2.0 * m.layers * heads * m.qk_dim * kvbytes / pp  # K and V
 
 
 def max_concurrency(m: ServeShape, hbm_capacity: Any, tp: Any, pp: Any, adp: Any, wbytes: Any,
@@ -109,10 +111,11 @@ def _efficiency(m: ServeShape, hw: Hardware, rows: Any, tp: Any, half_rows: Any,
     return hw.gemm_eff * rows / (rows + half_rows) * n / (n + half_dim) * k / (k + half_dim)
 
 
-def _tp_traffic(m: ServeShape, tokens: Any, tp: Any, ep: Any, pp: Any, hw: Hardware
-                ) -> Any:
-    """Un-overlapped TP all-reduces (2 per layer) and EP all-to-alls (2 per MoE layer) [s]."""
-    act = 2.0 * tokens * m.hidden  # bf16 activations
+def _tp_traffic(m: ServeShape, tokens: Any, tp: Any, ep: Any, pp: Any, hw: Hardware,
+                abytes: float) -> Any:
+    """Un-overlapped TP all-reduces (2 per layer: after attention and after the MLP) and EP
+    all-to-alls (2 per MoE layer: dispatch and combine) of ``abytes`` [B] activations [s]."""
+    act = abytes * tokens * m.hidden
     n_in = comm.members_in_domain(tp, 1.0, hw.domain)
     ar = comm.all_reduce(act, tp, n_in, hw.up_bw, hw.up_latency, hw.out_bw,
                          hw.out_latency)
@@ -136,7 +139,7 @@ def decode_terms(m: ServeShape, hw: Hardware, tp: Any, pp: Any, ep: Any, adp: An
               + batch / adp * context * kv_bytes_per_token(m, tp, pp, adp, kvbytes)) / (
         hw.hbm_bw * cal.mem_eff)
     return {"compute": flops / (hw.peak_gemm * eff), "stream": stream,
-            "traffic": _tp_traffic(m, batch, tp / adp, ep, pp, hw),
+            "traffic": _tp_traffic(m, batch, tp / adp, ep, pp, hw, cal.activation_bytes),
             "overhead": hw.step_overhead + cal.per_sequence_overhead * batch}
 
 
@@ -156,11 +159,13 @@ def prefill_time(m: ServeShape, hw: Hardware, tp: Any, pp: Any, ep: Any, adp: An
     """Prefill of ``requests`` prompts of ``input_len`` tokens through all stages [s]."""
     xp = xp_of(requests, input_len, tp)
     tokens = requests * input_len
+    # causal prompt: a token attends to input_len / 2 keys on average
     flops = (2.0 * m.flop_params * tokens + m.attention_flops(0.5 * input_len) * tokens) / tp
     eff = _efficiency(m, hw, tokens, tp, half_dim, half_dim)
     weights = weight_bytes_per_chip(m, tp, pp, adp, wbytes) * pp / (hw.hbm_bw * cal.mem_eff)
     return xp.maximum(flops / (hw.peak_gemm * eff), weights) \
-        + _tp_traffic(m, tokens, tp / adp, ep, 1.0, hw) + hw.step_overhead \
+        + _tp_traffic(m, tokens, tp / adp, ep, 1.0, hw, cal.activation_bytes) \
+        + hw.step_overhead \
         + cal.per_sequence_overhead * requests
 
 
@@ -177,12 +182,12 @@ def serve(m: ServeShape, hw: Hardware, tp: Any, pp: Any, ep: Any, adp: Any, batc
     returns only ``tpot``, ``output_tokens_per_s_per_chip`` and ``fits`` (grid searches).
     """
     xp = xp_of(tp, batch, input_len, output_len)
-    context = input_len + 0.5 * output_len
+    context = input_len + 0.5 * output_len  # mean context over the output tokens
     per_stage = batch / pp
     stage = decode_step(m, hw, tp, pp, ep, adp, per_stage, context, wbytes, kvbytes, cal,
                         half_dim)
     across = tp * pp > hw.domain  # a replica larger than the domain pipelines over scale-out
-    act = 2.0 * per_stage * m.hidden
+    act = cal.activation_bytes * per_stage * m.hidden
     hop = xp.where(across, comm.send_recv(act, hw.out_bw, hw.out_latency),
                    comm.send_recv(act, hw.up_bw, hw.up_latency))
     tpot = pp * stage + (pp - 1.0) * hop

@@ -9,18 +9,28 @@ Model of the step (references in brackets):
 - Layout: ranks ordered tp (innermost), cp, dp, pp (outermost); ep is carved out of dp
   (Megatron-Core). ``tp`` uses sequence parallelism (Korthikanti et al. 2022).
 - Per micro-batch and pipeline stage, forward time = GEMMs (roofline with shape-dependent
-  efficiency, :mod:`trnlab.perf.compute`) + attention core (FlashAttention; backward does 2.5x
-  the forward matmul work, Dao 2023) + memory-bound ops + a fixed per-layer cost + exposed
-  TP/EP/CP communication; backward is twice the forward GEMM and memory work, plus one more
-  forward for full recompute.
+  efficiency, :mod:`trnlab.perf.compute`) + attention core (FlashAttention; its backward does
+  ``attention_backward_factor`` = 2.5x the forward matmul work, Dao 2023) + memory-bound ops +
+  a fixed per-layer cost + exposed TP/EP/CP communication; backward is twice the forward GEMM
+  work (data and weight gradients) and ``backward_memory_factor`` times the memory-bound work
+  and fixed cost. Recompute runs parts of the forward again, as
+  :data:`trnlab.workloads.flops.RECOMPUTED` defines them (selective: the attention core,
+  Korthikanti et al. 2022, sec. 5; full: the whole layer), passed in through
+  :class:`ModelShape`.
 - Pipeline 1F1B with ``vpp`` interleaved chunks: ``(n_mb + (pp-1)/vpp) (t_f + t_b)``, the bubble
   is ``(pp-1)/vpp (t_f + t_b)`` (Narayanan et al., SC'21).
 - Data parallel: gradient reduce-scatter + parameter all-gather (= an all-reduce) per step,
   hidden behind one micro-batch's compute up to ``dp_overlap``; ZeRO-3/FSDP gathers the
-  parameters twice and reduce-scatters gradients per micro-batch (Rajbhandari et al. 2020).
+  parameters twice and reduce-scatters gradients per micro-batch, ``zero3_comm_factor`` = 1.5
+  all-reduces (Rajbhandari et al. 2020, sec. 7.2.2).
 - Optimizer: memory-bound Adam update of the local shard.
 - Memory: weights, gradients and Adam states (sharded by ZeRO stage), activations of the
   micro-batches in flight on the first stage, fp32 logits on the last.
+
+Every physical constant (byte sizes, the FlashAttention backward factor, overlaps, the ZeRO-3
+factor) comes in through :class:`Calibration` (``data/perf/training.toml``); the numbers
+written here are counts of the algorithms (``2 m n k`` FLOPs, ``6 N``, the causal ``1/2``, two
+TP all-reduces per layer, ...), each with its reason beside it.
 """
 
 from __future__ import annotations
@@ -71,37 +81,62 @@ class ModelShape:
     moe_active: float
     gemms_dense: tuple[LayerGemm, ...]
     gemms_moe: tuple[LayerGemm, ...]
-    elem_bytes_dense: float  # forward memory-bound traffic per token per layer [B]
-    elem_bytes_moe: float
-    act_bytes_dense: float  # stored activations per token per layer, none/selective [B]
-    act_bytes_moe: float
-    act_gemm_dense: float  # ... of which GEMM inputs and attention core (kept by selective) [B]
-    act_gemm_moe: float
-    act_gemm_in_dense: float  # ... of which GEMM inputs, kept at the GEMM precision (FP8: 1 B) [B]
+    elem_traffic_dense: float  # forward memory-bound traffic per token per layer [elements]
+    elem_traffic_moe: float
+    # activations a layer keeps for its backward pass, per token [elements]
+    act_gemm_in_dense: float  # inputs of the weight GEMMs (kept at the GEMM precision)
     act_gemm_in_moe: float
+    act_attn_in_dense: float  # the attention core's inputs Q, K, V
+    act_attn_in_moe: float
+    act_attn_out_dense: float  # the attention core's output, as FlashAttention keeps it
+    act_attn_out_moe: float
+    act_elem_dense: float  # inputs of the memory-bound ops (norms, activations, RoPE, ...)
+    act_elem_moe: float
+    softmax_stats_dense: float  # softmax statistics FlashAttention keeps, per token [1]
+    softmax_stats_moe: float
     params_dense_layer: float  # [1]
     params_moe_shared: float  # non-expert parameters of a MoE layer [1]
     params_experts: float  # routed-expert parameters of a MoE layer [1]
     params_embedding: float  # input embedding + untied output layer [1]
     flop_params: float  # weights multiplied per token, logits included [1]
+    layer_flop_params: float  # ... in the decoder layers alone (no logits) [1]
+    # the forward work each recompute mode (none, selective, full) runs again in the backward
+    # pass, as a multiple of the forward of each part (trnlab.workloads.flops.RECOMPUTED) [1]
+    recompute_gemms: tuple[float, float, float]  # weight GEMMs (and the layer's fixed cost)
+    recompute_attention: tuple[float, float, float]  # attention core
+    recompute_elementwise: tuple[float, float, float]  # memory-bound ops
 
     @property
     def layers(self) -> float:
         return self.dense_layers + self.moe_layers
 
     def attention_flops_per_token(self, seq_len: Any, causal: bool = True) -> Any:
-        """Forward attention score + context FLOPs per token [FLOP]: ``2 s a (d_qk + d_v) L``."""
+        """Forward attention score + context FLOPs per token [FLOP]: ``2 s a (d_qk + d_v) L``
+        (2 FLOPs per multiply-add), halved by a causal mask (a query sees ``s/2`` keys on
+        average)."""
         return (0.5 if causal else 1.0) * 2.0 * seq_len * self.heads * (
             self.qk_dim + self.v_dim) * self.layers
 
     def model_flops_per_token(self, seq_len: Any) -> Any:
-        """Training model FLOPs per token, causal, no recompute [FLOP]: ``6N + 3 attn``."""
+        """Training model FLOPs per token, causal, no recompute [FLOP]: ``6N + 3 attn``
+        (forward ``2N``, backward twice the forward: Kaplan et al. 2020, sec. 2.1)."""
         return 6.0 * self.flop_params + 3.0 * self.attention_flops_per_token(seq_len)
+
+    def recompute_flops_per_token(self, seq_len: Any, gemms: Any, attention: Any) -> Any:
+        """FLOPs per token run again by recompute [FLOP]: ``gemms`` forwards of the decoder
+        layers' weight GEMMs (``2 N_layers``; the logits are never recomputed) and
+        ``attention`` forwards of the causal attention core
+        (:func:`trnlab.workloads.flops.recompute_flops_per_token`)."""
+        return gemms * (2.0 * self.layer_flop_params) \
+            + attention * self.attention_flops_per_token(seq_len)
 
 
 @dataclass(frozen=True)
 class Calibration:
-    """Physically meaningful efficiency parameters (fitted values live in data/perf)."""
+    """The step model's physical parameters: fitted efficiencies and the constants of the
+    algorithms, number formats and mixed-precision recipe. No defaults: every value comes from
+    ``data/perf/training.toml`` (:func:`trnlab.engine.hardware.train_calibration`), where each
+    has its unit, status and source."""
 
     gemm_half_dim: float  # GEMM dimension at half efficiency [elements]
     mem_eff: float  # achieved fraction of HBM bandwidth [1]
@@ -110,11 +145,19 @@ class Calibration:
     dp_overlap: float  # fraction of one micro-batch's compute that can hide DP traffic [1]
     step_overhead: float  # fixed cost per step (data loading, logging) [s]
     mem_reserve: float  # fraction of HBM not usable (runtime, fragmentation) [1]
-    attention_eff: float = 0.7  # FlashAttention's efficiency relative to a large GEMM [1]
-    weight_bytes: float = 2.0  # [B/param]
-    grad_bytes: float = 4.0  # fp32 main gradients (Megatron) [B/param]
-    optimizer_bytes: float = 12.0  # fp32 master weights + Adam m, v [B/param]
-    optimizer_traffic: float = 32.0  # bytes moved per parameter by the Adam update [B/param]
+    attention_eff: float  # FlashAttention's efficiency relative to a large GEMM [1]
+    attention_backward_factor: float  # FlashAttention backward / forward work [1]
+    backward_memory_factor: float  # backward / forward of memory-bound ops and fixed cost [1]
+    cp_overlap: float  # fraction of the attention core's time that hides the CP ring [1]
+    zero3_comm_factor: float  # ZeRO-3 traffic per micro-batch / the DP all-reduce [1]
+    activation_bytes: float  # per activation element [B]
+    softmax_stat_bytes: float  # per softmax statistic (one per head and token) [B]
+    logits_bytes: float  # per logit [B]
+    weight_bytes: float  # per parameter [B]
+    grad_bytes: float  # per parameter, main gradients [B]
+    grad_reduce_bytes: float  # per parameter, in the DP all-reduce / ZeRO-3 gathers [B]
+    optimizer_bytes: float  # per parameter, master weights + Adam m, v [B]
+    optimizer_traffic: float  # per parameter, HBM bytes moved by the Adam update [B]
 
 
 @dataclass(frozen=True)
@@ -188,6 +231,22 @@ def _arrays(xp: Any, lay: Layout, hw: Hardware) -> tuple[Layout, Hardware]:
 TERMS = ("mb_compute", "t_tp", "t_ep", "t_cp", "t_mb", "p_dense", "p_expert", "t_dp_raw")
 
 
+def _by_mode(recompute: Any, values: tuple[float, float, float], ft: Any) -> Any:
+    """``values[recompute]`` for an array of recompute codes (0 none, 1 selective, 2 full), in
+    the float dtype ``ft``."""
+    xp = xp_of(recompute)
+    none, selective, full = (xp.asarray(v, dtype=ft) for v in values)
+    return xp.where(recompute == 2, full, xp.where(recompute == 1, selective, none))
+
+
+def _recomputed(m: ModelShape, recompute: Any, ft: Any) -> tuple[Any, Any, Any]:
+    """The forward work run again by recompute, per part of a layer: (weight GEMMs and the
+    fixed cost, attention core, memory-bound ops), each a multiple of that part's forward [1]."""
+    return (_by_mode(recompute, m.recompute_gemms, ft),
+            _by_mode(recompute, m.recompute_attention, ft),
+            _by_mode(recompute, m.recompute_elementwise, ft))
+
+
 def _stage_layers(m: ModelShape, pp: Any) -> tuple[Any, Any]:
     """Dense and MoE layers of the slowest pipeline stage: ``ceil(L/pp)`` layers when pp does
     not divide L (uneven stages, as Megatron-Core allows), split in the model's proportion."""
@@ -216,50 +275,61 @@ def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
     tokens = lay.micro_batch * s / cp  # per chip per micro-batch (SP splits them over tp)
     ft = tokens.dtype
     ld, lm = _stage_layers(m, pp)
-    full = lay.recompute == 2
-    selective = lay.recompute == 1
+    r_gemms, r_attn, r_elem = _recomputed(m, lay.recompute, ft)
 
     # ---- compute per micro-batch per stage, forward
     # sub-grid: tp, pp, cp, ep, micro_batch, seq_len, recompute, hardware
     t_gemm = ld * _gemms_time(m.gemms_dense, tokens, lay, hw, cal) \
         + lm * _gemms_time(m.gemms_moe, tokens, lay, hw, cal)
     ctx = 0.5 * s  # causal: mean keys per query
-    attn_flops = 2.0 * tokens * ctx * (m.heads / tp) * (m.qk_dim + m.v_dim)
+    attn_flops = 2.0 * tokens * ctx * (m.heads / tp) * (m.qk_dim + m.v_dim)  # 2 per mul-add
     t_attn = (ld + lm) * attn_flops / (hw.peak_attn * cal.attention_eff * hw.gemm_eff
                                        * tokens / (tokens + cal.gemm_half_dim)
                                        * ctx / (ctx + cal.gemm_half_dim))
-    t_elem = memory_time((ld * m.elem_bytes_dense + lm * m.elem_bytes_moe) * tokens / tp,
+    t_elem = memory_time((ld * (cal.activation_bytes * m.elem_traffic_dense)
+                          + lm * (cal.activation_bytes * m.elem_traffic_moe)) * tokens / tp,
                          hw.hbm_bw, cal.mem_eff)
     t_fixed = (ld + lm) * cal.layer_overhead
     logits = LayerGemm("logits", 1.0, m.hidden, m.vocab)
-    t_logits = _gemms_time((logits,), tokens, lay, hw, cal) + memory_time(
-        8.0 * tokens * m.vocab / tp, hw.hbm_bw, cal.mem_eff)  # fp32 softmax read + write
+    t_logits_gemm = _gemms_time((logits,), tokens, lay, hw, cal)
+    t_logits_mem = memory_time(  # the loss softmax reads and writes the logits once
+        2.0 * cal.logits_bytes * tokens * m.vocab / tp, hw.hbm_bw, cal.mem_eff)
     fwd = t_gemm + t_attn + t_elem + t_fixed
-    bwd = 2.0 * (t_gemm + t_elem + t_fixed) + 2.5 * t_attn
-    recompute = xp.where(full, fwd, xp.where(selective, t_elem, 0.0))
+    # GEMM backward = data + weight gradients, two GEMMs of the forward's size
+    bwd = 2.0 * t_gemm + cal.backward_memory_factor * (t_elem + t_fixed) \
+        + cal.attention_backward_factor * t_attn
+    recompute = r_gemms * t_gemm + r_attn * t_attn + r_elem * t_elem + r_gemms * t_fixed
 
     # ---- communication inside the layers, per micro-batch per stage (fwd + bwd + recompute)
-    passes = 2.0 + xp.astype(full, ft)
-    act = 2.0 * tokens * m.hidden  # one bf16 activation tensor [B]
+    passes = 2.0 + r_gemms  # forward, backward, a recomputed forward of the GEMMs
+    act = cal.activation_bytes * tokens * m.hidden  # one activation tensor [B]
+    # two TP all-reduces per layer (after attention and after the MLP; with SP an all-gather +
+    # reduce-scatter pair of the same volume), an EP dispatch and combine per MoE layer
     t_tp = passes * 2.0 * (ld + lm) * comm.all_reduce(act, *_group(tp, 1.0, hw))
     t_ep = passes * 2.0 * lm * comm.all_to_all(act / tp * m.moe_active, *_group(ep, tp * cp, hw))
-    kv = 2.0 * tokens * 2.0 * (m.kv_heads / tp) * m.qk_dim  # K and V of the local chunk [B]
+    kv = cal.activation_bytes * tokens * 2.0 * (m.kv_heads / tp) * m.qk_dim  # K and V [B]
     cp_n, cp_in = cp, comm.members_in_domain(cp, tp, hw.domain)
     cp_bw = xp.where(cp_in >= cp_n, hw.up_bw, hw.out_bw)
     cp_lat = xp.where(cp_in >= cp_n, hw.up_latency, hw.out_latency)
+    # the ring passes K, V around cp - 1 times in the forward, K, V and dK, dV in the backward
     t_cp_raw = 3.0 * (ld + lm) * (cp - 1.0) * comm.send_recv(kv, cp_bw, cp_lat)
-    t_cp = xp.maximum(t_cp_raw - 3.5 * t_attn, 0.0)  # ring attention overlaps the core
+    # ... hidden behind the attention core of the forward and the backward
+    t_cp = xp.maximum(t_cp_raw - cal.cp_overlap * (1.0 + cal.attention_backward_factor)
+                      * t_attn, 0.0)
     exposed = (1.0 - cal.layer_comm_overlap) * (t_tp + t_ep)
-    mb_compute = fwd + bwd + recompute + 3.0 * t_logits
+    # logits: forward + backward (the logits are never recomputed)
+    t_logits = 3.0 * t_logits_gemm + (1.0 + cal.backward_memory_factor) * t_logits_mem
+    mb_compute = fwd + bwd + recompute + t_logits
     t_mb = mb_compute + exposed + t_cp
 
     # ---- data-parallel gradient all-reduce (sub-grid: tp, pp, dp, cp, ep, hardware)
     emb = m.params_embedding / tp
-    emb = xp.where(pp > 1, 0.5 * emb, emb)
+    emb = xp.where(pp > 1, 0.5 * emb, emb)  # input embedding on the first stage, output on the last
     p_dense = (ld * m.params_dense_layer + lm * m.params_moe_shared) / tp + emb
     p_expert = lm * m.params_experts / (ep * tp)
-    dense_ar = comm.all_reduce(2.0 * p_dense, *_group(dp * cp, tp, hw))
-    expert_ar = comm.all_reduce(2.0 * p_expert, *_group(dp * cp / ep, tp * cp * ep, hw))
+    dense_ar = comm.all_reduce(cal.grad_reduce_bytes * p_dense, *_group(dp * cp, tp, hw))
+    expert_ar = comm.all_reduce(cal.grad_reduce_bytes * p_expert,
+                                *_group(dp * cp / ep, tp * cp * ep, hw))
     return {"mb_compute": mb_compute, "t_tp": t_tp, "t_ep": t_ep, "t_cp": t_cp, "t_mb": t_mb,
             "p_dense": p_dense, "p_expert": p_expert, "t_dp_raw": dense_ar + expert_ar}
 
@@ -307,17 +377,17 @@ def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration,
     ft = tokens.dtype
     n_mb = lay.global_batch / (dp * lay.micro_batch)
     ld, lm = _stage_layers(m, pp)
-    full = lay.recompute == 2
-    selective = lay.recompute == 1
+    r_gemms, r_attn, r_elem = _recomputed(m, lay.recompute, ft)
     mb_compute, t_tp, t_ep, t_cp, t_mb = (terms[k] for k in TERMS[:5])
     p_dense, p_expert, t_dp_raw = terms["p_dense"], terms["p_expert"], terms["t_dp_raw"]
-    act = 2.0 * tokens * m.hidden  # one bf16 activation tensor [B]
+    act = cal.activation_bytes * tokens * m.hidden  # one activation tensor [B]
 
     # ---- pipeline (1F1B: n_mb t_mb + bubble = (n_mb + (pp - 1)/vpp) t_mb)
     stages = (pp - 1.0) / vpp
     stride_pp = tp * cp * dp
     p2p_bw = xp.where(stride_pp < hw.domain, hw.up_bw, hw.out_bw)
     p2p_lat = xp.where(stride_pp < hw.domain, hw.up_latency, hw.out_latency)
+    # activations forward and their gradients backward, over each of the vpp (pp - 1) hops
     t_pp = 2.0 * vpp * (pp - 1.0) * comm.send_recv(act / tp, p2p_bw, p2p_lat)
 
     # ---- data parallel and optimizer (sub-grid: tp, pp, dp, cp, ep, zero, hardware)
@@ -333,7 +403,8 @@ def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration,
     need_step = {"step_time", "tokens_per_s_per_chip", "model_flops_per_chip", "mfu", "hfu"}
     if need_step & set(want) or "t_dp" in want:
         # ZeRO-3 gathers the parameters twice and reduce-scatters per micro-batch
-        t_dp = xp.where(lay.zero == 3, n_mb * xp.maximum(1.5 * t_dp_raw - window, 0.0),
+        t_dp = xp.where(lay.zero == 3,
+                        n_mb * xp.maximum(cal.zero3_comm_factor * t_dp_raw - window, 0.0),
                         xp.maximum(t_dp_raw - window, 0.0))
         out["t_dp"] = t_dp
     if need_step & set(want):
@@ -347,10 +418,8 @@ def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration,
                  "model_flops_per_chip": model_flops / n_chips,
                  "mfu": model_flops * hw.clock / (n_chips * hw.peak_gemm)}
         if "hfu" in want:
-            rates["hfu"] = (model_flops + xp.where(
-                full, tokens_step * (2.0 * (m.flop_params - m.hidden * m.vocab)
-                                     + m.attention_flops_per_token(s)), 0.0)
-                            ) * hw.clock / (n_chips * hw.peak_gemm)
+            rates["hfu"] = (model_flops + tokens_step * m.recompute_flops_per_token(
+                s, r_gemms, r_attn)) * hw.clock / (n_chips * hw.peak_gemm)
         for key, per_step_value in rates.items():
             if key in want:
                 out[key] = per_step_value / step if per_step is None \
@@ -363,16 +432,33 @@ def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration,
 
         states = sharded(cal.weight_bytes, 3) + sharded(cal.grad_bytes, 2) \
             + sharded(cal.optimizer_bytes, 1)
-        # FP8 GEMMs keep their (cast) inputs for backward at 1 B (Transformer Engine)
-        saved = (1.0 - xp.minimum(hw.gemm_bytes, 2.0) / 2.0) * (
+        a, stat = cal.activation_bytes, cal.softmax_stat_bytes
+        # per token of a layer without recompute; a recomputed part keeps only its inputs
+        # (its output is the next part's input, kept there): selective drops what the attention
+        # core keeps beside Q, K, V [B]
+        kept_d = a * (m.act_gemm_in_dense + m.act_attn_in_dense + m.act_attn_out_dense
+                      + m.act_elem_dense) + stat * m.softmax_stats_dense
+        kept_m = a * (m.act_gemm_in_moe + m.act_attn_in_moe + m.act_attn_out_moe
+                      + m.act_elem_moe) + stat * m.softmax_stats_moe
+        drop_d = r_attn * (a * m.act_attn_out_dense + stat * m.softmax_stats_dense) \
+            + r_elem * (a * m.act_elem_dense)
+        drop_m = r_attn * (a * m.act_attn_out_moe + stat * m.softmax_stats_moe) \
+            + r_elem * (a * m.act_elem_moe)
+        # narrow GEMMs keep their (cast) inputs for backward at the GEMM precision (FP8:
+        # Transformer Engine)
+        saved = (a - xp.minimum(hw.gemm_bytes, a)) * (
             ld * m.act_gemm_in_dense + lm * m.act_gemm_in_moe)
-        per_token = xp.where(full, 2.0 * m.hidden * (ld + lm),
-                             xp.where(selective, ld * m.act_gemm_dense + lm * m.act_gemm_moe,
-                                      ld * m.act_bytes_dense + lm * m.act_bytes_moe) - saved)
+        # recomputing the GEMMs recomputes the whole layer: only its input is kept
+        whole = r_gemms >= 1.0
+        per_token = xp.where(whole, a * m.hidden * (ld + lm),
+                             ld * (kept_d - drop_d) + lm * (kept_m - drop_m) - saved)
+        # micro-batches in flight on the first stage, 1F1B with vpp chunks (Narayanan et al.
+        # 2021, sec. 2.2.2)
         in_flight = xp.minimum(n_mb, pp) * (1.0 + (pp - 1.0) / (pp * vpp))
         act_in_flight = in_flight * (per_token * tokens / tp)  # not on zero or hardware
-        rest = states + (xp.where(full, m.act_bytes_dense * tokens / tp, 0.0)
-                         + 4.0 * tokens * m.vocab / tp)  # + fp32 logits; not on vpp
+        # + one layer's activations during its recomputed backward, + the logits; not on vpp
+        rest = states + (xp.where(whole, kept_d * tokens / tp, 0.0)
+                         + cal.logits_bytes * tokens * m.vocab / tp)
         usable = hw.hbm_capacity * (1.0 - cal.mem_reserve)
         if "mem_per_chip" in want:
             mem = act_in_flight + rest

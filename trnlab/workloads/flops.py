@@ -22,7 +22,7 @@ array-API namespace and returns the same kind; integer arrays are computed in fl
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from trnlab.errors import ParameterError, bad_value
 from trnlab.workloads._array import as_float
@@ -30,14 +30,46 @@ from trnlab.workloads.spec import TransformerSpec
 
 __all__ = [
     "RECOMPUTE",
+    "RECOMPUTED",
+    "Recompute",
     "attention_flops_per_token",
     "decode_flops_per_token",
     "forward_flops_per_token",
     "hardware_flops_per_token",
     "model_flops_per_token",
+    "recompute_flops_per_token",
 ]
 
 RECOMPUTE = ("none", "selective", "full")
+
+
+class Recompute(NamedTuple):
+    """What an activation-recompute mode runs again in the backward pass, per part of a decoder
+    layer, as a multiple of that part's forward [1]. A recomputed part keeps only its inputs
+    for the backward pass, not its internal activations."""
+
+    gemms: float  #: the weight GEMMs (recomputing them recomputes the whole layer)
+    attention: float  #: the attention core: ``Q·Kᵀ``, softmax, dropout, ``·V``
+    elementwise: float  #: the memory-bound ops: norms, activations, residuals, RoPE
+
+
+#: The one definition of each recompute mode, used by the FLOP counts here and (through
+#: :class:`trnlab.perf.train.ModelShape`) by the step model's time, activation memory and HFU.
+#:
+#: * ``"selective"``: Korthikanti et al. 2022, "Reducing Activation Recomputation in Large
+#:   Transformer Models", sec. 5 (selective activation recomputation): the attention core,
+#:   ``Q·Kᵀ``, softmax, softmax dropout and attention over ``V``, is checkpointed and run again
+#:   in the backward pass; the weight GEMMs and the other ops are not. The core keeps only its
+#:   inputs ``Q``, ``K``, ``V``: the paper's saving is the ``5·a·s²·b`` bytes of scores,
+#:   softmax and dropout; FlashAttention never stores those, so here the saving is what the
+#:   fused kernel keeps beside its inputs (its output and the softmax statistics).
+#: * ``"full"``: every decoder layer runs its forward again from its stored input (Chen et
+#:   al. 2016; Narayanan et al., SC'21); the logit layer is not recomputed (Megatron-LM).
+RECOMPUTED = {
+    "none": Recompute(gemms=0.0, attention=0.0, elementwise=0.0),
+    "selective": Recompute(gemms=0.0, attention=1.0, elementwise=0.0),
+    "full": Recompute(gemms=1.0, attention=1.0, elementwise=1.0),
+}
 
 
 def attention_flops_per_token(spec: TransformerSpec, seq_len: Any, causal: bool = True) -> Any:
@@ -105,13 +137,47 @@ def model_flops_per_token(spec: TransformerSpec, seq_len: Any, causal: bool = Tr
     return 3.0 * forward_flops_per_token(spec, seq_len, causal)
 
 
+def recompute_flops_per_token(spec: TransformerSpec, seq_len: Any, recompute: str = "none",
+                              causal: bool = True) -> Any:
+    """FLOPs per token that recomputation runs again, as :data:`RECOMPUTED` defines it [FLOP].
+
+    ``gemms·2·(N - V·h) + attention·attention_forward``: the decoder layers' weight GEMMs
+    (``N`` = ``spec.flop_params`` less the logit layer ``V·h``, never recomputed) and the
+    attention core's forward (:func:`attention_flops_per_token`). Memory-bound ops count no
+    FLOPs in trnlab's convention.
+
+    Parameters
+    ----------
+    spec : TransformerSpec
+        The model.
+    seq_len : int, float or array
+        Tokens per training sequence ``s`` [tokens].
+    recompute : {"none", "selective", "full"}
+        Activation recomputation.
+    causal : bool
+        Halve the attention term (causal mask).
+
+    References
+    ----------
+    Korthikanti et al. 2022, sec. 5 (selective); Narayanan et al., SC'21, appendix (full).
+    """
+    if recompute not in RECOMPUTED:
+        raise ParameterError(bad_value("hardware_flops_per_token", "recompute", recompute,
+                                       f"one of {', '.join(RECOMPUTE)}"))
+    r = RECOMPUTED[recompute]
+    layers = 2.0 * (spec.flop_params - spec.vocab * spec.hidden)  # 2 FLOPs per multiply-add
+    return r.gemms * layers + r.attention * attention_flops_per_token(spec, seq_len, causal)
+
+
 def hardware_flops_per_token(spec: TransformerSpec, seq_len: Any, recompute: str = "none",
                              causal: bool = True) -> Any:
     """Training FLOPs per token executed by the hardware, incl. recomputation [FLOP].
 
+    The model FLOPs plus :func:`recompute_flops_per_token` (:data:`RECOMPUTED`):
+
     * ``"none"``: the model FLOPs.
-    * ``"selective"``: plus one more forward of the attention scores/softmax/context (the
-      recomputed "core attention" of Korthikanti et al. 2022).
+    * ``"selective"``: plus one more forward of the attention core (scores, softmax, context;
+      Korthikanti et al. 2022, sec. 5).
     * ``"full"``: plus one more forward pass of every decoder layer (weights and attention).
       The logit layer is not recomputed, as in Megatron-LM: for MHA, ``ffn = 4h``, no gating and
       ``causal=False`` this is Narayanan et al.'s ``96·B·s·L·h²·(1 + s/(6h) + V/(16·L·h))``
@@ -133,16 +199,8 @@ def hardware_flops_per_token(spec: TransformerSpec, seq_len: Any, recompute: str
     Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer Models",
     sec. 5 (selective recomputation) and table 4; Narayanan et al., SC'21, appendix (full).
     """
-    model = model_flops_per_token(spec, seq_len, causal)
-    if recompute == "none":
-        return model
-    if recompute == "selective":
-        return model + attention_flops_per_token(spec, seq_len, causal)
-    if recompute == "full":
-        logits = 2.0 * spec.vocab * spec.hidden
-        return model + (forward_flops_per_token(spec, seq_len, causal) - logits)
-    raise ParameterError(bad_value("hardware_flops_per_token", "recompute", recompute,
-                                   f"one of {', '.join(RECOMPUTE)}"))
+    extra = recompute_flops_per_token(spec, seq_len, recompute, causal)
+    return model_flops_per_token(spec, seq_len, causal) + extra
 
 
 def decode_flops_per_token(spec: TransformerSpec, context_len: Any, mla_absorb: bool = True

@@ -70,7 +70,7 @@ def memory_bound_ops(spec: TransformerSpec, layer_kind: str = "dense") -> list[E
     return ops
 
 
-def activation_bytes_per_token_per_layer(spec: TransformerSpec, bytes_per_elem: Any = 2,
+def activation_bytes_per_token_per_layer(spec: TransformerSpec, bytes_per_elem: Any,
                                          layer_kind: str = "dense") -> Any:
     """Bytes moved by the memory-bound ops of one layer's forward pass, per token [B].
 
@@ -81,7 +81,8 @@ def activation_bytes_per_token_per_layer(spec: TransformerSpec, bytes_per_elem: 
     spec : TransformerSpec
         The model.
     bytes_per_elem : float or array
-        Bytes per activation element [B] (2 for BF16).
+        Bytes per activation element [B] (the format's size, ``data/perf/formats.toml``;
+        no default: workloads hold no physical constant).
     layer_kind : {"dense", "moe"}
         Which layer type.
     """
@@ -89,7 +90,7 @@ def activation_bytes_per_token_per_layer(spec: TransformerSpec, bytes_per_elem: 
     return float(elems) * as_float(bytes_per_elem, "bytes_per_elem")
 
 
-def weight_bytes_per_layer(spec: TransformerSpec, bytes_per_elem: Any = 2,
+def weight_bytes_per_layer(spec: TransformerSpec, bytes_per_elem: Any,
                            layer_kind: str = "dense", tokens: Any = None) -> Any:
     """Weight bytes one layer reads in a forward pass over a batch of ``tokens`` tokens [B].
 
@@ -103,7 +104,7 @@ def weight_bytes_per_layer(spec: TransformerSpec, bytes_per_elem: Any = 2,
     spec : TransformerSpec
         The model.
     bytes_per_elem : float or array
-        Bytes per weight element [B] (2 for BF16, 1 for FP8).
+        Bytes per weight element [B] (the format's size, ``data/perf/formats.toml``).
     layer_kind : {"dense", "moe"}
         Which layer type.
     tokens : int, float, array or None

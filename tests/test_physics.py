@@ -1,0 +1,417 @@
+"""Tests pin the physics: every constant of the core comes from data/perf and reaches the core,
+and the step is checked against configurations worked by hand (one chip; tp = 2; pp = 2 with one
+layer per stage; ZeRO 0-3; recompute none / selective / full; cp = 2).
+
+The hand formulas below write the moved constants as literals (2.5, 1.5, 2 B, 4 B, ...): a
+change of a data value or of a formula of the core fails a test here. Fitted parameters
+(efficiencies, overheads) are read from the calibration, as a calibration run may move them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from trnlab.catalog import model
+from trnlab.catalog.params import (
+    SERVE_CALIBRATION,
+    TRAIN_CALIBRATION,
+    load_formats,
+    load_serving,
+    load_training,
+)
+from trnlab.engine.hardware import (
+    NARROW,
+    PRECISION_BYTES,
+    format_bytes,
+    hardware,
+    serve_calibration,
+    train_calibration,
+)
+from trnlab.engine.shape import model_shape, serve_shape
+from trnlab.errors import CatalogError, ParameterError
+from trnlab.perf import serve as serve_core
+from trnlab.perf.serve import ServeCalibration
+from trnlab.perf.train import (
+    RECOMPUTE,
+    Calibration,
+    Hardware,
+    LayerGemm,
+    Layout,
+    ModelShape,
+    train_step,
+)
+from trnlab.workloads import flops as wf
+
+# ------------------------------------------------------------------ a chip and a model by hand
+HW = Hardware(peak_gemm=1e15, peak_attn=5e14, gemm_eff=0.5, gemm_bytes=2.0, hbm_bw=4e12,
+              hbm_capacity=100e9, up_bw=1e11, up_latency=1e-6, domain=64.0, out_bw=1e10,
+              out_latency=1e-5)
+H, HEADS, D, V, FFN = 1024.0, 8.0, 128.0, 2048.0, 4096.0
+GEMMS = (LayerGemm("qkv", 1.0, H, 3 * H), LayerGemm("attn_out", 1.0, H, H),
+         LayerGemm("mlp_up", 1.0, H, FFN), LayerGemm("mlp_down", 1.0, FFN, H))
+P_LAYER = H * 3 * H + H * H + 2 * H * FFN  # weights of one layer [1]
+P_EMB = 2 * V * H  # input embedding + output layer [1]
+GEMM_IN = H + H + H + FFN  # inputs of the four GEMMs per token [elements]
+ATTN_IN, ATTN_OUT, ELEM, ELEM_TRAFFIC = 3 * H, H, 6000.0, 10000.0  # [elements]
+
+
+def shape(layers: int = 1) -> ModelShape:
+    """A dense MHA transformer of ``layers`` layers, hidden 1024, 8 heads of 128, vocab 2048."""
+    none, selective, full = (wf.RECOMPUTED[mode] for mode in RECOMPUTE)
+    return ModelShape(
+        name="hand", dense_layers=float(layers), moe_layers=0.0, hidden=H, heads=HEADS,
+        kv_heads=HEADS, qk_dim=D, v_dim=D, vocab=V, moe_active=0.0, gemms_dense=GEMMS,
+        gemms_moe=(), elem_traffic_dense=ELEM_TRAFFIC, elem_traffic_moe=0.0,
+        act_gemm_in_dense=GEMM_IN, act_gemm_in_moe=0.0, act_attn_in_dense=ATTN_IN,
+        act_attn_in_moe=0.0, act_attn_out_dense=ATTN_OUT, act_attn_out_moe=0.0,
+        act_elem_dense=ELEM, act_elem_moe=0.0, softmax_stats_dense=HEADS,
+        softmax_stats_moe=0.0, params_dense_layer=P_LAYER, params_moe_shared=0.0,
+        params_experts=0.0, params_embedding=P_EMB, flop_params=layers * P_LAYER + V * H,
+        layer_flop_params=layers * P_LAYER,
+        recompute_gemms=(none.gemms, selective.gemms, full.gemms),
+        recompute_attention=(none.attention, selective.attention, full.attention),
+        recompute_elementwise=(none.elementwise, selective.elementwise, full.elementwise))
+
+
+CAL = train_calibration()
+S, GB = 2048.0, 4.0  # sequence length, global batch [sequences]
+
+
+def step(m: ModelShape = None, cal: Calibration = CAL, hw: Hardware = HW, **layout) -> dict:
+    """The step of one configuration (tp = pp = dp = cp = ep = vpp = 1, micro-batch 1, ZeRO 0,
+    no recompute unless given) as plain floats."""
+    lay = {"tp": 1, "pp": 1, "dp": 1, "cp": 1, "ep": 1, "vpp": 1, "zero": 0, "recompute": 0,
+           "micro_batch": 1, "global_batch": GB, "seq_len": S, **layout}
+    out = train_step(m or shape(), hw, Layout(**{k: np.array([float(v)]) for k, v in lay.items()}),
+                     cal)
+    return {k: float(v[0]) for k, v in out.items()}
+
+
+def mem_time(nbytes: float) -> float:
+    return nbytes / (HW.hbm_bw * CAL.mem_eff)
+
+
+def gemm(m: float, n: float, k: float, nbytes: float = 2.0) -> float:
+    """The roofline of one GEMM, written out: max(2mnk / (peak eff(m, n, k)), bytes / bw)."""
+    d0 = CAL.gemm_half_dim
+    eff = HW.gemm_eff * m / (m + d0) * n / (n + d0) * k / (k + d0)
+    return max(2 * m * n * k / (HW.peak_gemm * eff), mem_time(nbytes * (m * k + k * n + m * n)))
+
+
+def attention(tokens: float, heads: float) -> float:
+    """Forward time of the causal attention core of one layer [s]."""
+    ctx, d0 = S / 2, CAL.gemm_half_dim
+    eff = CAL.attention_eff * HW.gemm_eff * tokens / (tokens + d0) * ctx / (ctx + d0)
+    return 2 * tokens * ctx * heads * 2 * D / (HW.peak_attn * eff)
+
+
+def parts(tp: float = 1.0, cp: float = 1.0) -> dict[str, float]:
+    """Forward times of one layer on one chip and of the logits, by hand [s]."""
+    t = S / cp  # tokens per chip per micro-batch
+    return {"gemm": gemm(t, 3 * H / tp, H) + gemm(t, H, H / tp) + gemm(t, FFN / tp, H)
+            + gemm(t, H, FFN / tp),
+            "attn": attention(t, HEADS / tp),
+            "elem": mem_time(2 * ELEM_TRAFFIC * t / tp),  # 2 B per activation element
+            "fixed": CAL.layer_overhead,
+            "logits_gemm": gemm(t, V / tp, H),
+            "logits_mem": mem_time(2 * 4 * t * V / tp)}  # fp32 read + write
+
+
+def mb_compute(p: dict[str, float], recompute: str = "none") -> float:
+    """Forward + backward (+ recompute) of one layer and the logits, one micro-batch [s]."""
+    fwd = p["gemm"] + p["attn"] + p["elem"] + p["fixed"]
+    bwd = 2 * p["gemm"] + 2 * (p["elem"] + p["fixed"]) + 2.5 * p["attn"]
+    redo = {"none": 0.0, "selective": p["attn"], "full": fwd}[recompute]
+    return fwd + bwd + redo + 3 * p["logits_gemm"] + 3 * p["logits_mem"]
+
+
+#: stored activations of one layer per token without recompute: 2 B per element, 4 B per
+#: softmax statistic [B]
+KEPT = 2 * (GEMM_IN + ATTN_IN + ATTN_OUT + ELEM) + 4 * HEADS
+
+
+# ------------------------------------------------------------------- the data reach the core
+def test_every_calibration_value_comes_from_data_without_a_default():
+    params, serving = load_training(), load_serving()
+    cal, scal = train_calibration(), serve_calibration()
+    for cls, names in ((Calibration, TRAIN_CALIBRATION), (ServeCalibration, SERVE_CALIBRATION)):
+        fields = dataclasses.fields(cls)
+        assert {f.name for f in fields} == set(names)
+        assert all(f.default is dataclasses.MISSING for f in fields), cls
+    for name in TRAIN_CALIBRATION:
+        assert getattr(cal, name) == params.fields[name].si, name
+    for name in SERVE_CALIBRATION:
+        assert getattr(scal, name) == serving.fields[name].si, name
+
+
+def test_the_constants_of_the_data():
+    """The moved constants and their formulas (a change of data/perf fails here first)."""
+    cal = train_calibration()
+    assert cal.attention_backward_factor == 5 / 2  # FA2 backward: 5 matmuls against 2
+    assert cal.zero3_comm_factor == 3 / 2  # ZeRO-3: 3 parameter-sized passes against 2
+    assert cal.cp_overlap == 1.0
+    assert cal.backward_memory_factor == 2.0
+    assert cal.activation_bytes == 16 / 8  # bf16
+    assert cal.softmax_stat_bytes == cal.logits_bytes == cal.grad_bytes == 32 / 8  # fp32
+    assert cal.weight_bytes == cal.grad_reduce_bytes == 16 / 8  # bf16
+    assert cal.optimizer_bytes == 3 * 4  # fp32 master weights, Adam m and v
+    assert cal.optimizer_traffic == 32.0
+    assert serve_calibration().activation_bytes == 16 / 8
+    fields = load_training().fields
+    for name in TRAIN_CALIBRATION[8:]:
+        assert fields[name].status in ("derived", "projected") and fields[name].note, name
+        assert fields[name].unit == ("B" if name.endswith(("_bytes", "_traffic")) else "1")
+
+
+def test_formats_come_from_data():
+    sizes = {"fp32": 4.0, "tf32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "mxfp8": 1.0,
+             "int8": 1.0, "fp4": 0.5, "mxfp4": 0.5, "nvfp4": 0.5}
+    formats = load_formats()
+    assert PRECISION_BYTES == sizes == {k: f.si for k, f in formats.bytes.items()}
+    assert list(PRECISION_BYTES) == list(sizes)  # the file's order, the error messages' order
+    assert NARROW == formats.narrow == {k for k, b in sizes.items() if b <= 1}
+    assert all(f.unit == "B" and f.status == "derived" for f in formats.bytes.values())
+    assert format_bytes("int8-weights") == 1.0
+    with pytest.raises(ParameterError, match="allowed: fp32, tf32, bf16"):
+        format_bytes("fp6")
+    params = load_training().replace(fp8_gemm_factor=0.9)
+    fp8, bf16 = (hardware("trn3", "trn3-ultraserver", p, params) for p in ("fp8", "bf16"))
+    assert (fp8.gemm_bytes, bf16.gemm_bytes) == (1.0, 2.0)
+    assert fp8.gemm_eff == pytest.approx(0.9 * bf16.gemm_eff, rel=1e-12)  # narrow: the factor
+
+
+def test_a_format_whose_narrow_flag_contradicts_its_size_is_refused(tmp_path):
+    text = load_formats().path.read_text(encoding="utf-8")
+    bad = tmp_path / "formats.toml"  # fp32 (4 B) marked narrow
+    bad.write_text(text.replace("narrow = false", "narrow = true", 1), encoding="utf-8")
+    with pytest.raises(CatalogError, match=r"\[format.fp32\].*narrow"):
+        load_formats(bad)
+
+
+#: each moved constant, a new value and a configuration where it matters
+MOVED = {
+    "attention_backward_factor": (5.0, {}),
+    "backward_memory_factor": (3.0, {}),
+    "cp_overlap": (0.5, {"cp": 2}),
+    "zero3_comm_factor": (3.0, {"dp": 4, "zero": 3}),
+    "activation_bytes": (4.0, {"tp": 2}),
+    "softmax_stat_bytes": (8.0, {}),
+    "logits_bytes": (8.0, {}),
+    "weight_bytes": (4.0, {}),
+    "grad_bytes": (8.0, {}),
+    "grad_reduce_bytes": (4.0, {"dp": 4, "zero": 3}),
+    "optimizer_bytes": (16.0, {}),
+    "optimizer_traffic": (64.0, {}),
+}
+
+
+def test_every_moved_constant_is_tested():
+    assert set(MOVED) == set(TRAIN_CALIBRATION[8:])
+
+
+@pytest.mark.parametrize("name", MOVED)
+def test_a_data_value_reaches_the_step(name):
+    value, layout = MOVED[name]
+    slow = replace(HW, up_bw=1e9)  # communication that compute does not hide
+    base = {"dp_overlap": 0.0}  # (fitted; no overlap, so that DP traffic shows)
+    cal = train_calibration(load_training().replace(**base))
+    changed = train_calibration(load_training().replace(**base, **{name: value}))
+    assert getattr(changed, name) == value
+    before, after = step(cal=cal, hw=slow, **layout), step(cal=changed, hw=slow, **layout)
+    assert any(after[k] != before[k] for k in before), name
+
+
+def test_the_serving_activation_bytes_reach_the_tp_traffic():
+    m = serve_shape(model("llama3-8b"))
+    batch = 64.0
+    scal = serve_calibration(load_serving().replace(activation_bytes=4.0))
+    assert scal.activation_bytes == 4.0
+    for cal, nbytes in ((serve_calibration(), 2.0), (scal, 4.0)):
+        t = serve_core.decode_terms(m, HW, 2.0, 1.0, 1.0, 1.0, batch, 1024.0, 2.0, 2.0, cal,
+                                    CAL.gemm_half_dim)
+        # 2 all-reduces per layer of batch x hidden activations over 2 chips: one exchange
+        ar = HW.up_latency + nbytes * batch * 4096 / HW.up_bw
+        assert float(t["traffic"]) == pytest.approx(2 * 32 * ar, rel=1e-12)
+
+
+# -------------------------------------------------------------------- one chip, by hand
+def test_one_chip_step_by_hand():
+    p, n_mb = parts(), GB
+    got = step()
+    params = P_LAYER + P_EMB
+    t_opt = mem_time(32 * params)  # Adam moves 32 B per parameter
+    assert got["t_compute"] == pytest.approx(n_mb * mb_compute(p), rel=1e-12)
+    assert got["t_optimizer"] == pytest.approx(t_opt, rel=1e-12)
+    for zero in ("t_tp", "t_ep", "t_cp", "t_pp", "t_dp", "t_bubble"):
+        assert got[zero] == 0.0, zero
+    assert got["step_time"] == pytest.approx(n_mb * mb_compute(p) + t_opt + CAL.step_overhead,
+                                             rel=1e-12)
+    model_flops = GB * S * (6 * (P_LAYER + V * H) + 3 * 2 * (S / 2) * HEADS * 2 * D)
+    assert got["mfu"] == pytest.approx(model_flops / (HW.peak_gemm * got["step_time"]),
+                                       rel=1e-12)
+    assert got["hfu"] == got["mfu"]
+    # weights 2 B + gradients 4 B + Adam 12 B per parameter, one micro-batch's activations,
+    # fp32 logits
+    assert got["mem_per_chip"] == pytest.approx(18 * params + KEPT * S + 4 * S * V, rel=1e-12)
+
+
+def test_the_flashattention_backward_factor_sets_the_attention_backward():
+    t_attn = parts()["attn"]
+    base = step()["t_compute"]
+    doubled = step(cal=replace(CAL, attention_backward_factor=5.0))["t_compute"]
+    assert doubled - base == pytest.approx(GB * 2.5 * t_attn, rel=1e-9)
+
+
+def test_the_backward_memory_factor_sets_the_backward_of_memory_bound_work():
+    p = parts()
+    base = step()["t_compute"]
+    more = step(cal=replace(CAL, backward_memory_factor=3.0))["t_compute"]
+    assert more - base == pytest.approx(GB * (p["elem"] + p["fixed"] + p["logits_mem"]),
+                                        rel=1e-9)
+
+
+# ------------------------------------------------------------------------------- tp = 2
+def test_tp2_by_hand():
+    p, n_mb = parts(tp=2.0), GB
+    got = step(tp=2)
+    assert got["t_compute"] == pytest.approx(n_mb * mb_compute(p), rel=1e-12)
+    # 2 all-reduces per layer, forward and backward, of 2 B x S x H over 2 chips (one
+    # exchange: latency + bytes / bandwidth)
+    ar = HW.up_latency + 2 * S * H / HW.up_bw
+    assert got["t_tp"] == pytest.approx(n_mb * (1 - CAL.layer_comm_overlap) * 2 * 2 * ar,
+                                        rel=1e-12)
+    full = step(tp=2, recompute=2)  # the recomputed forward runs its all-reduces again
+    assert full["t_tp"] == pytest.approx(n_mb * (1 - CAL.layer_comm_overlap) * 3 * 2 * ar,
+                                         rel=1e-12)
+    params = (P_LAYER + P_EMB) / 2
+    assert got["mem_per_chip"] == pytest.approx(18 * params + (KEPT * S + 4 * S * V) / 2,
+                                                rel=1e-12)
+
+
+# -------------------------------------------------------------- pp = 2, one layer per stage
+def test_pp2_with_one_layer_per_stage_by_hand():
+    n_mb = 8.0
+    got = step(shape(2), pp=2, global_batch=n_mb)
+    one = step(shape(1), global_batch=n_mb)
+    t_mb = mb_compute(parts())  # a stage holds one layer (and the logits of the last)
+    assert got["t_compute"] == pytest.approx(n_mb * t_mb, rel=1e-12) == one["t_compute"]
+    assert got["t_bubble"] == pytest.approx(t_mb, rel=1e-12)  # (pp - 1) / vpp = 1 micro-batch
+    # activations forward and gradients backward over the one hop: 2 B x S x H each way
+    t_pp = 2 * (2 * S * H / HW.up_bw + HW.up_latency)
+    assert got["t_pp"] == pytest.approx(t_pp, rel=1e-12)
+    params = P_LAYER + P_EMB / 2  # the first stage: one layer and the input embedding
+    assert got["t_optimizer"] == pytest.approx(mem_time(32 * params), rel=1e-12)
+    assert got["step_time"] == pytest.approx(
+        t_mb * (n_mb + 1) + t_pp + mem_time(32 * params) + CAL.step_overhead, rel=1e-12)
+    # 1F1B: min(n_mb, pp) (1 + (pp - 1) / pp) = 3 micro-batches in flight on the first stage
+    assert got["mem_per_chip"] == pytest.approx(18 * params + 3 * KEPT * S + 4 * S * V,
+                                                rel=1e-12)
+
+
+# ----------------------------------------------------------------------------- ZeRO
+@pytest.mark.parametrize(("zero", "sharded"), [(0, 0.0), (1, 12.0), (2, 16.0), (3, 18.0)])
+def test_zero_memory_per_chip_is_params_x_bytes_over_dp(zero, sharded):
+    dp, params = 8.0, P_LAYER + P_EMB
+    got = step(dp=dp, zero=zero, global_batch=dp * GB)["mem_per_chip"]
+    states = params * (18 - sharded) + params * sharded / dp  # 2 + 4 + 12 B per parameter
+    assert got == pytest.approx(states + KEPT * S + 4 * S * V, rel=1e-12)
+    if zero == 3:  # ZeRO-3: every state byte of a parameter divided over the dp chips
+        assert got - KEPT * S - 4 * S * V == pytest.approx(params * 18 / dp, rel=1e-12)
+
+
+def test_zero3_communicates_one_and_a_half_all_reduces_per_micro_batch():
+    dp, n_mb, params = 4.0, GB, P_LAYER + P_EMB
+    cal = replace(CAL, dp_overlap=0.0)
+    nbytes = 2 * params  # bf16 gradients / parameters
+    bw, alpha = HW.up_bw, HW.up_latency
+    ring = 2 * (3 / 4 * nbytes / bw + 3 * alpha)
+    doubling = math.log2(dp) * (alpha + nbytes / bw)
+    # + the all-reduce of the (here empty) expert gradients, which pays its latency: 2 alpha
+    ar = min(ring, doubling) + math.log2(dp) * alpha
+    kw = {"dp": dp, "global_batch": dp * n_mb}
+    assert step(cal=cal, zero=1, **kw)["t_dp"] == pytest.approx(ar, rel=1e-12)
+    assert step(cal=cal, zero=3, **kw)["t_dp"] == pytest.approx(n_mb * 1.5 * ar, rel=1e-12)
+    twice = replace(cal, zero3_comm_factor=3.0)
+    assert step(cal=twice, zero=3, **kw)["t_dp"] == pytest.approx(n_mb * 3.0 * ar, rel=1e-12)
+
+
+# ---------------------------------------------------------------------- context parallel
+@pytest.mark.parametrize("overlap", [1.0, 0.5, 0.0])
+def test_ring_attention_hides_behind_the_attention_core(overlap):
+    cp = 2.0
+    slow = replace(HW, up_bw=2e9)
+    tokens = S / cp
+    kv = 2 * tokens * 2 * HEADS * D  # K and V of the local chunk, 2 B per element
+    raw = 3 * (cp - 1) * (kv / slow.up_bw + slow.up_latency)  # forward KV, backward KV + dKV
+    window = overlap * (1 + 2.5) * attention(tokens, HEADS)  # forward + backward of the core
+    got = step(hw=slow, cal=replace(CAL, cp_overlap=overlap), cp=cp)
+    assert got["t_cp"] == pytest.approx(GB * max(raw - window, 0.0), rel=1e-12, abs=1e-15)
+    if overlap == 0.0:
+        assert got["t_cp"] > 0
+
+
+# ---------------------------------------------------------------- selective recompute
+def test_the_one_definition_of_recompute():
+    assert wf.RECOMPUTED["none"] == (0.0, 0.0, 0.0)
+    assert wf.RECOMPUTED["selective"] == wf.Recompute(gemms=0.0, attention=1.0,
+                                                      elementwise=0.0)
+    assert wf.RECOMPUTED["full"] == (1.0, 1.0, 1.0)
+    m = model_shape(model("llama3-8b"))
+    for i, mode in enumerate(RECOMPUTE):
+        r = wf.RECOMPUTED[mode]
+        assert (m.recompute_gemms[i], m.recompute_attention[i], m.recompute_elementwise[i]) == r
+
+
+def test_selective_recompute_flops_by_hand():
+    spec = model("llama3-8b")  # 32 layers, 32 heads of 128
+    s = 4096.0
+    attn = 2 * 32 * 32 * (128 + 128) * s / 2  # one causal forward of the attention core
+    assert attn == 2**30
+    extra = wf.hardware_flops_per_token(spec, s, "selective") - wf.model_flops_per_token(spec, s)
+    assert extra == attn == wf.recompute_flops_per_token(spec, s, "selective")
+    full = wf.recompute_flops_per_token(spec, s, "full")
+    assert full == 2 * (spec.flop_params - 128256 * 4096) + attn  # the logits are not redone
+    assert wf.recompute_flops_per_token(spec, s, "none") == 0.0
+    with pytest.raises(ParameterError, match="recompute"):
+        wf.recompute_flops_per_token(spec, s, "some")
+
+
+def test_selective_recompute_time_and_memory_by_hand():
+    p = parts()
+    none, sel, full = (step(recompute=r) for r in (0, 1, 2))
+    assert sel["t_compute"] - none["t_compute"] == pytest.approx(GB * p["attn"], rel=1e-9)
+    assert sel["t_compute"] == pytest.approx(GB * mb_compute(p, "selective"), rel=1e-12)
+    assert full["t_compute"] == pytest.approx(GB * mb_compute(p, "full"), rel=1e-12)
+    # selective drops what the attention core keeps beside Q, K, V: its output (2 B per
+    # element) and the softmax statistics (4 B per head)
+    assert none["mem_per_chip"] - sel["mem_per_chip"] == pytest.approx(
+        (2 * ATTN_OUT + 4 * HEADS) * S, rel=1e-12)
+    # full keeps the layer input (2 B x H per token) and one layer's activations while its
+    # backward runs
+    states, logits = 18 * (P_LAYER + P_EMB), 4 * S * V
+    assert full["mem_per_chip"] == pytest.approx(states + 2 * H * S + KEPT * S + logits,
+                                                 rel=1e-12)
+
+
+@pytest.mark.parametrize("mid", ["llama3-8b", "mixtral-8x7b", "deepseek-v3"])
+def test_hfu_counts_the_hardware_flops_of_each_recompute_mode(mid):
+    spec = model(mid)
+    hw = hardware("trn3", "trn3-ultraserver")
+    s, gb = 4096.0, 64.0
+    for code, mode in enumerate(RECOMPUTE):
+        got = step(model_shape(spec), hw=hw, recompute=code, tp=4, dp=64, global_batch=gb,
+                   seq_len=s)
+        executed = got["hfu"] * 256 * hw.peak_gemm * got["step_time"] / hw.clock
+        assert executed == pytest.approx(
+            gb * s * wf.hardware_flops_per_token(spec, s, mode), rel=1e-12), mode
+
+
+def test_narrow_gemms_keep_their_inputs_at_the_gemm_precision():
+    bf16 = step()["mem_per_chip"]
+    fp8 = step(hw=replace(HW, gemm_bytes=1.0))["mem_per_chip"]
+    assert bf16 - fp8 == pytest.approx((2 - 1) * GEMM_IN * S, rel=1e-12)
