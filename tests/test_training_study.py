@@ -167,3 +167,38 @@ def test_notebook_runs_with_parameters(tmp_path):
     assert io.parameters(ds)["scales"] == [256, 1000]
     assert list(ds["n_chips"].values) == [256, 1000]
     assert ds.attrs["token_budget"] == 2e12 and ds.attrs["heatmap_chips"] == 64
+
+
+def test_roofline_operators_add_up_to_the_step_models_compute():
+    """The roofline reads the step model's own operator terms: forward GEMMs, attention and
+    logits from :func:`operator_terms`, with the memory-bound ops and the fixed cost, rebuild
+    the step model's compute time of one micro-batch exactly (no recompute, one stage)."""
+    from trnlab.catalog import model
+    from trnlab.catalog.params import load_training
+    from trnlab.engine.hardware import hardware, train_calibration
+    from trnlab.engine.shape import model_shape
+    from trnlab.perf.compute import memory_time
+    from trnlab.perf.train import Layout, operator_terms, train_step
+
+    spec, cal = model("llama3-8b"), train_calibration()
+    sh, hw = model_shape(spec), hardware("trn3", "trn3-ultraserver", "bf16", load_training())
+    lay = Layout(tp=4.0, pp=1.0, dp=1.0, cp=1.0, ep=1.0, vpp=1.0, zero=0.0, recompute=0.0,
+                 micro_batch=1.0, global_batch=1.0, seq_len=8192.0)
+    ops = operator_terms(sh, hw, lay, cal)
+    layers, tokens = spec.layers, 8192.0
+    gemm = sum(t for name, (_, t) in ops.items() if name not in ("attention_core", "logits"))
+    attn, logits = ops["attention_core"][1], ops["logits"][1]
+    elem = memory_time(cal.activation_bytes * sh.elem_traffic_dense * tokens / 4.0,
+                       hw.hbm_bw, cal.mem_eff)
+    softmax = memory_time(2.0 * cal.logits_bytes * tokens * spec.vocab / 4.0, hw.hbm_bw,
+                          cal.mem_eff)
+    per_layer = (3.0 * gemm + (1.0 + cal.attention_backward_factor) * attn
+                 + (1.0 + cal.backward_memory_factor) * (elem + cal.layer_overhead))
+    expected = layers * per_layer + 3.0 * logits + (1.0 + cal.backward_memory_factor) * softmax
+    got = float(train_step(sh, hw, lay, cal, ("t_compute",))["t_compute"])
+    assert got == pytest.approx(expected, rel=1e-12)
+    ds = training_study.roofline(spec, ["trn3"], precision="bf16", seq_len=8192, tp=4,
+                                 params=load_training())
+    flops = float(ds["op_flops"].sel(op="attention_core"))
+    assert float(ds["modelled"].sel(chip="trn3", op="attention_core")) == pytest.approx(
+        flops / attn, rel=1e-12)

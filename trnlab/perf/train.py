@@ -178,26 +178,59 @@ class Layout:
     seq_len: Any
 
 
-def _gemms_time(gemms: tuple[LayerGemm, ...], tokens: Any, lay: Layout, hw: Hardware,
-                cal: Calibration) -> Any:
-    """Forward time of one layer's weight GEMMs on one chip [s].
+def _gemm_op(g: LayerGemm, tokens: Any, lay: Layout, hw: Hardware, cal: Calibration
+             ) -> tuple[Any, Any]:
+    """Forward FLOPs [FLOP] and time [s] of one layer's GEMM ``g`` (all ``g.count`` of them) on
+    one chip.
 
     A chip with several ranks (NeuronCores) splits each TP-sharded GEMM over its ranks too: each
     core runs a GEMM ``ranks_per_chip`` times narrower at ``1/ranks_per_chip`` of the peak.
     """
-    total = 0.0
     split = lay.tp * hw.ranks_per_chip
+    m, count = tokens * g.m_per_token, g.count
+    if g.name in EXPERT:  # E/ep experts per chip, each gets the tokens of the ep group
+        m, count = m * lay.ep, count / lay.ep
+    n = g.n / split if g.name in TP_COLUMN else g.n
+    k = g.k / split if g.name in TP_ROW else g.k
+    cores = hw.ranks_per_chip if g.name in TP_COLUMN or g.name in TP_ROW else 1.0
+    time = count * gemm_time(m, n, k, hw.peak_gemm / cores, hw.gemm_eff, cal.gemm_half_dim,
+                             hw.hbm_bw / cores, cal.mem_eff, hw.gemm_bytes)
+    return 2.0 * m * n * k * count * cores, time  # 2 FLOPs per multiply-add, on every core
+
+
+def _gemms_time(gemms: tuple[LayerGemm, ...], tokens: Any, lay: Layout, hw: Hardware,
+                cal: Calibration) -> Any:
+    """Forward time of one layer's weight GEMMs on one chip [s] (:func:`_gemm_op`)."""
+    total = 0.0
     for g in gemms:
-        m, count = tokens * g.m_per_token, g.count
-        if g.name in EXPERT:  # E/ep experts per chip, each gets the tokens of the ep group
-            m, count = m * lay.ep, count / lay.ep
-        n = g.n / split if g.name in TP_COLUMN else g.n
-        k = g.k / split if g.name in TP_ROW else g.k
-        cores = hw.ranks_per_chip if g.name in TP_COLUMN or g.name in TP_ROW else 1.0
-        total = total + count * gemm_time(m, n, k, hw.peak_gemm / cores, hw.gemm_eff,
-                                          cal.gemm_half_dim, hw.hbm_bw / cores, cal.mem_eff,
-                                          hw.gemm_bytes)
+        total = total + _gemm_op(g, tokens, lay, hw, cal)[1]
     return total
+
+
+def _attention_op(m: ModelShape, tokens: Any, seq_len: Any, tp: Any, hw: Hardware,
+                  cal: Calibration) -> tuple[Any, Any]:
+    """Forward FLOPs [FLOP] and time [s] of one layer's causal attention core on one chip:
+    ``2 T (s/2) (h/tp) (d_qk + d_v)`` FLOPs at the BF16 peak x FlashAttention's efficiency
+    relative to a GEMM x the shape factors of ``m = T`` query rows and ``n = s/2`` keys."""
+    ctx = 0.5 * seq_len  # causal: mean keys per query
+    flops = 2.0 * tokens * ctx * (m.heads / tp) * (m.qk_dim + m.v_dim)  # 2 per mul-add
+    return flops, flops / (hw.peak_attn * cal.attention_eff * hw.gemm_eff
+                           * tokens / (tokens + cal.gemm_half_dim)
+                           * ctx / (ctx + cal.gemm_half_dim))
+
+
+def operator_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration
+                   ) -> dict[str, tuple[Any, Any]]:
+    """Forward FLOPs [FLOP] and time [s] of each operator the step model times, for one layer
+    (of each kind present) and the logits, per micro-batch on one chip: the weight GEMMs by
+    name, ``attention_core`` and ``logits``. The same functions make up :func:`step_terms`, so
+    a roofline drawn from these terms is the step model's own (no re-implementation)."""
+    tokens = lay.micro_batch * lay.seq_len / lay.cp
+    out: dict[str, tuple[Any, Any]] = {}
+    for g in (*m.gemms_dense, *m.gemms_moe, LayerGemm("logits", 1.0, m.hidden, m.vocab)):
+        out.setdefault(g.name, _gemm_op(g, tokens, lay, hw, cal))
+    out["attention_core"] = _attention_op(m, tokens, lay.seq_len, lay.tp, hw, cal)
+    return out
 
 
 def _group(n: Any, stride: Any, hw: Hardware) -> tuple[Any, ...]:
@@ -281,11 +314,7 @@ def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
     # sub-grid: tp, pp, cp, ep, micro_batch, seq_len, recompute, hardware
     t_gemm = ld * _gemms_time(m.gemms_dense, tokens, lay, hw, cal) \
         + lm * _gemms_time(m.gemms_moe, tokens, lay, hw, cal)
-    ctx = 0.5 * s  # causal: mean keys per query
-    attn_flops = 2.0 * tokens * ctx * (m.heads / tp) * (m.qk_dim + m.v_dim)  # 2 per mul-add
-    t_attn = (ld + lm) * attn_flops / (hw.peak_attn * cal.attention_eff * hw.gemm_eff
-                                       * tokens / (tokens + cal.gemm_half_dim)
-                                       * ctx / (ctx + cal.gemm_half_dim))
+    t_attn = (ld + lm) * _attention_op(m, tokens, s, tp, hw, cal)[1]
     t_elem = memory_time((ld * (cal.activation_bytes * m.elem_traffic_dense)
                           + lm * (cal.activation_bytes * m.elem_traffic_moe)) * tokens / tp,
                          hw.hbm_bw, cal.mem_eff)

@@ -26,8 +26,8 @@ from trnlab.engine.shape import model_shape
 from trnlab.engine.training import search
 from trnlab.engine.variables import BREAKDOWN, VARIABLES, attrs
 from trnlab.errors import ParameterError, bad_value
-from trnlab.perf.compute import gemm_efficiency, gemm_time, memory_time
-from trnlab.perf.train import RECOMPUTE, TP_COLUMN, TP_ROW
+from trnlab.perf.compute import memory_time
+from trnlab.perf.train import RECOMPUTE, TP_COLUMN, TP_ROW, Layout, operator_terms
 from trnlab.workloads import Gemm, TransformerSpec, layer_gemms, memory_bound_ops
 
 SYSTEMS = ("trn2-ultraserver", "trn3-ultraserver", "dgx-h100", "dgx-b200", "gb200-nvl72")
@@ -44,7 +44,6 @@ BEST_OUTPUTS = ("tokens_per_s_per_chip", "mfu", "hfu", "step_time", "mem_per_chi
 #: sum. A pure copy (MoE dispatch) does no FLOPs and has no place on a roofline.
 ELEMENTWISE_FLOPS = {"norm": 4.0, "rope": 3.0, "residual": 0.5, "act": 2.5, "router_topk": 4.0,
                      "moe_combine": 2.0, "moe_dispatch": 0.0}
-ACT_BYTES = 2.0  # bf16 activations for the memory-bound ops and the attention core [B]
 _ALL = 1 << 62  # ``top`` that keeps every valid layout of a search
 TIES = 64  # layouts a search keeps to break ties among (near-)equally fast layouts
 TIE_RTOL = 1e-9  # tokens/s within this relative distance of the fastest are a tie
@@ -129,7 +128,7 @@ def _heatmap(ds: xr.Dataset) -> xr.Dataset:
     mfu[cell] = ds["mfu"].values[first]
     return xr.Dataset({
         "heatmap_tokens_per_s_per_chip": (("tp", "pp"), speed, {
-            "units": "1/s", "long_name": "best training tokens per second per chip over the "
+            "units": "token/s", "long_name": "best training tokens per second per chip over the "
             "other layout choices (NaN: no valid layout)"}),
         "heatmap_mfu": (("tp", "pp"), mfu, {"units": "1",
                                             "long_name": "MFU of the heat map cell's best layout"}),
@@ -190,7 +189,7 @@ def scaling(spec: TransformerSpec, systems: Sequence[str], scales: Sequence[int]
     out["time_to_train"] = (token_budget / rate).assign_attrs(
         units="s", long_name="wall-clock time to train on the token budget")
     out["chip_hours"] = (out["n_chips"] * out["time_to_train"] / 3600.0).assign_attrs(
-        units="h", long_name="chip-hours to train on the token budget")
+        units="chip*h", long_name="chip-hours to train on the token budget")
     out["breakdown"] = ((*dims, "component"), parts, {
         "units": "s", "long_name": "exposed time per step by component (best layout; sums to "
         "step_time)"})
@@ -209,59 +208,51 @@ def roofline(spec: TransformerSpec, chips: Sequence[str], *, precision: str, seq
     per micro-batch and tensor parallelism ``tp`` with sequence parallelism (as the step model
     shards them): the weight GEMMs ``[T, k] @ [k, n]`` with ``n`` (column-parallel) or ``k``
     (row-parallel) split by ``tp``, operands at the GEMM precision; the logits GEMM; the causal
-    attention core (FlashAttention: compulsory traffic Q, K, V, O, bf16) and the memory-bound
-    ops on ``T / tp`` tokens (bf16, FLOPs per :data:`ELEMENTWISE_FLOPS`).
+    attention core (FlashAttention: compulsory traffic Q, K, V, O) and the memory-bound ops on
+    ``T / tp`` tokens (FLOPs per :data:`ELEMENTWISE_FLOPS`), activations at the calibration's
+    ``activation_bytes``.
 
-    Attainable = ``min(peak, intensity * hbm_bw)``; modelled = what the step model achieves
-    (shape-dependent GEMM efficiency, attention at the BF16 peak, ``mem_eff`` of HBM).
+    Attainable = ``min(peak, intensity * hbm_bw)``. Modelled = the step model's own FLOP/s on
+    the operator: FLOPs and time of :func:`trnlab.perf.train.operator_terms` for the GEMMs, the
+    logits and the attention core, :func:`trnlab.perf.compute.memory_time` for the memory-bound
+    ops (the step model times their sum the same way).
     """
     sh, cal = model_shape(spec), train_calibration(params)
-    b, t = PRECISION_BYTES[precision], float(micro_batch * seq_len)
+    b, t, act = PRECISION_BYTES[precision], float(micro_batch * seq_len), cal.activation_bytes
     kinds = [k for k, n in (("dense", spec.dense_layers), ("moe", spec.moe_layers)) if n]
-    ops: dict[str, tuple[str, float, float, tuple[float, float, float, float] | None]] = {}
-    gemms = [*(g for kind in kinds for g in layer_gemms(spec, kind)),
-             Gemm("logits", 1.0, spec.hidden, spec.vocab)]
-    for g in gemms:
-        if g.name in ops:
-            continue
+    kind_of, nbytes_of, elem_flops = {}, {}, {}
+    for g in (*(g for kind in kinds for g in layer_gemms(spec, kind)),
+              Gemm("logits", 1.0, spec.hidden, spec.vocab)):
         m = t * g.m_per_token
         n = g.n / tp if g.name in TP_COLUMN else g.n
         k = g.k / tp if g.name in TP_ROW else g.k
-        ops[g.name] = ("gemm", 2.0 * m * n * k * g.count, b * (m * k + k * n + m * n) * g.count,
-                       (m, n, k, float(g.count)))
+        kind_of.setdefault(g.name, "gemm")
+        nbytes_of.setdefault(g.name, b * (m * k + k * n + m * n) * g.count)
     heads, kv = sh.heads / tp, max(sh.kv_heads / tp, 1.0)
-    ops["attention_core"] = (
-        "attention", 2.0 * t * 0.5 * seq_len * heads * (sh.qk_dim + sh.v_dim),
-        ACT_BYTES * t * (heads * (sh.qk_dim + sh.v_dim) + kv * (sh.qk_dim + sh.v_dim)), None)
+    kind_of["attention_core"] = "attention"
+    nbytes_of["attention_core"] = act * t * (heads + kv) * (sh.qk_dim + sh.v_dim)
     for kind in kinds:
         for op in memory_bound_ops(spec, kind):
             flops = _elementwise_flops(op.name) * op.read * t / tp
-            if op.name not in ops and flops > 0:
-                ops[op.name] = ("memory", flops, ACT_BYTES * (op.read + op.write) * t / tp, None)
-    names = list(ops)
-    flops = np.array([ops[o][1] for o in names])
-    nbytes = np.array([ops[o][2] for o in names])
+            if op.name not in kind_of and flops > 0:
+                kind_of[op.name], elem_flops[op.name] = "memory", flops
+                nbytes_of[op.name] = act * (op.read + op.write) * t / tp
+    names = list(kind_of)
+    nbytes = np.array([nbytes_of[o] for o in names])
     hws = [hardware(c, system_of(c), precision, params) for c in chips]
     peak = np.array([h.peak_gemm for h in hws])
     bw = np.array([h.hbm_bw for h in hws])
+    lay = Layout(tp=float(tp), pp=1.0, dp=1.0, cp=1.0, ep=1.0, vpp=1.0, zero=0.0,
+                 recompute=0.0, micro_batch=float(micro_batch), global_batch=float(micro_batch),
+                 seq_len=float(seq_len))
     modelled = np.zeros((len(chips), len(names)))
-    for j, name in enumerate(names):
-        kind, f, nb, dims = ops[name]
-        for i, h in enumerate(hws):
-            if kind == "gemm":
-                m, n, k, count = dims
-                # a chip of several cores splits a TP-sharded GEMM over them (as the step model)
-                cores = h.ranks_per_chip if name in TP_COLUMN | TP_ROW else 1.0
-                n = n / cores if name in TP_COLUMN else n
-                k = k / cores if name in TP_ROW else k
-                sec = count * gemm_time(m, n, k, h.peak_gemm / cores, h.gemm_eff,
-                                        cal.gemm_half_dim, h.hbm_bw / cores, cal.mem_eff, b)
-            elif kind == "attention":
-                sec = f / (h.peak_attn * gemm_efficiency(t, 0.5 * seq_len, sh.qk_dim,
-                                                         h.gemm_eff, cal.gemm_half_dim))
-            else:
-                sec = memory_time(nb, h.hbm_bw, cal.mem_eff)
-            modelled[i, j] = f / sec
+    flops = np.zeros(len(names))
+    for i, h in enumerate(hws):
+        terms = operator_terms(sh, h, lay, cal)
+        for j, name in enumerate(names):
+            f, sec = terms[name] if name in terms else (
+                elem_flops[name], memory_time(nbytes[j], h.hbm_bw, cal.mem_eff))
+            flops[j], modelled[i, j] = float(f), float(f) / float(sec)
     intensity = flops / nbytes
     ds = xr.Dataset(coords={
         "chip": ("chip", list(chips), {"units": "1", "long_name": "chip"}),
@@ -272,7 +263,7 @@ def roofline(spec: TransformerSpec, chips: Sequence[str], *, precision: str, seq
     ds["hbm_bandwidth"] = ("chip", bw, {"units": "B/s", "long_name": "HBM bandwidth"})
     ds["ridge_point"] = ("chip", peak / bw, {
         "units": "FLOP/B", "long_name": "arithmetic intensity where the roofline turns flat"})
-    ds["op_kind"] = ("op", [ops[o][0] for o in names], {
+    ds["op_kind"] = ("op", [kind_of[o] for o in names], {
         "units": "1", "long_name": "gemm | attention | memory (memory-bound op)"})
     ds["op_flops"] = ("op", flops, {"units": "FLOP", "long_name":
                                     "forward FLOPs per layer per chip per micro-batch"})
