@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from trnlab import io
+from trnlab import catalog, io
 from trnlab.engine import training
 from trnlab.engine.variables import BREAKDOWN
 from trnlab.errors import TrnlabError
@@ -202,3 +202,22 @@ def test_roofline_operators_add_up_to_the_step_models_compute():
     flops = float(ds["op_flops"].sel(op="attention_core"))
     assert float(ds["modelled"].sel(chip="trn3", op="attention_core")) == pytest.approx(
         flops / attn, rel=1e-12)
+
+
+def test_headline_and_reading_are_printed_from_the_result(ds):
+    """The numbers of the reading come from the Dataset: a different token budget changes the
+    chip-hours they state, and the vendor coordinate follows the catalog."""
+    assert list(ds["vendor"].values) == [catalog.chip(catalog.system(s).chip).vendor
+                                         for s in ds["system"].values]
+    n = int(ds["n_chips"].values[-1])
+    first = str(ds["system"].values[0])
+    mch = float(ds["chip_hours"].sel(system=first, n_chips=n)) / 1e6
+    assert f"{first} {mch:.3g} M" in ds.attrs["headline"]
+    half = ds.copy()
+    half["chip_hours"] = ds["chip_hours"] / 2
+    assert f"{first} {mch / 2:.3g} M" in training_study.headline(half)
+    text = training_study.reading(ds)
+    assert text.count("\n- ") >= 3
+    ratio = ds["tokens_per_s_per_chip"].sel(system="dgx-h100") / ds["tokens_per_s_per_chip"].sel(
+        system="trn3-ultraserver")
+    assert f"{float(ratio.min()):.2f}" in text

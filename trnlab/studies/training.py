@@ -329,4 +329,84 @@ def study(model_id: TransformerSpec | str = "llama3-405b", systems: Sequence[str
         "heatmap_system": heatmap_system, "heatmap_chips": int(heatmap_chips),
         "roofline_tp": roofline_tp, "roofline_micro_batch": roofline_micro_batch,
     })
+    ds = ds.assign_coords(vendor=("system", [catalog.chip(catalog.system(s).chip).vendor
+                                             for s in systems],
+                                  {"units": "1", "long_name": "chip vendor (catalog)"}))
+    ds.attrs["headline"] = headline(ds)
     return ds
+
+
+# ------------------------------------------------------------------------------ the reading
+def _range(values: np.ndarray, fmt: str) -> str:
+    """``a`` or ``a-b`` of the finite values (``n/a`` if none)."""
+    v = values[np.isfinite(values)]
+    if not v.size:
+        return "n/a"
+    lo, hi = f"{v.min():{fmt}}", f"{v.max():{fmt}}"
+    return lo if lo == hi else f"{lo}-{hi}"
+
+
+def _families(ds: xr.Dataset) -> tuple[list[str], list[str]]:
+    """(Trainium systems, the other systems) of a study Dataset."""
+    systems = [str(s) for s in ds["system"].values]
+    trn = [s for s, v in zip(systems, ds["vendor"].values, strict=True) if v == "aws"]
+    return trn, [s for s in systems if s not in trn]
+
+
+def headline(ds: xr.Dataset) -> str:
+    """One sentence: chip-hours to train on the token budget per system at the largest scale."""
+    n = int(ds["n_chips"].values[-1])
+    mch = ds["chip_hours"].sel(n_chips=n) / 1e6
+    parts = [f"{s} {float(mch.sel(system=s)):.3g} M" for s in ds["system"].values
+             if np.isfinite(mch.sel(system=s))]
+    return (f"{ds.attrs['model']}, {ds.attrs['token_budget'] / 1e12:g}T tokens at "
+            f"{ds.attrs['precision']} on {n:,} chips: " + ", ".join(parts) + " chip-hours")
+
+
+def reading(ds: xr.Dataset) -> str:
+    """The reading of a :func:`study` Dataset as Markdown bullets, every number from ``ds``."""
+    trn, other = _families(ds)
+    tps, mfu = ds["tokens_per_s_per_chip"], ds["mfu"]
+    lines = []
+    if len(trn) >= 2:
+        a, b = trn[-2], trn[-1]
+        ratio = (tps.sel(system=b) / tps.sel(system=a)).values
+        lines.append(f"- **{b} vs {a}.** {b} trains {_range(ratio, '.2f')}x the tokens/s per "
+                     f"chip of {a} at {ds.attrs['precision']} over the scales, "
+                     f"{_range(ds['chip_hours'].sel(system=b).values / 1e6, '.3g')} against "
+                     f"{_range(ds['chip_hours'].sel(system=a).values / 1e6, '.3g')} million "
+                     "chip-hours.")
+    if "op" in ds.dims:
+        t_op = ds["op_flops"] / ds["modelled"]
+        share = (t_op.where(ds["op_kind"] == "memory").sum("op") / t_op.sum("op")).values
+        is_gemm = ds["op_kind"] == "gemm"
+        gemm = (ds["modelled"] / ds["peak"]).where(is_gemm)
+        above = bool((ds["intensity"] > ds["ridge_point"]).where(is_gemm, True).all())
+        lines.append(f"- **Roofline.** The memory-bound ops take {_range(100 * share, '.1f')}% of "
+                     "a layer's forward time on the roofline chips; the weight GEMMs run at "
+                     f"{_range(100 * gemm.values, '.0f')}% of the dense peak and sit "
+                     + ("above every chip's ridge point, so dense training is a question of "
+                        "compute." if above else "below some chips' ridge points."))
+    ref = trn[-1] if trn else str(ds["system"].values[0])
+    for s in other:
+        ratio = (tps.sel(system=s) / tps.sel(system=ref)).values
+        lines.append(f"- **{s}** does {_range(ratio, '.2f')}x the tokens/s per chip of {ref}: "
+                     f"{_range(ds['chip_hours'].sel(system=s).values / 1e6, '.3g')} million "
+                     "chip-hours.")
+    first, last = ds["n_chips"].values[0], ds["n_chips"].values[-1]
+    for s in ds["system"].values:
+        change = float(mfu.sel(system=s, n_chips=last) / mfu.sel(system=s, n_chips=first) - 1.0)
+        parts = (ds["breakdown"] / ds["step_time"]).sel(system=s, n_chips=last)
+        top = parts.drop_sel(component="compute").idxmax("component").item() \
+            if np.isfinite(parts).all() else "n/a"
+        lines.append(f"- **{s} from {int(first):,} to {int(last):,} chips:** MFU "
+                     f"{float(mfu.sel(system=s, n_chips=first)):.1%} to "
+                     f"{float(mfu.sel(system=s, n_chips=last)):.1%} ({change:+.0%} relative); at "
+                     f"{int(last):,} chips the largest part besides compute is `{top}` "
+                     f"({float(parts.sel(component=top)) if top != 'n/a' else float('nan'):.1%} "
+                     "of the step).")
+    lines.append("- **How far to trust it.** Trainium's large-GEMM efficiency "
+                 "(`gemm_eff.aws`, data/perf/training.toml) is fitted on Trainium1 measurements "
+                 "only and applied unchanged to later Trainium chips; no public Trn2 or Trn3 "
+                 "training throughput exists to check it.")
+    return "\n".join(lines)
