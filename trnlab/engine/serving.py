@@ -16,7 +16,7 @@ import xarray as xr
 
 from trnlab import backend, catalog
 from trnlab.catalog import model
-from trnlab.catalog.params import ServingParams, load_serving
+from trnlab.catalog.params import ServingParams, load_defaults, load_serving
 from trnlab.engine.hardware import format_bytes, half_dim, hardware, serve_calibration
 from trnlab.engine.layouts import MISSES_TPOT, MISSES_TTFT, NO_FIT, OK, REASONS, divisors
 from trnlab.engine.shape import serve_shape
@@ -89,7 +89,8 @@ def frontier(model_id: TransformerSpec | str, system: str, *, input_len: int = 2
     sysrec = catalog.system(system)
     chip = chip or sysrec.chip
     tps = np.array([t for t in divisors(sysrec.n_chips) if spec.heads % t == 0 or t > spec.heads])
-    adps = np.array([1, 2, 4, 8] if spec.is_mla else [1])
+    top = int(load_defaults()["max_attention_dp"].si) if spec.is_mla else 1
+    adps = np.array([d for d in divisors(top) if d & (d - 1) == 0])  # powers of two
     tp, pp, adp, batch = (g.ravel() for g in np.meshgrid(
         tps, np.asarray(pps), adps, np.asarray(batches, dtype=float), indexing="ij"))
     keep = (adp <= tp) & (tp % adp == 0) & ((tp * pp) <= sysrec.n_chips * 4)

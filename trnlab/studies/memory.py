@@ -36,7 +36,7 @@ from trnlab.catalog import model
 from trnlab.catalog.params import ServingParams, load_serving
 from trnlab.engine import serving
 from trnlab.engine.hardware import format_bytes, half_dim, hardware, serve_calibration, system_of
-from trnlab.engine.layouts import NO_FIT
+from trnlab.engine.layouts import MISSES_TPOT, MISSES_TTFT, NO_FIT, REASONS
 from trnlab.engine.shape import serve_shape
 from trnlab.errors import ParameterError, bad_value
 from trnlab.perf import roofline
@@ -252,11 +252,12 @@ def _reason(front: xr.Dataset, tpot_ms: float, ttft_ms: float) -> str:
     """Why no layout of a frontier meets the SLO (deterministic, rounded)."""
     fits = front.where(front["reason"] != NO_FIT, drop=True)
     if not fits.sizes["config"]:
-        return "weights + KV do not fit in HBM in any layout"
+        return f"{REASONS[NO_FIT]} in any layout"
     tpot = float(fits["tpot"].min()) * 1e3
     if tpot > tpot_ms:
-        return f"misses TPOT: best {tpot:.0f} ms > {tpot_ms:g} ms"
-    return f"misses TTFT: no layout within {tpot_ms:g} ms TPOT has TTFT <= {ttft_ms:g} ms"
+        return f"{REASONS[MISSES_TPOT]}: best {tpot:.0f} ms > {tpot_ms:g} ms"
+    return (f"{REASONS[MISSES_TTFT]}: no layout within {tpot_ms:g} ms TPOT has TTFT <= "
+            f"{ttft_ms:g} ms")
 
 
 def slo_dataset(models: Sequence[str], chips: xr.Dataset, input_len: int, output_len: int,
