@@ -99,3 +99,79 @@ def test_study_dataset_saves(tmp_path):
     assert float(ratio.sel(scope="server")) == pytest.approx(float(ratio.sel(scope="chip")) * 2.25)
     back = io.load(io.save(ds, tmp_path / "claims.nc"))
     assert list(back["verdict"].values) == [r.verdict for r in ROWS.values()]
+
+
+# ----------------------------------------------------------- headline, reading, coordinates
+DS = claims.study()
+
+
+def _row(ds, check):
+    return ds.isel(claim=list(ds["check"].values).index(check))
+
+
+def test_headline_is_set_and_formatted_from_the_dataset():
+    assert DS.attrs["headline"] == claims.headline(DS)
+    eff = _row(DS, "energy_efficiency")
+    assert (f"{float(eff['value']):.2f}x Trn2's tokens per joule (p5–p95 "
+            f"{float(eff['low']):.2f}–{float(eff['high']):.2f}x)") in DS.attrs["headline"]
+    counts = {v: list(DS["verdict"].values).count(v) for v in claims.VERDICTS}
+    assert f"{counts['holds']} hold, {counts['partly']} partly" in DS.attrs["headline"]
+
+
+def test_reading_follows_a_changed_parameter():
+    half = claims.study(claims.assumptions(500_000, [1000, 1000, 1000], [0.5, 0.5, 0.5],
+                                           [1.2, 1.2, 1.2]))
+    text, base = claims.reading(half), claims.reading(DS)
+    assert text != base
+    # 500,000 chips x 1 kW x 1.5 x 1.2 = 0.90 GW, from the Dataset and by hand
+    assert float(_row(half, "cluster_size")["value"]) == pytest.approx(0.9)
+    assert "500,000 chips are 3,473 trn3 UltraServers" in text and "0.90 GW" in text
+    assert "1,000,000" not in text and "1,000,000" in base
+    assert "500,000 chips need 0.90 GW" in half.attrs["headline"]
+
+
+def test_reading_numbers_are_the_datasets_numbers():
+    """The energy-efficiency figures of the reading are the Dataset's, rounded; nothing else."""
+    import re
+
+    text = claims.reading(DS)
+    eff = _row(DS, "energy_efficiency")
+    m = re.search(r"tokens per joule at ([\d.]+)x trn2's .*? \(([\d.]+)–([\d.]+)x\)", text)
+    assert m, text
+    got = [float(g) for g in m.groups()]
+    assert got == [round(float(eff[k]), 2) for k in ("value", "low", "high")]
+
+
+def test_reading_words_come_from_the_dataset_not_from_prose():
+    ds = DS.copy(deep=True)
+    i = list(ds["check"].values).index("energy_efficiency")
+    ds["verdict"][i], ds["value"][i], ds["low"][i], ds["high"][i] = "holds", 4.2, 3.9, 4.6
+    ds["gain"].loc[{"metric": "BF16 peak", "scope": "chip"}] = 1.5
+    text = claims.reading(ds)
+    assert 'at 4.20x trn2\'s' in text and '(3.90–4.60x), so "4x" holds.' in text
+    assert "a trn3 chip is faster than a trn2 chip (1.50x)" in text
+    assert "about as fast as" in claims.reading(DS)
+
+
+def test_vendor_status_and_units_coordinates():
+    from trnlab import units
+
+    for gen, vendor in zip(DS["generation"].values, DS["vendor"].values, strict=True):
+        assert vendor == catalog.chip(str(gen)).vendor
+    status = dict(zip(DS["check"].values, DS["claim_status"].values, strict=True))
+    assert status["energy_efficiency"] == "projected" and status["chip_peak"] == "derived"
+    for var in DS.variables.values():
+        if "units" in var.attrs:
+            units.parse(var.attrs["units"])  # raises outside the grammar
+    assert DS["server_chips"].attrs["units"] == "chip"
+    assert float(DS["gain"].sel(metric="HBM capacity", scope="chip")) == pytest.approx(1.5)
+
+
+def test_assumptions_from_notebook_lists():
+    from trnlab.errors import ParameterError
+
+    a = claims.assumptions(1000, [], [0.1, 0.2, 0.3], [])
+    assert a.cluster_chips == 1000 and a.chip_power_w is None
+    assert a.system_overhead == (0.1, 0.2, 0.3)
+    with pytest.raises(ParameterError, match="pue"):
+        claims.assumptions(1000, [], [], [1.3, 1.2, 1.1])

@@ -123,3 +123,120 @@ def test_power_capped_training_is_slower_and_mfu_stays_nominal():
     assert clock <= speed < 1.0  # compute slows with the clock, memory and links do not
     mfu = float(capped["mfu"][0]) / float(free["mfu"][0])
     assert mfu == pytest.approx(speed, rel=1e-9)  # MFU stays against the nominal peak
+
+
+# ----------------------------------------------------------- headline, reading, coordinates
+ENERGY_SYSTEMS = ("trn2-ultraserver", "trn3-ultraserver", "dgx-h100", "gb200-nvl72")
+
+
+@pytest.fixture(scope="module")
+def energy_ds():
+    return energy.study(systems=ENERGY_SYSTEMS, precision="fp8", n_samples=300)
+
+
+@pytest.fixture(scope="module")
+def cost_ds():
+    return cost_study.study(precision="fp8", trn3_price=4.0, n_samples=300)
+
+
+def _gw(ds, chips):
+    return float(ds["cluster_power"].sel(percentile=50.0, cluster_chips=chips)) / 1e9
+
+
+def test_energy_reading_follows_a_changed_parameter(energy_ds):
+    other = energy.study(systems=ENERGY_SYSTEMS, precision="fp8", n_samples=300,
+                         cluster_chips=(144, 2_000_000), overrides={"pue": 1.5})
+    text, base = energy.reading(other), energy.reading(energy_ds)
+    assert text != base
+    assert f"2,000,000 chips (13,889 scale-up systems) need {_gw(other, 2_000_000):.3g} GW" \
+        in text
+    assert f"1,000,000 chips (6,945 scale-up systems) need {_gw(energy_ds, 1_000_000):.3g} GW" \
+        in base
+    assert f"{_gw(other, 2_000_000):.3g} GW" in other.attrs["headline"]
+    assert energy_ds.attrs["headline"] == energy.headline(energy_ds)
+
+
+def test_energy_reading_numbers_are_the_datasets_numbers(energy_ds):
+    """Change the Dataset, not the inputs: the reading follows, numbers and words."""
+    ds = energy_ds.copy(deep=True)
+    t3 = {"system": "trn3-ultraserver"}
+    w = float(ds["chip_power_training"].sel(percentile=50.0, **t3))
+    assert f"a trn3-ultraserver chip draws {w / 1e3:.3g} kW" in energy.reading(ds)
+    ds["chip_power_training"].loc[t3] = ds["chip_power_training"].loc[t3] * 2
+    assert f"a trn3-ultraserver chip draws {2 * w / 1e3:.3g} kW" in energy.reading(ds)
+    tpj = ds["tokens_per_joule_training"]
+    assert "(fewer tokens per joule)" in energy.reading(energy_ds)
+    tpj.loc[t3] = tpj.sel(system="trn2-ultraserver") * 1.5
+    text = energy.reading(ds)
+    assert "that is 1.50x (more tokens per joule)" in text
+    run = float(ds["training_run_energy"].sel(percentile=50.0, system="dgx-h100")) / 3.6e12
+    assert f"{run:.1f} GWh on dgx-h100" in text
+
+
+def test_energy_coordinates_and_units(energy_ds):
+    from trnlab import catalog, units
+
+    for s in ENERGY_SYSTEMS:
+        chip = catalog.chip(catalog.system(s).chip)
+        assert energy_ds["vendor"].sel(system=s).item() == chip.vendor
+        assert energy_ds["system_status"].sel(system=s).item() == chip.fields["tdp"].status
+    assert {"vendor", "system_status"} <= set(energy_ds.coords)
+    assert "tdp_status" not in energy_ds.data_vars
+    want = {"tokens_per_joule_training": "token/J", "energy_per_token_training": "J/token",
+            "energy_per_m_tokens_served": "J/Mtoken", "tokens_per_s_per_chip": "token/s",
+            "output_tokens_per_s_per_chip": "token/s", "training_run_energy": "J"}
+    for name, unit in want.items():
+        assert energy_ds[name].attrs["units"] == unit
+    for var in energy_ds.variables.values():
+        if "units" in var.attrs:
+            units.parse(var.attrs["units"])
+
+
+@pytest.mark.parametrize("module", [energy, cost_study, "claims"])
+def test_one_band_helper(module):
+    """Percentile bands come from trnlab.engine.sampling.bands only."""
+    import inspect
+
+    from trnlab.studies import claims
+
+    source = inspect.getsource(claims if module == "claims" else module)
+    assert "percentile(" not in source and "from trnlab.engine.sampling import" in source
+
+
+def test_cost_headline_and_reading_follow_the_scenario(cost_ds):
+    ratio = float(cost_ds["scenario_cost_ratio"].sel(system="dgx-h100"))
+    assert f"$4.00 per chip-hour scenario costs {ratio:.2f}x dgx-h100's" in \
+        cost_ds.attrs["headline"]
+    be = float(cost_ds["break_even_training_cloud"].sel(system="dgx-h100"))
+    text = cost_study.reading(cost_ds)
+    assert f"${be:.2f} against dgx-h100" in text
+    cheap = cost_study.study(precision="fp8", trn3_price=2.0, n_samples=300)
+    dear = cost_study.study(precision="fp8", trn3_price=8.0, n_samples=300)
+    assert "at $2.00 it holds against all 3" in cost_study.reading(cheap)
+    assert "at $8.00 it misses against all 3" in cost_study.reading(dear)
+    assert "$2.00 per chip-hour scenario" in cheap.attrs["headline"]
+    none = cost_study.study(precision="fp8", n_samples=50)
+    assert "scenario" not in none.attrs["headline"] and "scenario" not in \
+        cost_study.reading(none)
+    assert none["price_status"].sel(system="trn3-ultraserver").item() == "none"
+
+
+def test_cost_coordinates_and_units(cost_ds):
+    from trnlab import catalog, units
+
+    for s in cost_ds["system"].values:
+        chip = catalog.chip(catalog.system(str(s)).chip)
+        assert cost_ds["vendor"].sel(system=s).item() == chip.vendor
+        assert cost_ds["system_status"].sel(system=s).item() == chip.fields["tdp"].status
+    status = dict(zip(cost_ds["system"].values, cost_ds["price_status"].values, strict=True))
+    assert status["trn3-ultraserver"] == "projected"  # the scenario
+    assert status["dgx-h100"] == "announced" and status["gb200-nvl72"] == "none"
+    for name in ("tco_per_chip_hour", "cloud_price_per_chip_hour", "break_even_training_cloud",
+                 "trn3_price", "trn2_capacity_block_price"):
+        assert cost_ds[name].attrs["units"] == "USD/(chip*h)", name
+    assert cost_ds["serving_cost_per_m_tco"].attrs["units"] == "USD/Mtoken"
+    assert cost_ds["tokens_per_s_per_chip"].attrs["units"] == "token/s"
+    assert np.isnan(float(cost_ds["break_even_training_cloud"].sel(system="trn3-ultraserver")))
+    for var in cost_ds.variables.values():
+        if "units" in var.attrs:
+            units.parse(var.attrs["units"])

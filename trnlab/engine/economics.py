@@ -15,7 +15,7 @@ import numpy as np
 from trnlab import catalog
 from trnlab.catalog.params import load_economics
 from trnlab.engine.points import serving_point, training_point
-from trnlab.engine.sampling import PERCENTILES, central, draw, override
+from trnlab.engine.sampling import PERCENTILES, bands, central, draw, override
 from trnlab.perf import cost, power
 
 HOUR = 3600.0  # [s]
@@ -137,7 +137,7 @@ def energy_per_token_bands(chip: str, tokens_per_s_per_chip: np.ndarray,
                              x["memory_weight"][:, None])
         per_token = power.facility_power(p * (1.0 + x["overhead"][:, None]),
                                          x["pue"][:, None]) / tps[None, sl]
-        out[:, sl] = np.percentile(per_token, PERCENTILES, axis=0)
+        out[:, sl] = bands(per_token, axis=0)
     return out
 
 

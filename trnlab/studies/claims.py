@@ -11,9 +11,11 @@ the check below). Each check recomputes the claim from ``data/hardware`` and ret
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,9 @@ from trnlab.catalog.loader import read_toml
 from trnlab.catalog.units import dimension
 from trnlab.engine.economics import break_even_table, cloud_price, power_inputs
 from trnlab.engine.points import training_point
-from trnlab.errors import CatalogError, bad_value
+from trnlab.engine.sampling import bands
+from trnlab.engine.variables import attrs
+from trnlab.errors import CatalogError, ParameterError, bad_value
 from trnlab.perf import power
 
 VERDICTS = ("holds", "partly", "inconsistent", "not-checkable")
@@ -49,7 +53,9 @@ class Claim:
 
 @dataclass(frozen=True)
 class Finding:
-    """What a check computed. ``value``, ``low``, ``high`` are in ``unit`` (NaN: none)."""
+    """What a check computed. ``value``, ``low``, ``high`` are in ``unit`` (NaN: none);
+    ``status`` is ``derived`` (from catalog figures) or ``projected`` (rests on projected power
+    or price inputs)."""
 
     computed: str
     verdict: str
@@ -58,6 +64,7 @@ class Finding:
     low: float = math.nan
     high: float = math.nan
     unit: str = "1"
+    status: str = "derived"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,6 +74,9 @@ class Verdict(Finding):
     id: str
     claim: str
     published: str
+    check: str = ""
+    published_value: float = math.nan
+    published_unit: str = "1"
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON row of ``trnlab claims --json``."""
@@ -236,10 +246,6 @@ def _chips_per_server(c: _Ctx, pub: Field) -> Finding:
             f"{n64}", float(n))
 
 
-def _pct(x: np.ndarray) -> np.ndarray:
-    return np.percentile(x, (5, 50, 95))
-
-
 def _samples(c: _Ctx, systems: list[str]) -> dict[str, np.ndarray]:
     """Sampled power inputs (system, sample); the assumptions override the catalog's ranges."""
     a = c.assume
@@ -258,7 +264,7 @@ def _cluster_size(c: _Ctx, pub: Field) -> Finding:
     x = _samples(c, [TRN3_SERVER])
     facility = power.facility_power(power.it_power(n, x["tdp"][0], x["overhead"][0]),
                                     x["pue"][0])
-    gw, chip_w = _pct(facility) / 1e9, _pct(x["tdp"][0])
+    gw, chip_w = bands(facility) / 1e9, bands(x["tdp"][0])
     return Finding(
         f"{servers:,.0f} UltraServers of 144; facility power at full load {gw[1]:.2f} GW "
         f"(p5-p95 {gw[0]:.2f}-{gw[2]:.2f})", "partly",
@@ -266,7 +272,7 @@ def _cluster_size(c: _Ctx, pub: Field) -> Finding:
         f"of this size is reported; at a projected {chip_w[0]:.0f}-{chip_w[2]:.0f} W per chip "
         f"(p5-p95), plus system overhead and PUE sampled from their ranges, it needs "
         f"{gw[0]:.1f}-{gw[2]:.1f} GW, the scale of the largest AI campuses announced to date",
-        gw[1], gw[0], gw[2], "GW")
+        gw[1], gw[0], gw[2], "GW", "projected")
 
 
 def _trainium_energy(c: _Ctx) -> dict[str, np.ndarray]:
@@ -294,7 +300,7 @@ def _trainium_energy(c: _Ctx) -> dict[str, np.ndarray]:
 
 def _energy_efficiency(c: _Ctx, pub: Field) -> Finding:
     e = _trainium_energy(c)
-    eff, w3, w2 = _pct(e["efficiency"]), _pct(e["trn3_w"]), _pct(e["trn2_w"])
+    eff, w3, w2 = bands(e["efficiency"]), bands(e["trn3_w"]), bands(e["trn2_w"])
     verdict = "inconsistent" if pub.si > eff[2] else "holds" if pub.si < eff[0] else "partly"
     a = c.assume
     return Finding(
@@ -305,13 +311,13 @@ def _energy_efficiency(c: _Ctx, pub: Field) -> Finding:
         f"(p5-p95 {w3[0]:.0f}-{w3[2]:.0f}) vs {w2[1]:.0f} W ({w2[0]:.0f}-{w2[2]:.0f}) per chip at "
         "the projected TDP ranges (no Trainium power is published); 4x would need Trn3 to draw "
         f"{e['throughput'][0] * w2[1] / pub.si:.0f} W at Trn2's {w2[1]:.0f} W", eff[1], eff[0],
-        eff[2])
+        eff[2], status="projected")
 
 
 def _less_power(c: _Ctx, pub: Field) -> Finding:
     e = _trainium_energy(c)
-    chip, server = _pct(e["chip_power"]), _pct(e["server_power"])
-    per_token = _pct(1.0 / e["efficiency"])
+    chip, server = bands(e["chip_power"]), bands(e["server_power"])
+    per_token = bands(1.0 / e["efficiency"])
     comp_server, comp_chip, _ = _system_ratio(c, lambda ch: ch.peak("fp8"))
     eff_claim = next(cl for cl in c.claims if cl.check == "energy_efficiency").published.si
     implied = float(power.implied_power_ratio(comp_server, eff_claim))
@@ -327,7 +333,7 @@ def _less_power(c: _Ctx, pub: Field) -> Finding:
            if holds_per_token else "even as energy per trained token the range misses 0.6x")
         + f"; with 4x efficiency and 4.36x compute the power would be {implied:.2f}x, so the "
         f"three claims cannot all hold on one basis (compute per chip {comp_chip:.2f}x)",
-        per_token[1], per_token[0], per_token[2])
+        per_token[1], per_token[0], per_token[2], status="projected")
 
 
 def _cost(c: _Ctx, pub: Field) -> Finding:
@@ -349,7 +355,7 @@ def _cost(c: _Ctx, pub: Field) -> Finding:
         f"published; Trn2 capacity blocks sell at ${trn2_cb:.2f}); assumes {a.model} training "
         f"on {a.n_chips:,} chips at {a.precision} with the MFU the model predicts for each "
         "system, GPUs at their newest on-demand list price, and no discounts on either side",
-        float(np.nanmedian(cloud)), lo, hi, "USD/(chip*h)")
+        float(np.nanmedian(cloud)), lo, hi, "USD/(chip*h)", "projected")
 
 
 CHECKS: dict[str, Callable[[_Ctx, Field], Finding]] = {
@@ -383,7 +389,8 @@ def ledger(assume: Assumptions | None = None,
         published = number + ("" if pub.unit == "1" else f" {pub.unit}")
         numbers = {k: float(getattr(found, k)) for k in ("value", "low", "high")}
         rows.append(Verdict(**{**vars(found), **numbers}, id=claim.id, claim=claim.text,
-                            published=published))
+                            published=published, check=claim.check,
+                            published_value=float(pub.value), published_unit=pub.unit))
     return rows
 
 
@@ -391,8 +398,18 @@ _STR = {"units": "1"}
 
 
 def ledger_dataset(rows: list[Verdict]) -> xr.Dataset:
-    """The ledger as a Dataset with a ``claim`` dim (strings and the computed numbers)."""
-    ds = xr.Dataset(coords={"claim": [r.id for r in rows]})
+    """The ledger as a Dataset with a ``claim`` dim (strings and the computed numbers).
+
+    Coordinates along ``claim``: ``check`` (the kind of check, a key of :data:`CHECKS`) and
+    ``claim_status``: ``derived`` when the computed value follows from catalog figures,
+    ``projected`` when it rests on projected power or price inputs.
+    """
+    ds = xr.Dataset(coords={
+        "claim": ("claim", [r.id for r in rows], {**_STR, "long_name": "claim id"}),
+        "check": ("claim", [r.check for r in rows], {**_STR, "long_name": "kind of check"}),
+        "claim_status": ("claim", [r.status for r in rows], {
+            **_STR, "long_name": "derived (catalog figures) | projected (projected inputs)"}),
+    })
     for key, long_name in (("claim_text", "claim as published"),
                            ("published", "published value"), ("computed", "computed from catalog"),
                            ("verdict", "holds | partly | inconsistent | not-checkable"),
@@ -400,6 +417,10 @@ def ledger_dataset(rows: list[Verdict]) -> xr.Dataset:
         attr = "claim" if key == "claim_text" else key
         ds[key] = ("claim", np.array([getattr(r, attr) for r in rows]),
                    {**_STR, "long_name": long_name})
+    ds["published_value"] = ("claim", np.array([r.published_value for r in rows]), {
+        "units": "1", "long_name": "published number as a number of published_unit"})
+    ds["published_unit"] = ("claim", np.array([r.published_unit for r in rows]), {
+        **_STR, "long_name": "unit of published_value (trnlab.units grammar)"})
     for key in ("value", "low", "high"):
         ds[key] = ("claim", np.array([getattr(r, key) for r in rows]),
                    {"units": "1", "long_name": f"computed {key} as a number of value_unit (each "
@@ -409,30 +430,204 @@ def ledger_dataset(rows: list[Verdict]) -> xr.Dataset:
     return ds
 
 
+#: the generation comparison: variable -> (label of the gain plot, units, long_name)
+METRICS = {
+    "peak_bf16": ("BF16 peak", "FLOP/s", "dense BF16 peak"),
+    "peak_fp8": ("FP8-class peak", "FLOP/s", "dense FP8-class peak (Trn3: MXFP8)"),
+    "hbm_capacity": ("HBM capacity", "B", "HBM capacity"),
+    "hbm_bandwidth": ("HBM bandwidth", "B/s", "HBM bandwidth"),
+}
+
+
 def generations_dataset(cat: _catalog.Catalog | None = None) -> xr.Dataset:
-    """Trn2 vs Trn3 per chip and per UltraServer: peaks, HBM capacity and bandwidth."""
+    """Trn2 vs Trn3 per chip and per UltraServer: peaks, HBM capacity and bandwidth, and the
+    gain of the newer generation (``gain``, dims ``metric`` x ``scope``)."""
     cat = cat or _catalog.default()
     systems = [cat.system(s) for s in (TRN2_SERVER, TRN3_SERVER)]
     chips = [cat.chip(s.chip) for s in systems]
     scale = np.array([[1.0, s.n_chips] for s in systems])  # (generation, scope)
-    ds = xr.Dataset(coords={"generation": [c.id for c in chips], "scope": ["chip", "server"],
-                            "server": ("generation", [s.id for s in systems])})
-    ds["server"].attrs.update({**_STR, "long_name": "UltraServer of the generation"})
-    metrics = {
-        "peak_bf16": (lambda c: c.peak("bf16"), "FLOP/s", "dense BF16 peak"),
-        "peak_fp8": (lambda c: c.peak("fp8"), "FLOP/s", "dense FP8-class peak (Trn3: MXFP8)"),
-        "hbm_capacity": (lambda c: c.hbm_capacity, "B", "HBM capacity"),
-        "hbm_bandwidth": (lambda c: c.hbm_bandwidth, "B/s", "HBM bandwidth"),
-    }
-    for key, (get, units, long_name) in metrics.items():
-        ds[key] = (("generation", "scope"), scale * np.array([[get(c)] for c in chips]),
+    ds = xr.Dataset(coords={
+        "generation": ("generation", [c.id for c in chips], attrs("chip", "chip generation")),
+        "scope": ("scope", ["chip", "server"], {**_STR, "long_name": "per chip or per server"}),
+        "server": ("generation", [s.id for s in systems],
+                   {**_STR, "long_name": "UltraServer of the generation"}),
+        "server_chips": ("generation", np.array([s.n_chips for s in systems], dtype=np.int64),
+                         {"units": "chip", "long_name": "chips per UltraServer"}),
+        "vendor": ("generation", [c.vendor for c in chips], attrs("vendor")),
+        "metric": ("metric", [label for label, _, _ in METRICS.values()],
+                   {**_STR, "long_name": "metric"}),
+    })
+    getters = {"peak_bf16": lambda c: c.peak("bf16"), "peak_fp8": lambda c: c.peak("fp8"),
+               "hbm_capacity": lambda c: c.hbm_capacity,
+               "hbm_bandwidth": lambda c: c.hbm_bandwidth}
+    for key, (_, units, long_name) in METRICS.items():
+        ds[key] = (("generation", "scope"), scale * np.array([[getters[key](c)] for c in chips]),
                    {"units": units, "long_name": long_name})
+    gain = [ds[k].isel(generation=-1) / ds[k].isel(generation=0) for k in METRICS]
+    ds["gain"] = (("metric", "scope"), np.array([g.values for g in gain]), {
+        "units": "1", "long_name": f"{chips[-1].id} / {chips[0].id}"})
     return ds
+
+
+def assumptions(cluster_chips: int = 1_000_000, chip_power_w: Sequence[float] = (),
+                system_overhead: Sequence[float] = (), pue: Sequence[float] = (),
+                **kwargs: Any) -> Assumptions:
+    """:class:`Assumptions` from notebook parameters: an empty list takes the catalog's range,
+    otherwise ``[low, central, high]`` in increasing order; ``kwargs`` are passed on."""
+    ranges = {}
+    for name, v in (("chip_power_w", chip_power_w), ("system_overhead", system_overhead),
+                    ("pue", pue)):
+        if v and (len(v) != 3 or not v[0] <= v[1] <= v[2]):
+            raise ParameterError(bad_value("claims", name, list(v),
+                                           "[] (catalog) or [low, central, high] in "
+                                           "increasing order"))
+        ranges[name] = tuple(float(x) for x in v) if v else None
+    return Assumptions(cluster_chips=int(cluster_chips), **ranges, **kwargs)
 
 
 def study(assume: Assumptions | None = None) -> xr.Dataset:
     """The claims study: the ledger (``claim`` dim) and the generation comparison."""
+    assume = assume or Assumptions()
     rows = ledger(assume)
     ds = xr.merge([ledger_dataset(rows), generations_dataset()], combine_attrs="override")
-    ds.attrs["title"] = "Trainium3 claims ledger"
+    ds.attrs = {"title": "Trainium3 claims ledger", "assumptions": json.dumps(asdict(assume)),
+                "cluster_chips": assume.cluster_chips, "model": assume.model,
+                "n_chips": assume.n_chips, "precision": assume.precision,
+                "n_samples": assume.n_samples, "seed": assume.seed}
+    ds.attrs["headline"] = headline(ds)
     return ds
+
+
+# ------------------------------------------------------------------------------ the reading
+#: a verdict as a verb phrase
+_VERB = {"holds": "holds", "partly": "holds only partly", "inconsistent": "does not hold",
+         "not-checkable": "cannot be checked"}
+
+
+def _row(ds: xr.Dataset, check: str) -> xr.Dataset | None:
+    """The ledger row of the first claim checked by ``check`` (None if there is none)."""
+    hits = [i for i, c in enumerate(ds["check"].values) if str(c) == check]
+    return ds.isel(claim=hits[0]) if hits else None
+
+
+def _num(row: xr.Dataset, key: str) -> float:
+    return float(row[key])
+
+
+def _verb(row: xr.Dataset) -> str:
+    return _VERB[str(row["verdict"].values)]
+
+
+def _pub(row: xr.Dataset) -> str:
+    """The published number as published (``2.52 PFLOP/s``, ``4.4x``)."""
+    unit = str(row["published_unit"].values)
+    return f"{_num(row, 'published_value'):g}" + ("x" if unit == "1" else f" {unit}")
+
+
+def _gain(ds: xr.Dataset, metric: str, scope: str) -> float:
+    return float(ds["gain"].sel(metric=METRICS[metric][0], scope=scope))
+
+
+def headline(ds: xr.Dataset) -> str:
+    """One sentence: the verdict counts, the energy-efficiency ratio against its claim and the
+    facility power of the largest claimed cluster."""
+    counts = Counter(str(v) for v in ds["verdict"].values)
+    parts = [f"{counts[v]} {v.replace('holds', 'hold')}" for v in VERDICTS if counts[v]]
+    out = f"Of {ds.sizes['claim']} Trainium3 claims {', '.join(parts)}"
+    eff, cl = _row(ds, "energy_efficiency"), _row(ds, "cluster_size")
+    if eff is not None:
+        out += (f"; Trn3 trains {_num(eff, 'value'):.2f}x Trn2's tokens per joule (p5–p95 "
+                f"{_num(eff, 'low'):.2f}–{_num(eff, 'high'):.2f}x) where {_pub(eff)} is claimed")
+    if cl is not None:
+        out += (f"; {int(ds.attrs['cluster_chips']):,} chips need {_num(cl, 'value'):.2f} GW "
+                f"(p5–p95 {_num(cl, 'low'):.2f}–{_num(cl, 'high'):.2f})")
+    return out
+
+
+def reading(ds: xr.Dataset) -> str:
+    """The reading of a :func:`study` Dataset as Markdown bullets, every number from ``ds``."""
+    a = ds.attrs
+    old, new = (str(g) for g in ds["generation"].values)
+    n_old, n_new = (int(n) for n in ds["server_chips"].values)
+    lines = []
+
+    # compute
+    peak, srv = _row(ds, "chip_peak"), _row(ds, "server_compute")
+    bf16 = _gain(ds, "peak_bf16", "chip")
+    chip_fp8, server_fp8 = _gain(ds, "peak_fp8", "chip"), _gain(ds, "peak_fp8", "server")
+    fp8_new = float(ds["peak_fp8"].sel(generation=new, scope="chip"))
+    bf16_new = float(ds["peak_bf16"].sel(generation=new, scope="chip"))
+    text = "- **Compute.** "
+    if peak is not None:
+        text += (f"The published {_pub(peak)} per chip {_verb(peak)}: it is the dense "
+                 f"FP8-class peak ({fp8_new / 1e15:.2f} PFLOP/s), {fp8_new / bf16_new:.2f}x the "
+                 f"BF16 peak ({bf16_new / 1e15:.2f} PFLOP/s). ")
+    word = "about as fast as" if abs(bf16 - 1) <= AGREEMENT else \
+        ("faster than" if bf16 > 1 else "slower than")
+    text += f"At BF16 a {new} chip is {word} a {old} chip ({bf16:.2f}x). "
+    if srv is not None:
+        more_chips = n_new / n_old
+        bigger = ("more of it comes from the larger UltraServer than from the faster chip"
+                  if more_chips > chip_fp8 else
+                  "more of it comes from the faster chip than from the larger UltraServer")
+        text += (f"The {_pub(srv)} UltraServer claim {_verb(srv)}: per server it is "
+                 f"{server_fp8:.2f}x at FP8-class precision, of which {more_chips:.2f}x is "
+                 f"{n_new} vs {n_old} chips and {chip_fp8:.2f}x the chip; {bigger}.")
+    lines.append(text.rstrip())
+
+    # memory
+    mem, bw, cap = _row(ds, "memory_vs_trn2"), _row(ds, "bandwidth_vs_trn2"), \
+        _row(ds, "hbm_capacity")
+    parts = [f"{_pub(r)} {label} {_verb(r)} per chip ({_num(r, 'value'):.2f}x"
+             + (f"; {_num(r, 'low'):.2f}–{_num(r, 'high'):.2f}x across the sources' own pairs)"
+                if _num(r, "high") - _num(r, "low") > 0.005 else ")")
+             for r, label in ((mem, "capacity"), (bw, "bandwidth")) if r is not None]
+    text = "- **Memory.** " + (" and ".join(parts) + ". " if parts else "")
+    if cap is not None:
+        lo, hi = _num(cap, "low"), _num(cap, "high")
+        text += (f"Whether \"{_pub(cap)}\" means GB or GiB is not settled by AWS's own "
+                 f"documents ({lo:.1f} vs {hi:.1f} GB, a {hi / lo - 1:.1%} difference); the "
+                 f"claim {_verb(cap)}.")
+    lines.append(text.rstrip())
+
+    # power and energy
+    eff, less = _row(ds, "energy_efficiency"), _row(ds, "less_power")
+    if eff is not None:
+        text = (f"- **Power and energy.** No Trainium power is published; at the projected power "
+                f"ranges (sampled, p5–p95) the training model puts {new}'s tokens per joule at "
+                f"{_num(eff, 'value'):.2f}x {old}'s for {a['model']} at {a['precision']} on "
+                f"{int(a['n_chips']):,} chips ({_num(eff, 'low'):.2f}–{_num(eff, 'high'):.2f}x), "
+                f"so \"{_pub(eff)}\" {_verb(eff)}.")
+        if less is not None:
+            pub = _num(less, "published_value")
+            inside = _num(less, "low") <= pub <= _num(less, "high")
+            text += (f" \"{1 - pub:.0%} less power\" {_verb(less)}: energy per trained token "
+                     f"is {_num(less, 'value'):.2f}x {old}'s ({_num(less, 'low'):.2f}–"
+                     f"{_num(less, 'high'):.2f}x), a range that "
+                     f"{'includes' if inside else 'misses'} {pub:g}x.")
+            if srv is not None:
+                implied = float(power.implied_power_ratio(_num(srv, "value"),
+                                                          _num(eff, "published_value")))
+                agree = _agrees(pub, implied)
+                text += (f" With {_pub(eff)} efficiency and {_num(srv, 'value'):.2f}x compute the "
+                         f"power would be {implied:.2f}x, "
+                         + ("so the three claims agree on one basis." if agree else
+                            f"not {pub:g}x: the three claims cannot all hold on one basis."))
+        lines.append(text)
+
+    # cluster and cost
+    cl, cost = _row(ds, "cluster_size"), _row(ds, "cost")
+    if cl is not None:
+        n = int(a["cluster_chips"])
+        servers = int(power.units_needed(n, n_new))
+        lines.append(f"- **Cluster.** {n:,} chips are {servers:,} {new} UltraServers of {n_new}; "
+                     f"at full load they need {_num(cl, 'value'):.2f} GW of facility power "
+                     f"(p5–p95 {_num(cl, 'low'):.2f}–{_num(cl, 'high'):.2f} GW); the claim "
+                     f"{_verb(cl)}.")
+    if cost is not None:
+        lines.append(f"- **Cost.** \"Up to {1 - _num(cost, 'published_value'):.0%} lower cost\" "
+                     f"{_verb(cost)}: Trn3 would have to rent below "
+                     f"${_num(cost, 'low'):.2f}–{_num(cost, 'high'):.2f} per chip-hour against "
+                     "on-demand GPUs (training and serving); no Trn3 price is published. "
+                     "Notebooks 04 and 05 show the power and cost models behind these verdicts.")
+    return "\n".join(lines)
