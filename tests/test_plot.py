@@ -200,3 +200,20 @@ def test_summary_strings(ds):
     assert table.loc["dgx-h100", "mfu [1]"] == "—"
     single = plot.summary(ds["power"], dim="system", fmt=".0f")
     assert single.loc["trn3-ultraserver", "power [W]"] == "1500 [1200–1900]"
+
+
+def test_bars_hatch_by_a_named_status_coordinate():
+    """``status=`` picks the coordinate that decides the hatching (a price's, not a TDP's)."""
+    systems = ["trn3-ultraserver", "dgx-h100"]
+    ds = xr.Dataset({"price": ("system", [4.0, 3.0], {"units": "USD/(chip*h)",
+                                                      "long_name": "price"})},
+                    coords={"system": systems,
+                            "system_status": ("system", ["projected", "projected"]),
+                            "price_status": ("system", ["projected", "announced"])})
+    drawn, _ = plot.bars(ds, "price", dim="system", band=None, status="price_status")
+    assert [p.get_hatch() for p in drawn.patches] == [plot.PROJECTED_HATCH, None]
+    drawn, _ = plot.bars(ds, "price", dim="system", band=None, status="system_status")
+    assert [p.get_hatch() for p in drawn.patches] == [plot.PROJECTED_HATCH] * 2
+    drawn, _ = plot.bars(ds, "price", dim="system", band=None)  # <var>_status comes first
+    assert [p.get_hatch() for p in drawn.patches] == [plot.PROJECTED_HATCH, None]
+    plt.close("all")

@@ -128,8 +128,12 @@ def _median_band(obj, var, band, pdim: str):
 def bars(da_or_ds, var: str | None = None, *, dim: str, band=("p5", "p95"),
          percentile_dim: str = "percentile", units: str | None = None, ax=None,
          offset: float = 0.0, width: float = 0.8, label: str | None = None,
-         color: str | None = None):
+         color: str | None = None, status: str | None = None):
     """Bars of the median of ``var`` along ``dim`` [``units``, default the variable's].
+
+    Bars whose status is ``projected`` are hatched: the status is the coordinate or variable
+    named ``status`` when given (e.g. ``"price_status"``), else ``<var>_status``,
+    ``<dim>_status`` or ``status``.
 
     The median is percentile 50 of ``percentile_dim`` when the variable has it (error bars from
     percentiles ``band``), else the variable itself (error bars from Dataset variables
@@ -146,8 +150,10 @@ def bars(da_or_ds, var: str | None = None, *, dim: str, band=("p5", "p95"),
     ax, x, y = _axes(ax), np.arange(med.sizes[dim]) + offset, med.values
     colors = [color] * len(x) if color else _colors(da_or_ds, dim)
     drawn = ax.bar(x, y, width=width, color=colors, label=label, edgecolor="black", linewidth=0.5)
-    status = _along(da_or_ds, dim, (f"{name}_status" if name else None, f"{dim}_status", "status"))
-    for patch, s in zip(drawn.patches, status or [""] * len(x), strict=True):
+    names = (status,) if status else (f"{name}_status" if name else None, f"{dim}_status",
+                                      "status")
+    for patch, s in zip(drawn.patches, _along(da_or_ds, dim, names) or [""] * len(x),
+                        strict=True):
         patch.set_hatch(PROJECTED_HATCH if s == "projected" else None)
     err = None if lo is None else ax.errorbar(
         x, y, yerr=[y - lo.values, hi.values - y], fmt="none", ecolor="black", capsize=3)
