@@ -61,26 +61,28 @@ def test_decode_physics():
     m = serve_shape(model("llama3-8b"))
     hw = hardware("h100-sxm", "dgx-h100", "fp8")
     batch = np.array([1.0, 8.0, 64.0, 512.0])
-    step = core.decode_step(m, hw, 1.0, 1.0, 1.0, 1.0, batch, 2048.0, 1.0, 1.0, CAL, half_dim())
+    lay = core.ServeLayout(tp=1.0, pp=1.0, ep=1.0, adp=1.0, wbytes=1.0, kvbytes=1.0)
+    step = core.decode_step(m, hw, lay, batch, 2048.0, CAL, half_dim())
     assert np.all(np.diff(step) > 0)
     assert np.all(np.diff(batch / step) > 0)  # batching raises throughput
     weights = 8.03e9 * 1.0 / (hw.hbm_bw * CAL.mem_eff)
     # batch 1 streams the weights (plus KV); the runtime's fixed cost comes on top
     assert step[0] - hw.step_overhead == pytest.approx(weights, rel=0.1)
-    longer = core.decode_step(m, hw, 1.0, 1.0, 1.0, 1.0, batch, 8192.0, 1.0, 1.0, CAL,
-                              half_dim())
+    longer = core.decode_step(m, hw, lay, batch, 8192.0, CAL, half_dim())
     assert np.all(longer > step)
 
 
 def test_backends_agree(xp_name):
     m = serve_shape(model("mixtral-8x7b"))
     hw = hardware("trn3", "trn3-ultraserver", "bf16")
-    args = [np.array([1.0, 2.0, 4.0, 8.0]), np.array([1.0, 1.0, 2.0, 1.0]), 1.0, 1.0,
-            np.array([1.0, 16.0, 64.0, 256.0]), 2048.0, 512.0]
-    ref = core.serve(m, hw, *[np.asarray(a, dtype=float) for a in args], 2.0, 2.0, CAL,
-                     half_dim())
-    got = core.serve(m, hw, *[backend.asarray(np.asarray(a, dtype=float)) for a in args], 2.0,
-                     2.0, CAL, half_dim())
+    layout = {"tp": [1.0, 2.0, 4.0, 8.0], "pp": [1.0, 1.0, 2.0, 1.0], "ep": 1.0, "adp": 1.0,
+              "wbytes": 2.0, "kvbytes": 2.0}
+    batch, rest = np.array([1.0, 16.0, 64.0, 256.0]), (2048.0, 512.0, CAL, half_dim())
+    ref = core.serve(m, hw, core.ServeLayout(**{k: np.asarray(v) for k, v in layout.items()}),
+                     batch, *rest)
+    got = core.serve(m, hw, core.ServeLayout(**{k: backend.asarray(np.asarray(v, dtype=float))
+                                                for k, v in layout.items()}),
+                     backend.asarray(batch), *rest)
     for key in ("tpot", "ttft", "output_tokens_per_s", "max_concurrency"):
         np.testing.assert_allclose(backend.to_numpy(got[key]), ref[key], rtol=1e-6)
 

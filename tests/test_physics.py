@@ -232,8 +232,8 @@ def test_the_serving_activation_bytes_reach_the_tp_traffic():
     scal = serve_calibration(load_serving().replace(activation_bytes=4.0))
     assert scal.activation_bytes == 4.0
     for cal, nbytes in ((serve_calibration(), 2.0), (scal, 4.0)):
-        t = serve_core.decode_terms(m, HW, 2.0, 1.0, 1.0, 1.0, batch, 1024.0, 2.0, 2.0, cal,
-                                    CAL.gemm_half_dim)
+        lay = serve_core.ServeLayout(tp=2.0, pp=1.0, ep=1.0, adp=1.0, wbytes=2.0, kvbytes=2.0)
+        t = serve_core.decode_terms(m, HW, lay, batch, 1024.0, cal, CAL.gemm_half_dim)
         # 2 all-reduces per layer of batch x hidden activations over 2 chips: one exchange
         ar = HW.up_latency + nbytes * batch * 4096 / HW.up_bw
         assert float(t["traffic"]) == pytest.approx(2 * 32 * ar, rel=1e-12)

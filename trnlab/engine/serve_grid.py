@@ -16,7 +16,7 @@ from trnlab.catalog import model
 from trnlab.engine.hardware import format_bytes, half_dim, hardware, serve_calibration
 from trnlab.engine.shape import serve_shape
 from trnlab.perf.hardware import Hardware
-from trnlab.perf.serve import serve
+from trnlab.perf.serve import ServeLayout, serve
 
 
 def best_throughput(model_id: str, systems: Sequence[str], *, tp: Sequence[int],
@@ -42,11 +42,13 @@ def best_throughput(model_id: str, systems: Sequence[str], *, tp: Sequence[int],
     for s_i, system in enumerate(systems):
         hw = Hardware(**{k: xp.asarray(v, dtype=ft) for k, v in
                          vars(hardware(catalog.system(system).chip, system, activations)).items()})
+        lay = ServeLayout(tp=tp_a, pp=pp_a, ep=xp.asarray(1.0, dtype=ft),
+                          adp=xp.asarray(1.0, dtype=ft),
+                          wbytes=xp.asarray(format_bytes(weights), dtype=ft),
+                          kvbytes=xp.asarray(format_bytes(kv), dtype=ft))
         for lo in range(0, outs.size, chunk):  # chunks of output lengths, the rest vectorized
             out_a = axis(outs[lo:lo + chunk], 4)
-            r = serve(m, hw, tp_a, pp_a, xp.asarray(1.0, dtype=ft), xp.asarray(1.0, dtype=ft),
-                      b_a, in_a, out_a, xp.asarray(format_bytes(weights), dtype=ft),
-                      xp.asarray(format_bytes(kv), dtype=ft), cal, d0, minimal=True)
+            r = serve(m, hw, lay, b_a, in_a, out_a, cal, d0, minimal=True)
             ok = r["fits"] & (r["tpot"] * 1e3 <= tpot_ms)
             speed = xp.where(ok, r["output_tokens_per_s_per_chip"], 0.0)
             best[s_i, :, lo:lo + chunk] = backend.to_numpy(

@@ -24,7 +24,7 @@ from trnlab.engine.training import pareto_front
 from trnlab.engine.variables import SERVING, attrs
 from trnlab.errors import ParameterError, bad_value
 from trnlab.perf import comm
-from trnlab.perf.serve import kv_bytes_per_token, prefill_time, serve
+from trnlab.perf.serve import ServeLayout, kv_bytes_per_token, prefill_time, serve
 from trnlab.workloads import TransformerSpec
 
 #: the outputs of :func:`trnlab.perf.serve.serve` a frontier keeps
@@ -45,10 +45,12 @@ def evaluate(spec: TransformerSpec | str, chip: str, system: str, *, tp: Any, pp
     params = params or load_serving()
     m = serve_shape(_spec(spec))
     hw = hardware(chip, system, activations, power_cap_w=power_cap_w, serving=params)
-    arr = [backend.asarray(np.asarray(v, dtype=np.float64))
-           for v in (tp, pp, ep, adp, batch, input_len, output_len)]
-    res = serve(m, hw, *arr, format_bytes(weights), format_bytes(kv), serve_calibration(params),
-                half_dim())
+    tp, pp, ep, adp, batch, input_len, output_len = (
+        backend.asarray(np.asarray(v, dtype=np.float64))
+        for v in (tp, pp, ep, adp, batch, input_len, output_len))
+    lay = ServeLayout(tp=tp, pp=pp, ep=ep, adp=adp, wbytes=format_bytes(weights),
+                      kvbytes=format_bytes(kv))
+    res = serve(m, hw, lay, batch, input_len, output_len, serve_calibration(params), half_dim())
     return {k: np.asarray(backend.to_numpy(v)) for k, v in res.items()}
 
 
@@ -165,8 +167,10 @@ def disaggregated(model_id: TransformerSpec | str, prefill_system: str, decode_s
     m = serve_shape(spec)
     pre_sys, dec_sys = catalog.system(prefill_system), catalog.system(decode_system)
     hw_p = hardware(pre_sys.chip, prefill_system, activations, serving=params)
-    pre = prefill_time(m, hw_p, float(prefill_tp), 1.0, 1.0, 1.0, 1.0, float(input_len),
-                       format_bytes(weights), serve_calibration(params), half_dim())
+    lay = ServeLayout(tp=float(prefill_tp), pp=1.0, ep=1.0, adp=1.0,
+                      wbytes=format_bytes(weights), kvbytes=format_bytes(kv))
+    pre = prefill_time(m, hw_p, lay, 1.0, float(input_len), serve_calibration(params),
+                       half_dim())
     dec = offline_throughput(spec, dec_sys.chip, decode_system, tp=decode_tp,
                              input_len=input_len, output_len=output_len,
                              max_batch=decode_batch, weights=weights, activations=activations,

@@ -72,6 +72,20 @@ class ServeCalibration:
     activation_bytes: float  # per element of the activations TP, EP and PP traffic carries [B]
 
 
+@dataclass(frozen=True)
+class ServeLayout:
+    """A serving replica's layout and number formats (floats or arrays that broadcast):
+    ``tp`` x ``pp`` chips, expert parallelism ``ep``, attention data parallelism ``adp``;
+    bytes per weight ``wbytes`` and per cached KV element ``kvbytes`` [B]."""
+
+    tp: Any
+    pp: Any
+    ep: Any
+    adp: Any
+    wbytes: Any
+    kvbytes: Any
+
+
 def weight_bytes_per_chip(m: ServeShape, tp: Any, pp: Any, adp: Any, wbytes: Any,
                           batch: Any = None) -> Any:
     """Weights a chip holds (``batch=None``) or reads in a decode step of ``batch`` tokens [B]."""
@@ -125,14 +139,14 @@ def _tp_traffic(m: ServeShape, tokens: Any, tp: Any, ep: Any, pp: Any, hw: Hardw
     return (2.0 * m.layers * ar + 2.0 * m.moe_layers * a2a) / pp
 
 
-def decode_terms(m: ServeShape, hw: Hardware, tp: Any, pp: Any, ep: Any, adp: Any,
-                 batch: Any, context: Any, wbytes: Any, kvbytes: Any, cal: ServeCalibration,
-                 half_dim: float) -> dict[str, Any]:
+def decode_terms(m: ServeShape, hw: Hardware, lay: ServeLayout, batch: Any, context: Any,
+                 cal: ServeCalibration, half_dim: float) -> dict[str, Any]:
     """The terms of one decode step of one pipeline stage for ``batch`` sequences [s]:
     ``compute`` (GEMMs and attention at the row-dependent efficiency), ``stream`` (weights and
     KV cache read from HBM), ``traffic`` (un-overlapped TP all-reduces, EP all-to-alls) and
     ``overhead`` (the runtime's per-step and per-sequence cost). :func:`decode_step` combines
     them; studies read them to say which term sets the step."""
+    tp, pp, ep, adp, wbytes, kvbytes = lay.tp, lay.pp, lay.ep, lay.adp, lay.wbytes, lay.kvbytes
     flops = (2.0 * m.flop_params * batch + m.attention_flops(context) * batch) / (tp * pp)
     eff = _efficiency(m, hw, batch, tp, cal.decode_half_rows, half_dim)
     stream = (weight_bytes_per_chip(m, tp, pp, adp, wbytes, batch)
@@ -143,20 +157,19 @@ def decode_terms(m: ServeShape, hw: Hardware, tp: Any, pp: Any, ep: Any, adp: An
             "overhead": hw.step_overhead + cal.per_sequence_overhead * batch}
 
 
-def decode_step(m: ServeShape, hw: Hardware, tp: Any, pp: Any, ep: Any, adp: Any,
-                batch: Any, context: Any, wbytes: Any, kvbytes: Any, cal: ServeCalibration,
-                half_dim: float) -> Any:
+def decode_step(m: ServeShape, hw: Hardware, lay: ServeLayout, batch: Any, context: Any,
+                cal: ServeCalibration, half_dim: float) -> Any:
     """Time of one decode step of one pipeline stage for ``batch`` sequences [s]: a roofline,
     ``max(compute, stream) + traffic + overhead`` of :func:`decode_terms`."""
-    t = decode_terms(m, hw, tp, pp, ep, adp, batch, context, wbytes, kvbytes, cal, half_dim)
+    t = decode_terms(m, hw, lay, batch, context, cal, half_dim)
     xp = xp_of(t["compute"], t["stream"])
     return xp.maximum(t["compute"], t["stream"]) + t["traffic"] + t["overhead"]
 
 
-def prefill_time(m: ServeShape, hw: Hardware, tp: Any, pp: Any, ep: Any, adp: Any,
-                 requests: Any, input_len: Any, wbytes: Any, cal: ServeCalibration,
-                 half_dim: float) -> Any:
+def prefill_time(m: ServeShape, hw: Hardware, lay: ServeLayout, requests: Any, input_len: Any,
+                 cal: ServeCalibration, half_dim: float) -> Any:
     """Prefill of ``requests`` prompts of ``input_len`` tokens through all stages [s]."""
+    tp, pp, ep, adp, wbytes = lay.tp, lay.pp, lay.ep, lay.adp, lay.wbytes
     xp = xp_of(requests, input_len, tp)
     tokens = requests * input_len
     # causal prompt: a token attends to input_len / 2 keys on average
@@ -169,9 +182,9 @@ def prefill_time(m: ServeShape, hw: Hardware, tp: Any, pp: Any, ep: Any, adp: An
         + cal.per_sequence_overhead * requests
 
 
-def serve(m: ServeShape, hw: Hardware, tp: Any, pp: Any, ep: Any, adp: Any, batch: Any,
-          input_len: Any, output_len: Any, wbytes: Any, kvbytes: Any, cal: ServeCalibration,
-          half_dim: float, minimal: bool = False) -> dict[str, Any]:
+def serve(m: ServeShape, hw: Hardware, lay: ServeLayout, batch: Any, input_len: Any,
+          output_len: Any, cal: ServeCalibration, half_dim: float,
+          minimal: bool = False) -> dict[str, Any]:
     """Steady-state continuous batching of one replica of ``tp x pp`` chips holding ``batch``
     requests of ``input_len`` prompt and ``output_len`` generated tokens.
 
@@ -181,17 +194,17 @@ def serve(m: ServeShape, hw: Hardware, tp: Any, pp: Any, ep: Any, adp: Any, batc
     [1] and ``fits`` (the batch's KV cache and the weights fit in HBM). ``minimal=True``
     returns only ``tpot``, ``output_tokens_per_s_per_chip`` and ``fits`` (grid searches).
     """
+    tp, pp, adp, wbytes, kvbytes = lay.tp, lay.pp, lay.adp, lay.wbytes, lay.kvbytes
     xp = xp_of(tp, batch, input_len, output_len)
     context = input_len + 0.5 * output_len  # mean context over the output tokens
     per_stage = batch / pp
-    stage = decode_step(m, hw, tp, pp, ep, adp, per_stage, context, wbytes, kvbytes, cal,
-                        half_dim)
+    stage = decode_step(m, hw, lay, per_stage, context, cal, half_dim)
     across = tp * pp > hw.domain  # a replica larger than the domain pipelines over scale-out
     act = cal.activation_bytes * per_stage * m.hidden
     hop = xp.where(across, comm.send_recv(act, hw.out_bw, hw.out_latency),
                    comm.send_recv(act, hw.up_bw, hw.up_latency))
     tpot = pp * stage + (pp - 1.0) * hop
-    prefill = prefill_time(m, hw, tp, pp, ep, adp, batch, input_len, wbytes, cal, half_dim)
+    prefill = prefill_time(m, hw, lay, batch, input_len, cal, half_dim)
     cycle = prefill + output_len * tpot  # one prefill and the decode of `batch` requests
     chips = tp * pp
     out_rate = batch * output_len / cycle
@@ -202,8 +215,7 @@ def serve(m: ServeShape, hw: Hardware, tp: Any, pp: Any, ep: Any, adp: Any, batc
     if minimal:
         return {"tpot": tpot, "output_tokens_per_s_per_chip": out_rate / chips, "fits": fits}
     return {
-        "ttft": prefill_time(m, hw, tp, pp, ep, adp, 1.0, input_len, wbytes, cal, half_dim)
-        + tpot,
+        "ttft": prefill_time(m, hw, lay, 1.0, input_len, cal, half_dim) + tpot,
         "tpot": tpot,
         "output_tokens_per_s": out_rate,
         "input_tokens_per_s": in_rate,

@@ -41,6 +41,7 @@ from trnlab.engine.shape import serve_shape
 from trnlab.errors import ParameterError, bad_value
 from trnlab.perf import roofline
 from trnlab.perf.serve import (
+    ServeLayout,
     ServeShape,
     decode_terms,
     kv_bytes_per_token,
@@ -242,9 +243,10 @@ def _decode_terms(m: ServeShape, chip: str, system: str, row: dict[str, Any], co
     The step is ``max(compute, stream) + traffic + overhead``; the core returns its terms.
     """
     hw = hardware(chip, system, serving=params)
-    terms = decode_terms(m, hw, float(row["tp"]), 1.0, float(row["ep"]), float(row["adp"]),
-                         row["batch"] / row["pp"], context, wb, kb, serve_calibration(params),
-                         half_dim())
+    lay = ServeLayout(tp=float(row["tp"]), pp=1.0, ep=float(row["ep"]), adp=float(row["adp"]),
+                      wbytes=wb, kvbytes=kb)
+    terms = decode_terms(m, hw, lay, row["batch"] / row["pp"], context,
+                         serve_calibration(params), half_dim())
     return float(terms["compute"]), float(terms["stream"])
 
 
