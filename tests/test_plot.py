@@ -194,9 +194,9 @@ def test_summary_strings(ds):
     table = plot.summary(ds, dim="system", units={"power": "kW"})
     assert list(table.columns) == ["power [kW]", "mfu [1]"]
     assert list(table.index) == SYSTEMS and table.index.name == "system"
-    assert table.loc["trn3-ultraserver", "power [kW]"] == "1.5 [1.2–1.9]"
+    assert table.loc["trn3-ultraserver", "power [kW]"] == "1.50 [1.20–1.90]"
     assert table.loc["gb200-nvl72", "power [kW]"] == "—"
-    assert table.loc["trn3-ultraserver", "mfu [1]"] == "0.4"
+    assert table.loc["trn3-ultraserver", "mfu [1]"] == "0.400"
     assert table.loc["dgx-h100", "mfu [1]"] == "—"
     single = plot.summary(ds["power"], dim="system", fmt=".0f")
     assert single.loc["trn3-ultraserver", "power [W]"] == "1500 [1200–1900]"
@@ -217,3 +217,9 @@ def test_bars_hatch_by_a_named_status_coordinate():
     drawn, _ = plot.bars(ds, "price", dim="system", band=None)  # <var>_status comes first
     assert [p.get_hatch() for p in drawn.patches] == [plot.PROJECTED_HATCH, None]
     plt.close("all")
+
+
+@pytest.mark.parametrize(("value", "text"), [(1020.4, "1,020"), (1.19e3, "1,190"), (0.0123, "0.0123"),
+                                             (2.5, "2.50"), (3.2e8, "3.2e+08"), (float("nan"), "—")])
+def test_table_numbers_have_three_significant_digits_without_exponents(value, text):
+    assert plot.number(value) == text

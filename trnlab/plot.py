@@ -260,16 +260,31 @@ def band(da: xr.DataArray, *, x: str, percentile_dim: str = "percentile",
     return line, poly
 
 
-def _cell(m: float, lo: float | None, hi: float | None, fmt: str) -> str:
+def number(v: float, digits: int = 3) -> str:
+    """``v`` to ``digits`` significant digits, without an exponent between 1e-3 and 1e7
+    (1,020 not 1.02e+03; 0.0123 not 1.23e-02); NaN as "—"."""
+    if not np.isfinite(v):
+        return "—"
+    if v == 0 or not 1e-3 <= abs(v) < 1e7:
+        return format(v, f".{digits}g")
+    decimals = max(0, digits - 1 - int(np.floor(np.log10(abs(v)))))
+    return format(round(v, decimals), f",.{decimals}f")
+
+
+def _cell(m: float, lo: float | None, hi: float | None, fmt: str | None) -> str:
     if not np.isfinite(m):
         return "—"
-    return format(m, fmt) if lo is None else f"{m:{fmt}} [{lo:{fmt}}–{hi:{fmt}}]"
+    f = (lambda v: format(v, fmt)) if fmt else number
+    return f(m) if lo is None else f"{f(m)} [{f(lo)}–{f(hi)}]"
 
 
 def summary(da, *, dim: str, percentile_dim: str = "percentile",
-            units: str | Mapping[str, str] | None = None, fmt: str = ".3g") -> pd.DataFrame:
+            units: str | Mapping[str, str] | None = None, fmt: str | None = None
+            ) -> pd.DataFrame:
     """A table: one row per ``dim`` value, one column ``name [unit]`` per variable.
 
+    Numbers have three significant digits (:func:`number`) unless ``fmt`` (a format spec) is
+    given.
     Cells read ``p50 [p5–p95]`` for variables with ``percentile_dim``, else the value; ``—``
     for NaN. ``da`` is a DataArray or a Dataset (its numeric variables with dims ``dim`` and at
     most ``percentile_dim``); ``units`` is one display unit or a mapping variable -> unit.
