@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import nbformat
@@ -80,17 +86,125 @@ def test_run_writes_outputs_and_reports_failures(notebooks, tmp_path):
     assert not list(out.glob(".*"))  # no temporary files left
 
 
-def test_cli_exit_codes(notebooks, tmp_path, monkeypatch, capsys):
+def test_cli_exit_codes(notebooks, tmp_path, monkeypatch, capfd):
     monkeypatch.setattr(report.runner, "notebooks_dir", lambda: notebooks)
     assert main(["report", "01_good", "--out", str(tmp_path / "a"), "--no-progress"]) == 0
     assert main(["report", "--out", str(tmp_path / "b"), "--no-progress"]) == 1
-    capsys.readouterr()
+    out, err = capfd.readouterr()  # the kernels' own output too (file descriptors)
+    assert err == "" and "IPKernelApp" not in out and "KeyboardInterrupt" not in out
+    assert "Kernel is running over TCP" in (tmp_path / "a" / "01_good.log").read_text()
     assert main(["report", "nope", "--out", str(tmp_path / "c")]) == 2
-    err = capsys.readouterr().err
+    err = capfd.readouterr().err
     assert err.count("\n") == 1 and err.startswith("trnlab: error: notebook 'nope'")
     assert main(["report", "01", "-p", "n_chipz", "3", "--out", str(tmp_path / "d")]) == 2
-    assert "n_chipz" in capsys.readouterr().err
+    assert "n_chipz" in capfd.readouterr().err
     assert not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
+
+
+def _unwritable_folder(tmp_path: Path) -> Path:
+    """A folder in which no file can be created (root ignores modes: then sysfs, if it is so)."""
+    for folder in (tmp_path / "read-only", Path("/sys")):
+        if folder.parent == tmp_path:
+            folder.mkdir()
+            folder.chmod(0o555)
+        try:
+            fd, probe = tempfile.mkstemp(dir=folder)
+        except OSError:
+            return folder
+        os.close(fd)
+        Path(probe).unlink()
+    pytest.skip("every folder is writable here")
+
+
+def test_unusable_run_folders_and_limits_are_refused_before_anything_runs(notebooks, tmp_path,
+                                                                         monkeypatch, capfd):
+    monkeypatch.setattr(report.runner, "notebooks_dir", lambda: notebooks)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    locked = _unwritable_folder(tmp_path)
+    cases = [
+        ([a_file], f"--out {a_file}: exists and is not a directory"),
+        ([a_file / "run"], f"--out {a_file / 'run'}: cannot create the run folder: "
+                           "Not a directory"),
+        ([locked], f"--out {locked}: cannot write into the run folder: "),
+        ([locked / "run"], f"--out {locked / 'run'}: cannot create the run folder: "),
+        ([tmp_path / "t", "--timeout", "0"],
+         "report: timeout = 0.0: must be a per-cell time limit >= 1 s"),
+        ([tmp_path / "j", "--jobs", "0"],
+         "report: jobs = 0: must be an integer >= 1 (notebooks run at once)"),
+    ]
+    for (out, *extra), message in cases:
+        assert main(["report", "01", "--out", str(out), *extra, "--no-progress"]) == 2
+        err = capfd.readouterr().err
+        assert err.startswith(f"trnlab: error: {message}") and err.count("\n") == 1, err
+    assert not list(tmp_path.glob("[tj]")) and not (locked / "run").exists()
+    assert sorted(p.name for p in a_file.parent.glob("a-file*")) == ["a-file"]
+    nested = report.runner.prepare_out(tmp_path / "new" / "run")  # a missing folder: created
+    assert nested.is_dir() and not list(nested.iterdir())
+
+
+SLEEPER = """import os, time
+from pathlib import Path
+Path({pid_file!r}).write_text(str(os.getpid()))
+time.sleep(300)"""
+
+#: ``trnlab report`` on a folder of test notebooks, in a process of its own
+DRIVER = """import sys
+from pathlib import Path
+from trnlab.report import runner
+runner.notebooks_dir = lambda: Path(sys.argv[1])
+from trnlab.cli import main
+sys.exit(main(sys.argv[2:]))"""
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except FileNotFoundError:
+        return False
+
+
+def test_sigint_stops_the_report_within_seconds(tmp_path):
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    pid_file = tmp_path / "kernel.pid"
+    _notebook(folder, "01_good")
+    _notebook(folder, "02_sleeps", extra=SLEEPER.format(pid_file=str(pid_file)))
+    _notebook(folder, "03_queued")
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-c", DRIVER, str(folder), "report", "--out",
+                             str(out), "--jobs", "1", "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not (pid_file.exists() and pid_file.read_text()):  # 02's kernel is running
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the kernel of 02_sleeps never started"
+            time.sleep(0.05)
+        kernel = int(pid_file.read_text())
+        assert _alive(kernel)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, stderr
+    assert stderr == f"interrupted: 1 of 3 notebooks finished; see {out / 'index.html'}\n"
+    assert stdout == ""
+    assert took < 8, f"{took:.1f} s from SIGINT to exit"
+    assert not _alive(kernel)  # shut down, not orphaned
+    index = (out / "index.html").read_text()
+    assert re.findall(r"<span class='status [\w-]+'>([\w ]+)</span>", index) == [
+        "ok", "interrupted", "not run"]
+    assert "<dd>1 of 3 ok, 1 interrupted, 1 not run</dd>" in index
+    assert not list(out.glob(".*"))  # no .running.ipynb, status or temporary files
+    assert sorted(p.name for p in out.iterdir()) == [
+        "01_good.html", "01_good.ipynb", "01_good.log", "01_good.nc", "02_sleeps.log",
+        "index.html"]
 
 
 READER_CODE = '''import pandas as pd

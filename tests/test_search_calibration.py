@@ -139,7 +139,7 @@ def test_cli_validate_writes_all_columns(tmp_path, capsys):
 
 @pytest.mark.parametrize(("edit", "message"), [
     (lambda t: t.replace("case_id,kind", "case,kind", 1), "header: missing column 'case_id'"),
-    (lambda t: t.replace(",tpot_ms,", ",tpot_s,", 1), "metric = 'tpot_s'"),
+    (lambda t: t.replace(",512,,fp16,full,", ",512x,,fp16,full,", 1), "global_batch = '512x'"),
     (lambda t: t.replace(",a100-sxm-80gb,dgx-a100,ib-hdr-200,32,", ",a100-sxm-80gb,dgx-a100,"
                          "ib-hdr-200,thirty-two,", 1), "n_chips = 'thirty-two'"),
 ])

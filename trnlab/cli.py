@@ -98,15 +98,18 @@ def cmd_claims(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------ report
 def cmd_report(args: argparse.Namespace) -> int:
-    from trnlab import report
+    try:
+        from trnlab import report
 
-    if args.list:
-        for nb in report.available():
-            print(nb.stem)
-        return 0
-    params = dict(args.parameter or [])
-    result = report.run(args.notebooks, params, out=args.out, timeout=args.timeout,
-                        jobs=args.jobs, progress=not args.no_progress)
+        if args.list:
+            for nb in report.available():
+                print(nb.stem)
+            return 0
+        result = report.run(args.notebooks, dict(args.parameter or []), out=args.out,
+                            timeout=args.timeout, jobs=args.jobs, progress=not args.no_progress)
+    except KeyboardInterrupt as stop:  # report.ReportInterrupted: kernels stopped, index written
+        print(str(stop) or "interrupted: no notebook was started", file=sys.stderr)
+        return 128 + getattr(stop, "signum", 2)  # 130 for SIGINT
     for r in result.runs:
         print(f"{r.status:6s} {r.duration:6.1f} s  {r.name}" + (f"  {r.error}" if r.error else ""))
     print(f"report: {result.index}")
@@ -157,23 +160,35 @@ def cmd_serve(args: argparse.Namespace) -> int:
                        "output_tokens_per_s_per_chip", "chip_s_per_m_tokens", "usd_per_m_tokens")}
             for i in range(front.sizes["config"])]
     best = serving.best(ds)
-    if args.json:
+    price = float(ds.attrs["price_per_chip_hour"])
+    priced = math.isfinite(price)
+    no_price = f"no list price for {args.system}; pass --price USD/chip-hour"
+    if args.json:  # JSON has no NaN: a missing price is null
+        plain = lambda row: {k: (v if not isinstance(v, float) or math.isfinite(v) else None)
+                             for k, v in row.items()}
         _print_json({"model": ds.attrs["model"], "system": args.system, "input": args.input,
                      "output": args.output, "ttft_ms": args.ttft_ms, "tpot_ms": args.tpot_ms,
-                     "best": best, "frontier": rows})
+                     "price_per_chip_hour": price if priced else None,
+                     "best": plain(best), "frontier": [plain(r) for r in rows]})
         return 0
+    slo = ", ".join(f"{k} <= {v:g} ms" for k, v in (("ttft", args.ttft_ms),
+                                                     ("tpot", args.tpot_ms)) if v is not None)
     print(f"{ds.attrs['model']} on {args.system} ({ds.attrs['chip']}), input {args.input}, "
-          f"output {args.output}, SLO ttft {args.ttft_ms} ms, tpot {args.tpot_ms} ms")
+          f"output {args.output}, SLO: {slo or 'none (pass --ttft-ms, --tpot-ms)'}"
+          + (f", {price:.4g} USD/chip-hour" if priced else ""))
+    if not priced:
+        print(no_price)
     if not rows:
         print("no layout meets the targets")
         return 0
+    usd = (lambda r: [f"{r['usd_per_m_tokens']:.2f}"]) if priced else (lambda r: [])
     print(_table([[str(r["tp"]), str(r["pp"]), str(r["adp"]), str(r["batch"]),
                    f"{r['ttft'] * 1e3:.0f}", f"{r['tpot'] * 1e3:.1f}",
                    f"{r['output_tokens_per_s_per_chip']:.1f}",
-                   f"{r['chip_s_per_m_tokens']:.0f}", f"{r['usd_per_m_tokens']:.2f}"]
+                   f"{r['chip_s_per_m_tokens']:.0f}", *usd(r)]
                   for r in rows],
                  ["tp", "pp", "adp", "batch", "ttft ms", "tpot ms", "out tok/s/chip",
-                  "chip-s / M tok", "USD / M tok"]))
+                  "chip-s / M tok", *(["USD / M tok"] if priced else [])]))
     return 0
 
 
@@ -182,9 +197,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     from trnlab.calibration import validate
 
+    out = validate.check_output(Path(args.out), Path(args.cases))  # before any work
     rows = validate.read_cases(Path(args.cases))
     preds = validate.predict(rows)
-    validate.write_predictions(rows, preds, Path(args.out))
+    validate.write_predictions(rows, preds, out)
     for src, (n, err) in validate.by_source(preds).items():
         print(f"{src:20s} {n:3d} cases  MAPE {err:6.1%}")
     skipped = sum(1 for p in preds if p.predicted != p.predicted)
@@ -197,16 +213,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from trnlab.calibration import fit, validate
+    from trnlab._paths import data_dir
+    from trnlab.calibration import fit
 
-    result = fit.run(Path(args.cases), with_loso=not args.no_loso)
-    for kind in ("training", "inference"):
-        preds, loso = result.get(kind), result.get(f"{kind}_loso")
-        if preds:
-            print(f"{kind}: fitted on {sum(p.rel_error == p.rel_error for p in preds)} cases, "
-                  f"MAPE {validate.mape(preds):.1%}"
-                  + (f", leave-one-source-out {validate.mape(loso):.1%}" if loso else ""))
-    print("written: data/perf/training.toml, data/perf/serving.toml")
+    cases = Path(args.cases) if args.cases else data_dir() / "measurements" / "cases.csv"
+    say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if not args.quiet else None
+    result = fit.run(cases, with_loso=not args.no_loso, write=args.write, progress=say)
+    print(fit.summary(result))
+    print("written: " + ", ".join(str(f.path) for f in result.values()) if args.write else
+          "nothing written: pass --write to write these values to data/perf/")
     return 0
 
 
@@ -243,8 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
                    help="set a notebook parameter (checked against the notebook's declaration)")
     p.add_argument("--out", help="run directory (default reports/<timestamp>)")
-    p.add_argument("--timeout", type=float, default=600, help="per-cell timeout [s]")
-    p.add_argument("--jobs", type=int, default=2, help="notebooks run at once")
+    p.add_argument("--timeout", type=float, default=600, help="per-cell timeout [s] (>= 1)")
+    p.add_argument("--jobs", type=int, default=2, help="notebooks run at once (>= 1)")
     p.add_argument("--list", action="store_true", help="list the notebooks and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_report)
@@ -252,31 +267,38 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", help="best parallel layouts of a model on n chips")
     p.add_argument("--model", required=True, help="model preset id (e.g. llama3-405b)")
     p.add_argument("--system", required=True, help="system id (e.g. trn3-ultraserver)")
-    p.add_argument("--chips", type=int, required=True, help="chips in the job")
+    p.add_argument("--chips", type=int, required=True, help="chips in the job (1..1e7)")
     p.add_argument("--precision", default="bf16", help="GEMM precision (bf16, fp8, mxfp8, ...)")
-    p.add_argument("--seq", type=int, default=8192, help="sequence length [tokens]")
+    p.add_argument("--seq", type=int, default=8192, help="sequence length [tokens] (1..2^24)")
     p.add_argument("--global-batch", type=int, default=None,
                    help="sequences per step (default: about 16M tokens, a multiple of the odd part of --chips)")
-    p.add_argument("--top", type=int, default=10, help="layouts to show")
+    p.add_argument("--top", type=int, default=10, help="layouts to show (>= 1)")
     p.add_argument("--power-cap", type=float, default=None, metavar="W",
-                   help="chip power cap [W]: compute slows to the clock the chip holds")
+                   help="chip power cap [W], at most the chip's TDP: compute slows to the "
+                   "clock the chip holds")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("serve", help="throughput-vs-latency frontier of serving a model")
     p.add_argument("--model", required=True, help="model preset id (e.g. llama3-70b)")
     p.add_argument("--system", required=True, help="system id (e.g. trn3-ultraserver)")
-    p.add_argument("--input", type=int, default=2048, help="prompt tokens per request")
-    p.add_argument("--output", type=int, default=512, help="generated tokens per request")
-    p.add_argument("--ttft-ms", type=float, default=None, help="time-to-first-token target")
-    p.add_argument("--tpot-ms", type=float, default=None, help="time-per-output-token target")
+    p.add_argument("--input", type=int, default=2048,
+                   help="prompt tokens per request (1..2^24)")
+    p.add_argument("--output", type=int, default=512,
+                   help="generated tokens per request (1..2^24)")
+    p.add_argument("--ttft-ms", type=float, default=None,
+                   help="time-to-first-token target [ms] (> 0; default: none)")
+    p.add_argument("--tpot-ms", type=float, default=None,
+                   help="time-per-output-token target [ms] (> 0; default: none)")
     p.add_argument("--weights", default="bf16", help="weight format (bf16, fp8, fp4, ...)")
     p.add_argument("--activations", default="bf16", help="compute format of the GEMMs")
     p.add_argument("--kv", default="bf16", help="KV-cache format")
     p.add_argument("--power-cap", type=float, default=None, metavar="W",
-                   help="chip power cap [W]: compute slows to the clock the chip holds")
+                   help="chip power cap [W], at most the chip's TDP: compute slows to the "
+                   "clock the chip holds")
     p.add_argument("--price", type=float, default=None,
-                   help="USD per chip-hour (default: the system's on-demand list price, if any)")
+                   help="USD per chip-hour (> 0; default: the system's on-demand list price, "
+                   "if any)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_serve)
 
@@ -286,8 +308,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("calibrate", help="fit the step model's parameters to a case file")
-    p.add_argument("cases", nargs="?", default="data/measurements/cases.csv")
+    p.add_argument("cases", nargs="?", default=None,
+                   help="case file (default: data/measurements/cases.csv)")
     p.add_argument("--no-loso", action="store_true", help="skip leave-one-source-out")
+    p.add_argument("--write", action="store_true", help="write the fitted values to "
+                   "data/perf/training.toml and serving.toml (default: print them next to the "
+                   "committed ones and write nothing)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("bench", help="speed benchmarks (configurations/s, search times, RSS)")

@@ -7,8 +7,11 @@ line, so the CLI can print ``str(err)`` and exit with status 2.
 from __future__ import annotations
 
 
-class TrnlabError(Exception):
-    """Base class of errors caused by bad input (the CLI prints one line, exit code 2)."""
+class TrnlabError(ValueError):
+    """Base class of errors caused by bad input (the CLI prints one line, exit code 2).
+
+    A ``ValueError``: code that guards a call with ``except ValueError`` also catches it.
+    """
 
 
 class CatalogError(TrnlabError):

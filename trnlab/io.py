@@ -104,9 +104,24 @@ def save(ds: xr.Dataset, path: str | os.PathLike[str],
 
 
 def load(path: str | os.PathLike[str]) -> xr.Dataset:
-    """Read a Dataset written by :func:`save` (into memory; the file is closed)."""
-    with xr.open_dataset(path, engine=ENGINE) as ds:
-        return ds.load()
+    """Read a Dataset written by :func:`save` (into memory; the file is closed).
+
+    A missing file, or one that is not netCDF/HDF5, raises one TrnlabError line naming it.
+    """
+    if not isinstance(path, str | os.PathLike):
+        raise TrnlabError(bad_value("io.load", "path", path, "a file path (str or Path)"))
+    path = Path(path)
+    if not path.is_file():
+        raise TrnlabError(bad_value("io.load", "path", str(path),
+                                    "not a file" if path.exists() else "no such file"))
+    try:
+        with xr.open_dataset(path, engine=ENGINE) as ds:
+            return ds.load()
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise TrnlabError(bad_value("io.load", "path", str(path),
+                                    f"not a netCDF file written by trnlab.io.save ({reason})")
+                          ) from err
 
 
 def parameters(ds: xr.Dataset) -> dict[str, Any]:

@@ -19,6 +19,8 @@ from trnlab.catalog.fields import Field
 from trnlab.catalog.loader import Catalog, load
 from trnlab.catalog.models import load_models, model, model_ids
 from trnlab.catalog.records import PRECISIONS, Chip, Facility, Network, Price, System
+from trnlab.checks import ident
+from trnlab.errors import CatalogError
 
 __all__ = ["PRECISIONS", "Catalog", "Chip", "Facility", "Field", "Network", "Price", "System",
            "chip", "default", "facility", "load", "load_models", "model", "model_ids", "network",
@@ -38,27 +40,27 @@ def default(root: Path | str | None = None) -> Catalog:
 
 def chip(chip_id: str) -> Chip:
     """The chip ``chip_id`` (e.g. ``"trn3"``); unknown ids raise CatalogError."""
-    return default().chip(chip_id)
+    return default().chip(ident("catalog", "chip id", chip_id, CatalogError))
 
 
 def system(system_id: str) -> System:
     """The system ``system_id`` (e.g. ``"trn3-ultraserver"``)."""
-    return default().system(system_id)
+    return default().system(ident("catalog", "system id", system_id, CatalogError))
 
 
 def network(network_id: str) -> Network:
     """The scale-out network ``network_id`` (e.g. ``"efa-200"``)."""
-    return default().network(network_id)
+    return default().network(ident("catalog", "network id", network_id, CatalogError))
 
 
 def price(price_id: str) -> Price:
     """The price point ``price_id`` (e.g. ``"p5-48xl-on-demand"``)."""
-    return default().price(price_id)
+    return default().price(ident("catalog", "price id", price_id, CatalogError))
 
 
 def facility(facility_id: str = "default") -> Facility:
     """Data-centre factors (system overhead, PUE)."""
-    return default().facility(facility_id)
+    return default().facility(ident("catalog", "facility id", facility_id, CatalogError))
 
 
 def to_dataset() -> xr.Dataset:

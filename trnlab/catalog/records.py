@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from trnlab.catalog.fields import Field
+from trnlab.checks import choice
+from trnlab.errors import CatalogError
 
 #: precisions with a ``peak_<precision>`` field, widest first
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16", "fp8", "mxfp8", "int8", "fp4", "mxfp4", "nvfp4")
@@ -57,8 +59,10 @@ class Chip(Record):
         """Dense peak [FLOP/s] for ``precision``, falling back along :data:`PRECISION_FALLBACK`.
 
         Trainium3's MXFP4 is listed at its MXFP8 rate, so ``peak("fp4")`` is 2.517e15.
+        An unknown precision raises CatalogError naming the allowed ones (:data:`PRECISIONS`).
         """
-        p: str | None = precision
+        p: str | None = choice(f"chip {self.id}", "precision", precision, PRECISIONS,
+                               CatalogError)
         while p is not None:
             if p in self.peak_flops:
                 return self.peak_flops[p]

@@ -12,10 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from trnlab import catalog
+from trnlab import catalog, checks
 from trnlab.catalog.params import load_economics
+from trnlab.engine.hardware import precision_bytes
 from trnlab.engine.points import serving_point, training_point
 from trnlab.engine.sampling import PERCENTILES, bands, central, draw, override
+from trnlab.errors import CatalogError
 from trnlab.perf import cost, power
 
 HOUR = 3600.0  # [s]
@@ -24,6 +26,53 @@ POWER_OVERRIDES = {"idle_fraction": "idle", "memory_weight": "memory_weight",
                    "system_overhead": "overhead", "pue": "pue"}
 #: the random stream of the price inputs is the power stream's seed + this, so the two differ
 PRICE_STREAM = 1
+#: bounds of an override's value(s), in the input's own unit: (low, high, low is open)
+OVERRIDE_BOUNDS: dict[str, tuple[float, float | None, bool]] = {
+    "idle_fraction": (0.0, 1.0, False), "memory_weight": (0.0, 1.0, False),
+    "system_overhead": (0.0, None, False), "pue": (1.0, None, False),
+    "life_years": (0.0, None, True), "energy_price": (0.0, None, False),
+    "network_capex_fraction": (0.0, None, False), "facility_capex_per_watt": (0.0, None, False),
+    "facility_life_years": (0.0, None, True),
+}
+#: the economics inputs a user may override (besides :data:`POWER_OVERRIDES`)
+ECONOMICS_OVERRIDES = ("life_years", "energy_price", "network_capex_fraction",
+                       "facility_capex_per_watt", "facility_life_years")
+#: every input a user may override in a cost study
+OVERRIDES = (*POWER_OVERRIDES, *ECONOMICS_OVERRIDES)
+
+
+def check_overrides(where: str, overrides: Mapping[str, Any] | None,
+                    allowed: Sequence[str] = OVERRIDES) -> dict[str, Any]:
+    """``overrides`` checked: known keys only (a typo is an error listing ``allowed``, never a
+    silent default), each value None, a finite number or ``[low, central, high]`` in
+    increasing order, within :data:`OVERRIDE_BOUNDS`. Returns a dict without the None values."""
+    out = {}
+    for key, value in checks.known_keys(where, overrides, allowed).items():
+        if value is None:
+            continue
+        low, high, low_open = OVERRIDE_BOUNDS[key]
+        if isinstance(value, str | bytes | Mapping) or not (
+                checks.is_number(value) or isinstance(value, Sequence)):
+            raise checks.fail(where, key, value, "a number or [low, central, high]")
+        if isinstance(value, Sequence):
+            if len(value) != 3:
+                raise checks.fail(where, key, value, "a number or [low, central, high]")
+            vals = [checks.finite(where, key, v, low, high, low_open=low_open) for v in value]
+            if not vals[0] <= vals[1] <= vals[2]:
+                raise checks.fail(where, key, list(value),
+                                  "give [low, central, high] in increasing order")
+            out[key] = vals
+        else:
+            out[key] = checks.finite(where, key, value, low, high, low_open=low_open)
+    return out
+
+
+def _check_systems(where: str, systems: Any) -> list[str]:
+    """A non-empty list of distinct, known system ids."""
+    ids = checks.id_list(where, "systems", systems)
+    for s in ids:
+        catalog.system(s)
+    return ids
 
 
 def power_inputs(systems: Sequence[str], n_samples: int, seed: int = 0,
@@ -33,9 +82,15 @@ def power_inputs(systems: Sequence[str], n_samples: int, seed: int = 0,
     Keys: ``tdp`` [W], ``idle`` [1], ``memory_weight`` [1], ``overhead`` [1] (host, NIC and
     switch power per chip power), ``pue`` [1]. ``overrides`` may set ``idle_fraction``,
     ``memory_weight``, ``system_overhead`` or ``pue`` (a number, or ``[low, central, high]``;
-    see :func:`trnlab.engine.sampling.override`).
+    see :func:`trnlab.engine.sampling.override`); the economics keys of :data:`OVERRIDES` are
+    accepted and left to :func:`tco_per_chip_hour`, any other key is an error.
     """
-    econ, over = load_economics(), dict(overrides or {})
+    where = "power_inputs"
+    systems = _check_systems(where, systems)
+    n_samples = checks.integer(where, "n_samples", n_samples, 0, checks.MAX_SAMPLES)
+    seed = checks.integer(where, "seed", seed, 0)
+    over = check_overrides(where, overrides)  # the economics keys are tco_per_chip_hour's
+    econ = load_economics()
     rng = np.random.default_rng(seed)
     fac = catalog.facility()
     pick = (lambda f: draw(f, n_samples, rng)) if n_samples else (lambda f: central(f))
@@ -50,13 +105,40 @@ def power_inputs(systems: Sequence[str], n_samples: int, seed: int = 0,
     return out
 
 
+def check_workload(where: str, systems: Any, model: Any, n_chips: Any, precision: Any,
+                   serve_model: Any, input_len: Any, output_len: Any, tpot_ms: Any,
+                   ttft_ms: Any, serve_precision: Any) -> dict[str, Any]:
+    """The reference workloads of the energy and cost studies, checked: known system and model
+    ids, ``n_chips`` in 1..:data:`~trnlab.checks.MAX_CHIPS`, known precisions, ``input_len`` and
+    ``output_len`` in 1..2^24 tokens, ``tpot_ms`` and ``ttft_ms`` finite > 0 [ms]. Returns
+    the values normalized (ids as lists, counts as ints, targets as floats)."""
+    out = {"systems": _check_systems(where, systems)}
+    for name, value in (("model", model), ("serve_model", serve_model)):
+        catalog.model(checks.ident(where, name, value, CatalogError))
+        out[name] = value
+    out["n_chips"] = checks.positive_int(where, "n_chips", n_chips, checks.MAX_CHIPS)
+    for name, value in (("precision", precision), ("serve_precision", serve_precision)):
+        out[name] = checks.choice(where, name, value, precision_bytes())
+    for name, value in (("input_len", input_len), ("output_len", output_len)):
+        out[name] = checks.positive_int(where, name, value, checks.MAX_TOKENS)
+    for name, value in (("tpot_ms", tpot_ms), ("ttft_ms", ttft_ms)):
+        out[name] = checks.positive(where, name, value, unit="ms")
+    return out
+
+
 def workload_rates(systems: Sequence[str], model: str, n_chips: int, precision: str,
                    serve_model: str, input_len: int, output_len: int, tpot_ms: float,
                    ttft_ms: float, serve_precision: str) -> dict[str, np.ndarray]:
     """(system, 1) arrays of the best training layout and of serving at the SLO:
     ``tokens_per_s_per_chip`` [token/s], ``mfu`` [1], ``model_flops_per_chip`` [FLOP/s],
     ``compute_share`` and ``memory_share`` [1] of training; ``output_tokens_per_s_per_chip``
-    [token/s], ``serve_compute_share``, ``serve_memory_share`` [1] of serving."""
+    [token/s], ``serve_compute_share``, ``serve_memory_share`` [1] of serving. The arguments
+    are checked first (:func:`check_workload`)."""
+    w = check_workload("workload_rates", systems, model, n_chips, precision, serve_model,
+                       input_len, output_len, tpot_ms, ttft_ms, serve_precision)
+    systems, n_chips, input_len, output_len = (w[k] for k in ("systems", "n_chips", "input_len",
+                                                              "output_len"))
+    tpot_ms, ttft_ms = w["tpot_ms"], w["ttft_ms"]
     train = [training_point(model, s, n_chips, precision) for s in systems]
     serve = [serving_point(serve_model, s, input_len, output_len, tpot_ms, ttft_ms,
                            *(serve_precision,) * 3) for s in systems]
@@ -72,6 +154,7 @@ def workload_rates(systems: Sequence[str], model: str, n_chips: int, precision: 
 def cloud_price(system: str, kind: str = "on_demand") -> float:
     """Newest listed price per chip-hour of an instance of ``system`` [USD/(chip*h)] (NaN if
     none)."""
+    catalog.system(system)
     price = catalog.default().latest_price(system, kind)
     return price.usd_per_chip_hour if price else float("nan")
 
@@ -83,7 +166,12 @@ def tco_per_chip_hour(systems: Sequence[str], chip_power_w: np.ndarray, n_sample
     ``chip_power_w`` is (system, sample) average chip power [W]; the facility share of each chip
     is that x (1 + system overhead) x PUE.
     """
-    econ, over = load_economics(), dict(overrides or {})
+    where = "tco_per_chip_hour"
+    systems = _check_systems(where, systems)
+    n_samples = checks.integer(where, "n_samples", n_samples, 0, checks.MAX_SAMPLES)
+    seed = checks.integer(where, "seed", seed, 0)
+    over = check_overrides(where, overrides)
+    econ = load_economics()
     rng = np.random.default_rng(seed + PRICE_STREAM)
     pick = (lambda f: draw(f, n_samples, rng)) if n_samples else central
     x = power_inputs(systems, n_samples, seed, over)
@@ -119,6 +207,10 @@ def energy_per_token_bands(chip: str, tokens_per_s_per_chip: np.ndarray,
     configuration axis are evaluated together, in chunks of about ``chunk`` cells. Returns an
     array (3, n_configs).
     """
+    where = "energy_per_token_bands"
+    n_samples = checks.positive_int(where, "n_samples", n_samples, 10 * checks.MAX_SAMPLES)
+    chunk = checks.positive_int(where, "chunk", chunk)
+    seed = checks.integer(where, "seed", seed, 0)
     econ = load_economics()
     rng = np.random.default_rng(seed)
     rec, fac = catalog.chip(chip), catalog.facility()
@@ -149,7 +241,13 @@ def break_even_table(model: str, systems: Sequence[str], ref_system: str, *, n_c
     """:func:`break_even_prices` of ``ref_system`` against ``systems`` (which include it) on the
     reference workloads (:func:`workload_rates`), each system at its newest on-demand price or
     at its TCO at the central inputs [USD/(chip*h)]."""
-    systems = list(systems)
+    where = "break_even_table"
+    systems = check_workload(where, systems, model, n_chips, precision, serve_model, input_len,
+                             output_len, tpot_ms, ttft_ms, serve_precision)["systems"]
+    checks.choice(where, "ref_system", ref_system, systems)
+    checks.positive(where, "target_ratio", target_ratio, 1e6)
+    seed = checks.integer(where, "seed", seed, 0)
+    overrides = check_overrides(where, overrides)
     rates = workload_rates(systems, model, n_chips, precision, serve_model, input_len,
                            output_len, tpot_ms, ttft_ms, serve_precision)
     x = power_inputs(systems, 0, seed, overrides)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from trnlab.catalog.fields import Field
+from trnlab.checks import finite, is_number, positive_int
 from trnlab.errors import ParameterError, bad_value
 
 PERCENTILES = (5.0, 50.0, 95.0)
@@ -23,10 +24,14 @@ def override(field: Field, value: float | Sequence[float] | None) -> Field:
     ``[low, central, high]`` triple makes it a projected range; ``None`` keeps the data."""
     if value is None:
         return field
-    if isinstance(value, int | float):
-        return Field(field.name, float(value), field.unit, "projected", field.sources,
-                     "set by the user", None)
-    low, mid, high = (float(v) for v in value)
+    where = "override"
+    if is_number(value):
+        return Field(field.name, finite(where, field.name, value), field.unit, "projected",
+                     field.sources, "set by the user", None)
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence) or len(value) != 3:
+        raise ParameterError(bad_value(where, field.name, value,
+                                       "a number or [low, central, high]"))
+    low, mid, high = (finite(where, field.name, v) for v in value)
     if not low <= mid <= high:
         raise ParameterError(bad_value("override", field.name, list(value),
                                        "give [low, central, high] in increasing order"))
@@ -36,8 +41,7 @@ def override(field: Field, value: float | Sequence[float] | None) -> Field:
 
 def draw(field: Field, n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` samples of ``field`` in SI: triangular on its range, mode at its value."""
-    if n < 1:
-        raise ParameterError(bad_value("draw", "n", n, "must be >= 1"))
+    n = positive_int("draw", "n", n)
     if field.range is None or field.low == field.high:
         return np.full(n, field.si)
     return rng.triangular(field.low, field.si, field.high, size=n)

@@ -14,25 +14,71 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from trnlab import backend, catalog
+from trnlab import backend, catalog, checks
 from trnlab.catalog import model
 from trnlab.catalog.params import ServingParams, load_defaults, load_serving
-from trnlab.engine.hardware import format_bytes, half_dim, hardware, serve_calibration
+from trnlab.engine.hardware import (
+    format_bytes,
+    half_dim,
+    hardware,
+    precision_bytes,
+    serve_calibration,
+)
 from trnlab.engine.layouts import MISSES_TPOT, MISSES_TTFT, NO_FIT, OK, REASONS, divisors
 from trnlab.engine.shape import serve_shape
-from trnlab.engine.training import pareto_front
+from trnlab.engine.training import _spec as _checked_spec
+from trnlab.engine.training import check_power_cap, pareto_front
 from trnlab.engine.variables import SERVING, attrs
-from trnlab.errors import ParameterError, bad_value
+from trnlab.errors import CatalogError
 from trnlab.perf import comm
 from trnlab.perf.serve import ServeLayout, kv_bytes_per_token, prefill_time, serve
 from trnlab.workloads import TransformerSpec
 
+#: most requests per second per replica :func:`steady_state` takes [1/s]
+MAX_REQUEST_RATE = 1e9
 #: the outputs of :func:`trnlab.perf.serve.serve` a frontier keeps
 OUTPUT_KEYS = tuple(k for k in SERVING if k not in ("chip_s_per_m_tokens", "usd_per_m_tokens"))
 
 
 def _spec(m: TransformerSpec | str) -> TransformerSpec:
     return model(m) if isinstance(m, str) else m
+
+
+def _storage_formats() -> list[str]:
+    """Storage formats of weights and KV cache: the precisions, plus int8 weights."""
+    return [*precision_bytes(), "int8-weights"]
+
+
+def _check_formats(where: str, weights: Any, activations: Any, kv: Any) -> None:
+    """Weights and KV cache in a storage format, activations in a compute precision."""
+    checks.choice(where, "weights", weights, _storage_formats())
+    checks.choice(where, "activations", activations, precision_bytes())
+    checks.choice(where, "kv", kv, _storage_formats())
+
+
+def _check_lengths(where: str, input_len: Any, output_len: Any) -> tuple[int, int]:
+    """Prompt and generated tokens per request: integers in 1..2^24."""
+    return (checks.positive_int(where, "input_len", input_len, checks.MAX_TOKENS),
+            checks.positive_int(where, "output_len", output_len, checks.MAX_TOKENS))
+
+
+def _check_system(where: str, system: Any, chip: Any = None) -> tuple[str, str]:
+    """A known system id and chip id (default: the system's chip)."""
+    sysrec = catalog.system(checks.ident(where, "system", system, CatalogError))
+    if chip is None:
+        return sysrec.id, sysrec.chip
+    return sysrec.id, catalog.chip(checks.ident(where, "chip", chip, CatalogError)).id
+
+
+def attention_tp_ok(spec: TransformerSpec, tp: Any, adp: Any) -> Any:
+    """Whether the attention of each of the ``adp`` groups can run ``tp/adp``-way tensor
+    parallel: ``tp/adp`` divides the attention heads (each rank holds whole heads) and the KV
+    heads divide it or it divides them (KV heads replicated across ranks, as in training's
+    rule 1). A ``tp`` beyond the heads would give a rank a fraction of a head while the serving
+    model still divides the attention weights and FLOPs by ``tp``, so it is not enumerated."""
+    attn = np.maximum(tp // adp, 1)  # adp > tp is refused by the first term
+    kv = spec.kv_heads or spec.heads  # MLA: the latent is shared, the heads split
+    return (adp <= tp) & (tp % adp == 0) & (spec.heads % attn == 0) & ((kv % attn == 0) | (attn % kv == 0))
 
 
 def evaluate(spec: TransformerSpec | str, chip: str, system: str, *, tp: Any, pp: Any = 1,
@@ -59,6 +105,14 @@ def offline_throughput(spec: TransformerSpec | str, chip: str, system: str, *, t
                        weights: str = "bf16", activations: str = "bf16", kv: str = "bf16",
                        params: ServingParams | None = None) -> dict[str, float]:
     """Max-throughput mode: as many requests in flight as fit (up to ``max_batch``)."""
+    where = "offline_throughput"
+    _checked_spec(spec, where)
+    _check_system(where, system, chip)
+    checks.positive_int(where, "tp", tp, checks.MAX_CHIPS)
+    checks.positive_int(where, "pp", pp, 1024)
+    _check_lengths(where, input_len, output_len)
+    checks.positive_int(where, "max_batch", max_batch, checks.MAX_BATCH)
+    _check_formats(where, weights, activations, kv)
     probe = evaluate(spec, chip, system, tp=tp, pp=pp, batch=1, input_len=input_len,
                      output_len=output_len, weights=weights, activations=activations, kv=kv,
                      params=params)
@@ -80,22 +134,39 @@ def frontier(model_id: TransformerSpec | str, system: str, *, input_len: int = 2
              power_cap_w: float | None = None) -> xr.Dataset:
     """Throughput-vs-latency Pareto set of ``model`` on ``system`` under TTFT/TPOT targets.
 
-    Evaluates every replica layout (tp a divisor of the scale-up domain, pp, attention-DP for
-    MLA models) x batch size; layouts that do not fit (weights + KV above HBM) or miss an SLO are
-    masked with a reason. Returns a Dataset over ``config`` with the layout, the outputs,
+    Evaluates every replica layout (tp a divisor of the scale-up domain whose attention share
+    ``tp/adp`` divides the heads, :func:`attention_tp_ok`; pp; attention-DP for MLA models) x
+    batch size; layouts that do not fit (weights + KV above HBM) or miss an SLO are masked with
+    a reason. Bounds (checked first, one error line each): ``input_len``, ``output_len`` in
+    1..2^24 tokens; ``ttft_ms``, ``tpot_ms`` None or finite > 0; ``price_per_chip_hour`` None
+    or in (0, 1e6]; ``power_cap_w`` None or in (0, TDP]; ``batches``, ``pps`` non-empty
+    positive integers. Returns a Dataset over ``config`` with the layout, the outputs,
     ``chip_s_per_m_tokens`` (chip-seconds per million output tokens), ``usd_per_m_tokens`` at
     ``price_per_chip_hour`` [USD] (default: the system's newest on-demand list price; NaN when
     there is none), ``reason`` and ``pareto`` (best output tokens/s per chip for its TPOT).
     """
-    spec = _spec(model_id)
+    where = "frontier"
+    spec = _checked_spec(model_id, where)
+    system, chip = _check_system(where, system, chip)
+    input_len, output_len = _check_lengths(where, input_len, output_len)
+    if ttft_ms is not None:
+        ttft_ms = checks.positive(where, "ttft_ms", ttft_ms, unit="ms")
+    if tpot_ms is not None:
+        tpot_ms = checks.positive(where, "tpot_ms", tpot_ms, unit="ms")
+    _check_formats(where, weights, activations, kv)
+    batches = checks.int_list(where, "batches", batches, 1, checks.MAX_BATCH)
+    pps = checks.int_list(where, "pps", pps, 1, 1024)
+    if price_per_chip_hour is not None:
+        price_per_chip_hour = checks.positive(where, "price_per_chip_hour", price_per_chip_hour,
+                                              1e6, unit="USD/(chip*h)")
+    power_cap_w = check_power_cap(where, chip, power_cap_w)
     sysrec = catalog.system(system)
-    chip = chip or sysrec.chip
-    tps = np.array([t for t in divisors(sysrec.n_chips) if spec.heads % t == 0 or t > spec.heads])
+    tps = np.array(divisors(sysrec.n_chips))
     top = int(load_defaults()["max_attention_dp"].si) if spec.is_mla else 1
     adps = np.array([d for d in divisors(top) if d & (d - 1) == 0])  # powers of two
     tp, pp, adp, batch = (g.ravel() for g in np.meshgrid(
         tps, np.asarray(pps), adps, np.asarray(batches, dtype=float), indexing="ij"))
-    keep = (adp <= tp) & (tp % adp == 0) & ((tp * pp) <= sysrec.n_chips * 4)
+    keep = attention_tp_ok(spec, tp, adp) & ((tp * pp) <= sysrec.n_chips * 4)
     tp, pp, adp, batch = tp[keep], pp[keep], adp[keep], batch[keep]
     ep = np.where(spec.moe_experts > 0, tp, 1)
     res = evaluate(spec, chip, system, tp=tp, pp=pp, ep=ep, adp=adp, batch=batch,
@@ -162,8 +233,16 @@ def disaggregated(model_id: TransformerSpec | str, prefill_system: str, decode_s
     adds to TTFT. The best pool ratio balances request rates: prefill chips per decode chip =
     (decode requests/s per chip) / (prefill requests/s per chip).
     """
+    where = "disaggregated"
+    spec = _checked_spec(model_id, where)
+    _check_system(where, prefill_system)
+    _check_system(where, decode_system)
+    _check_lengths(where, input_len, output_len)
+    for name, value in (("prefill_tp", prefill_tp), ("decode_tp", decode_tp)):
+        checks.positive_int(where, name, value, checks.MAX_CHIPS)
+    checks.positive_int(where, "decode_batch", decode_batch, checks.MAX_BATCH)
+    _check_formats(where, weights, activations, kv)
     params = params or load_serving()
-    spec = _spec(model_id)
     m = serve_shape(spec)
     pre_sys, dec_sys = catalog.system(prefill_system), catalog.system(decode_system)
     hw_p = hardware(pre_sys.chip, prefill_system, activations, serving=params)
@@ -199,9 +278,23 @@ def steady_state(model_id: TransformerSpec | str, chip: str, system: str, *, tp:
     follows Little's law, ``B = rate x (TTFT + output x TPOT(B))``, solved by fixed-point
     iteration (vectorized over rates). Returns the batch, TTFT, TPOT, the prefill share of the
     replica's time and whether the rate is sustainable (fits in memory, B finite)."""
-    if iterations < 1:
-        raise ParameterError(bad_value("steady_state", "iterations", iterations, "must be >= 1"))
-    rate = np.asarray(request_rate, dtype=np.float64)
+    where = "steady_state"
+    _checked_spec(model_id, where)
+    _check_system(where, system, chip)
+    checks.positive_int(where, "tp", tp, checks.MAX_CHIPS)
+    _check_lengths(where, input_len, output_len)
+    _check_formats(where, weights, activations, kv)
+    iterations = checks.positive_int(where, "iterations", iterations, 10_000)
+    try:
+        rate = np.asarray(request_rate, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise checks.fail(where, "request_rate", request_rate,
+                          "numbers >= 0 [1/s] (a number or an array)") from None
+    if rate.size == 0 or not np.all(np.isfinite(rate)) or np.any(rate < 0) or \
+            np.any(rate > MAX_REQUEST_RATE):
+        raise checks.fail(where, "request_rate", request_rate,
+                          f"numbers in 0..{MAX_REQUEST_RATE:g} [1/s] (a number or a non-empty "
+                          "array)")
     batch = np.ones_like(rate)
     for _ in range(iterations):  # fixed-point iterations, each vectorized over all rates
         res = evaluate(model_id, chip, system, tp=tp, batch=batch, input_len=input_len,

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from trnlab import backend, catalog
+from trnlab import backend, catalog, checks
 from trnlab.catalog import model
 from trnlab.catalog.params import TrainingParams, load_training
 from trnlab.engine import variables
@@ -94,6 +94,11 @@ def _on_axis(values: Sequence[Any], dim: int, ndim: int, dtype: Any) -> np.ndarr
     return np.asarray(values, dtype=dtype).reshape(shape)
 
 
+#: bounds of the layout parameters (the others: 1..MAX_CHIPS)
+LAYOUT_BOUNDS = {"zero": (0, 3), "recompute": (0, 2), "micro_batch": (1, checks.MAX_BATCH),
+                 "global_batch": (1, checks.MAX_BATCH), "seq_len": (1, checks.MAX_TOKENS)}
+
+
 def _layout_values(name: str, values: Sequence[Any]) -> list[int]:
     out = []
     for v in values:
@@ -103,10 +108,10 @@ def _layout_values(name: str, values: Sequence[Any]) -> list[int]:
                                                f"allowed: {', '.join(RECOMPUTE)} or 0, 1, 2"))
             v = RECOMPUTE.index(v)
         ok = isinstance(v, int | np.integer) and not isinstance(v, bool)
-        lo, hi = {"zero": (0, 3), "recompute": (0, 2)}.get(name, (1, None))
-        if not ok or v < lo or (hi is not None and v > hi):
-            allowed = f"an integer in {lo}..{hi}" if hi is not None else "a positive integer"
-            raise ParameterError(bad_value("evaluate_grid", name, v, f"must be {allowed}"))
+        lo, hi = LAYOUT_BOUNDS.get(name, (1, checks.MAX_CHIPS))
+        if not ok or v < lo or v > hi:
+            raise ParameterError(bad_value("evaluate_grid", name, v,
+                                           f"must be an integer in {lo}..{hi:,}"))
         out.append(int(v))
     return out
 
@@ -405,13 +410,19 @@ def evaluate_grid(spec_or_id: TransformerSpec | str, axes: Mapping[str, Sequence
         ``reduce``: scalar coordinates of the best configuration, its outputs (float64),
         ``best_per_block`` (dim ``block``) [1/s]; attrs ``n_configs``, ``n_valid``.
     """
+    where = "evaluate_grid"
     spec = _spec(spec_or_id)
-    params = params or load_training()
+    if not isinstance(axes, Mapping):
+        raise checks.fail(where, "axes", axes, "a mapping of axis name -> values")
     if reduce is not None and reduce not in REDUCE:
         raise ParameterError(bad_value("evaluate_grid", "reduce", reduce,
                                        f"allowed: None, {', '.join(REDUCE)}"))
-    if chunk < 1:
-        raise ParameterError(bad_value("evaluate_grid", "chunk", chunk, "must be >= 1"))
+    chunk = checks.positive_int(where, "chunk", chunk)
+    if workers is not None:
+        workers = checks.positive_int(where, "workers", workers, 4096)
+    if "seq_len" not in axes:
+        seq_len = checks.positive_int(where, "seq_len", seq_len, checks.MAX_TOKENS)
+    params = params or load_training()
     outs = tuple(OUTPUTS if outputs is None else dict.fromkeys([*outputs, "fits"]))
     bad = [o for o in outs if o not in OUTPUTS]
     if bad:

@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from trnlab import backend, catalog
+from trnlab import backend, catalog, checks
 from trnlab.catalog import model
 from trnlab.catalog.params import TrainingParams, load_training
-from trnlab.engine.hardware import hardware, train_calibration
+from trnlab.engine.hardware import hardware, precision_bytes, train_calibration
 from trnlab.engine.layouts import (
     FIELDS,
     REASONS,
@@ -26,14 +26,32 @@ from trnlab.engine.layouts import (
 )
 from trnlab.engine.shape import model_shape
 from trnlab.engine.variables import attrs
-from trnlab.errors import ParameterError, bad_value
+from trnlab.errors import CatalogError
 from trnlab.perf.train import OUTPUTS, RECOMPUTE, Hardware, Layout, train_step
 from trnlab.workloads import TransformerSpec
 
 CHUNK = 1 << 16  # configurations per evaluation chunk (bounded memory)
 
-def _spec(m: TransformerSpec | str) -> TransformerSpec:
-    return model(m) if isinstance(m, str) else m
+def _spec(m: TransformerSpec | str, where: str = "training") -> TransformerSpec:
+    if isinstance(m, TransformerSpec):
+        return m
+    return model(checks.ident(where, "model", m, CatalogError))
+
+
+def check_power_cap(where: str, chip_id: str, power_cap_w: Any) -> float | None:
+    """``power_cap_w`` [W] checked against the chip: None (no cap) or in ``(0, TDP]``.
+
+    A cap above the chip's TDP would be a silent no-op (the clock never exceeds nominal), so
+    it is an error naming the TDP."""
+    if power_cap_w is None:
+        return None
+    tdp = catalog.chip(chip_id).tdp
+    cap = checks.finite(where, "power_cap_w", power_cap_w, unit="W")
+    if not 0.0 < cap <= tdp:
+        raise checks.fail(where, "power_cap_w", power_cap_w,
+                          f"must be > 0 and <= {chip_id}'s TDP {tdp:g} W (a cap above the TDP "
+                          "would not slow the chip)")
+    return cap
 
 
 def evaluate(spec: TransformerSpec, hw: Hardware, cfg: dict[str, np.ndarray], global_batch: Any,
@@ -98,18 +116,22 @@ def search(model_id: TransformerSpec | str, system: str, n_chips: int, *,
     system : str
         Scale-up system id; its chip is used unless ``chip`` is given.
     n_chips : int
-        Chips in the job [1].
+        Chips in the job [1], 1..:data:`~trnlab.checks.MAX_CHIPS`.
     precision : str
-        GEMM precision (bf16, fp8, mxfp8, ...).
+        GEMM precision (bf16, fp8, mxfp8, ...; data/perf/formats.toml).
     seq_len, global_batch : int
-        Sequence length [tokens] and sequences per step (default:
+        Sequence length [tokens], 1..2^24, and sequences per step, 1..2^30 (default:
         :func:`default_global_batch`, about 16M tokens per step).
     top : int
-        Layouts kept in the Dataset (plus the memory-vs-speed Pareto set).
+        Layouts kept in the Dataset (plus the memory-vs-speed Pareto set), >= 1.
     client : dask.distributed.Client, optional
         Evaluate the chunks on a dask cluster.
     power_cap_w : float, optional
-        Chip power cap [W]: the compute peaks scale with the clock the chip holds under it.
+        Chip power cap [W], in (0, TDP]: the compute peaks scale with the clock the chip holds
+        under it.
+
+    Every argument is checked first (:mod:`trnlab.checks`); a bad one raises one
+    ParameterError/CatalogError line naming it, its value and what is allowed.
 
     Returns
     -------
@@ -118,15 +140,28 @@ def search(model_id: TransformerSpec | str, system: str, n_chips: int, *,
         breakdown, ``pareto`` (bool); attrs: counts of evaluated/valid layouts, invalid layouts by
         reason, the best layout as JSON.
     """
-    spec = _spec(model_id)
-    if n_chips < 1:
-        raise ParameterError(bad_value("search", "n_chips", n_chips, "must be >= 1"))
-    bad = [r for r in recomputes if r not in RECOMPUTE]
-    if bad:
-        raise ParameterError(bad_value("search", "recompute", bad[0],
-                                       f"allowed: {', '.join(RECOMPUTE)}"))
+    where = "search"
+    spec = _spec(model_id, where)
+    n_chips = checks.positive_int(where, "n_chips", n_chips, checks.MAX_CHIPS)
+    seq_len = checks.positive_int(where, "seq_len", seq_len, checks.MAX_TOKENS)
+    if global_batch is not None:
+        global_batch = checks.positive_int(where, "global_batch", global_batch, checks.MAX_BATCH)
+    top = checks.positive_int(where, "top", top)
+    micro_batches = checks.int_list(where, "micro_batches", micro_batches, 1, checks.MAX_BATCH)
+    zeros = checks.int_list(where, "zeros", zeros, 0, 3)
+    vpps = checks.int_list(where, "vpps", vpps, 1, 1024)
+    if isinstance(recomputes, str):
+        recomputes = [recomputes]
+    recomputes = [checks.choice(where, "recompute", r, RECOMPUTE) for r in recomputes]
+    if not recomputes:
+        raise checks.fail(where, "recomputes", recomputes, f"a non-empty list of "
+                          f"{', '.join(RECOMPUTE)}")
+    precision = checks.choice(where, "precision", precision, precision_bytes())
+    sysrec = catalog.system(checks.ident(where, "system", system, CatalogError))
+    if chip is not None:
+        catalog.chip(checks.ident(where, "chip", chip, CatalogError))
+    power_cap_w = check_power_cap(where, chip or sysrec.chip, power_cap_w)
     params = params or load_training()
-    sysrec = catalog.system(system)
     hw = hardware(chip or sysrec.chip, system, precision, params, power_cap_w=power_cap_w)
     global_batch = global_batch or default_global_batch(n_chips, seq_len)
     ep_values = divisors_or_one(spec)

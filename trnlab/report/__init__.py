@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
-from trnlab.report.runner import NotebookRun, ReportRun, available, run, select
+from trnlab.report.runner import (
+    NotebookRun,
+    ReportInterrupted,
+    ReportRun,
+    available,
+    run,
+    select,
+)
 
-__all__ = ["NotebookRun", "ReportRun", "available", "run", "select"]
+__all__ = ["NotebookRun", "ReportInterrupted", "ReportRun", "available", "run", "select"]

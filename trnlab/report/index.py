@@ -1,8 +1,9 @@
 """The ``index.html`` of a report run: when, from which commit, and each notebook's answer.
 
 For every notebook: its question (the first ``# heading`` of the executed notebook), its
-headline (the ``headline`` attr of its result Dataset), status, duration, links, parameters and
-error. Everything is escaped; the page has no external resources.
+headline (the ``headline`` attr of its result Dataset), status (``ok``, ``failed``,
+``interrupted``, ``not run``), duration, links, parameters and error. Everything is escaped;
+the page has no external resources.
 """
 
 from __future__ import annotations
@@ -84,18 +85,23 @@ def _params(parameters: dict[str, Any]) -> str:
                        "</code>" for k, v in parameters.items())
 
 
+def _css_class(status: str) -> str:
+    return html.escape(status.replace(" ", "-"))
+
+
 def _card(r: Any, out: Path) -> str:
     links = " · ".join(s for s in (_link(r.html, out, "report"), _link(r.ipynb, out, "notebook"),
-                                   _link(r.result, out, "dataset (.nc)")) if s)
+                                   _link(r.result, out, "dataset (.nc)"),
+                                   _link(getattr(r, "log", None), out, "log")) if s)
     q = getattr(r, "question", "") or r.name
     head = getattr(r, "headline", "")
     rows = [f"<p class='headline'>{html.escape(head)}</p>" if head else "",
-            f"<p class='meta'><span class='status {html.escape(r.status)}'>"
+            f"<p class='meta'><span class='status {_css_class(r.status)}'>"
             f"{html.escape(r.status)}</span> · {duration_text(r.duration)} · "
             f"<code>{html.escape(r.name)}</code> · {links or 'no files'}</p>",
             f"<p class='params'>{_params(r.parameters)}</p>" if r.parameters else "",
             f"<pre class='error'>{html.escape(r.error)}</pre>" if r.error else ""]
-    return (f"<section class='nb {html.escape(r.status)}'>\n<h2>{html.escape(q)}</h2>\n"
+    return (f"<section class='nb {_css_class(r.status)}'>\n<h2>{html.escape(q)}</h2>\n"
             + "\n".join(x for x in rows if x) + "\n</section>")
 
 
@@ -108,30 +114,40 @@ h1 { font-size: 1.6em; margin-bottom: .2em; }
 section.nb { border: 1px solid #ddd; border-left: 5px solid #3a7; border-radius: 4px;
   padding: .4em 1em; margin: 1em 0; }
 section.nb.failed { border-left-color: #c33; background: #fff6f6; }
+section.nb.interrupted { border-left-color: #d80; background: #fffaf0; }
+section.nb.not-run { border-left-color: #aaa; color: #666; }
 section.nb h2 { font-size: 1.15em; margin: .4em 0; }
 .headline { font-size: 1.05em; margin: .3em 0; }
 .meta, .params { color: #555; font-size: .9em; margin: .3em 0; }
 .status.ok { color: #070; font-weight: bold; }
 .status.failed { color: #b00; font-weight: bold; }
+.status.interrupted { color: #a50; font-weight: bold; }
+.status.not-run { color: #666; font-weight: bold; }
 pre.error { white-space: pre-wrap; color: #900; font-size: .85em; margin: .3em 0; }
 code { font-size: .95em; }"""
 
 
 def write_index(out: Path, runs: list[Any], *, started: dt.datetime | None = None,
-                duration: float | None = None, commit_id: str | None = None) -> Path:
+                duration: float | None = None, commit_id: str | None = None,
+                interrupted: bool = False) -> Path:
     """Write ``out/index.html`` (atomically) and return its path.
 
-    ``started`` is the run's start time (local), ``duration`` its total wall time [s] and
-    ``commit_id`` the project's git commit (looked up when not given).
+    ``started`` is the run's start time (local), ``duration`` its total wall time [s],
+    ``commit_id`` the project's git commit (looked up when not given) and ``interrupted``
+    whether a signal stopped the run.
     """
     started = started or dt.datetime.now().astimezone()
     total = sum(r.duration for r in runs) if duration is None else duration
     commit_id = commit() if commit_id is None else commit_id
-    n_ok = sum(r.status == "ok" for r in runs)
+    counts = {s: sum(r.status == s for r in runs) for s in dict.fromkeys(r.status for r in runs)}
     title = f"trnlab report {out.name}"
+    summary = ", ".join([f"{counts.pop('ok', 0)} of {len(runs)} ok",
+                         *(f"{n} {s}" for s, n in counts.items())])
     facts = [("date", started.isoformat(timespec="seconds")), ("commit", commit_id),
              ("wall time", duration_text(total)), ("trnlab", __version__),
-             ("notebooks", f"{n_ok} of {len(runs)} ok")]
+             ("notebooks", summary)]
+    if interrupted:
+        facts.append(("run", "interrupted (SIGINT or SIGTERM) before all notebooks finished"))
     run_info = "\n".join(f"<dt>{k}</dt><dd>{html.escape(v)}</dd>" for k, v in facts)
     cards = "\n".join(_card(r, out) for r in runs)
     page = f"""<!doctype html>

@@ -23,11 +23,13 @@ import numpy as np
 import xarray as xr
 
 from trnlab import catalog as _catalog
+from trnlab import checks
 from trnlab._paths import data_dir
 from trnlab.catalog.fields import Field, parse_field
 from trnlab.catalog.loader import read_toml
 from trnlab.catalog.units import dimension
 from trnlab.engine.economics import break_even_table, cloud_price, power_inputs
+from trnlab.engine.hardware import precision_bytes
 from trnlab.engine.points import training_point
 from trnlab.engine.sampling import bands
 from trnlab.engine.variables import attrs
@@ -374,9 +376,43 @@ CHECKS: dict[str, Callable[[_Ctx, Field], Finding]] = {
 }
 
 
+#: bounds of the ranged assumptions: (low, low is open) of each value
+_RANGE_BOUNDS = {"chip_power_w": (0.0, True), "system_overhead": (0.0, False),
+                 "pue": (1.0, False)}
+
+
+def check_assumptions(assume: Assumptions) -> Assumptions:
+    """``assume`` checked: ``cluster_chips``, ``n_chips`` and ``n_samples`` integers >= 1
+    (0 would silently mean "the published cluster size"), ``seed`` >= 0, a known model and
+    precision, and each range ``[low, central, high]`` finite, increasing and physical
+    (power > 0 W, overhead >= 0, PUE >= 1)."""
+    where = "claims"
+    if not isinstance(assume, Assumptions):
+        raise checks.fail(where, "assume", assume, "an Assumptions (claims.assumptions(...))")
+    checks.positive_int(where, "cluster_chips", assume.cluster_chips, 10 * checks.MAX_CHIPS)
+    checks.positive_int(where, "n_chips", assume.n_chips, checks.MAX_CHIPS)
+    checks.positive_int(where, "n_samples", assume.n_samples, checks.MAX_SAMPLES)
+    checks.integer(where, "seed", assume.seed, 0)
+    _catalog.model(checks.ident(where, "model", assume.model, CatalogError))
+    checks.choice(where, "precision", assume.precision, precision_bytes())
+    for name, (low, low_open) in _RANGE_BOUNDS.items():
+        v = getattr(assume, name)
+        if v is None:
+            continue
+        if isinstance(v, str) or not isinstance(v, Sequence) or len(v) != 3:
+            raise checks.fail(where, name, v, "None (catalog) or [low, central, high]")
+        vals = [checks.finite(where, name, x, low, low_open=low_open) for x in v]
+        if not vals[0] <= vals[1] <= vals[2]:
+            raise checks.fail(where, name, list(v), "[low, central, high] in increasing order")
+    return assume
+
+
 def ledger(assume: Assumptions | None = None,
            cat: _catalog.Catalog | None = None) -> list[Verdict]:
-    """Recompute every claim of ``data/claims/trainium3.toml``; one :class:`Verdict` each."""
+    """Recompute every claim of ``data/claims/trainium3.toml``; one :class:`Verdict` each.
+    ``assume`` is checked first (:func:`check_assumptions`)."""
+    if assume is not None:
+        check_assumptions(assume)
     claims = tuple(load_claims())
     ctx = _Ctx(cat or _catalog.default(), assume or Assumptions(), claims)
     rows = []
@@ -475,19 +511,30 @@ def assumptions(cluster_chips: int = 1_000_000, chip_power_w: Sequence[float] = 
     """:class:`Assumptions` from notebook parameters: an empty list takes the catalog's range,
     otherwise ``[low, central, high]`` in increasing order; ``kwargs`` are passed on."""
     ranges = {}
+    cluster_chips = checks.positive_int("claims", "cluster_chips", cluster_chips,
+                                        10 * checks.MAX_CHIPS)
     for name, v in (("chip_power_w", chip_power_w), ("system_overhead", system_overhead),
                     ("pue", pue)):
-        if v and (len(v) != 3 or not v[0] <= v[1] <= v[2]):
+        if isinstance(v, str) or not isinstance(v, Sequence):
+            raise ParameterError(bad_value("claims", name, v,
+                                           "[] (catalog) or [low, central, high]"))
+        low, low_open = _RANGE_BOUNDS[name]
+        vals = [checks.finite("claims", name, x, low, low_open=low_open) for x in v]
+        if v and (len(v) != 3 or not vals[0] <= vals[1] <= vals[2]):
             raise ParameterError(bad_value("claims", name, list(v),
                                            "[] (catalog) or [low, central, high] in "
                                            "increasing order"))
         ranges[name] = tuple(float(x) for x in v) if v else None
-    return Assumptions(cluster_chips=int(cluster_chips), **ranges, **kwargs)
+    unknown = [k for k in kwargs if k not in Assumptions.__dataclass_fields__]
+    if unknown:
+        raise checks.fail("claims", "assumption", unknown[0],
+                          f"allowed: {', '.join(Assumptions.__dataclass_fields__)}")
+    return check_assumptions(Assumptions(cluster_chips=cluster_chips, **ranges, **kwargs))
 
 
 def study(assume: Assumptions | None = None) -> xr.Dataset:
     """The claims study: the ledger (``claim`` dim) and the generation comparison."""
-    assume = assume or Assumptions()
+    assume = check_assumptions(assume or Assumptions())
     rows = ledger(assume)
     ds = xr.merge([ledger_dataset(rows), generations_dataset()], combine_attrs="override")
     ds.attrs = {"title": "Trainium3 claims ledger", "assumptions": json.dumps(asdict(assume)),

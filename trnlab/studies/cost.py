@@ -16,11 +16,13 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from trnlab import catalog
+from trnlab import catalog, checks
 from trnlab.catalog.params import load_economics
 from trnlab.engine.economics import (
     HOUR,
     break_even_prices,
+    check_overrides,
+    check_workload,
     cloud_price,
     power_inputs,
     tco_per_chip_hour,
@@ -53,6 +55,8 @@ def _price_status(system: str, scenario: float | None) -> str:
 
 def overrides_from(**values: float) -> dict[str, float]:
     """Economics overrides from notebook numbers: 0 takes the catalog (left out)."""
+    for name, v in values.items():
+        checks.finite("cost", name, v)
     return {k: float(v) for k, v in values.items() if v}
 
 
@@ -84,7 +88,26 @@ def study(model: str = "llama3-405b", systems: Sequence[str] = (*GPU_SYSTEMS, "t
     (``announced`` or ``measured`` when listed, ``projected`` for the Trn3 scenario, ``none``);
     ``capex_status`` of the system's capex; ``system_status``, the status of the chip power
     (TDP) the TCO rests on (:mod:`trnlab.plot` hatches projected bars).
+
+    Bounds (checked first, one error line each): the workload as
+    :func:`~trnlab.engine.economics.check_workload`; ``token_budget`` finite > 0;
+    ``target_ratio`` in (0, 1e6]; ``trn3_prices`` non-empty finite > 0; ``mfu_values``
+    non-empty in (0, 1]; ``trn3_price`` None or finite > 0; ``n_samples`` in 1..1e6; ``seed`` >= 0; ``overrides``
+    keys among :data:`~trnlab.engine.economics.OVERRIDES` (a typo is an error).
     """
+    where = "cost"
+    w = check_workload(where, systems, model, n_chips, precision, serve_model, input_len,
+                       output_len, tpot_ms, ttft_ms, serve_precision)
+    n_chips, input_len, output_len = w["n_chips"], w["input_len"], w["output_len"]
+    token_budget = checks.positive(where, "token_budget", token_budget, unit="token")
+    target_ratio = checks.positive(where, "target_ratio", target_ratio, 1e6)
+    checks.float_list(where, "trn3_prices", trn3_prices, 0.0, low_open=True, unit="USD/(chip*h)")
+    checks.float_list(where, "mfu_values", mfu_values, 0.0, 1.0, low_open=True)
+    if trn3_price is not None:
+        trn3_price = checks.positive(where, "trn3_price", trn3_price, unit="USD/(chip*h)")
+    n_samples = checks.positive_int(where, "n_samples", n_samples, checks.MAX_SAMPLES)
+    seed = checks.integer(where, "seed", seed, 0)
+    check_overrides(where, overrides)
     systems = list(systems)
     if TRN3 not in systems:
         systems.append(TRN3)

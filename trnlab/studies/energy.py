@@ -17,8 +17,14 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from trnlab import catalog
-from trnlab.engine.economics import power_inputs, workload_rates
+from trnlab import catalog, checks
+from trnlab.engine.economics import (
+    POWER_OVERRIDES,
+    check_overrides,
+    check_workload,
+    power_inputs,
+    workload_rates,
+)
 from trnlab.engine.sampling import PERCENTILES, bands
 from trnlab.engine.variables import attrs
 from trnlab.errors import ParameterError, bad_value
@@ -55,6 +61,10 @@ def overrides_from(**values: Sequence[float]) -> dict[str, float | list[float]]:
     ``[x]`` fixes the input at ``x``, ``[low, central, high]`` makes it a range."""
     out: dict[str, float | list[float]] = {}
     for name, v in values.items():
+        if not isinstance(v, list | tuple):
+            raise checks.fail("energy", name, v, "[] (catalog), [value] or [low, central, high]")
+        for x in v:
+            checks.finite("energy", name, x)
         if len(v) not in (0, 1, 3):
             raise ParameterError(bad_value("energy", name, list(v),
                                            "[] (catalog), [value] or [low, central, high]"))
@@ -81,7 +91,21 @@ def study(model: str = "llama3-405b", systems: Sequence[str] = DEFAULT_SYSTEMS,
     Coordinates along ``system``: ``vendor`` (catalog) and ``system_status``, the status of the
     chip power (TDP) figure every power and energy number of the system rests on (``announced``
     or ``projected``; :mod:`trnlab.plot` hatches projected bars).
+
+    Bounds (checked first, one error line each): the workload as
+    :func:`~trnlab.engine.economics.check_workload`; ``token_budget`` finite > 0;
+    ``cluster_chips`` non-empty integers in 1..1e7; ``n_samples`` in 1..1e6; ``seed`` >= 0;
+    ``overrides`` keys among ``idle_fraction``, ``memory_weight``, ``system_overhead``, ``pue``.
     """
+    where = "energy"
+    w = check_workload(where, systems, model, n_chips, precision, serve_model, input_len,
+                       output_len, tpot_ms, ttft_ms, serve_precision)
+    n_chips, input_len, output_len = w["n_chips"], w["input_len"], w["output_len"]
+    token_budget = checks.positive(where, "token_budget", token_budget, unit="token")
+    cluster_chips = checks.int_list(where, "cluster_chips", cluster_chips, 1, checks.MAX_CHIPS)
+    n_samples = checks.positive_int(where, "n_samples", n_samples, checks.MAX_SAMPLES)
+    seed = checks.integer(where, "seed", seed, 0)
+    check_overrides(where, overrides, tuple(POWER_OVERRIDES))
     systems = list(systems)
     chips = [catalog.chip(catalog.system(s).chip) for s in systems]
     r = workload_rates(systems, model, n_chips, precision, serve_model, input_len, output_len,

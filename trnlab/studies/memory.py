@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from trnlab import catalog
+from trnlab import catalog, checks
 from trnlab.catalog import model
 from trnlab.catalog.params import ServingParams, load_serving
 from trnlab.engine import serving
@@ -336,12 +336,16 @@ def pooled_dataset(models: Sequence[str], chips: xr.Dataset, concurrency: int, f
 
 # ---------------------------------------------------------------------------------- study
 def _check(name: str, values: Sequence[Any], positive: bool = False) -> None:
-    if isinstance(values, str) or not len(values):
+    if isinstance(values, str | bytes | dict) or not hasattr(values, "__len__") or \
+            not len(values):
         raise ParameterError(bad_value("memory", name, values, "a non-empty list"))
+    if positive:
+        checks.int_list("memory", name, values, 1, checks.MAX_TOKENS)
+    else:
+        for v in values:
+            checks.ident("memory", name, v)
     if len(set(values)) != len(values):
         raise ParameterError(bad_value("memory", name, values, "no duplicates"))
-    if positive and any(int(v) != v or v < 1 for v in values):
-        raise ParameterError(bad_value("memory", name, values, "positive integers"))
 
 
 def study(models: Sequence[str] = MODELS, chips: Sequence[str] = CHIPS,
@@ -370,12 +374,11 @@ def study(models: Sequence[str] = MODELS, chips: Sequence[str] = CHIPS,
     _check("chips", chips)
     _check("contexts", contexts, positive=True)
     for name, value in (("input_len", input_len), ("output_len", output_len),
-                        ("concurrency", concurrency), ("fit_context", fit_context)):
-        if int(value) != value or value < 1:
-            raise ParameterError(bad_value("memory", name, value, "a positive integer"))
+                        ("fit_context", fit_context)):
+        checks.positive_int("memory", name, value, checks.MAX_TOKENS)
+    checks.positive_int("memory", "concurrency", concurrency, checks.MAX_BATCH)
     for name, value in (("tpot_ms", tpot_ms), ("ttft_ms", ttft_ms)):
-        if not value > 0:
-            raise ParameterError(bad_value("memory", name, value, "a positive number"))
+        checks.positive("memory", name, value, unit="ms")
     params = params or load_serving()
     models, chips = list(models), list(chips)
     per_chip = chips_dataset(chips, params)

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from trnlab import catalog
+from trnlab import catalog, checks
 from trnlab.catalog import model
 from trnlab.catalog.params import TrainingParams, load_training
 from trnlab.engine.hardware import PRECISION_BYTES, hardware, system_of, train_calibration
@@ -73,15 +73,14 @@ def _check(spec_or_id: TransformerSpec | str, systems: Sequence[str], scales: Se
             raise ParameterError(bad_value("training_scale", name, list(values),
                                            "no duplicates"))
     for n in (*scales, heatmap_chips):
-        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or not \
+                1 <= n <= checks.MAX_CHIPS:
             raise ParameterError(bad_value("training_scale", "n_chips", n,
-                                           "an integer >= 1"))
+                                           f"an integer in 1..{checks.MAX_CHIPS:,}"))
     if precision not in PRECISION_BYTES:
         raise ParameterError(bad_value("training_scale", "precision", precision,
                                        f"allowed: {', '.join(PRECISION_BYTES)}"))
-    if not np.isfinite(token_budget) or token_budget <= 0:
-        raise ParameterError(bad_value("training_scale", "token_budget", token_budget,
-                                       "tokens > 0"))
+    checks.positive("training_scale", "token_budget", token_budget, unit="token")
     for s in (*systems, heatmap_system):
         catalog.system(s)
     for c in roofline_chips:
@@ -315,6 +314,12 @@ def study(model_id: TransformerSpec | str = "llama3-405b", systems: Sequence[str
     """
     spec = _check(model_id, systems, scales, precision, token_budget, heatmap_system,
                   heatmap_chips, roofline_chips)
+    checks.positive_int("training_scale", "seq_len", seq_len, checks.MAX_TOKENS)
+    if global_batch is not None:
+        checks.positive_int("training_scale", "global_batch", global_batch, checks.MAX_BATCH)
+    checks.positive_int("training_scale", "roofline_tp", roofline_tp, checks.MAX_CHIPS)
+    checks.positive_int("training_scale", "roofline_micro_batch", roofline_micro_batch,
+                        checks.MAX_BATCH)
     params = params or load_training()
     ds = xr.merge([
         scaling(spec, systems, scales, precision=precision, token_budget=token_budget,

@@ -1,0 +1,255 @@
+"""`trnlab validate` on imperfect case files (empty fields, unknown ids, malformed cells, bad
+output paths) and the reproducibility of `trnlab calibrate` (fit.run on a small subset)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from trnlab._paths import data_dir
+from trnlab.calibration import defaults, fit, validate
+from trnlab.catalog.params import load_serving, load_training
+from trnlab.cli import main
+from trnlab.engine.layouts import default_global_batch
+
+CASES = data_dir() / "measurements" / "cases.csv"
+ROWS = {r["case_id"]: r for r in validate.read_cases(CASES)}
+
+
+def _write(rows: list[dict[str, str]], path: Path) -> Path:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=validate.SCHEMA_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    path.write_text(buf.getvalue(), encoding="utf-8")
+    return path
+
+
+def _edited(tmp_path: Path, case_id: str, **cells: str) -> Path:
+    """A copy of the committed case file with some cells of one row changed."""
+    rows = [dict(r) for r in ROWS.values()]
+    row = next(r for r in rows if r["case_id"] == case_id)
+    row.update(cells)
+    return _write(rows, tmp_path / "cases.csv")
+
+
+def _predict(path: Path, case_id: str) -> validate.Prediction:
+    preds = validate.predict(validate.read_cases(path))
+    assert all(math.isfinite(p.predicted) for p in preds if p.case_id != case_id), \
+        "a changed row must not change whether the others are predicted"
+    return next(p for p in preds if p.case_id == case_id)
+
+
+# ------------------------------------------------------------------ one test per empty field
+@pytest.mark.parametrize(("case_id", "blank", "expected"), [
+    ("T-MLM21-01", ("global_batch",),
+     f"global_batch: default {default_global_batch(32, 2048)} (rule: the engine's default"),
+    ("T-NEMO2407-11", ("seq_len",), "seq_len: default 8192 (rule: pre-training context of "
+                                    "preset llama3-8b"),
+    ("T-NEMO2407-01", ("seq_len",), "seq_len: default 2048 (rule: no preset of the same shape"),
+    ("T-MAXTEXT-V5P-L2-70B", ("vocab",), "vocab: default 32000 (rule: preset llama2-70b"),
+    ("T-MAXTEXT-V5P-32B-64", ("vocab",), "vocab: default 51200 (rule: no declared vocab"),
+    ("T-NEMO2407-05", ("vocab",), "vocab: default 51200 (rule: declared by the source"),
+    ("T-MLM21-05", ("tp", "pp", "dp"), "dp: default "),
+    ("T-MLM21-05", ("pp",), "pp: default 1 (rule: 1, tp is stated)"),
+    ("T-NEMO2407-11", ("cp",), "cp: default 1 (rule: 1, no context parallelism"),
+    ("T-MLM21-05", ("n_chips",), "n_chips: default 512 (rule: parallel degrees 512"),
+    ("T-MLM21-05", ("precision",), "precision: default bf16"),
+    ("T-MLM21-05", ("system",), "system: default dgx-a100"),
+    ("T-MLM21-05", ("kind",), "kind: default training (rule: case_id prefix T-"),
+    ("T-MLM21-05", ("kv_heads", "ffn", "gated_mlp"), "ffn: default 32768 (rule: 4 x hidden)"),
+    ("I-TRTLLM-H100-Llama318B-TP1-128-128", ("input_len",),
+     "input_len: default 2048 (rule: no standard benchmark named"),
+    ("I-TRTLLM-H100-Llama318B-TP1-128-128", ("output_len",), "output_len: default 512"),
+    ("I-TRTLLM-H100-Llama3370B-TP2-2048-128", ("tp",), "tp: default 2 (rule: one TP group"),
+    ("I-TRN1-L3-70B-B4-128-1024", ("concurrency",), "concurrency: default offline"),
+    ("I-TRN1-L3-70B-B4-128-1024", ("tp",), "tp: default 32 (rule: one TP group"),
+])
+def test_an_empty_field_takes_its_rule_and_why_says_so(tmp_path, case_id, blank, expected):
+    pred = _predict(_edited(tmp_path, case_id, **dict.fromkeys(blank, "")), case_id)
+    assert math.isfinite(pred.predicted) and pred.predicted > 0, pred.why
+    assert expected in pred.why
+    assert expected in "; ".join(pred.defaults)
+    for col in blank:
+        assert re.search(rf"\b{col}: default ", pred.why), col
+    if "tp" in blank and case_id.startswith("T-"):
+        assert re.search(r"\btp: default \d+ \(rule: fastest fitting layout\)", pred.why)
+        assert re.search(r"\bpp: default \d+ \(rule: fastest fitting layout\)", pred.why)
+
+
+def test_a_named_benchmark_gives_its_published_lengths(tmp_path):
+    case = "I-TRTLLM-H100-Llama318B-TP1-128-128"
+    path = _edited(tmp_path, case, input_len="", output_len="",
+                   metric_note="output tokens/s, LLMPerf leaderboard run")
+    pred = _predict(path, case)
+    assert "input_len: default 550 (rule: LLMPerf leaderboard" in pred.why
+    assert "output_len: default 150 (rule: LLMPerf leaderboard" in pred.why
+
+
+def test_every_optional_field_empty_at_once_is_still_predicted(tmp_path):
+    keep = {"case_id", "kind", "source", "trust", "chip", "model", "layers", "hidden", "heads",
+            "metric", "value", "metric_note", "notes", "n_chips", "params_b"}
+    rows = [{c: (v if c in keep else "") for c, v in r.items()} for r in ROWS.values()]
+    preds = validate.predict(validate.read_cases(_write(rows, tmp_path / "cases.csv")))
+    assert all(math.isfinite(p.predicted) for p in preds), [p.why for p in preds
+                                                           if not math.isfinite(p.predicted)]
+
+
+def test_committed_rows_are_predicted_as_before_and_name_their_defaults():
+    preds = {p.case_id: p for p in validate.predict(ROWS.values())}
+    assert all(math.isfinite(p.predicted) for p in preds.values())
+    assert "vocab: default 51200 (rule: declared by the source" in preds["T-NEMO2407-03"].why
+    assert "global_batch" not in preds["T-NEMO2407-03"].why  # stated by the case
+
+
+# ------------------------------------------------------------------ rows that cannot be predicted
+@pytest.mark.parametrize(("cells", "reason"), [
+    ({"chip": "xpu-9000"}, "chip 'xpu-9000' is not in the hardware catalog"),
+    ({"chip": ""}, "chip is empty"),
+    ({"metric": "tpot_s"}, "metric 'tpot_s' is not in the schema"),
+    ({"system": "dgx-z9"}, "system 'dgx-z9' is not in the hardware catalog"),
+    ({"kind": "finetune"}, "kind 'finetune' is not training or inference"),
+    ({"layers": ""}, "layers is empty: the architecture is needed"),
+    ({"n_chips": "", "dp": ""}, "n_chips is empty"),
+])
+def test_an_unpredictable_row_is_left_empty_with_its_reason(tmp_path, capsys, cells, reason):
+    path = _edited(tmp_path, "T-MLM21-05", **cells)
+    out = tmp_path / "pred.csv"
+    assert main(["validate", str(path), "--out", str(out)]) == 0
+    assert "1 not predicted" in capsys.readouterr().out
+    with out.open(encoding="utf-8") as fh:
+        rows = {r["case_id"]: r for r in csv.DictReader(fh)}
+    assert rows["T-MLM21-05"]["predicted"] == "" and rows["T-MLM21-05"]["rel_error"] == ""
+    assert reason in rows["T-MLM21-05"]["why"]
+    assert all(r["predicted"] for cid, r in rows.items() if cid != "T-MLM21-05")
+
+
+@pytest.mark.parametrize(("column", "value"), [
+    ("global_batch", "12x"), ("n_chips", "-4"), ("seq_len", "2,048"), ("value", "137%"),
+    ("gated_mlp", "yes"), ("zero", "4"), ("concurrency", "many"), ("tp", "0"),
+])
+def test_a_malformed_cell_is_one_line_naming_file_case_column_value(tmp_path, capsys, column,
+                                                                     value):
+    path = _edited(tmp_path, "T-MLM21-05", **{column: value})
+    out = tmp_path / "pred.csv"
+    assert main(["validate", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert str(path) in err and "T-MLM21-05" in err and f"{column} = {value!r}" in err
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------ output paths
+def test_out_refuses_a_directory_a_missing_folder_and_the_case_file(tmp_path, capsys):
+    for out, message in ((tmp_path, "is a directory"),
+                         (tmp_path / "no" / "such" / "pred.csv", "does not exist"),
+                         (CASES, "is the case file itself")):
+        assert main(["validate", str(CASES), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "no").exists()
+
+
+def test_out_refuses_a_read_only_folder(tmp_path, capsys, monkeypatch):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        if os.access(folder, os.W_OK):  # root ignores permissions: simulate the check
+            real = os.access
+            monkeypatch.setattr(validate.os, "access", lambda p, mode: False if Path(p) == folder
+                                else real(p, mode))
+        assert main(["validate", str(CASES), "--out", str(folder / "pred.csv")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "is not writable" in err
+        assert not any(folder.iterdir())
+    finally:
+        folder.chmod(0o755)
+
+
+# ------------------------------------------------------------------ the rules table
+def test_schema_lists_every_default_rule():
+    schema = (data_dir() / "measurements" / "SCHEMA.md").read_text(encoding="utf-8")
+    table = schema.split("## Defaults of trnlab's reader", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"^\| `(\w+)` \| (training|inference|both) \|", table, re.MULTILINE))
+    assert listed == {(r.field, r.kinds) for r in defaults.RULES}
+
+
+def test_the_seq_len_rule_recovers_most_published_lengths():
+    rows = [r for r in ROWS.values() if r["kind"] == "training"]
+    conv = validate.load_conventions()
+    same = 0
+    for row in rows:
+        filled, _ = defaults.fill({**row, "seq_len": ""},
+                                  conv.get(validate.source_of(row["case_id"], conv), {}))
+        same += filled["seq_len"] == row["seq_len"]
+    assert same >= 0.75 * len(rows)
+
+
+# ------------------------------------------------------------------ calibrate
+SUBSET = ("T-MCORE-H100-01", "T-MCORE-H100-02", "I-INF2-L3-70B-B1-128-1024")
+
+
+@pytest.fixture
+def subset_copy(tmp_path: Path) -> Path:
+    """A small case file and writable copies of data/perf/training.toml and serving.toml."""
+    _write([ROWS[c] for c in SUBSET], tmp_path / "cases.csv")
+    for name in ("training.toml", "serving.toml"):
+        shutil.copy(data_dir() / "perf" / name, tmp_path / name)
+    return tmp_path
+
+
+def _run(folder: Path, write: bool, lines: list[str] | None = None) -> dict[str, fit.Fitted]:
+    return fit.run(folder / "cases.csv", with_loso=False, write=write,
+                   progress=lines.append if lines is not None else None,
+                   training_path=folder / "training.toml", serving_path=folder / "serving.toml")
+
+
+def test_calibrate_is_reproducible_and_prints_the_digits_it_writes(subset_copy):
+    committed = {n: (subset_copy / n).read_text() for n in ("training.toml", "serving.toml")}
+    lines: list[str] = []
+    dry = _run(subset_copy, write=False, lines=lines)
+    assert {n: (subset_copy / n).read_text() for n in committed} == committed  # nothing written
+    assert sum(line.startswith("[") for line in lines) == 4 and "nothing written" in lines[-1]
+    again = _run(subset_copy, write=False)
+    for kind in ("training", "inference"):
+        assert dry[kind].rows() == again[kind].rows()
+        assert all(float(f"{new:.4g}") == new for _, _, new, _ in dry[kind].rows())
+    _run(subset_copy, write=True)
+    written = {n: (subset_copy / n).read_text() for n in committed}
+    reloaded = {"training": load_training(subset_copy / "training.toml"),
+                "inference": load_serving(subset_copy / "serving.toml")}
+    for kind, params in reloaded.items():
+        for name, _, new, _ in dry[kind].rows():
+            assert fit._field(params, name).value == new, name
+    _run(subset_copy, write=True)  # a second write starts from the written file: same digits
+    assert {n: (subset_copy / n).read_text() for n in committed} == written
+
+
+def test_cli_calibrate_writes_nothing_without_write(tmp_path, capsys, monkeypatch):
+    _write([ROWS[c] for c in SUBSET[:1]], tmp_path / "cases.csv")
+
+    def refuse(*_args, **_kw):
+        raise AssertionError("calibrate without --write must not write data/perf")
+
+    monkeypatch.setattr(fit, "write_params", refuse)
+    assert main(["calibrate", str(tmp_path / "cases.csv"), "--no-loso"]) == 0
+    captured = capsys.readouterr()
+    assert "[1/3]" in captured.err and "nothing written" in captured.out
+    assert "gemm_eff_nvidia" in captured.out and "committed" in captured.out
+
+
+def test_inference_rows_use_the_training_parameters_passed_and_only_while_predicting():
+    rows = [ROWS["I-TRTLLM-H100-Llama318B-TP1-128-128"]]
+    params = load_training()
+    before = validate.predict(rows)[0].predicted
+    slower = validate.predict(rows, params.replace(gemm_eff_nvidia=0.45))[0].predicted
+    assert slower < before  # the GEMM efficiency is shared with serving
+    assert validate.predict(rows)[0].predicted == before  # the file's values again
