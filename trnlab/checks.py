@@ -28,6 +28,8 @@ MAX_TOKENS = 1 << 24
 MAX_BATCH = 1 << 30
 #: most Monte-Carlo samples of a study [1] (memory grows with systems x samples)
 MAX_SAMPLES = 1_000_000
+#: most chips of a cluster whose power is estimated (no layout enumeration) [chip]
+MAX_CLUSTER_CHIPS = 10 * MAX_CHIPS
 
 
 class _Long:

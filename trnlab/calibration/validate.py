@@ -14,13 +14,12 @@ it never stops the others.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io as _io
 import math
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,6 @@ from trnlab.calibration import defaults as rules
 from trnlab.calibration.cases import spec_from_case
 from trnlab.catalog.loader import read_toml
 from trnlab.catalog.params import ServingParams, TrainingParams, load_training
-from trnlab.engine import hardware as hardware_engine
 from trnlab.engine import serving as serving_engine
 from trnlab.engine.hardware import hardware, system_of
 from trnlab.engine.layouts import enumerate_layouts, reason_codes
@@ -345,31 +343,9 @@ def predict_training(row: dict[str, str], conv: dict[str, Any],
     return value, "; ".join(x for x in (why, *notes) if x), layout
 
 
-@contextlib.contextmanager
-def _training_params(params: TrainingParams | None) -> Iterator[None]:
-    """Let the serving engine use ``params`` where it reads the training parameters (GEMM
-    efficiencies, half-efficiency size) from data/perf/training.toml: a calibration evaluates
-    serving with training parameters it has fitted but not written."""
-    if params is None:
-        yield
-        return
-
-    def in_memory(path: Path | None = None) -> TrainingParams:
-        return params if path is None else load_training(path)
-
-    saved = {m: m.load_training for m in (hardware_engine, serving_engine)
-             if hasattr(m, "load_training")}
-    for module in saved:
-        module.load_training = in_memory
-    try:
-        yield
-    finally:
-        for module, load in saved.items():
-            module.load_training = load
-
-
 def _predict_inference(row: dict[str, str], conv: dict[str, Any],
-                       serving: ServingParams | None = None
+                       serving: ServingParams | None = None,
+                       training: TrainingParams | None = None
                        ) -> tuple[float, str, dict[str, Any], list[str]]:
     """(value, reason, layout, defaults taken) of an inference case."""
     row, notes = rules.fill(row, conv)
@@ -393,7 +369,7 @@ def _predict_inference(row: dict[str, str], conv: dict[str, Any],
         extra = {"max_batch": int(conv["max_batch"])} if "max_batch" in conv else {}
         res = serving_engine.offline_throughput(spec, row["chip"], system, tp=tp, pp=pp,
                                                 input_len=inp, output_len=out, params=serving,
-                                                **extra, **formats)
+                                                training=training, **extra, **formats)
         batch = res["batch"]
         if not row["concurrency"]:
             notes.append(rules.note("concurrency", "offline", "inference",
@@ -401,7 +377,8 @@ def _predict_inference(row: dict[str, str], conv: dict[str, Any],
     else:
         batch = float(row["concurrency"])
         raw = serving_engine.evaluate(spec, row["chip"], system, tp=tp, pp=pp, batch=batch,
-                                      input_len=inp, output_len=out, params=serving, **formats)
+                                      input_len=inp, output_len=out, params=serving,
+                                      training=training, **formats)
         res = {k: float(v) for k, v in raw.items()}
     if not batch or not math.isfinite(res["tpot"]):
         return math.nan, "the model does not fit in memory by our model", {"batch": batch}, \
@@ -435,7 +412,6 @@ def predict(rows: Iterable[dict[str, str]], params: TrainingParams | None = None
     shared).
     """
     conv = load_conventions()
-    explicit = params
     params = params or load_training()
     out = []
     for row in rows:
@@ -445,9 +421,8 @@ def predict(rows: Iterable[dict[str, str]], params: TrainingParams | None = None
         kind = rules.kind_of(row)
         try:
             if kind == "inference":
-                with _training_params(explicit):
-                    p.predicted, why, p.layout, p.defaults = _predict_inference(
-                        row, conv.get(src, {}), serving)
+                p.predicted, why, p.layout, p.defaults = _predict_inference(
+                    row, conv.get(src, {}), serving, params)
             elif kind == "training":
                 p.predicted, why, p.layout, p.defaults = _predict_training(
                     row, conv.get(src, {}), params)

@@ -16,7 +16,7 @@ import xarray as xr
 
 from trnlab import backend, catalog, checks
 from trnlab.catalog import model
-from trnlab.catalog.params import ServingParams, load_defaults, load_serving
+from trnlab.catalog.params import ServingParams, TrainingParams, load_defaults, load_serving
 from trnlab.engine.hardware import (
     format_bytes,
     half_dim,
@@ -84,26 +84,30 @@ def attention_tp_ok(spec: TransformerSpec, tp: Any, adp: Any) -> Any:
 def evaluate(spec: TransformerSpec | str, chip: str, system: str, *, tp: Any, pp: Any = 1,
              ep: Any = 1, adp: Any = 1, batch: Any, input_len: Any, output_len: Any,
              weights: str = "bf16", activations: str = "bf16", kv: str = "bf16",
-             params: ServingParams | None = None,
-             power_cap_w: float | None = None) -> dict[str, np.ndarray]:
+             params: ServingParams | None = None, power_cap_w: float | None = None,
+             training: TrainingParams | None = None) -> dict[str, np.ndarray]:
     """Serve ``spec`` on ``chip`` in ``system``; arguments broadcast (NumPy arrays or scalars).
-    ``power_cap_w`` [W] lowers the compute peak to the clock the chip holds under the cap."""
+    ``power_cap_w`` [W] lowers the compute peak to the clock the chip holds under the cap.
+    ``training``: the training parameters whose GEMM efficiencies serving shares (default
+    data/perf/training.toml; a calibration passes the ones it is fitting)."""
     params = params or load_serving()
     m = serve_shape(_spec(spec))
-    hw = hardware(chip, system, activations, power_cap_w=power_cap_w, serving=params)
+    hw = hardware(chip, system, activations, training, power_cap_w=power_cap_w, serving=params)
     tp, pp, ep, adp, batch, input_len, output_len = (
         backend.asarray(np.asarray(v, dtype=np.float64))
         for v in (tp, pp, ep, adp, batch, input_len, output_len))
     lay = ServeLayout(tp=tp, pp=pp, ep=ep, adp=adp, wbytes=format_bytes(weights),
                       kvbytes=format_bytes(kv))
-    res = serve(m, hw, lay, batch, input_len, output_len, serve_calibration(params), half_dim())
+    res = serve(m, hw, lay, batch, input_len, output_len, serve_calibration(params),
+                half_dim(training))
     return {k: np.asarray(backend.to_numpy(v)) for k, v in res.items()}
 
 
 def offline_throughput(spec: TransformerSpec | str, chip: str, system: str, *, tp: int,
                        pp: int = 1, input_len: int, output_len: int, max_batch: int = 8192,
                        weights: str = "bf16", activations: str = "bf16", kv: str = "bf16",
-                       params: ServingParams | None = None) -> dict[str, float]:
+                       params: ServingParams | None = None,
+                       training: TrainingParams | None = None) -> dict[str, float]:
     """Max-throughput mode: as many requests in flight as fit (up to ``max_batch``)."""
     where = "offline_throughput"
     _checked_spec(spec, where)
@@ -115,13 +119,13 @@ def offline_throughput(spec: TransformerSpec | str, chip: str, system: str, *, t
     _check_formats(where, weights, activations, kv)
     probe = evaluate(spec, chip, system, tp=tp, pp=pp, batch=1, input_len=input_len,
                      output_len=output_len, weights=weights, activations=activations, kv=kv,
-                     params=params)
+                     params=params, training=training)
     batch = float(min(max_batch, probe["max_concurrency"]))
     if batch < 1:
         return {"batch": 0.0, **{k: float("nan") for k in probe}}
     res = evaluate(spec, chip, system, tp=tp, pp=pp, batch=batch, input_len=input_len,
                    output_len=output_len, weights=weights, activations=activations, kv=kv,
-                   params=params)
+                   params=params, training=training)
     return {"batch": batch, **{k: float(v) for k, v in res.items()}}
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import nbformat
 import papermill
 
+from trnlab import checks
 from trnlab.errors import ParameterError
 
 _SCALARS: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
@@ -213,12 +214,11 @@ class Bounds:
         return ""
 
 
-# The numeric limits are those the studies themselves check (trnlab.checks: at most 1e7 chips
-# in a job, 1e8 in a cluster, 2^24 tokens in a sequence, 2^30 requests, 1e6 samples) or
-# tighter where the physics says so (a chip's power, a PUE).
-CHIP_COUNT = Bounds(1, 10_000_000)                 # chips in a job
-CHIP_COUNTS = Bounds(1, 10_000_000, nonempty=True, unique=True)
-TOKENS = Bounds(1, 1 << 24)                        # tokens of a sequence, prompt or output
+# The numeric limits are those the studies themselves check (trnlab.checks) or tighter where
+# the physics says so (a chip's power, a PUE).
+CHIP_COUNT = Bounds(1, checks.MAX_CHIPS)           # chips in a job
+CHIP_COUNTS = Bounds(1, checks.MAX_CHIPS, nonempty=True, unique=True)
+TOKENS = Bounds(1, checks.MAX_TOKENS)              # tokens of a sequence, prompt or output
 TOKEN_BUDGET = Bounds(1, 1e16)                     # training tokens
 MODEL = Bounds(choices="models")
 MODELS = Bounds(choices="models", nonempty=True, unique=True)
@@ -227,7 +227,7 @@ SYSTEMS = Bounds(choices="systems", nonempty=True, unique=True)
 CHIPS = Bounds(choices="chips", nonempty=True, unique=True)
 PRECISION = Bounds(choices="precisions")
 FORMAT = Bounds(choices="formats")
-SAMPLES = Bounds(1, 1_000_000)                     # Monte-Carlo samples
+SAMPLES = Bounds(1, checks.MAX_SAMPLES)            # Monte-Carlo samples
 SEED = Bounds(0, 2**32 - 1)
 
 
@@ -242,7 +242,7 @@ def _ranged(low: float, high: float, lengths: tuple[int, ...]) -> Bounds:
 #: notebook -> parameter -> allowed values (``result_path`` is checked apart: RESULT_PATH)
 BOUNDS: dict[str, dict[str, Bounds]] = {
     "01_trainium3_claims": {
-        "cluster_chips": Bounds(1, 100_000_000),
+        "cluster_chips": Bounds(1, checks.MAX_CLUSTER_CHIPS),
         "chip_power_w": _ranged(30, 5000, (0, 3)),  # W, the catalog's sane range of a TDP
         "system_overhead": _ranged(0, 3, (0, 3)),   # fraction of chip power
         "pue": _ranged(1, 3, (0, 3)),
@@ -254,12 +254,12 @@ BOUNDS: dict[str, dict[str, Bounds]] = {
     },
     "03_trainium3_memory_inference": {
         "models": MODELS, "chips": CHIPS,
-        "contexts": Bounds(1, 1 << 24, nonempty=True, unique=True),
+        "contexts": Bounds(1, checks.MAX_TOKENS, nonempty=True, unique=True),
         "input_len": TOKENS, "output_len": TOKENS,
         "tpot_ms": Bounds(0, 60_000, low_open=True),
         "ttft_ms": Bounds(0, 3_600_000, low_open=True),
         "weights": FORMAT, "kv": FORMAT,
-        "concurrency": Bounds(1, 1 << 30), "fit_context": TOKENS,
+        "concurrency": Bounds(1, checks.MAX_BATCH), "fit_context": TOKENS,
     },
     "04_trainium3_power_energy": {
         "model": MODEL, "systems": SYSTEMS, "n_chips": CHIP_COUNT, "precision": PRECISION,

@@ -389,7 +389,7 @@ def check_assumptions(assume: Assumptions) -> Assumptions:
     where = "claims"
     if not isinstance(assume, Assumptions):
         raise checks.fail(where, "assume", assume, "an Assumptions (claims.assumptions(...))")
-    checks.positive_int(where, "cluster_chips", assume.cluster_chips, 10 * checks.MAX_CHIPS)
+    checks.positive_int(where, "cluster_chips", assume.cluster_chips, checks.MAX_CLUSTER_CHIPS)
     checks.positive_int(where, "n_chips", assume.n_chips, checks.MAX_CHIPS)
     checks.positive_int(where, "n_samples", assume.n_samples, checks.MAX_SAMPLES)
     checks.integer(where, "seed", assume.seed, 0)
@@ -512,7 +512,7 @@ def assumptions(cluster_chips: int = 1_000_000, chip_power_w: Sequence[float] = 
     otherwise ``[low, central, high]`` in increasing order; ``kwargs`` are passed on."""
     ranges = {}
     cluster_chips = checks.positive_int("claims", "cluster_chips", cluster_chips,
-                                        10 * checks.MAX_CHIPS)
+                                        checks.MAX_CLUSTER_CHIPS)
     for name, v in (("chip_power_w", chip_power_w), ("system_overhead", system_overhead),
                     ("pue", pue)):
         if isinstance(v, str) or not isinstance(v, Sequence):
