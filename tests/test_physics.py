@@ -45,7 +45,9 @@ from trnlab.perf.train import (
     ModelShape,
     train_step,
 )
+from trnlab.workloads import TransformerSpec
 from trnlab.workloads import flops as wf
+from trnlab.workloads.traffic import stored_activation_bytes_per_token_per_layer
 
 # ------------------------------------------------------------------ a chip and a model by hand
 HW = Hardware(peak_gemm=1e15, peak_attn=5e14, gemm_eff=0.5, gemm_bytes=2.0, hbm_bw=4e12,
@@ -415,3 +417,125 @@ def test_narrow_gemms_keep_their_inputs_at_the_gemm_precision():
     bf16 = step()["mem_per_chip"]
     fp8 = step(hw=replace(HW, gemm_bytes=1.0))["mem_per_chip"]
     assert bf16 - fp8 == pytest.approx((2 - 1) * GEMM_IN * S, rel=1e-12)
+
+
+# ------------------------------------------------------- stored activations, counted by hand
+# Bytes one layer keeps per token for its backward pass (workloads.traffic.stored_activations,
+# Korthikanti et al. 2022 table 2 with FlashAttention and no dropout): BF16 activations (2 B),
+# fp32 statistics (4 B); FP8 GEMMs keep a 1 B cast of their input per GEMM.
+GQA = TransformerSpec(name="gqa-hand", layers=2, hidden=256, heads=8, kv_heads=2, head_dim=32,
+                      ffn=512, gated_mlp=True, vocab=1024)
+#   attn_norm input            256 x 2 =  512
+#   attn_norm 1/rms              1 x 4 =    4
+#   qkv GEMM input             256 x 2 =  512   (the norm's output)
+#   Q (after RoPE)          8 x 32 x 2 =  512
+#   K (after RoPE)          2 x 32 x 2 =  128   (kv_heads, not heads)
+#   V                       2 x 32 x 2 =  128   (kv_heads x v_dim)
+#   O = out-proj input      8 x 32 x 2 =  512   (once: FlashAttention's output is that input)
+#   log-sum-exp                  8 x 4 =   32
+#   mlp_norm input             256 x 2 =  512
+#   mlp_norm 1/rms               1 x 4 =    4
+#   mlp_up GEMM input          256 x 2 =  512
+#   SwiGLU input (gate, up) 2 x 512 x 2 = 2048
+#   mlp_down GEMM input        512 x 2 = 1024
+#   (residual-add inputs, RoPE inputs: nothing)                   total 6440
+GQA_NONE = 512 + 4 + 512 + 512 + 128 + 128 + 512 + 32 + 512 + 4 + 512 + 2048 + 1024
+GQA_GEMM_IN = 512 + 512 + 512 + 1024  # the four GEMM inputs at 2 B
+
+
+def test_stored_activations_of_a_gqa_layer_by_hand():
+    assert GQA_NONE == 6440
+    got = {mode: stored_activation_bytes_per_token_per_layer(GQA, 2.0, 2.0, 4.0, mode)
+           for mode in RECOMPUTE}
+    # selective recomputes the attention core: only its log-sum-exp goes (Q, K, V are the
+    # recompute's inputs, O the output projection's); full keeps the layer's input
+    assert got == {"none": 6440.0, "selective": 6440.0 - 32, "full": 256 * 2.0}
+    # FP8 GEMMs: each keeps a 1 B cast, and FlashAttention its own BF16 O (dropped by selective)
+    fp8 = {mode: stored_activation_bytes_per_token_per_layer(GQA, 2.0, 1.0, 4.0, mode)
+           for mode in RECOMPUTE}
+    assert fp8 == {"none": 6440.0 - GQA_GEMM_IN / 2 + 512,
+                   "selective": 6440.0 - GQA_GEMM_IN / 2 - 32, "full": 512.0}
+
+
+def test_the_step_keeps_the_stored_activations_of_a_gqa_layer():
+    m = model_shape(GQA)
+    assert (m.act_gemm_in_dense, m.act_attn_in_dense, m.act_attn_out_dense, m.act_elem_dense,
+            m.softmax_stats_dense) == (256 + 256 + 256 + 512, 256 + 64 + 64, 0.0,
+                                       256 + 256 + 1024, 8)
+    none, sel, full = (step(m, recompute=r) for r in (0, 1, 2))
+    states = 18 * (2 * m.params_dense_layer + m.params_embedding)
+    logits = 4 * S * 1024  # fp32 logits
+    # the step's 6432 B are the hand count less the norms' statistics (2 x 4 B), for which
+    # ModelShape has no field
+    kept = GQA_NONE - 2 * 4
+    assert none["mem_per_chip"] == pytest.approx(states + 2 * kept * S + logits, rel=1e-12)
+    assert none["mem_per_chip"] - sel["mem_per_chip"] == pytest.approx(2 * 32 * S, rel=1e-12)
+    # full: both layers' inputs, and one layer's activations while its backward runs
+    assert full["mem_per_chip"] == pytest.approx(states + (2 * 512 + kept) * S + logits,
+                                                 rel=1e-12)
+
+
+MLA = TransformerSpec(name="mla-hand", layers=2, hidden=256, heads=4, ffn=512, gated_mlp=True,
+                      vocab=1024, q_lora_rank=64, kv_lora_rank=32, qk_rope_head_dim=16,
+                      qk_nope_head_dim=32, v_head_dim=32)
+#   attn_norm input 512, 1/rms 4, its output 512 (read by q_down and kv_down: one tensor)
+#   q latent norm input 64 x 2 = 128, 1/rms 4, q_up input 128
+#   kv latent norm input 32 x 2 = 64, 1/rms 4, kv_up input 64
+#   Q 4 x (32 + 16) x 2 = 384, K 4 x 48 x 2 = 384 (the rope part broadcast to each head),
+#   V 4 x 32 x 2 = 256, O = out-proj input 4 x 32 x 2 = 256, log-sum-exp 4 x 4 = 16
+#   MLP as above: 512 + 4 + 512 + 2048 + 1024                     total 6816
+MLA_NONE = (512 + 4 + 512 + 128 + 4 + 128 + 64 + 4 + 64 + 384 + 384 + 256 + 256 + 16
+            + 512 + 4 + 512 + 2048 + 1024)
+
+
+def test_stored_activations_of_an_mla_layer_by_hand():
+    assert MLA_NONE == 6816
+    got = [stored_activation_bytes_per_token_per_layer(MLA, 2.0, 2.0, 4.0, mode)
+           for mode in RECOMPUTE]
+    assert got == [6816.0, 6816.0 - 16, 512.0]
+    # FP8: casts of 1 B per GEMM (the norm output twice: q_down and kv_down), + BF16 O
+    casts = 256 * 2 + 64 + 32 + 128 + 256 + 512
+    bf16_inputs = 2 * (256 + 64 + 32 + 128 + 256 + 512)
+    assert stored_activation_bytes_per_token_per_layer(MLA, 2.0, 1.0, 4.0) == \
+        6816.0 - bf16_inputs + casts + 256
+    m = model_shape(MLA)
+    assert (m.act_gemm_in_dense, m.act_attn_in_dense, m.act_elem_dense,
+            m.softmax_stats_dense) == (1248, 192 + 192 + 128, 256 + 64 + 32 + 256 + 1024, 4)
+
+
+MOE = TransformerSpec(name="moe-hand", layers=2, hidden=256, heads=8, kv_heads=2, head_dim=32,
+                      gated_mlp=True, vocab=1024, moe_experts=8, moe_active=2, moe_ffn=128,
+                      moe_shared_experts=1)
+#   attention as GQA above: 512 + 4 + 512 + 512 + 128 + 128 + 512 + 32 = 2340
+#   mlp_norm input 512, 1/rms 4, its output 512 (router and shared up read it: one tensor)
+#   router scores 8 x 2 = 16
+#   dispatched tokens (expert up input) k x h = 2 x 256 x 2 = 1024
+#   expert SwiGLU input 2 x k x 128 x 2 = 1024, expert down input k x 128 x 2 = 512
+#   combine: expert outputs k x h x 2 = 1024, routing weights k x 2 = 4
+#   shared SwiGLU input 2 x 128 x 2 = 512, shared down input 128 x 2 = 256      total 7740
+MOE_NONE = 2340 + 512 + 4 + 512 + 16 + 1024 + 1024 + 512 + 1024 + 4 + 512 + 256
+
+
+def test_stored_activations_of_an_moe_layer_by_hand():
+    assert MOE_NONE == 7740
+    got = [stored_activation_bytes_per_token_per_layer(MOE, 2.0, 2.0, 4.0, mode, "moe")
+           for mode in RECOMPUTE]
+    assert got == [7740.0, 7740.0 - 32, 512.0]
+    casts = 256 + 256 + 2 * 256 + 512 + 256 + 128  # the mlp norm output cast twice
+    bf16_inputs = 2 * (256 + 256 + 256 + 512 + 256 + 128)
+    assert stored_activation_bytes_per_token_per_layer(MOE, 2.0, 1.0, 4.0, "none", "moe") == \
+        7740.0 - bf16_inputs + casts + 512
+    m = model_shape(MOE)
+    assert (m.act_gemm_in_moe, m.act_attn_in_moe, m.act_elem_moe, m.softmax_stats_moe) == \
+        (1664, 384, 256 + 256 + 8 + 512 + 512 + 2 + 256, 8)
+    assert (m.act_gemm_in_dense, m.act_elem_dense) == (0.0, 0.0)  # no dense layer
+
+
+def test_stored_activations_are_korthikanti_without_dropout_and_the_s2_term():
+    """MHA, ffn = 4h, GeLU, LayerNorm, 2 B: table 2's 34·h bytes per token less the two
+    ``h``-byte dropout masks, plus fp32 statistics (a log-sum-exp per head, mean and 1/σ per
+    norm)."""
+    spec = TransformerSpec(name="gpt-hand", layers=2, hidden=1024, heads=16, ffn=4096,
+                           vocab=1024, norm="layernorm")
+    assert stored_activation_bytes_per_token_per_layer(spec, 2.0, 2.0, 4.0) == \
+        32 * 1024 + 4 * 16 + 4 * 4

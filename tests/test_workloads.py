@@ -21,6 +21,7 @@ from trnlab.calibration.cases import spec_from_case
 from trnlab.catalog.models import FIELDS
 from trnlab.errors import CatalogError, ParameterError
 from trnlab.workloads import conventions as conv
+from trnlab.workloads import traffic
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -322,6 +323,42 @@ def test_activation_bytes():
     assert ops["mlp_act"].write == 14336
     assert wl.activation_bytes_per_token_per_layer(spec, 2) == 2 * sum(
         op.read + op.write for op in ops.values())
+
+
+@pytest.mark.parametrize("mid", ["llama3-70b", "deepseek-v3", "mixtral-8x7b", "gpt3-175b",
+                                 "qwen3-235b-a22b"])
+def test_stored_activations_keep_each_gemm_input_once(mid):
+    spec = catalog.model(mid)
+    for kind in ("dense", "moe"):
+        if not (spec.dense_layers if kind == "dense" else spec.moe_layers):
+            continue
+        kept = traffic.stored_activations(spec, kind)
+        names = [t.name for t in kept]
+        assert len(names) == len(set(names))
+        assert {t.store for t in kept} <= set(traffic.STORES)
+        # every GEMM reads one kept tensor; the casts of all GEMMs' inputs are the GEMMs' k·m
+        gemm_in = [t for t in kept if t.store == "gemm_input"]
+        assert sum(t.elems * t.readers for t in gemm_in) == sum(
+            g.k * g.m_per_token * g.count for g in wl.layer_gemms(spec, kind))
+        assert {traffic.GEMM_INPUT[g.name] for g in wl.layer_gemms(spec, kind)} == \
+            {t.name for t in gemm_in}
+        # nothing a backward does not need: residual-add inputs, RoPE inputs, dispatch copies
+        assert not any(re.search("residual|rope|dispatch_in", n) for n in names)
+        by = {t.name: t.elems for t in kept}
+        assert by["v"] == spec.kv_heads * spec.v_dim  # GQA/MQA: V at its own head count
+        assert by["k"] == spec.kv_heads * spec.qk_head_dim
+        assert by["attn_core_out"] == spec.heads * spec.v_dim
+        assert [t.name for t in kept if t.attention_core] == ["attn_core_out", "lse"]
+
+
+def test_stored_activation_bytes_refuse_bad_input():
+    spec = catalog.model("llama3-8b")
+    with pytest.raises(ParameterError, match="recompute"):
+        traffic.stored_activation_bytes_per_token_per_layer(spec, 2, 2, 4, "some")
+    with pytest.raises(ParameterError, match="layer_kind"):
+        traffic.stored_activations(spec, "mlp")
+    with pytest.raises(ParameterError, match="numbers"):
+        traffic.stored_activation_bytes_per_token_per_layer(spec, np.array([2.0]), 2, 4)
 
 
 @pytest.mark.parametrize("mid", ["llama3-405b", "deepseek-v3", "mixtral-8x22b", "gpt3-175b"])

@@ -11,7 +11,7 @@ from trnlab.perf.train import RECOMPUTE, LayerGemm, ModelShape
 from trnlab.workloads import TransformerSpec
 from trnlab.workloads.flops import RECOMPUTED
 from trnlab.workloads.gemms import layer_gemms
-from trnlab.workloads.traffic import memory_bound_ops
+from trnlab.workloads.traffic import memory_bound_ops, stored_activations
 
 _ACTIVATIONS = ("gemm_in", "attn_in", "attn_out", "elementwise", "stats")
 
@@ -22,26 +22,34 @@ def _gemms(spec: TransformerSpec, kind: str) -> tuple[LayerGemm, ...]:
 
 
 def _activations(spec: TransformerSpec, kind: str) -> dict[str, float]:
-    """Activations one layer keeps for its backward pass, per token [elements]: the inputs of
-    the weight GEMMs (``gemm_in``), the attention core's inputs Q, K, V (``attn_in``) and the
-    output FlashAttention keeps (``attn_out``), the inputs of the memory-bound ops
-    (``elementwise``), and the softmax statistics, one per head (``stats``; counted apart,
-    they are fp32).
+    """Activations one layer keeps for its backward pass, per token [elements], as the step
+    model takes them: :func:`trnlab.workloads.traffic.stored_activations` (the formula in bytes
+    and its reference are there) grouped into the inputs of the weight GEMMs (``gemm_in``, each
+    tensor once, ``O`` included), FlashAttention's inputs Q, K, V (``attn_in``), what the
+    attention core keeps beside them that no GEMM keeps (``attn_out``: nothing, its output
+    ``O`` is the output projection's input), the other tensors kept at the activation precision
+    (``elementwise``: norm and activation-function inputs, MoE router scores and combine
+    inputs), and the softmax log-sum-exp, one per head (``stats``, fp32).
 
-    Backward needs the input of every GEMM (weight gradients) and of every elementwise op;
-    FlashAttention keeps Q, K, V, the output and the softmax log-sum-exp (Dao 2023). Which of
-    them a recompute mode drops is :data:`trnlab.workloads.flops.RECOMPUTED`. The core
-    multiplies the counts by the byte sizes of ``data/perf/training.toml``.
+    Selective recompute (:data:`trnlab.workloads.flops.RECOMPUTED`) thus drops the log-sum-exp
+    alone: ``O`` stays as the output projection's input. Two terms of the exact count have no
+    field in :class:`~trnlab.perf.train.ModelShape` and are left out: the norms' fp32
+    statistics (4 B x 1-2 per norm, two norms per layer: < 0.1 %), and, when the GEMMs run in a
+    narrower format (FP8), FlashAttention's own copy of ``O`` at the activation precision
+    beside the output projection's cast, and the extra casts of a tensor several GEMMs read
+    (MLA's q/kv down-projections, an MoE layer's router and shared experts).
     """
     if not any(g.layers for g in layer_gemms(spec, kind)):
         return dict.fromkeys(_ACTIVATIONS, 0.0)
+    kept = stored_activations(spec, kind)
+    qkv = {"q", "k", "v"}
     return {
-        "gemm_in": float(sum(g.k * g.m_per_token * g.count for g in layer_gemms(spec, kind))),
-        # Q, K and V as FlashAttention keeps them (V counted at heads x d_qk)
-        "attn_in": float(spec.heads * spec.qk_head_dim * 2 + spec.kv_heads * spec.qk_head_dim),
-        "attn_out": float(spec.heads * spec.v_dim),
-        "elementwise": float(sum(op.read for op in memory_bound_ops(spec, kind))),
-        "stats": float(spec.heads),
+        "gemm_in": sum(t.elems for t in kept if t.store == "gemm_input"),
+        "attn_in": sum(t.elems for t in kept if t.name in qkv),
+        "attn_out": 0.0,
+        "elementwise": sum(t.elems for t in kept
+                           if t.store == "activation" and t.name not in qkv),
+        "stats": sum(t.elems for t in kept if t.store == "statistic" and t.attention_core),
     }
 
 

@@ -11,17 +11,24 @@ Assumptions (a first-order model, forward pass):
 * MoE dispatch and combine copy each token's hidden state once per routed expert.
 * Norm weights and biases are negligible next to the GEMM weights and are left out.
 * The backward pass moves about twice the forward traffic (not modelled here).
+
+What a layer *keeps* for its backward pass is another matter (:func:`stored_activations`): an
+op's traffic reads tensors its backward does not need (a residual add's inputs, RoPE's input).
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from trnlab.errors import ParameterError, bad_value
 from trnlab.workloads._array import as_float
+from trnlab.workloads.flops import RECOMPUTE, RECOMPUTED
 from trnlab.workloads.gemms import layer_gemms
 from trnlab.workloads.spec import TransformerSpec
 
-__all__ = ["ElementwiseOp", "activation_bytes_per_token_per_layer", "memory_bound_ops",
+__all__ = ["GEMM_INPUT", "STORES", "ElementwiseOp", "StoredTensor",
+           "activation_bytes_per_token_per_layer", "memory_bound_ops",
+           "stored_activation_bytes_per_token_per_layer", "stored_activations",
            "weight_bytes_per_layer"]
 
 
@@ -124,3 +131,200 @@ def weight_bytes_per_layer(spec: TransformerSpec, bytes_per_elem: Any,
     miss = 1.0 - k / e  # probability that one token does not route to a given expert
     hit = float(e) if t is None else e * (1.0 - miss**t)
     return (fixed + expert * hit) * b
+
+
+# ---------------------------------------------------------------- stored activations
+#: how a stored tensor is kept: at the activation precision, as the input of weight GEMMs (at
+#: the GEMM precision), or as an fp32 per-row statistic
+STORES = ("activation", "gemm_input", "statistic")
+
+#: the tensor each weight GEMM of :func:`~trnlab.workloads.gemms.layer_gemms` reads (several
+#: GEMMs may read one tensor: MLA's q and kv down-projections, an MoE layer's router and shared
+#: experts)
+GEMM_INPUT = {"qkv": "attn_norm_out", "q": "attn_norm_out", "q_down": "attn_norm_out",
+              "kv_down": "attn_norm_out", "q_up": "q_latent_norm_out",
+              "kv_up": "kv_latent_norm_out", "attn_out": "attn_core_out",
+              "mlp_up": "mlp_norm_out", "router": "mlp_norm_out", "shared_up": "mlp_norm_out",
+              "mlp_down": "mlp_act_out", "expert_up": "dispatched",
+              "expert_down": "expert_act_out", "shared_down": "shared_act_out"}
+
+
+class StoredTensor(NamedTuple):
+    """A tensor one layer keeps for its backward pass, per token [elements].
+
+    Attributes
+    ----------
+    name : str
+        What it is (``attn_norm_in``, ``q``, ``lse``, ``mlp_act_out``, ...).
+    elems : float
+        Elements per token of the layer's input [elements].
+    store : {"activation", "gemm_input", "statistic"}
+        Kept at the activation precision, as the input of weight GEMMs, or as fp32 statistics.
+    readers : int
+        Weight GEMMs that read it (``gemm_input``; a narrower GEMM format keeps one cast per
+        GEMM) [1].
+    attention_core : bool
+        The attention core keeps it: a ``statistic`` or ``activation`` only the core keeps
+        (dropped when the core is recomputed), or a ``gemm_input`` the core also keeps at the
+        activation precision (FlashAttention's output ``O``, which the output projection reads).
+    """
+
+    name: str
+    elems: float
+    store: str
+    readers: int = 0
+    attention_core: bool = False
+
+
+def stored_activations(spec: TransformerSpec, layer_kind: str = "dense") -> list[StoredTensor]:
+    """The tensors one layer keeps for its backward pass, per token [elements].
+
+    A FlashAttention implementation with sequence parallelism (Megatron-Core with Transformer
+    Engine): Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer
+    Models", sec. 4.1 and table 2 (eq. 1: ``sbh(34 + 5as/h)`` bytes per layer; with sequence
+    parallelism every term is split over the ``t`` TP ranks, eq. 5), adapted:
+
+    * FlashAttention (Dao 2023, FlashAttention-2, alg. 1-2) keeps ``Q``, ``K``, ``V`` at their
+      own head counts, its output ``O`` and one fp32 log-sum-exp per head and token: no ``s²``
+      term (the paper's ``5as/h``).
+    * ``O`` is the output projection's input: one tensor, counted once.
+    * Every GEMM keeps its input (weight gradient); a tensor read by several GEMMs is one tensor
+      (a narrower GEMM format keeps one cast per GEMM: the bytes function below).
+    * A norm keeps its input and fp32 statistics (RMSNorm ``1/rms``; LayerNorm mean and
+      ``1/σ``); an activation function its input (SwiGLU: gate and up, ``2·ffn``).
+    * Kept by nothing: residual-add inputs (the gradient passes through), RoPE's input (a
+      fixed rotation: its backward needs only cos/sin), MoE dispatch (a permutation: indices
+      only), the layer's output (the next layer's input).
+    * No dropout (rate 0, as in current LLM recipes): the paper's two ``sbh`` masks are gone.
+    * MoE combine (``Σ p_i y_i``): the gradient of a routing weight ``p_i`` needs the expert
+      output ``y_i``, so ``k·h`` expert outputs and ``k`` weights are kept; the router keeps its
+      ``E`` scores (softmax/sigmoid backward, load-balancing loss).
+
+    Per token and layer, with ``b`` bytes per activation element, ``c = 2`` for a gated MLP
+    (else 1), ``n_w`` fp32 statistics per norm (1 RMSNorm, 2 LayerNorm) and GEMM inputs at the
+    activation precision (BF16/FP16 GEMMs)::
+
+        attention (MHA/GQA/MQA):  b·(h + a·d + 2·g·d)            norm input, Q, K, V
+                                + b·(h + a·d)                    QKV input, O (= out-proj input)
+                                + 4·a + 4·n_w                    log-sum-exp, norm statistics
+        attention (MLA):          b·(h + q_r + kv_r + 2·a·d_qk + a·d_v)
+                                + b·(h + q_r + kv_r + a·d_v)     (q_r = 0 without q_lora)
+                                + 4·a + 4·n_w·(2 + [q_r > 0])    d_qk = nope + rope
+        dense MLP:                b·(h + c·f) + b·(h + f) + 4·n_w
+        MoE MLP:                  b·(h + E + c·(k + s)·f_e + k·h + k)
+                                + b·(h + k·h + (k + s)·f_e)      dispatched tokens, expert
+                                                                 and shared down inputs
+                                + 4·n_w
+
+    (``a`` query heads, ``g`` key/value heads, ``d`` head dim, ``d_v`` value head dim, ``f``
+    dense ffn, ``f_e`` expert ffn, ``k`` routed experts per token, ``s`` shared experts, ``E``
+    routed experts). For MHA, ``f = 4h``, no gating, LayerNorm and ``b = 2`` this is
+    ``32·h + 4·a + 16`` bytes: the paper's ``34·h`` less its two dropout masks, plus the
+    fp32 statistics.
+
+    Parameters
+    ----------
+    spec : TransformerSpec
+        The model.
+    layer_kind : {"dense", "moe"}
+        Which layer type.
+    """
+    gemms = layer_gemms(spec, layer_kind)  # validates layer_kind
+    h, a, g = spec.hidden, spec.heads, spec.kv_heads
+    c = 2 if spec.gated_mlp else 1
+    n_w = 2 if spec.norm == "layernorm" else 1
+    reads: dict[str, list[float]] = {}
+    for gm in gemms:
+        reads.setdefault(GEMM_INPUT[gm.name], []).append(gm.k * gm.m_per_token * gm.count)
+    for name, sizes in reads.items():  # readers of one tensor read the same elements
+        if any(x != sizes[0] for x in sizes):
+            raise ParameterError(bad_value("stored_activations", name, sizes, "equal sizes"))
+
+    def gemm_in(name: str, attention_core: bool = False) -> StoredTensor:
+        return StoredTensor(name, float(reads[name][0]), "gemm_input", len(reads[name]),
+                            attention_core)
+
+    def act(name: str, elems: float) -> StoredTensor:
+        return StoredTensor(name, float(elems), "activation")
+
+    def stat(name: str, elems: float, attention_core: bool = False) -> StoredTensor:
+        return StoredTensor(name, float(elems), "statistic", 0, attention_core)
+
+    out = [act("attn_norm_in", h), stat("attn_norm_stats", n_w), gemm_in("attn_norm_out")]
+    if spec.is_mla:
+        if spec.q_lora_rank:
+            out += [act("q_latent_norm_in", spec.q_lora_rank),
+                    stat("q_latent_norm_stats", n_w), gemm_in("q_latent_norm_out")]
+        out += [act("kv_latent_norm_in", spec.kv_lora_rank), stat("kv_latent_norm_stats", n_w),
+                gemm_in("kv_latent_norm_out")]
+    # FlashAttention's inputs after RoPE (MLA: K per head, nope + the shared rope part), its
+    # output (the output projection's input) and its log-sum-exp
+    out += [act("q", a * spec.qk_head_dim), act("k", g * spec.qk_head_dim),
+            act("v", g * spec.v_dim), gemm_in("attn_core_out", attention_core=True),
+            stat("lse", a, attention_core=True),
+            act("mlp_norm_in", h), stat("mlp_norm_stats", n_w), gemm_in("mlp_norm_out")]
+    if layer_kind == "dense":
+        return [*out, act("mlp_act_in", c * spec.ffn), gemm_in("mlp_act_out")]
+    k, e, f = spec.moe_active, spec.moe_experts, spec.moe_ffn
+    out += [act("router_scores", e), gemm_in("dispatched"), act("expert_act_in", c * k * f),
+            gemm_in("expert_act_out"), act("combine_expert_out", k * h),
+            act("combine_weights", k)]
+    if spec.moe_shared_experts:
+        out += [act("shared_act_in", c * spec.moe_shared_experts * f), gemm_in("shared_act_out")]
+    return out
+
+
+def stored_activation_bytes_per_token_per_layer(
+        spec: TransformerSpec, activation_bytes: float, gemm_bytes: float, stat_bytes: float,
+        recompute: str = "none", layer_kind: str = "dense") -> float:
+    """Bytes one layer keeps for its backward pass per token of its input [B].
+
+    The sum over :func:`stored_activations`, under a recompute mode of
+    :data:`~trnlab.workloads.flops.RECOMPUTED`:
+
+    * ``"none"``: every tensor. A GEMM input is one tensor at ``activation_bytes`` when the GEMMs
+      run at that precision; when they run narrower (FP8, Transformer Engine), each GEMM keeps
+      its own cast (``gemm_bytes`` per element and reader) and a tensor the attention core also
+      keeps (``O``) stays at ``activation_bytes`` beside it.
+    * ``"selective"`` (the attention core recomputed, Korthikanti et al. 2022, sec. 5): less what
+      only the core keeps, its log-sum-exp and, at a narrower GEMM format, its copy of ``O``.
+      ``Q``, ``K``, ``V`` stay (the recompute's inputs); ``O`` stays as the output projection's
+      input.
+    * ``"full"``: the layer's input, ``activation_bytes·h`` (Korthikanti et al. 2022, sec. 4.3).
+
+    Divide by the TP degree for the bytes per chip with sequence parallelism.
+
+    Parameters
+    ----------
+    spec : TransformerSpec
+        The model.
+    activation_bytes, gemm_bytes, stat_bytes : float
+        Bytes per activation element, per element of a GEMM's kept input, per statistic [B]
+        (``data/perf/training.toml`` and ``formats.toml``; no defaults).
+    recompute : {"none", "selective", "full"}
+        Activation recomputation.
+    layer_kind : {"dense", "moe"}
+        Which layer type.
+    """
+    if recompute not in RECOMPUTED:
+        raise ParameterError(bad_value("stored_activation_bytes_per_token_per_layer",
+                                       "recompute", recompute, f"one of {', '.join(RECOMPUTE)}"))
+    b, gb, sb = (as_float(x, n) for x, n in ((activation_bytes, "activation_bytes"),
+                                             (gemm_bytes, "gemm_bytes"),
+                                             (stat_bytes, "stat_bytes")))
+    if not all(isinstance(x, float) for x in (b, gb, sb)):
+        raise ParameterError(bad_value("stored_activation_bytes_per_token_per_layer", "bytes",
+                                       "an array", "numbers [B]"))
+    r = RECOMPUTED[recompute]
+    tensors = stored_activations(spec, layer_kind)
+    if r.gemms >= 1.0:  # the whole layer runs again from its input
+        return b * spec.hidden
+    core = 1.0 - r.attention  # what only the attention core keeps survives this fraction
+    total = 0.0
+    for t in tensors:
+        if t.store == "gemm_input":
+            total += t.elems * (b if gb >= b else gb * t.readers + core * b * t.attention_core)
+        else:
+            total += t.elems * (b if t.store == "activation" else sb) \
+                * (core if t.attention_core else 1.0)
+    return total
