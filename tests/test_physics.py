@@ -310,9 +310,16 @@ def test_pp2_with_one_layer_per_stage_by_hand():
     assert got["t_optimizer"] == pytest.approx(mem_time(32 * params), rel=1e-12)
     assert got["step_time"] == pytest.approx(
         t_mb * (n_mb + 1) + t_pp + mem_time(32 * params) + CAL.step_overhead, rel=1e-12)
-    # 1F1B: min(n_mb, pp) (1 + (pp - 1) / pp) = 3 micro-batches in flight on the first stage
-    assert got["mem_per_chip"] == pytest.approx(18 * params + 3 * KEPT * S + 4 * S * V,
-                                                rel=1e-12)
+    # 1F1B without interleaving: min(n_mb, pp) = 2 micro-batches in flight on the first stage;
+    # the last stage holds one and the fp32 logits: the worse of the two
+    first, last = 2 * KEPT * S, KEPT * S + 4 * S * V
+    assert got["mem_per_chip"] == pytest.approx(18 * params + max(first, last), rel=1e-12)
+    # interleaved (vpp = 2 chunks of half a layer each is not possible: use the formula's
+    # factor on a two-layer stage): (1 + (pp - 1) / (pp vpp)) = 1.25 times as many
+    two = step(shape(4), pp=2, vpp=2, global_batch=n_mb)
+    assert two["mem_per_chip"] == pytest.approx(
+        18 * (2 * P_LAYER + P_EMB / 2) + max(2 * 1.25 * 2 * KEPT * S, 2 * KEPT * S + 4 * S * V),
+        rel=1e-12)
 
 
 # ----------------------------------------------------------------------------- ZeRO
