@@ -538,3 +538,19 @@ def test_replace_revalidates():
         replace(spec, kv_heads=5)
     assert math.isclose(replace(spec, vocab=1).total_params,
                         spec.total_params - 2 * (128256 - 1) * 4096)
+
+
+def test_memory_bound_op_flops_follow_their_arithmetic():
+    """An RMSNorm does 4 FLOPs per element it reads, a residual add 1 per two read, a dispatch
+    copy none; every op of every preset has a kind."""
+    from trnlab.workloads.traffic import ElementwiseOp
+
+    assert ElementwiseOp("attn_norm", 4096, 4096).flops == 4 * 4096
+    assert ElementwiseOp("mlp_residual", 2 * 4096, 4096).flops == 4096
+    assert ElementwiseOp("moe_dispatch", 8 * 4096, 8 * 4096).flops == 0
+    with pytest.raises(ParameterError):
+        _ = ElementwiseOp("mystery", 1, 1).flops
+    for mid in catalog.model_ids():
+        spec = catalog.model(mid)
+        for kind in ("dense", "moe"):
+            assert all(op.flops >= 0 for op in wl.memory_bound_ops(spec, kind))

@@ -38,25 +38,12 @@ SCALES = (1024, 4096, 16384)
 ROOFLINE_CHIPS = ("trn2", "trn3", "h100-sxm", "b200")
 LAYOUT = ("tp", "pp", "dp", "cp", "ep", "vpp", "zero", "recompute", "micro_batch")
 BEST_OUTPUTS = ("tokens_per_s_per_chip", "mfu", "hfu", "step_time", "mem_per_chip")
-#: forward FLOPs per element *read* by the memory-bound ops (first-order counts): RMSNorm
-#: squares, sums, scales by rsqrt and the weight; RoPE is x cos + rot(x) sin; a residual add
-#: reads two tensors; SwiGLU silu(g) u reads two; top-k softmax; the MoE combine is a weighted
-#: sum. A pure copy (MoE dispatch) does no FLOPs and has no place on a roofline.
-ELEMENTWISE_FLOPS = {"norm": 4.0, "rope": 3.0, "residual": 0.5, "act": 2.5, "router_topk": 4.0,
-                     "moe_combine": 2.0, "moe_dispatch": 0.0}
 _ALL = 1 << 62  # ``top`` that keeps every valid layout of a search
 TIES = 64  # layouts a search keeps to break ties among (near-)equally fast layouts
 TIE_RTOL = 1e-9  # tokens/s within this relative distance of the fastest are a tie
 #: tie-break: the simplest layout (least cp, then pp, vpp, tp, ep, ZeRO stage, recompute, and
 #: the smallest micro-batch) among equally fast ones
 SIMPLEST = ("cp", "pp", "vpp", "tp", "ep", "zero", "recompute", "micro_batch")
-
-
-def _elementwise_flops(name: str) -> float:
-    for key, value in ELEMENTWISE_FLOPS.items():
-        if name == key or name.endswith(key):
-            return value
-    return 1.0
 
 
 def _check(spec_or_id: TransformerSpec | str, systems: Sequence[str], scales: Sequence[int],
@@ -208,7 +195,7 @@ def roofline(spec: TransformerSpec, chips: Sequence[str], *, precision: str, seq
     shards them): the weight GEMMs ``[T, k] @ [k, n]`` with ``n`` (column-parallel) or ``k``
     (row-parallel) split by ``tp``, operands at the GEMM precision; the logits GEMM; the causal
     attention core (FlashAttention: compulsory traffic Q, K, V, O) and the memory-bound ops on
-    ``T / tp`` tokens (FLOPs per :data:`ELEMENTWISE_FLOPS`), activations at the calibration's
+    ``T / tp`` tokens (FLOPs per :attr:`trnlab.workloads.ElementwiseOp.flops`), activations at the calibration's
     ``activation_bytes``.
 
     Attainable = ``min(peak, intensity * hbm_bw)``. Modelled = the step model's own FLOP/s on
@@ -232,7 +219,7 @@ def roofline(spec: TransformerSpec, chips: Sequence[str], *, precision: str, seq
     nbytes_of["attention_core"] = act * t * (heads + kv) * (sh.qk_dim + sh.v_dim)
     for kind in kinds:
         for op in memory_bound_ops(spec, kind):
-            flops = _elementwise_flops(op.name) * op.read * t / tp
+            flops = op.flops * t / tp
             if op.name not in kind_of and flops > 0:
                 kind_of[op.name], elem_flops[op.name] = "memory", flops
                 nbytes_of[op.name] = act * (op.read + op.write) * t / tp

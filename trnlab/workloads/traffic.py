@@ -32,12 +32,31 @@ __all__ = ["GEMM_INPUT", "STORES", "ElementwiseOp", "StoredTensor",
            "weight_bytes_per_layer"]
 
 
+#: forward FLOPs per element *read* by each kind of memory-bound op (first-order counts, the
+#: arithmetic of the op, not a fitted number): RMSNorm squares, sums, scales by rsqrt and the
+#: weight (4); RoPE is x cos + rot(x) sin (3); a residual add reads two tensors for one add
+#: (0.5); SwiGLU silu(g) u reads two (2.5 per element read); top-k softmax (4); the MoE combine
+#: is a weighted sum (2); a pure copy (MoE dispatch) does none
+FLOPS_PER_READ = {"norm": 4.0, "rope": 3.0, "residual": 0.5, "act": 2.5, "router_topk": 4.0,
+                  "moe_combine": 2.0, "moe_dispatch": 0.0}
+
+
 class ElementwiseOp(NamedTuple):
     """A memory-bound op of one layer, per token [elements]."""
 
     name: str
     read: float
     write: float
+
+    @property
+    def flops(self) -> float:
+        """Forward FLOPs per token [FLOP]: ``read`` x :data:`FLOPS_PER_READ` of its kind (the
+        kind is the last part of the name: ``attn_norm`` is a ``norm``)."""
+        kind = next((k for k in FLOPS_PER_READ if self.name == k or self.name.endswith(k)), None)
+        if kind is None:
+            raise ParameterError(bad_value("memory_bound_ops", "op", self.name,
+                                           f"one of the kinds {', '.join(FLOPS_PER_READ)}"))
+        return FLOPS_PER_READ[kind] * self.read
 
 
 def memory_bound_ops(spec: TransformerSpec, layer_kind: str = "dense") -> list[ElementwiseOp]:
