@@ -485,21 +485,22 @@ def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration,
         # interleaved schedule (1 + (pp - 1)/(pp vpp)) times as many (Korthikanti et al. 2022,
         # sec. 4.2.3; Narayanan et al. 2021, sec. 2.2.2)
         interleave = xp.where(vpp > 1.0, 1.0 + (pp - 1.0) / (pp * vpp), 1.0)
+        in_flight = xp.minimum(n_mb, pp) * interleave  # >= 1; 1 with one stage
         per_mb = per_token * tokens / tp  # one micro-batch through the stage's layers [B]
-        act_first = xp.minimum(n_mb, pp) * interleave * per_mb  # not on zero or hardware
-        # the last stage holds one micro-batch and the fp32 logits; one stage holds both
+        # the last stage holds one micro-batch and the fp32 logits (one stage holds both): the
+        # worse stage (not on zero or hardware)
         logits = cal.logits_bytes * tokens * m.vocab / tp
-        act_last = xp.where(pp > 1.0, per_mb, act_first) + logits
+        act = xp.maximum(in_flight * per_mb, per_mb + logits)
         # + one layer's activations during its recomputed backward; not on vpp
         rest = states + xp.where(whole, kept_d * tokens / tp, 0.0)
         usable = hw.hbm_capacity * (1.0 - cal.mem_reserve)
-        if "mem_per_chip" in want:  # the worse of the first and the last stage
-            mem = rest + xp.maximum(act_first, act_last)
+        if "mem_per_chip" in want:
+            mem = rest + act
             out["mem_per_chip"] = mem
             if "fits" in want:
                 out["fits"] = mem <= usable
         elif "fits" in want:  # the same test without the grid-sized sum (a search)
-            out["fits"] = (act_first <= usable - rest) & (act_last <= usable - rest)
+            out["fits"] = act <= usable - rest
     if "n_microbatches" in want:
         out["n_microbatches"] = n_mb
     if "t_compute" in want:
