@@ -261,7 +261,8 @@ def _arrays(xp: Any, lay: Layout, hw: Hardware) -> tuple[Layout, Hardware]:
             Hardware(**{k: conv(v) for k, v in vars(hw).items()}))
 
 
-TERMS = ("mb_compute", "t_tp", "t_ep", "t_cp", "t_mb", "p_dense", "p_expert", "t_dp_raw")
+TERMS = ("mb_compute", "t_tp", "t_ep", "t_cp", "t_mb", "p_dense", "p_expert", "t_dp_raw",
+         "r_gemms", "r_attn", "r_elem")
 
 
 def _by_mode(recompute: Any, values: tuple[float, float, float], ft: Any) -> Any:
@@ -296,7 +297,8 @@ def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
     recompute and logits), ``t_tp``, ``t_ep`` (TP and EP communication, before overlap),
     ``t_cp`` (exposed CP communication) and ``t_mb`` (all of it, exposed) [s]. Per chip:
     ``p_dense``, ``p_expert`` (parameters, not sharded by ZeRO) [1] and ``t_dp_raw`` (the
-    gradient all-reduce before overlap, on tp, pp, dp, cp, ep and the hardware) [s].
+    gradient all-reduce before overlap, on tp, pp, dp, cp, ep and the hardware) [s]; and the
+    recompute factors ``r_gemms``, ``r_attn``, ``r_elem`` [1] (on recompute).
 
     A factored grid computes these once and :func:`train_step` (``terms=``) combines slices of
     them block by block.
@@ -360,7 +362,8 @@ def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
     expert_ar = comm.all_reduce(cal.grad_reduce_bytes * p_expert,
                                 *_group(dp * cp / ep, tp * cp * ep, hw))
     return {"mb_compute": mb_compute, "t_tp": t_tp, "t_ep": t_ep, "t_cp": t_cp, "t_mb": t_mb,
-            "p_dense": p_dense, "p_expert": p_expert, "t_dp_raw": dense_ar + expert_ar}
+            "p_dense": p_dense, "p_expert": p_expert, "t_dp_raw": dense_ar + expert_ar,
+            "r_gemms": r_gemms, "r_attn": r_attn, "r_elem": r_elem}
 
 
 def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration,
@@ -406,8 +409,8 @@ def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration,
     ft = tokens.dtype
     n_mb = lay.global_batch / (dp * lay.micro_batch)
     ld, lm = _stage_layers(m, pp)
-    r_gemms, r_attn, r_elem = _recomputed(m, lay.recompute, ft)
     mb_compute, t_tp, t_ep, t_cp, t_mb = (terms[k] for k in TERMS[:5])
+    r_gemms, r_attn, r_elem = terms["r_gemms"], terms["r_attn"], terms["r_elem"]
     p_dense, p_expert, t_dp_raw = terms["p_dense"], terms["p_expert"], terms["t_dp_raw"]
     act = cal.activation_bytes * tokens * m.hidden  # one activation tensor [B]
 
