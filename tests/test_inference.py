@@ -155,3 +155,18 @@ def test_frontier_prices_tokens_at_the_list_or_a_given_price():
     assert listed.attrs["price_per_chip_hour"] == pytest.approx(55.04 / 8)  # p5.48xlarge
     unpriced = serving.frontier("llama3-8b", "gb200-nvl72", input_len=1024, output_len=256)
     assert np.isnan(unpriced["usd_per_m_tokens"]).all()  # no list price in the catalog
+
+
+def test_decode_reads_the_mean_context_of_the_output():
+    """Continuous batching: a request's decode steps read, on average, its prompt plus half its
+    output (``context = input + output / 2``): TPOT of one stage is the decode step at that
+    context, not at the prompt or the full length."""
+    m = serve_shape(model("llama3-8b"))
+    hw = hardware("h100-sxm", "dgx-h100", "bf16")
+    lay = core.ServeLayout(tp=1.0, pp=1.0, ep=1.0, adp=1.0, wbytes=2.0, kvbytes=2.0)
+    batch, inp, out = 32.0, 2048.0, 512.0
+    tpot = float(core.serve(m, hw, lay, batch, inp, out, CAL, half_dim())["tpot"])
+    at = lambda ctx: float(core.decode_step(m, hw, lay, batch, ctx, CAL, half_dim()))
+    assert tpot == pytest.approx(at(inp + out / 2), rel=1e-12)
+    assert tpot != pytest.approx(at(inp), rel=1e-6)
+    assert tpot != pytest.approx(at(inp + out), rel=1e-6)
