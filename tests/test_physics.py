@@ -209,6 +209,7 @@ MOVED = {
     "grad_reduce_bytes": (4.0, {"dp": 4, "zero": 3}),
     "optimizer_bytes": (16.0, {}),
     "optimizer_traffic": (64.0, {}),
+    "zero3_regather_per_microbatch": (1.0, {"dp": 4, "zero": 3, "global_batch": 4 * GB}),
 }
 
 
@@ -326,7 +327,8 @@ def test_pp2_with_one_layer_per_stage_by_hand():
 @pytest.mark.parametrize(("zero", "sharded"), [(0, 0.0), (1, 12.0), (2, 16.0), (3, 18.0)])
 def test_zero_memory_per_chip_is_params_x_bytes_over_dp(zero, sharded):
     dp, params = 8.0, P_LAYER + P_EMB
-    got = step(dp=dp, zero=zero, global_batch=dp * GB)["mem_per_chip"]
+    cal = replace(CAL, zero3_regather_per_microbatch=1.0)  # ZeRO-3 regathers per micro-batch
+    got = step(cal=cal, dp=dp, zero=zero, global_batch=dp * GB)["mem_per_chip"]
     states = params * (18 - sharded) + params * sharded / dp  # 2 + 4 + 12 B per parameter
     assert got == pytest.approx(states + KEPT * S + 4 * S * V, rel=1e-12)
     if zero == 3:  # ZeRO-3: every state byte of a parameter divided over the dp chips
@@ -335,7 +337,7 @@ def test_zero_memory_per_chip_is_params_x_bytes_over_dp(zero, sharded):
 
 def test_zero3_communicates_one_and_a_half_all_reduces_per_micro_batch():
     dp, n_mb, params = 4.0, GB, P_LAYER + P_EMB
-    cal = replace(CAL, dp_overlap=0.0)
+    cal = replace(CAL, dp_overlap=0.0, zero3_regather_per_microbatch=1.0)
     nbytes = 2 * params  # bf16 gradients / parameters
     bw, alpha = HW.up_bw, HW.up_latency
     ring = 2 * (3 / 4 * nbytes / bw + 3 * alpha)
@@ -347,6 +349,35 @@ def test_zero3_communicates_one_and_a_half_all_reduces_per_micro_batch():
     assert step(cal=cal, zero=3, **kw)["t_dp"] == pytest.approx(n_mb * 1.5 * ar, rel=1e-12)
     twice = replace(cal, zero3_comm_factor=3.0)
     assert step(cal=twice, zero=3, **kw)["t_dp"] == pytest.approx(n_mb * 3.0 * ar, rel=1e-12)
+
+
+@pytest.mark.parametrize(("regather", "t_dp", "mem"), [
+    (0.0, 2.862002967913628e-4, 238551040.0),  # once per step: 1.5 ar - window; ZeRO-1 memory
+    (1.0, 1.1448011871654513e-3, 163053568.0),  # per micro-batch: 4 x that; every state / dp
+])
+def test_zero3_gathers_once_per_step_or_per_micro_batch(regather, t_dp, mem):
+    """One stage, dp = 4, ZeRO-3, 4 micro-batches, half a micro-batch hides DP traffic."""
+    dp, n_mb, params = 4.0, 4.0, P_LAYER + P_EMB  # 16 777 216 parameters
+    cal = replace(CAL, dp_overlap=0.5, zero3_regather_per_microbatch=regather)
+    nbytes, bw, alpha = 2 * params, HW.up_bw, HW.up_latency
+    ar = min(2 * (3 / 4 * nbytes / bw + 3 * alpha), math.log2(dp) * (alpha + nbytes / bw)) \
+        + math.log2(dp) * alpha  # = 5.1131648e-4 s (+ the empty expert all-reduce's latency)
+    window = 0.5 * mb_compute(parts())  # 0.5 x 9.6154885e-4 s
+    rounds = n_mb if regather else 1.0
+    got = step(cal=cal, dp=dp, zero=3, global_batch=dp * n_mb)
+    assert got["n_microbatches"] == n_mb
+    assert got["t_dp"] == pytest.approx(rounds * (1.5 * ar - window), rel=1e-12)
+    assert got["t_dp"] == pytest.approx(t_dp, rel=1e-9)
+    # gathered once: full bf16 weights and fp32 gradients, fp32 master + Adam sharded (2 + 4 +
+    # 12/4 B per parameter); per micro-batch: all 18 B over dp
+    states = params * (2 + 4 + 12 / dp) if regather == 0 else params * 18 / dp
+    assert got["mem_per_chip"] == pytest.approx(states + KEPT * S + 4 * S * V, rel=1e-12)
+    assert got["mem_per_chip"] == pytest.approx(mem, rel=1e-9)
+    # one micro-batch: both policies are the same round, resharded after use
+    one = step(cal=cal, dp=dp, zero=3, global_batch=dp)
+    assert one["t_dp"] == pytest.approx(1.5 * ar - window, rel=1e-12)
+    assert one["mem_per_chip"] == pytest.approx(params * 18 / dp + KEPT * S + 4 * S * V,
+                                                rel=1e-12)
 
 
 # ---------------------------------------------------------------------- context parallel

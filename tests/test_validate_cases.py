@@ -58,8 +58,10 @@ def _predict(path: Path, case_id: str) -> validate.Prediction:
     ("T-MAXTEXT-V5P-32B-64", ("vocab",), "vocab: default 51200 (rule: no declared vocab"),
     ("T-NEMO2407-05", ("vocab",), "vocab: default 51200 (rule: declared by the source"),
     ("T-MLM21-05", ("tp", "pp", "dp"), "dp: default "),
-    ("T-MLM21-05", ("pp",), "pp: default 1 (rule: 1, tp is stated)"),
-    ("T-NEMO2407-11", ("cp",), "cp: default 1 (rule: 1, no context parallelism"),
+    ("T-MLM21-05", ("pp", "dp"), "pp: default 1 (rule: 1, tp is stated)"),
+    ("T-MLM21-05", ("pp",), "pp: default 2 (rule: n_chips / (tp x dp x cp), tp and dp are stated"),
+    ("T-NEMO2407-11", ("cp", "dp"), "cp: default 1 (rule: 1, no context parallelism"),
+    ("T-NEMO2407-11", ("cp",), "cp: default 2 (rule: n_chips / (tp x pp x dp), they are stated"),
     ("T-MLM21-05", ("n_chips",), "n_chips: default 512 (rule: parallel degrees 512"),
     ("T-MLM21-05", ("precision",), "precision: default bf16"),
     ("T-MLM21-05", ("system",), "system: default dgx-a100"),
@@ -107,6 +109,22 @@ def test_committed_rows_are_predicted_as_before_and_name_their_defaults():
     assert all(math.isfinite(p.predicted) for p in preds.values())
     assert "vocab: default 51200 (rule: declared by the source" in preds["T-NEMO2407-03"].why
     assert "global_batch" not in preds["T-NEMO2407-03"].why  # stated by the case
+
+
+def test_a_published_dp_is_honoured():
+    # pure FSDP: dp = n_chips = 512 leaves tp = pp = cp = 1 (tp and pp are not published)
+    row = ROWS["T-MAXTEXT-V5P-L2-70B"]
+    assert (row["tp"], row["pp"], row["dp"], row["n_chips"]) == ("", "", "512", "512")
+    pred = next(p for p in validate.predict([row]))
+    assert math.isfinite(pred.predicted)
+    assert {k: pred.layout[k] for k in ("tp", "pp", "dp", "cp")} == \
+        {"tp": 1, "pp": 1, "dp": 512, "cp": 1}
+
+
+def test_a_published_dp_leaves_n_chips_over_dp_to_tp_pp_cp(tmp_path):
+    pred = _predict(_edited(tmp_path, "T-MLM21-05", tp="", pp=""), "T-MLM21-05")
+    lay = pred.layout
+    assert lay["dp"] == 32 and lay["tp"] * lay["pp"] * lay["cp"] == 512 // 32
 
 
 # ------------------------------------------------------------------ rows that cannot be predicted

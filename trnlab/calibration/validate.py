@@ -248,8 +248,10 @@ def _predict_training(row: dict[str, str], conv: dict[str, Any], params: Trainin
     n, gb, s = int(row["n_chips"]), int(row["global_batch"]), int(row["seq_len"])
     system = _system(row, "training", notes)
     ranks = _ranks(row, "training", notes)
-    tp, pp, cp, ep, vpp = (_int(row, c) for c in ("tp", "pp", "cp", "ep", "vpp"))
+    tp, pp, dp, cp, ep, vpp = (_int(row, c) for c in ("tp", "pp", "dp", "cp", "ep", "vpp"))
     if tp and ranks > 1:  # Neuron ranks are NeuronCores: TP shards a layer over tp/ranks chips
+        if dp and tp < ranks:  # a chip holds ranks/tp DP replicas: dp counts ranks, not chips
+            dp = max(1, dp * tp // ranks)
         tp = max(1, tp // ranks)
     zero = {"": conv.get("zero", 1), "fsdp": 3}.get(row["zero"])
     zero = int(row["zero"]) if zero is None else zero
@@ -263,10 +265,18 @@ def _predict_training(row: dict[str, str], conv: dict[str, Any], params: Trainin
                             recomputes=recomputes, vpps=[vpp] if vpp else list(range(1, 13)),
                             ep_values=[ep] if ep else divisors_or_one(spec), tp_max=n,
                             cp_max=n)
+    # every published layout field is a filter (ep, vpp, micro_batch, zero and recompute were
+    # enumerated at their published values already); an empty pp is 1 when tp is stated and dp
+    # is not, an empty cp is 1 unless tp, pp and dp are stated; a published dp leaves
+    # tp x pp x cp = n_chips / dp to the search
+    pp = pp or (1 if tp and not dp else None)
+    given = {"tp": tp, "pp": pp, "dp": dp, "cp": cp or (None if tp and pp and dp else 1),
+             "ep": ep, "vpp": vpp, "micro_batch": mb, "zero": zero,
+             "recompute": recomputes[0] if len(recomputes) == 1 else None}
     keep = np.ones(cfg["tp"].size, dtype=bool)
-    for key, given in (("tp", tp), ("pp", pp or (1 if tp else None)), ("cp", cp or 1)):
-        if given:
-            keep &= cfg[key] == given
+    for key, value in given.items():
+        if value:
+            keep &= cfg[key] == value
     cfg = {k: v[keep] for k, v in cfg.items()}
     if not cfg["tp"].size:
         return math.nan, "the published layout is not a valid factorisation of n_chips", {}, \
@@ -318,11 +328,16 @@ def _layout_notes(row: dict[str, str], layout: dict[str, int], ranks: int) -> li
         out.append(rules.note("tp", layout["tp"] * ranks, "training", fastest))
     if not row["pp"]:
         out.append(rules.note("pp", layout["pp"], "training",
+                              "n_chips / (tp x dp x cp), tp and dp are stated"
+                              if row["tp"] and row["dp"] else
                               "1, tp is stated" if row["tp"] else fastest))
     if not row["dp"]:
         out.append(rules.note("dp", layout["dp"], "training"))
     if not row["cp"]:
-        out.append(rules.note("cp", layout["cp"], "training"))
+        out.append(rules.note("cp", layout["cp"], "training",
+                              "n_chips / (tp x pp x dp), they are stated"
+                              if row["tp"] and row["dp"] and (row["pp"] or layout["pp"] == 1)
+                              and layout["cp"] > 1 else ""))
     if not row["ep"] and not (row["moe_experts"] in ("", "0")):
         out.append(rules.note("ep", layout["ep"], "training", fastest))
     if not row["vpp"]:

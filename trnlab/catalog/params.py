@@ -26,7 +26,7 @@ TRAIN_CALIBRATION = ("gemm_half_dim", "mem_eff", "layer_overhead", "layer_comm_o
                      "attention_backward_factor", "backward_memory_factor", "cp_overlap",
                      "zero3_comm_factor", "activation_bytes", "softmax_stat_bytes",
                      "logits_bytes", "weight_bytes", "grad_bytes", "grad_reduce_bytes",
-                     "optimizer_bytes", "optimizer_traffic")
+                     "optimizer_bytes", "optimizer_traffic", "zero3_regather_per_microbatch")
 #: fields of [param] in serving.toml that make up the serving model's calibration
 SERVE_CALIBRATION = ("mem_eff", "mem_reserve", "decode_half_rows", "per_sequence_overhead",
                      "activation_bytes")

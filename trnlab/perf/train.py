@@ -20,9 +20,15 @@ Model of the step (references in brackets):
 - Pipeline 1F1B with ``vpp`` interleaved chunks: ``(n_mb + (pp-1)/vpp) (t_f + t_b)``, the bubble
   is ``(pp-1)/vpp (t_f + t_b)`` (Narayanan et al., SC'21).
 - Data parallel: gradient reduce-scatter + parameter all-gather (= an all-reduce) per step,
-  hidden behind one micro-batch's compute up to ``dp_overlap``; ZeRO-3/FSDP gathers the
-  parameters twice and reduce-scatters gradients per micro-batch, ``zero3_comm_factor`` = 1.5
-  all-reduces (Rajbhandari et al. 2020, sec. 7.2.2).
+  hidden behind one micro-batch's compute up to ``dp_overlap``; ZeRO-3/FSDP all-gathers the
+  parameters for the forward and again for the backward and reduce-scatters the gradients,
+  ``zero3_comm_factor`` = 1.5 all-reduces (Rajbhandari et al. 2020, sec. 7.2.2), behind the same
+  window. ``zero3_regather_per_microbatch`` is the reshard policy: 0 = once per step (PyTorch
+  FSDP reshard_after_forward=False under accumulation, DeepSpeed ZeRO-3 parameter persistence):
+  with more than one micro-batch the stage's parameters stay gathered for the whole step and the
+  gradients accumulate unsharded until the one reduce-scatter, so ZeRO-3 shards only the
+  optimizer states (memory as ZeRO-1); 1 = per micro-batch (the traffic ``n_mb`` times, weights
+  and gradients stay sharded). With one micro-batch both policies are the same.
 - Optimizer: memory-bound Adam update of the local shard.
 - Memory: weights, gradients and Adam states (sharded by ZeRO stage), activations of the
   micro-batches in flight on the first stage, fp32 logits on the last.
@@ -149,7 +155,7 @@ class Calibration:
     attention_backward_factor: float  # FlashAttention backward / forward work [1]
     backward_memory_factor: float  # backward / forward of memory-bound ops and fixed cost [1]
     cp_overlap: float  # fraction of the attention core's time that hides the CP ring [1]
-    zero3_comm_factor: float  # ZeRO-3 traffic per micro-batch / the DP all-reduce [1]
+    zero3_comm_factor: float  # ZeRO-3 traffic per gather round / the DP all-reduce [1]
     activation_bytes: float  # per activation element [B]
     softmax_stat_bytes: float  # per softmax statistic (one per head and token) [B]
     logits_bytes: float  # per logit [B]
@@ -158,6 +164,7 @@ class Calibration:
     grad_reduce_bytes: float  # per parameter, in the DP all-reduce / ZeRO-3 gathers [B]
     optimizer_bytes: float  # per parameter, master weights + Adam m, v [B]
     optimizer_traffic: float  # per parameter, HBM bytes moved by the Adam update [B]
+    zero3_regather_per_microbatch: float  # ZeRO-3: 0 gathers once per step, 1 per micro-batch
 
 
 @dataclass(frozen=True)
@@ -424,6 +431,7 @@ def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration,
 
     # ---- data parallel and optimizer (sub-grid: tp, pp, dp, cp, ep, zero, hardware)
     window = cal.dp_overlap * t_mb
+    regather = cal.zero3_regather_per_microbatch > 0.0  # ZeRO-3 reshard policy (a scalar)
     shard_d, shard_e = dp * cp, dp * cp / ep
     p_all, p_shard = p_dense + p_expert, p_dense / shard_d + p_expert / shard_e
     t_opt = memory_time(cal.optimizer_traffic * xp.where(lay.zero >= 1, p_shard, p_all),
@@ -434,9 +442,11 @@ def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration,
     out: dict[str, Any] = {}
     need_step = {"step_time", "tokens_per_s_per_chip", "model_flops_per_chip", "mfu", "hfu"}
     if need_step & set(want) or "t_dp" in want:
-        # ZeRO-3 gathers the parameters twice and reduce-scatters per micro-batch
+        # ZeRO-3 gathers the parameters twice and reduce-scatters once per gather round: once
+        # per step, or once per micro-batch, each round behind the window of one micro-batch
+        rounds = n_mb if regather else 1.0
         t_dp = xp.where(lay.zero == 3,
-                        n_mb * xp.maximum(cal.zero3_comm_factor * t_dp_raw - window, 0.0),
+                        rounds * xp.maximum(cal.zero3_comm_factor * t_dp_raw - window, 0.0),
                         xp.maximum(t_dp_raw - window, 0.0))
         out["t_dp"] = t_dp
     if need_step & set(want):
@@ -459,11 +469,18 @@ def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration,
 
     # ---- memory per chip (first stage activations, last stage logits: the worse of both)
     if "mem_per_chip" in want or "fits" in want:
-        def sharded(nbytes: float, stage: int) -> Any:
-            return xp.where(lay.zero >= stage, p_shard, p_all) * nbytes
+        def sharded(nbytes: float, on: Any) -> Any:
+            return xp.where(on, p_shard, p_all) * nbytes
 
-        states = sharded(cal.weight_bytes, 3) + sharded(cal.grad_bytes, 2) \
-            + sharded(cal.optimizer_bytes, 1)
+        # gathered once per step over several micro-batches, ZeRO-3 keeps the stage's full
+        # weights for the step, and the one reduce-scatter needs the micro-batches' gradients
+        # summed unsharded (memory as ZeRO-1); with one micro-batch both policies are the same
+        # round, resharded after use
+        z = lay.zero
+        once = (z == 3) & (n_mb > 1.0) & (not regather)
+        w_on, g_on = (z >= 3) & ~once, (z >= 2) & ~once
+        states = sharded(cal.weight_bytes, w_on) + sharded(cal.grad_bytes, g_on) \
+            + sharded(cal.optimizer_bytes, z >= 1)
         a, stat = cal.activation_bytes, cal.softmax_stat_bytes
         # per token of a layer without recompute; a recomputed part keeps only its inputs
         # (its output is the next part's input, kept there): selective drops what the attention
