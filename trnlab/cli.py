@@ -218,10 +218,15 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     cases = Path(args.cases) if args.cases else data_dir() / "measurements" / "cases.csv"
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if not args.quiet else None
-    result = fit.run(cases, with_loso=not args.no_loso, write=args.write, progress=say)
-    print(fit.summary(result))
-    print("written: " + ", ".join(str(f.path) for f in result.values()) if args.write else
-          "nothing written: pass --write to write these values to data/perf/")
+    if not args.scores or args.write:
+        result = fit.run(cases, with_loso=not args.no_loso, write=args.write, progress=say)
+        print(fit.summary(result))
+        print("written: " + ", ".join(str(f.path) for f in result.values()) if args.write else
+              "nothing written: pass --write to write these values to data/perf/")
+    if args.scores:  # writes nothing
+        from trnlab.calibration import scores, validate
+
+        print(scores.report(scores.run(validate.read_cases(cases), progress=say)))
     return 0
 
 
@@ -315,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "data/perf/training.toml and serving.toml (default: print them next to the "
                    "committed ones and write nothing)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--scores", action="store_true", help="training scores only: MAPE, "
+                   "leave-one-source/chip-family/feature-out, correlated parameters, parameters "
+                   "at bounds (writes nothing; with --write, after the usual calibration)")
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("bench", help="speed benchmarks (configurations/s, search times, RSS)")

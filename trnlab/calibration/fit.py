@@ -52,6 +52,8 @@ Rows = list[dict[str, str]]
 Progress = Callable[[str], None] | None
 #: residual evaluations between two progress lines of a fit
 PROGRESS_EVERY = 25
+#: most residual evaluations of one fit (scipy's ``max_nfev``)
+MAX_NFEV = 200
 
 
 VENDOR_TABLES = ("gemm_eff", "step_overhead")  # per-vendor tables, keys "<table>_<vendor>"
@@ -100,9 +102,12 @@ def _with_default(params: Any, table: str, vendors: list[str]) -> Any:
 
 
 def _solve(params: Any, names: list[str], residuals: Callable[[Any], np.ndarray],
-           progress: Progress = None, label: str = "fit") -> Any:
+           progress: Progress = None, label: str = "fit", info: dict | None = None) -> Any:
     """Bounded least squares over ``names`` of ``params`` (each scaled to [0, 1]), from the
-    middle of each range; the result is rounded to the digits written."""
+    middle of each range; the result is rounded to the digits written.
+
+    ``info``, if given, receives scipy's solution (``solution``: ``x``, ``jac``, ``active_mask``
+    in the scaled [0, 1] coordinates), ``names``, ``lo`` and ``hi``."""
     lo = np.array([(_field(params, n).range or (_field(params, n).value,) * 2)[0] for n in names])
     hi = np.array([(_field(params, n).range or (_field(params, n).value,) * 2)[1] for n in names])
     scale = np.maximum(hi - lo, 1e-12)
@@ -118,7 +123,9 @@ def _solve(params: Any, names: list[str], residuals: Callable[[Any], np.ndarray]
         return res
 
     sol = least_squares(fun, np.full(len(names), 0.5), bounds=(0.0, 1.0), diff_step=1e-3,
-                        max_nfev=200)
+                        max_nfev=MAX_NFEV)
+    if info is not None:
+        info.update(solution=sol, names=list(names), lo=lo, hi=hi)
     return _rounded(trial(sol.x), names)
 
 
@@ -135,15 +142,18 @@ def _kind(rows: Rows, kind: str) -> Rows:
 
 
 def fit(rows: Rows, params: TrainingParams | None = None, progress: Progress = None,
-        label: str = "training fit") -> tuple[TrainingParams, list[str]]:
-    """Fit the training parameters to the training ``rows``; returns them and the names fitted."""
+        label: str = "training fit", info: dict | None = None
+        ) -> tuple[TrainingParams, list[str]]:
+    """Fit the training parameters to the training ``rows``; returns them and the names fitted
+    (``info``: see :func:`_solve`)."""
     params = params or load_training()
     rows = _kind(rows, "training")
     vendors = _vendors(rows)
     names = [*SHARED, *(f"gemm_eff_{v}" for v in vendors)]
     if not any(r["precision"] in ("fp8", "mxfp8") for r in rows):
         names.remove("fp8_gemm_factor")
-    fitted = _solve(params, names, lambda p: _log_errors(predict(rows, p)), progress, label)
+    fitted = _solve(params, names, lambda p: _log_errors(predict(rows, p)), progress, label,
+                    info)
     return _with_default(fitted, "gemm_eff", vendors), names
 
 
@@ -161,28 +171,45 @@ def fit_serving(rows: Rows, serving: ServingParams | None = None,
     return _with_default(fitted, "step_overhead", vendors), names
 
 
-def loso(rows: Rows, kind: str = "training", params: TrainingParams | None = None,
-         serving: ServingParams | None = None, progress: Progress = None) -> list[Prediction]:
-    """Leave-one-source-out predictions of every case of ``kind``."""
-    conv = load_conventions()
+def leave_out(rows: Rows, group_of: Callable[[dict[str, str]], str | set[str] | frozenset[str]],
+              kind: str = "training", params: TrainingParams | None = None,
+              serving: ServingParams | None = None, progress: Progress = None,
+              what: str = "") -> dict[str, list[Prediction]]:
+    """Leave-one-group-out predictions of the cases of ``kind``: for each group (in sorted
+    order), refit on the cases outside it and predict the cases in it.
+
+    ``group_of(row)`` gives a row's group, or a set of groups (a row may then be held out more
+    than once, and a row with no group is never held out). A vendor family left without any
+    case takes the ``default`` efficiency, as an uncalibrated chip would.
+    """
     cases = _kind(rows, kind)
-    out: list[Prediction] = []
-    sources = sorted({source_of(r["case_id"], conv) for r in cases})
-    for k, src in enumerate(sources, start=1):
+    member = [(r, {g} if isinstance(g := group_of(r), str) else set(g)) for r in cases]
+    groups = sorted(set().union(*(m for _, m in member)))
+    out: dict[str, list[Prediction]] = {}
+    for k, group in enumerate(groups, start=1):
         if progress:
-            progress(f"  leave out {src} ({k}/{len(sources)})")
-        held = [r for r in cases if source_of(r["case_id"], conv) == src]
-        rest = [r for r in cases if source_of(r["case_id"], conv) != src]
+            progress(f"  leave out {what}{group} ({k}/{len(groups)})")
+        held = [r for r, m in member if group in m]
+        rest = [r for r, m in member if group not in m]
         table = "step_overhead" if kind == "inference" else "gemm_eff"
-        label = f"without {src}"
+        label = f"without {group}"
         fitted = fit_serving(rest, serving, params, progress, label)[0] \
             if kind == "inference" else fit(rest, params, progress, label)[0]
         for vendor in set(_vendors(held)) - set(_vendors(rest)):  # uncalibrated: the default
             fitted = fitted.replace(**{f"{table}_{vendor}":
                                        getattr(fitted, table)["default"].value})
-        out += predict(held, params, fitted) if kind == "inference" else \
+        out[group] = predict(held, params, fitted) if kind == "inference" else \
             predict(held, fitted, serving)
     return out
+
+
+def loso(rows: Rows, kind: str = "training", params: TrainingParams | None = None,
+         serving: ServingParams | None = None, progress: Progress = None) -> list[Prediction]:
+    """Leave-one-source-out predictions of every case of ``kind``."""
+    conv = load_conventions()
+    held = leave_out(rows, lambda r: source_of(r["case_id"], conv), kind, params, serving,
+                     progress)
+    return [p for group in held.values() for p in group]
 
 
 def _summary(names: list[str], preds: list[Prediction],

@@ -1,0 +1,126 @@
+"""Honest scores: chip families, features, leave-one-group-out, parameter correlations."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from trnlab._paths import data_dir
+from trnlab.calibration import fit as fitmod
+from trnlab.calibration import scores
+from trnlab.calibration.validate import read_cases
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return read_cases(data_dir() / "measurements" / "cases.csv")
+
+
+def _by_id(rows, *ids):
+    found = {r["case_id"]: r for r in rows}
+    return [found[i] for i in ids]
+
+
+# a few training rows of four sources: A100 (pp > 1), H100 FP8, TPU v5p FSDP, Trainium1
+SUBSET = ("T-MLM21-01", "T-MLM21-06", "T-NEMO2407-01", "T-NEMO2407-03",
+          "T-MAXTEXT-V5P-32B-64", "T-MAXTEXT-V5P-L2-70B", "T-TRN1-216-L2-13B")
+
+
+@pytest.mark.parametrize(("chip", "fam"), [
+    ("a100-sxm-80gb", "nvidia-ampere"), ("h100-sxm", "nvidia-hopper"), ("h200", "nvidia-hopper"),
+    ("b200", "nvidia-blackwell"), ("gb200", "nvidia-blackwell"), ("tpu-v5p", "google-tpu-v5p"),
+    ("trn1", "aws-trainium1"), ("trn2", "aws-trainium2"), ("inf2", "aws-inferentia2")])
+def test_family(chip, fam):
+    assert scores.family(chip) == fam
+
+
+def test_groups_of_known_rows(rows):
+    g = scores.groups(rows)
+    assert g["T-MLM21-01"] == ("nvidia-ampere", frozenset())
+    assert g["T-MLM21-06"] == ("nvidia-ampere", frozenset({"pipeline"}))
+    assert g["T-NEMO2407-01"] == ("nvidia-hopper", frozenset({"fp8"}))
+    assert g["T-NEMO2407-03"] == ("nvidia-hopper", frozenset({"fp8", "pipeline"}))
+    assert g["T-MAXTEXT-V5P-32B-64"] == ("google-tpu-v5p", frozenset({"fsdp"}))
+    assert g["T-TRN1-216-L2-13B"] == ("aws-trainium1", frozenset({"pipeline"}))
+    assert g["I-TRTLLM-H200-Llama318B-TP1-1000-1000"][0] == "nvidia-hopper"
+    assert "moe" in g["I-TRTLLM-H100-Qwen3-235B-A22B-TP8-1000-1000"][1]
+
+
+def test_features_from_fields():
+    base = {"moe_experts": "", "seq_len": "", "zero": "", "notes": "", "precision": "bf16",
+            "pp": ""}
+    assert scores.features(base) == frozenset()
+    assert scores.features({**base, "moe_experts": "8", "seq_len": "32768", "zero": "3",
+                            "precision": "mxfp8", "pp": "2"}) == set(scores.FEATURES)
+    assert scores.features({**base, "notes": "trained with FSDP"}) == {"fsdp"}
+    assert scores.features({**base, "notes": "fsdpx", "pp": "1", "seq_len": "32767"}) == set()
+
+
+@pytest.fixture
+def recorded_fit(monkeypatch):
+    """fit.fit replaced by a stub that records the case ids it was given."""
+    calls: list[set[str]] = []
+
+    def stub(rows, params=None, progress=None, label="", info=None):
+        calls.append({r["case_id"] for r in rows})
+        return params or fitmod.load_training(), []
+
+    monkeypatch.setattr(fitmod, "fit", stub)
+    return calls
+
+
+@pytest.mark.parametrize("key", ["family", "feature", "source"])
+def test_held_out_rows_never_fitted(rows, recorded_fit, key):
+    subset = _by_id(rows, *SUBSET)
+    sc = scores.leave_one_group_out(subset, key)
+    assert len(recorded_fit) == len(sc.preds)
+    for fitted_ids, (group, preds) in zip(recorded_fit, sc.preds.items(), strict=True):
+        held = {p.case_id for p in preds}
+        assert held and not held & fitted_ids, group
+        assert held | fitted_ids == set(SUBSET)  # every other row is fitted
+        assert sc.by_group[group][0] == sum(math.isfinite(p.rel_error) for p in preds)
+    if key == "family":
+        assert sorted(sc.preds) == ["aws-trainium1", "google-tpu-v5p", "nvidia-ampere",
+                                    "nvidia-hopper"]
+    if key == "feature":
+        assert sorted(sc.preds) == ["fp8", "fsdp", "pipeline"]
+        assert {p.case_id for p in sc.preds["pipeline"]} == {
+            "T-MLM21-06", "T-NEMO2407-03", "T-TRN1-216-L2-13B"}
+    assert math.isfinite(sc.mape)
+
+
+def test_loso_unchanged_by_refactor(rows, recorded_fit):
+    subset = _by_id(rows, *SUBSET)
+    ids = [p.case_id for p in fitmod.loso(subset)]
+    assert sorted(ids) == sorted(SUBSET) and len(recorded_fit) == 5  # MaxText: 2 sources
+
+
+def test_collinear_parameters_correlate():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, 50)
+    # residual r = a*x + b*x + c*x**2: a and b enter only through a + b
+    col = np.column_stack([x, x * (1 + 1e-6 * rng.standard_normal(50)), x**2])
+    c = scores.correlations_of(col, ["a", "b", "c"], x=np.array([0.0, 0.5, 1.0]),
+                               lo=np.array([1.0, 0, 0]), hi=np.array([2.0, 1, 1]))
+    assert abs(c.matrix[0, 1]) > 0.99
+    assert c.strong[0][:2] == ("a", "b")
+    assert c.at_bounds == [("a", "lower", 1.0), ("c", "upper", 1.0)]
+    independent = scores.correlations_of(rng.standard_normal((50, 2)), ["p", "q"])
+    assert abs(independent.matrix[0, 1]) < 0.5 and not independent.strong
+
+
+@pytest.mark.slow
+def test_real_fit_correlations_and_group_scores(rows, monkeypatch):
+    monkeypatch.setattr(fitmod, "MAX_NFEV", 5)
+    subset = _by_id(rows, *SUBSET)
+    c = scores.parameter_correlations(subset)
+    n = len(c.names)
+    assert c.matrix.shape == (n, n) and "gemm_eff_aws" in c.names
+    finite = np.isfinite(np.diag(c.matrix))
+    assert np.allclose(np.diag(c.matrix)[finite], 1.0)
+    sc = scores.leave_one_group_out(subset, "family")
+    assert set(sc.by_group) == {"aws-trainium1", "google-tpu-v5p", "nvidia-ampere",
+                                "nvidia-hopper"}
+    assert math.isfinite(sc.mape)
