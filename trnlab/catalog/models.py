@@ -131,6 +131,6 @@ def model(model_id: str) -> TransformerSpec:
     """
     catalog = _catalog()
     if model_id not in catalog:
-        raise CatalogError(bad_value("trnlab.workloads.model", "id", model_id,
+        raise CatalogError(bad_value("model", "id", model_id,
                                      f"allowed: {', '.join(sorted(catalog))}"))
     return catalog[model_id]
