@@ -4,16 +4,14 @@ prints that line and exits 2. One test per failure of the robustness issue."""
 
 from __future__ import annotations
 
-import contextlib
-import io as _io
 import json
 import math
 
 import numpy as np
 import pytest
+from _cli import run
 
 from trnlab import catalog, checks, io
-from trnlab.cli import main
 from trnlab.engine import economics, sampling, serving, training
 from trnlab.errors import CatalogError, ParameterError, TrnlabError
 from trnlab.studies import claims, cost, energy, memory
@@ -22,15 +20,6 @@ SEARCH = ["search", "--model", "llama3-8b", "--system", "trn3-ultraserver", "--c
 SERVE = ["serve", "--model", "llama3-8b", "--system", "trn3-ultraserver"]
 
 
-def run(argv: list[str]) -> tuple[int, str, str]:
-    """``trnlab argv`` -> (exit status, stdout, stderr); argparse's exit is a status too."""
-    out, err = _io.StringIO(), _io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = main(argv)
-        except SystemExit as exit_:
-            rc = exit_.code
-    return rc, out.getvalue(), err.getvalue()
 
 
 def test_trnlab_error_is_a_value_error():

@@ -9,19 +9,17 @@ errors are exercised. Each call stays small (llama3-8b, at most 160 chips)."""
 
 from __future__ import annotations
 
-import contextlib
-import io as _io
 import json
 import math
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from _cli import run
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from trnlab import catalog
-from trnlab.cli import main
 from trnlab.engine import serving, training
 from trnlab.errors import TrnlabError
 from trnlab.studies import energy
@@ -66,15 +64,6 @@ def attempt(call: Callable[[], Any]) -> Any:
     return None
 
 
-def run(argv: list[str]) -> tuple[int, str, str]:
-    """``trnlab argv`` -> (exit status, stdout, stderr); argparse's exit is a status too."""
-    out, err = _io.StringIO(), _io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = main(argv)
-        except SystemExit as exit_:
-            rc = exit_.code
-    return rc, out.getvalue(), err.getvalue()
 
 
 def _finite(obj: object) -> None:

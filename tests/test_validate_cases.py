@@ -60,7 +60,7 @@ def _predict(path: Path, case_id: str) -> validate.Prediction:
     ("T-MLM21-05", ("tp", "pp", "dp"), "dp: default "),
     ("T-MLM21-05", ("pp", "dp"), "pp: default 1 (rule: 1, tp is stated)"),
     ("T-MLM21-05", ("pp",), "pp: default 2 (rule: n_chips / (tp x dp x cp), tp and dp are stated"),
-    ("T-NEMO2407-11", ("cp", "dp"), "cp: default 1 (rule: 1, no context parallelism"),
+    ("T-NEMO2407-11", ("cp", "dp"), "cp: default 1 (rule: 1 unless stated"),
     ("T-NEMO2407-11", ("cp",), "cp: default 2 (rule: n_chips / (tp x pp x dp), they are stated"),
     ("T-MLM21-05", ("n_chips",), "n_chips: default 512 (rule: parallel degrees 512"),
     ("T-MLM21-05", ("precision",), "precision: default bf16"),

@@ -132,12 +132,14 @@ RULES: tuple[Rule, ...] = (
          "a published benchmark is a tuned recipe: the fastest (tp, pp) split that fits in "
          "memory and keeps every layout rule (the search of `trnlab search`); a stated pp "
          "constrains it."),
-    Rule("pp", "training", "1 when tp is stated, else the fastest fitting layout",
-         "a source that states tp but no pipeline ran without one."),
+    Rule("pp", "training", "1 when tp is stated and dp is not; n_chips / (tp x dp x cp) when "
+         "tp and dp are; else the fastest fitting layout",
+         "a source that states tp but no pipeline ran without one; with tp and dp stated the "
+         "pipeline is what is left."),
     Rule("dp", "training", "the rest of the layout, n_chips x ranks_per_chip / (tp x pp x cp)",
-         "SCHEMA.md's identity tp*pp*dp*cp = n_chips * ranks_per_chip; a stated dp is not an "
-         "input (tp, pp and cp are)."),
-    Rule("cp", "training", "1, no context parallelism unless stated",
+         "SCHEMA.md's identity tp*pp*dp*cp = n_chips * ranks_per_chip; a stated dp is honoured: "
+         "the search keeps only tp x pp x cp = n_chips x ranks_per_chip / dp."),
+    Rule("cp", "training", "1 unless stated, or what stated tp, pp and dp imply",
          "context parallelism is used only where a source states it (it appeared in "
          "Megatron-Core in 2024); searching it would credit a layout the source did not run."),
     Rule("ep", "training", "fastest fitting layout",
