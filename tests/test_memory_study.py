@@ -201,10 +201,10 @@ def test_unknown_ids_are_catalog_errors():
 def test_roofline_core_uses_the_namespace_of_its_inputs(xp_name):
     m = serve_shape(model("llama3-70b"))
     batch = backend.asarray([1.0, 16.0, 256.0])
-    inten = roofline.gemm_intensity(m, batch, 2.0)
+    inten = roofline.gemm_intensity(m, batch, 2.0, 2.0)
     assert type(inten) is type(batch)
     att = roofline.attainable(inten, 671e12, 4.9e12)
     got = backend.to_numpy(att)
     np.testing.assert_allclose(got, np.minimum(671e12, backend.to_numpy(inten) * 4.9e12))
-    step = backend.to_numpy(roofline.decode_step_intensity(m, batch, 2304.0, 2.0, 2.0))
+    step = backend.to_numpy(roofline.decode_step_intensity(m, batch, 2304.0, 2.0, 2.0, 2.0))
     assert step[2] < 0.5 * float(backend.to_numpy(inten)[2])  # at B = 256 the KV cache weighs

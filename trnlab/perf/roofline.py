@@ -29,7 +29,7 @@ from trnlab.perf._xp import xp_of
 from trnlab.perf.serve import ServeShape, kv_bytes_per_token, weight_bytes_per_chip
 
 
-def gemm_traffic(m: ServeShape, tokens: Any, wbytes: Any, abytes: Any = 2.0) -> tuple[Any, Any]:
+def gemm_traffic(m: ServeShape, tokens: Any, wbytes: Any, abytes: Any) -> tuple[Any, Any]:
     """FLOPs [FLOP] and HBM bytes [B] of the weight GEMMs of one pass over ``tokens`` tokens.
 
     Parameters
@@ -46,14 +46,14 @@ def gemm_traffic(m: ServeShape, tokens: Any, wbytes: Any, abytes: Any = 2.0) -> 
     return flops, weights + abytes * tokens * 2.0 * m.flop_params / m.hidden
 
 
-def gemm_intensity(m: ServeShape, tokens: Any, wbytes: Any, abytes: Any = 2.0) -> Any:
+def gemm_intensity(m: ServeShape, tokens: Any, wbytes: Any, abytes: Any) -> Any:
     """Arithmetic intensity of the weight GEMMs of a pass over ``tokens`` tokens [FLOP/B]."""
     flops, nbytes = gemm_traffic(m, tokens, wbytes, abytes)
     return flops / nbytes
 
 
 def decode_step_intensity(m: ServeShape, batch: Any, context: Any, wbytes: Any, kvbytes: Any,
-                          abytes: Any = 2.0) -> Any:
+                          abytes: Any) -> Any:
     """Arithmetic intensity of a whole decode step: weight GEMMs plus attention over the KV
     cache of ``batch`` sequences of ``context`` tokens [FLOP/B].
 

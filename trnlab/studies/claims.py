@@ -39,6 +39,8 @@ from trnlab.perf import power
 VERDICTS = ("holds", "partly", "inconsistent", "not-checkable")
 AGREEMENT = 0.05  # relative difference within which a published number "holds"
 TRN2, TRN3 = "trn2", "trn3"
+#: the random stream of a user-set Trn3 power range: apart from the catalog's power inputs
+TRN3_POWER_STREAM = 7
 TRN2_SERVER, TRN3_SERVER, TRN3_SERVER_64 = "trn2-ultraserver", "trn3-ultraserver", \
     "trn3-ultraserver-64"
 
@@ -256,7 +258,8 @@ def _samples(c: _Ctx, systems: list[str]) -> dict[str, np.ndarray]:
     if a.chip_power_w is not None and TRN3_SERVER in systems:
         low, mode, high = a.chip_power_w
         x["tdp"][systems.index(TRN3_SERVER)] = np.full(a.n_samples, mode) if low == high else \
-            np.random.default_rng(a.seed + 7).triangular(low, mode, high, a.n_samples)
+            np.random.default_rng(a.seed + TRN3_POWER_STREAM).triangular(low, mode, high,
+                                                                          a.n_samples)
     return x
 
 

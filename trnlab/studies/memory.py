@@ -54,7 +54,6 @@ CHIPS = ("trn2", "trn3", "h200", "b200", "gb200", "tpu-v7")
 CONTEXTS = (2048, 8192, 32768, 131072)
 ROOFLINE_BATCHES = tuple(2**i for i in range(11))  # decode batches on the roofline, 1..1024
 SLO_BATCHES = tuple(2**i for i in range(13))  # batches the SLO search tries, 1..4096
-ACTIVATION_BYTES = 2.0  # GEMM inputs and outputs in BF16 [B]
 
 
 def _var(ds: xr.Dataset, name: str, dims: tuple[str, ...], values: Any, units: str,
@@ -172,13 +171,14 @@ def roofline_dataset(models: Sequence[str], chips: xr.Dataset, input_len: int, o
                      weights: str = "bf16", kv: str = "bf16") -> xr.Dataset:
     """Intensity of decode GEMMs, decode steps and prefill GEMMs; attainable FLOP/s per chip."""
     wb, kb = format_bytes(weights), format_bytes(kv)
+    ab = serve_calibration().activation_bytes  # GEMM inputs and outputs [B]
     batch = np.asarray(ROOFLINE_BATCHES, dtype=float)
     context = input_len + 0.5 * output_len
     shapes = [serve_shape(model(m)) for m in models]
-    gemm = np.stack([roofline.gemm_intensity(s, batch, wb, ACTIVATION_BYTES) for s in shapes])
-    step = np.stack([roofline.decode_step_intensity(s, batch, context, wb, kb, ACTIVATION_BYTES)
+    gemm = np.stack([roofline.gemm_intensity(s, batch, wb, ab) for s in shapes])
+    step = np.stack([roofline.decode_step_intensity(s, batch, context, wb, kb, ab)
                      for s in shapes])
-    pre = np.array([float(roofline.gemm_intensity(s, float(input_len), wb, ACTIVATION_BYTES))
+    pre = np.array([float(roofline.gemm_intensity(s, float(input_len), wb, ab))
                     for s in shapes])
     peak = chips["peak_bf16"].values
     bw = chips["hbm_bandwidth"].values
@@ -289,7 +289,8 @@ def slo_dataset(models: Sequence[str], chips: xr.Dataset, input_len: int, output
             for key in ("tp", "pp", "adp", "batch", "tpot", "ttft"):
                 out[f"slo_{key}"][i, j] = row[key]
             out["slo_decode_intensity"][i, j] = float(roofline.decode_step_intensity(
-                sm, row["batch"] / row["pp"], context, wb, kb, ACTIVATION_BYTES))
+                sm, row["batch"] / row["pp"], context, wb, kb,
+                serve_calibration(params).activation_bytes))
             out["slo_decode_compute_time"][i, j], out["slo_decode_stream_time"][i, j] = \
                 _decode_terms(sm, str(chips["chip"].values[j]), str(system), row, context, wb,
                               kb, params)
