@@ -17,7 +17,7 @@ NOTEBOOKS = report.available()
 
 
 def test_there_are_notebooks():
-    assert [nb.stem for nb in NOTEBOOKS][:1] == ["01_trainium3_claims"]
+    assert [nb.stem for nb in NOTEBOOKS][:1] == ["00_model_accuracy"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -239,8 +239,18 @@ def _ranged(low: float, high: float, lengths: tuple[int, ...]) -> Bounds:
                   shape=f"{shape} or [low, central, high]")
 
 
+@dataclass(frozen=True)
+class CaseFile(Bounds):
+    """A case file: ``""`` (the committed one) or a path ending in ``.csv``."""
+
+    def problem(self, value: Any) -> str:
+        ok = isinstance(value, str) and (value == "" or value.endswith(".csv"))
+        return "" if ok else "must be empty (data/measurements/cases.csv) or a path ending in .csv"
+
+
 #: notebook -> parameter -> allowed values (``result_path`` is checked apart: RESULT_PATH)
 BOUNDS: dict[str, dict[str, Bounds]] = {
+    "00_model_accuracy": {"cases": CaseFile()},
     "01_trainium3_claims": {
         "cluster_chips": Bounds(1, checks.MAX_CLUSTER_CHIPS),
         "chip_power_w": _ranged(30, 5000, (0, 3)),  # W, the catalog's sane range of a TDP
