@@ -60,7 +60,7 @@ def test_tp_stays_in_the_scale_up_domain_unless_allowed():
 
 
 def test_enumeration_is_complete():
-    spec = training.model("llama3-8b")
+    spec = catalog.model("llama3-8b")
     cfg = enumerate_layouts(spec, 64, micro_batches=[1], zeros=[1], recomputes=[0], vpps=[1])
     triples = {(int(a), int(b), int(c)) for a, b, c in zip(cfg["tp"], cfg["pp"], cfg["cp"],
                                                             strict=True)}

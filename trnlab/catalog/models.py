@@ -12,11 +12,12 @@ import tomllib
 from functools import cache
 from pathlib import Path
 
+from trnlab import checks
 from trnlab._paths import data_dir
 from trnlab.errors import CatalogError, ParameterError, bad_value
 from trnlab.workloads.spec import TransformerSpec
 
-__all__ = ["FIELDS", "data_dir", "load_models", "model", "model_ids"]
+__all__ = ["FIELDS", "data_dir", "load_models", "model", "model_ids", "spec"]
 
 _INT = ("layers", "hidden", "heads", "kv_heads", "head_dim", "ffn", "vocab", "moe_experts",
         "moe_active", "moe_shared_experts", "moe_ffn", "moe_dense_layers", "q_lora_rank",
@@ -134,3 +135,11 @@ def model(model_id: str) -> TransformerSpec:
         raise CatalogError(bad_value("model", "id", model_id,
                                      f"allowed: {', '.join(sorted(catalog))}"))
     return catalog[model_id]
+
+
+def spec(model_or_id: TransformerSpec | str, where: str = "model") -> TransformerSpec:
+    """``model_or_id`` itself when it is a :class:`TransformerSpec`, else the preset of that id:
+    the one way every entry point accepts "a preset id or a spec"."""
+    if isinstance(model_or_id, TransformerSpec):
+        return model_or_id
+    return model(checks.ident(where, "model", model_or_id, CatalogError))

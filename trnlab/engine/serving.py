@@ -15,7 +15,6 @@ import numpy as np
 import xarray as xr
 
 from trnlab import backend, catalog, checks
-from trnlab.catalog import model
 from trnlab.catalog.params import ServingParams, TrainingParams, load_defaults, load_serving
 from trnlab.engine.hardware import (
     format_bytes,
@@ -26,7 +25,6 @@ from trnlab.engine.hardware import (
 )
 from trnlab.engine.layouts import MISSES_TPOT, MISSES_TTFT, NO_FIT, OK, REASONS, divisors
 from trnlab.engine.shape import serve_shape
-from trnlab.engine.training import _spec as _checked_spec
 from trnlab.engine.training import check_power_cap, pareto_front
 from trnlab.engine.variables import SERVING, attrs
 from trnlab.errors import CatalogError
@@ -38,10 +36,6 @@ from trnlab.workloads import TransformerSpec
 MAX_REQUEST_RATE = 1e9
 #: the outputs of :func:`trnlab.perf.serve.serve` a frontier keeps
 OUTPUT_KEYS = tuple(k for k in SERVING if k not in ("chip_s_per_m_tokens", "usd_per_m_tokens"))
-
-
-def _spec(m: TransformerSpec | str) -> TransformerSpec:
-    return model(m) if isinstance(m, str) else m
 
 
 def _storage_formats() -> list[str]:
@@ -91,7 +85,7 @@ def evaluate(spec: TransformerSpec | str, chip: str, system: str, *, tp: Any, pp
     ``training``: the training parameters whose GEMM efficiencies serving shares (default
     data/perf/training.toml; a calibration passes the ones it is fitting)."""
     params = params or load_serving()
-    m = serve_shape(_spec(spec))
+    m = serve_shape(catalog.spec(spec))
     hw = hardware(chip, system, activations, training, power_cap_w=power_cap_w, serving=params)
     tp, pp, ep, adp, batch, input_len, output_len = (
         backend.asarray(np.asarray(v, dtype=np.float64))
@@ -110,7 +104,7 @@ def offline_throughput(spec: TransformerSpec | str, chip: str, system: str, *, t
                        training: TrainingParams | None = None) -> dict[str, float]:
     """Max-throughput mode: as many requests in flight as fit (up to ``max_batch``)."""
     where = "offline_throughput"
-    _checked_spec(spec, where)
+    catalog.spec(spec, where)
     _check_system(where, system, chip)
     checks.positive_int(where, "tp", tp, checks.MAX_CHIPS)
     checks.positive_int(where, "pp", pp, 1024)
@@ -150,7 +144,7 @@ def frontier(model_id: TransformerSpec | str, system: str, *, input_len: int = 2
     there is none), ``reason`` and ``pareto`` (best output tokens/s per chip for its TPOT).
     """
     where = "frontier"
-    spec = _checked_spec(model_id, where)
+    spec = catalog.spec(model_id, where)
     system, chip = _check_system(where, system, chip)
     input_len, output_len = _check_lengths(where, input_len, output_len)
     if ttft_ms is not None:
@@ -238,7 +232,7 @@ def disaggregated(model_id: TransformerSpec | str, prefill_system: str, decode_s
     (decode requests/s per chip) / (prefill requests/s per chip).
     """
     where = "disaggregated"
-    spec = _checked_spec(model_id, where)
+    spec = catalog.spec(model_id, where)
     _check_system(where, prefill_system)
     _check_system(where, decode_system)
     _check_lengths(where, input_len, output_len)
@@ -283,7 +277,7 @@ def steady_state(model_id: TransformerSpec | str, chip: str, system: str, *, tp:
     iteration (vectorized over rates). Returns the batch, TTFT, TPOT, the prefill share of the
     replica's time and whether the rate is sustainable (fits in memory, B finite)."""
     where = "steady_state"
-    _checked_spec(model_id, where)
+    catalog.spec(model_id, where)
     _check_system(where, system, chip)
     checks.positive_int(where, "tp", tp, checks.MAX_CHIPS)
     _check_lengths(where, input_len, output_len)

@@ -33,7 +33,6 @@ import numpy as np
 import xarray as xr
 
 from trnlab import backend, catalog, checks
-from trnlab.catalog import model
 from trnlab.catalog.params import TrainingParams, load_training
 from trnlab.engine import variables
 from trnlab.engine.hardware import hardware, train_calibration
@@ -82,10 +81,6 @@ class _Problem:
     dtype: str
     tp_outside_domain: bool
     terms: dict[str, Any] | None = None  # step_terms on the whole grid (backend arrays)
-
-
-def _spec(m: TransformerSpec | str) -> TransformerSpec:
-    return model(m) if isinstance(m, str) else m
 
 
 def _on_axis(values: Sequence[Any], dim: int, ndim: int, dtype: Any) -> np.ndarray:
@@ -411,7 +406,7 @@ def evaluate_grid(spec_or_id: TransformerSpec | str, axes: Mapping[str, Sequence
         ``best_per_block`` (dim ``block``) [1/s]; attrs ``n_configs``, ``n_valid``.
     """
     where = "evaluate_grid"
-    spec = _spec(spec_or_id)
+    spec = catalog.spec(spec_or_id)
     if not isinstance(axes, Mapping):
         raise checks.fail(where, "axes", axes, "a mapping of axis name -> values")
     if reduce is not None and reduce not in REDUCE:

@@ -14,7 +14,6 @@ import numpy as np
 import xarray as xr
 
 from trnlab import backend, catalog, checks
-from trnlab.catalog import model
 from trnlab.catalog.params import TrainingParams, load_training
 from trnlab.engine.hardware import hardware, precision_bytes, train_calibration
 from trnlab.engine.layouts import (
@@ -31,12 +30,6 @@ from trnlab.perf.train import OUTPUTS, RECOMPUTE, Hardware, Layout, train_step
 from trnlab.workloads import TransformerSpec
 
 CHUNK = 1 << 16  # configurations per evaluation chunk (bounded memory)
-
-def _spec(m: TransformerSpec | str, where: str = "training") -> TransformerSpec:
-    if isinstance(m, TransformerSpec):
-        return m
-    return model(checks.ident(where, "model", m, CatalogError))
-
 
 def check_power_cap(where: str, chip_id: str, power_cap_w: Any) -> float | None:
     """``power_cap_w`` [W] checked against the chip: None (no cap) or in ``(0, TDP]``.
@@ -141,7 +134,7 @@ def search(model_id: TransformerSpec | str, system: str, n_chips: int, *,
         reason, the best layout as JSON.
     """
     where = "search"
-    spec = _spec(model_id, where)
+    spec = catalog.spec(model_id, where)
     n_chips = checks.positive_int(where, "n_chips", n_chips, checks.MAX_CHIPS)
     seq_len = checks.positive_int(where, "seq_len", seq_len, checks.MAX_TOKENS)
     if global_batch is not None:

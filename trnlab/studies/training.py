@@ -18,7 +18,6 @@ import pandas as pd
 import xarray as xr
 
 from trnlab import catalog, checks
-from trnlab.catalog import model
 from trnlab.catalog.params import TrainingParams, load_training
 from trnlab.engine.hardware import PRECISION_BYTES, hardware, system_of, train_calibration
 from trnlab.engine.layouts import REASONS
@@ -50,24 +49,24 @@ def _check(spec_or_id: TransformerSpec | str, systems: Sequence[str], scales: Se
            precision: str, token_budget: float, heatmap_system: str, heatmap_chips: int,
            roofline_chips: Sequence[str]) -> TransformerSpec:
     """Validate every input before any work (one-line TrnlabErrors)."""
-    spec = model(spec_or_id) if isinstance(spec_or_id, str) else spec_or_id
+    spec = catalog.spec(spec_or_id, "training study")
     for name, values in (("systems", systems), ("scales", scales),
                          ("roofline_chips", roofline_chips)):
         if isinstance(values, str) or not len(values):
-            raise ParameterError(bad_value("training_scale", name, values,
+            raise ParameterError(bad_value("training study", name, values,
                                            "a non-empty list"))
         if len(set(values)) != len(values):
-            raise ParameterError(bad_value("training_scale", name, list(values),
+            raise ParameterError(bad_value("training study", name, list(values),
                                            "no duplicates"))
     for n in (*scales, heatmap_chips):
         if isinstance(n, bool) or not isinstance(n, int | np.integer) or not \
                 1 <= n <= checks.MAX_CHIPS:
-            raise ParameterError(bad_value("training_scale", "n_chips", n,
+            raise ParameterError(bad_value("training study", "n_chips", n,
                                            f"an integer in 1..{checks.MAX_CHIPS:,}"))
     if precision not in PRECISION_BYTES:
-        raise ParameterError(bad_value("training_scale", "precision", precision,
+        raise ParameterError(bad_value("training study", "precision", precision,
                                        f"allowed: {', '.join(PRECISION_BYTES)}"))
-    checks.positive("training_scale", "token_budget", token_budget, unit="token")
+    checks.positive("training study", "token_budget", token_budget, unit="token")
     for s in (*systems, heatmap_system):
         catalog.system(s)
     for c in roofline_chips:
@@ -301,11 +300,11 @@ def study(model_id: TransformerSpec | str = "llama3-405b", systems: Sequence[str
     """
     spec = _check(model_id, systems, scales, precision, token_budget, heatmap_system,
                   heatmap_chips, roofline_chips)
-    checks.positive_int("training_scale", "seq_len", seq_len, checks.MAX_TOKENS)
+    checks.positive_int("training study", "seq_len", seq_len, checks.MAX_TOKENS)
     if global_batch is not None:
-        checks.positive_int("training_scale", "global_batch", global_batch, checks.MAX_BATCH)
-    checks.positive_int("training_scale", "roofline_tp", roofline_tp, checks.MAX_CHIPS)
-    checks.positive_int("training_scale", "roofline_micro_batch", roofline_micro_batch,
+        checks.positive_int("training study", "global_batch", global_batch, checks.MAX_BATCH)
+    checks.positive_int("training study", "roofline_tp", roofline_tp, checks.MAX_CHIPS)
+    checks.positive_int("training study", "roofline_micro_batch", roofline_micro_batch,
                         checks.MAX_BATCH)
     params = params or load_training()
     ds = xr.merge([
