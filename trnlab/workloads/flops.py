@@ -183,21 +183,8 @@ def hardware_flops_per_token(spec: TransformerSpec, seq_len: Any, recompute: str
       ``causal=False`` this is Narayanan et al.'s ``96·B·s·L·h²·(1 + s/(6h) + V/(16·L·h))``
       per iteration of ``B·s`` tokens.
 
-    Parameters
-    ----------
-    spec : TransformerSpec
-        The model.
-    seq_len : int, float or array
-        Tokens per training sequence ``s`` [tokens].
-    recompute : {"none", "selective", "full"}
-        Activation recomputation.
-    causal : bool
-        Halve the attention term (causal mask).
-
-    References
-    ----------
-    Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer Models",
-    sec. 5 (selective recomputation) and table 4; Narayanan et al., SC'21, appendix (full).
+    Parameters and references as :func:`recompute_flops_per_token` (Korthikanti et al. 2022,
+    table 4, for the totals).
     """
     extra = recompute_flops_per_token(spec, seq_len, recompute, causal)
     return model_flops_per_token(spec, seq_len, causal) + extra
