@@ -167,6 +167,7 @@ def test_decode_reads_the_mean_context_of_the_output():
     batch, inp, out = 32.0, 2048.0, 512.0
     tpot = float(core.serve(m, hw, lay, batch, inp, out, CAL, half_dim())["tpot"])
     at = lambda ctx: float(core.decode_step(m, hw, lay, batch, ctx, CAL, half_dim()))
+    assert core.mean_context(inp, out) == inp + out / 2
     assert tpot == pytest.approx(at(inp + out / 2), rel=1e-12)
     assert tpot != pytest.approx(at(inp), rel=1e-6)
     assert tpot != pytest.approx(at(inp + out), rel=1e-6)

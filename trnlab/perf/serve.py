@@ -182,6 +182,12 @@ def prefill_time(m: ServeShape, hw: Hardware, lay: ServeLayout, requests: Any, i
         + cal.per_sequence_overhead * requests
 
 
+def mean_context(input_len: Any, output_len: Any) -> Any:
+    """Tokens a request's decode steps attend to on average [tokens]: its prompt plus half its
+    output, ``input + output / 2`` (the context grows by one token per step)."""
+    return input_len + 0.5 * output_len
+
+
 def serve(m: ServeShape, hw: Hardware, lay: ServeLayout, batch: Any, input_len: Any,
           output_len: Any, cal: ServeCalibration, half_dim: float,
           minimal: bool = False) -> dict[str, Any]:
@@ -196,7 +202,7 @@ def serve(m: ServeShape, hw: Hardware, lay: ServeLayout, batch: Any, input_len: 
     """
     tp, pp, adp, wbytes, kvbytes = lay.tp, lay.pp, lay.adp, lay.wbytes, lay.kvbytes
     xp = xp_of(tp, batch, input_len, output_len)
-    context = input_len + 0.5 * output_len  # mean context over the output tokens
+    context = mean_context(input_len, output_len)
     per_stage = batch / pp
     stage = decode_step(m, hw, lay, per_stage, context, cal, half_dim)
     across = tp * pp > hw.domain  # a replica larger than the domain pipelines over scale-out

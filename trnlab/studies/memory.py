@@ -46,6 +46,7 @@ from trnlab.perf.serve import (
     decode_terms,
     kv_bytes_per_token,
     max_concurrency,
+    mean_context,
     weight_bytes_per_chip,
 )
 
@@ -173,7 +174,7 @@ def roofline_dataset(models: Sequence[str], chips: xr.Dataset, input_len: int, o
     wb, kb = format_bytes(weights), format_bytes(kv)
     ab = serve_calibration().activation_bytes  # GEMM inputs and outputs [B]
     batch = np.asarray(ROOFLINE_BATCHES, dtype=float)
-    context = input_len + 0.5 * output_len
+    context = mean_context(input_len, output_len)
     shapes = [serve_shape(model(m)) for m in models]
     gemm = np.stack([roofline.gemm_intensity(s, batch, wb, ab) for s in shapes])
     step = np.stack([roofline.decode_step_intensity(s, batch, context, wb, kb, ab)
@@ -268,7 +269,8 @@ def slo_dataset(models: Sequence[str], chips: xr.Dataset, input_len: int, output
     """Best output tokens/s per chip and per domain under the TPOT/TTFT targets."""
     params = params or load_serving()
     wb, kb = format_bytes(weights), format_bytes(kv)
-    context = input_len + 0.5 * output_len
+    ab = serve_calibration(params).activation_bytes
+    context = mean_context(input_len, output_len)
     shape = (len(models), chips.sizes["chip"])
     out = {k: np.full(shape, np.nan) for k in _SLO_VARS}
     reason = np.full(shape, "", dtype=object)
@@ -289,8 +291,7 @@ def slo_dataset(models: Sequence[str], chips: xr.Dataset, input_len: int, output
             for key in ("tp", "pp", "adp", "batch", "tpot", "ttft"):
                 out[f"slo_{key}"][i, j] = row[key]
             out["slo_decode_intensity"][i, j] = float(roofline.decode_step_intensity(
-                sm, row["batch"] / row["pp"], context, wb, kb,
-                serve_calibration(params).activation_bytes))
+                sm, row["batch"] / row["pp"], context, wb, kb, ab))
             out["slo_decode_compute_time"][i, j], out["slo_decode_stream_time"][i, j] = \
                 _decode_terms(sm, str(chips["chip"].values[j]), str(system), row, context, wb,
                               kb, params)
@@ -395,7 +396,7 @@ def study(models: Sequence[str] = MODELS, chips: Sequence[str] = CHIPS,
                                       {"units": "1", "long_name": "chip vendor (catalog)"}))
     ds.attrs = {
         "title": "Memory and inference: capacity, KV cache, roofline, tokens/s at the SLO",
-        "decode_context": input_len + 0.5 * output_len,
+        "decode_context": mean_context(input_len, output_len),
         "formats": json.dumps({"weights": weights, "kv": kv, "activations": "bf16"}),
         "input_len": input_len, "output_len": output_len, "tpot_ms": tpot_ms,
         "ttft_ms": ttft_ms, "concurrency": concurrency, "fit_context": fit_context,
