@@ -195,7 +195,7 @@ def test_sigint_stops_the_report_within_seconds(tmp_path):
     assert proc.returncode == 130, stderr
     assert stderr == f"interrupted: 1 of 3 notebooks finished; see {out / 'index.html'}\n"
     assert stdout == ""
-    assert took < 8, f"{took:.1f} s from SIGINT to exit"
+    assert took < 15, f"{took:.1f} s from SIGINT to exit"
     assert not _alive(kernel)  # shut down, not orphaned
     index = (out / "index.html").read_text()
     assert re.findall(r"<span class='status [\w-]+'>([\w ]+)</span>", index) == [
