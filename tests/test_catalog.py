@@ -39,9 +39,12 @@ def test_required_entries_exist():
 def test_ids_come_from_the_case_schema():
     assert set(CAT.chips) <= _vocabulary("chip")
     # systems outside the schema vocabulary are the ones it lacks: the second Trn3 form, hgx-b300,
-    # the projected Trn4 rack
+    # the projected Trn4 rack, the Vera Rubin rack, the mixed Trn4 + Rubin domain, the UALink Trn4,
+    # and the two rentals whose prices must not be filed under another system (trn1n.32xlarge,
+    # p4d.24xlarge with the A100 40 GB)
     extra = set(CAT.systems) - _vocabulary("system")
-    assert extra <= {"trn3-ultraserver-64", "hgx-b300", "trn4-nvl72"}
+    assert extra <= {"trn3-ultraserver-64", "hgx-b300", "trn4-nvl72", "vera-rubin-nvl72",
+                     "trn4-rubin-nvl72", "trn4-ualink", "trn1n-32xl", "hgx-a100-40gb"}
 
 
 @pytest.mark.parametrize("entry", [*CAT.chips.values(), *CAT.systems.values(),

@@ -165,7 +165,10 @@ def test_energy_reading_numbers_are_the_datasets_numbers(energy_ds):
     ds["chip_power_training"].loc[t3] = ds["chip_power_training"].loc[t3] * 2
     assert f"a trn3-ultraserver chip draws {2 * w / 1e3:.3g} kW" in energy.reading(ds)
     tpj = ds["tokens_per_joule_training"]
-    assert "(fewer tokens per joule)" in energy.reading(energy_ds)
+    med = energy_ds["tokens_per_joule_training"].sel(percentile=50.0)
+    r = float(med.sel(**t3) / med.sel(system="trn2-ultraserver"))  # the words follow the data
+    assert f"that is {r:.2f}x ({energy._ratio_word(r, 'more', 'fewer')} tokens per joule)" \
+        in energy.reading(energy_ds)
     tpj.loc[t3] = tpj.sel(system="trn2-ultraserver") * 1.5
     text = energy.reading(ds)
     assert "that is 1.50x (more tokens per joule)" in text
@@ -192,15 +195,17 @@ def test_energy_coordinates_and_units(energy_ds):
             units.parse(var.attrs["units"])
 
 
-@pytest.mark.parametrize("module", [energy, cost_study, "claims"])
+@pytest.mark.parametrize("module", [energy, cost_study, "peers"])
 def test_one_band_helper(module):
-    """Percentile bands come from trnlab.engine.sampling.bands only."""
+    """Percentile bands come from trnlab.engine.sampling.bands only (the claims ledger has no
+    bands: it evaluates its inputs' ends and corners)."""
     import inspect
 
-    from trnlab.studies import claims
+    from trnlab.studies import claims, peers
 
-    source = inspect.getsource(claims if module == "claims" else module)
+    source = inspect.getsource(peers if module == "peers" else module)
     assert "percentile(" not in source and "from trnlab.engine.sampling import" in source
+    assert "percentile(" not in inspect.getsource(claims)
 
 
 def test_cost_headline_and_reading_follow_the_scenario(cost_ds):

@@ -73,6 +73,8 @@ def test_bounds_are_for_notebooks_that_exist():
     ("05", "systems", '["dgx-a100"]', "each element must be a system with a capex"),
     ("05", "pue", "0.9", "pue = 0.9: must be 0 (the catalog) or in [1, 3]"),
     ("05", RESULT_PATH, "../x.nc", "must be a file name ending in .nc, in the run folder"),
+    ("07", "intervals_min", "[0, 5]", "0.0 is not allowed: each element must be in (0, "),
+    ("07", "chips", "[]", "chips = []: must not be empty"),
     ("05", RESULT_PATH, "/tmp/x.nc", "must be a file name ending in .nc, in the run folder"),
     ("05", RESULT_PATH, "sub/x.nc", "must be a file name ending in .nc, in the run folder"),
     ("05", RESULT_PATH, "index.html", "must be a file name ending in .nc, in the run folder"),

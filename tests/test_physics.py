@@ -43,6 +43,7 @@ from trnlab.perf.train import (
     LayerGemm,
     Layout,
     ModelShape,
+    step_terms,
     train_step,
 )
 from trnlab.workloads import TransformerSpec
@@ -50,7 +51,8 @@ from trnlab.workloads import flops as wf
 from trnlab.workloads.traffic import stored_activation_bytes_per_token_per_layer
 
 # ------------------------------------------------------------------ a chip and a model by hand
-HW = Hardware(peak_gemm=1e15, peak_attn=5e14, gemm_eff=0.5, gemm_bytes=2.0, hbm_bw=4e12,
+HW = Hardware(peak_gemm=1e15, peak_attn=5e14, gemm_eff=0.5, gemm_bytes=2.0, attn_fwd_eff=0.4,
+              attn_bwd_eff=0.25, hbm_bw=4e12,
               hbm_capacity=100e9, up_bw=1e11, up_latency=1e-6, domain=64.0, out_bw=1e10,
               out_latency=1e-5)
 H, HEADS, D, V, FFN = 1024.0, 8.0, 128.0, 2048.0, 4096.0
@@ -105,11 +107,17 @@ def gemm(m: float, n: float, k: float, nbytes: float = 2.0) -> float:
     return max(2 * m * n * k / (HW.peak_gemm * eff), mem_time(nbytes * (m * k + k * n + m * n)))
 
 
-def attention(tokens: float, heads: float) -> float:
-    """Forward time of the causal attention core of one layer [s]."""
+def attention(tokens: float, heads: float, rate: float = HW.attn_fwd_eff) -> float:
+    """Forward time of the causal attention core of one layer [s]: the causal FLOPs at the
+    chip's forward attention rate x the shape factors of T query rows and s/2 keys."""
     ctx, d0 = S / 2, CAL.gemm_half_dim
-    eff = CAL.attention_eff * HW.gemm_eff * tokens / (tokens + d0) * ctx / (ctx + d0)
+    eff = rate * tokens / (tokens + d0) * ctx / (ctx + d0)
     return 2 * tokens * ctx * heads * 2 * D / (HW.peak_attn * eff)
+
+
+def attention_bwd(tokens: float, heads: float) -> float:
+    """Backward time of the attention core: 2.5x the forward work at the backward rate."""
+    return 2.5 * attention(tokens, heads, HW.attn_bwd_eff)
 
 
 def parts(tp: float = 1.0, cp: float = 1.0) -> dict[str, float]:
@@ -118,6 +126,7 @@ def parts(tp: float = 1.0, cp: float = 1.0) -> dict[str, float]:
     return {"gemm": gemm(t, 3 * H / tp, H) + gemm(t, H, H / tp) + gemm(t, FFN / tp, H)
             + gemm(t, H, FFN / tp),
             "attn": attention(t, HEADS / tp),
+            "attn_bwd": attention_bwd(t, HEADS / tp),
             "elem": mem_time(2 * ELEM_TRAFFIC * t / tp),  # 2 B per activation element
             "fixed": CAL.layer_overhead,
             "logits_gemm": gemm(t, V / tp, H),
@@ -127,7 +136,7 @@ def parts(tp: float = 1.0, cp: float = 1.0) -> dict[str, float]:
 def mb_compute(p: dict[str, float], recompute: str = "none") -> float:
     """Forward + backward (+ recompute) of one layer and the logits, one micro-batch [s]."""
     fwd = p["gemm"] + p["attn"] + p["elem"] + p["fixed"]
-    bwd = 2 * p["gemm"] + 2 * (p["elem"] + p["fixed"]) + 2.5 * p["attn"]
+    bwd = 2 * p["gemm"] + 2 * (p["elem"] + p["fixed"]) + p["attn_bwd"]
     redo = {"none": 0.0, "selective": p["attn"], "full": fwd}[recompute]
     return fwd + bwd + redo + 3 * p["logits_gemm"] + 3 * p["logits_mem"]
 
@@ -142,11 +151,13 @@ def test_every_calibration_value_comes_from_data_without_a_default():
     params, serving = load_training(), load_serving()
     cal, scal = train_calibration(), serve_calibration()
     for cls, names in ((Calibration, TRAIN_CALIBRATION), (ServeCalibration, SERVE_CALIBRATION)):
-        fields = dataclasses.fields(cls)
+        # the MoE constants are one nested record, from data/perf/moe.toml (tests/test_moe.py)
+        fields = [f for f in dataclasses.fields(cls) if f.name != "moe"]
         assert {f.name for f in fields} == set(names)
         assert all(f.default is dataclasses.MISSING for f in fields), cls
     for name in TRAIN_CALIBRATION:
         assert getattr(cal, name) == params.fields[name].si, name
+    assert cal.moe is not None
     for name in SERVE_CALIBRATION:
         assert getattr(scal, name) == serving.fields[name].si, name
 
@@ -163,9 +174,10 @@ def test_the_constants_of_the_data():
     assert cal.weight_bytes == cal.grad_reduce_bytes == 16 / 8  # bf16
     assert cal.optimizer_bytes == 3 * 4  # fp32 master weights, Adam m and v
     assert cal.optimizer_traffic == 32.0
+    assert cal.fused_attention == 1.0  # the default stack: a FlashAttention-class kernel
     assert serve_calibration().activation_bytes == 16 / 8
     fields = load_training().fields
-    for name in TRAIN_CALIBRATION[8:]:
+    for name in TRAIN_CALIBRATION[7:]:
         assert fields[name].status in ("derived", "projected") and fields[name].note, name
         assert fields[name].unit == ("B" if name.endswith(("_bytes", "_traffic")) else "1")
 
@@ -210,11 +222,12 @@ MOVED = {
     "optimizer_bytes": (16.0, {}),
     "optimizer_traffic": (64.0, {}),
     "zero3_regather_per_microbatch": (1.0, {"dp": 4, "zero": 3, "global_batch": 4 * GB}),
+    "fused_attention": (0.0, {}),
 }
 
 
 def test_every_moved_constant_is_tested():
-    assert set(MOVED) == set(TRAIN_CALIBRATION[8:])
+    assert set(MOVED) == set(TRAIN_CALIBRATION[7:])
 
 
 @pytest.mark.parametrize("name", MOVED)
@@ -267,7 +280,7 @@ def test_the_flashattention_backward_factor_sets_the_attention_backward():
     t_attn = parts()["attn"]
     base = step()["t_compute"]
     doubled = step(cal=replace(CAL, attention_backward_factor=5.0))["t_compute"]
-    assert doubled - base == pytest.approx(GB * 2.5 * t_attn, rel=1e-9)
+    assert doubled - base == pytest.approx(GB * 2.5 * t_attn * 0.4 / 0.25, rel=1e-9)
 
 
 def test_the_backward_memory_factor_sets_the_backward_of_memory_bound_work():
@@ -352,8 +365,8 @@ def test_zero3_communicates_one_and_a_half_all_reduces_per_micro_batch():
 
 
 @pytest.mark.parametrize(("regather", "t_dp", "mem"), [
-    (0.0, 2.862002967913628e-4, 238551040.0),  # once per step: 1.5 ar - window; ZeRO-1 memory
-    (1.0, 1.1448011871654513e-3, 163053568.0),  # per micro-batch: 4 x that; every state / dp
+    (0.0, 3.3908052171916625e-4, 238551040.0),  # once per step: 1.5 ar - window; ZeRO-1 memory
+    (1.0, 1.356322086876665e-3, 163053568.0),  # per micro-batch: 4 x that; every state / dp
 ])
 def test_zero3_gathers_once_per_step_or_per_micro_batch(regather, t_dp, mem):
     """One stage, dp = 4, ZeRO-3, 4 micro-batches, half a micro-batch hides DP traffic."""
@@ -362,7 +375,7 @@ def test_zero3_gathers_once_per_step_or_per_micro_batch(regather, t_dp, mem):
     nbytes, bw, alpha = 2 * params, HW.up_bw, HW.up_latency
     ar = min(2 * (3 / 4 * nbytes / bw + 3 * alpha), math.log2(dp) * (alpha + nbytes / bw)) \
         + math.log2(dp) * alpha  # = 5.1131648e-4 s (+ the empty expert all-reduce's latency)
-    window = 0.5 * mb_compute(parts())  # 0.5 x 9.6154885e-4 s
+    window = 0.5 * mb_compute(parts())  # 0.5 x 8.557884e-4 s
     rounds = n_mb if regather else 1.0
     got = step(cal=cal, dp=dp, zero=3, global_batch=dp * n_mb)
     assert got["n_microbatches"] == n_mb
@@ -388,7 +401,8 @@ def test_ring_attention_hides_behind_the_attention_core(overlap):
     tokens = S / cp
     kv = 2 * tokens * 2 * HEADS * D  # K and V of the local chunk, 2 B per element
     raw = 3 * (cp - 1) * (kv / slow.up_bw + slow.up_latency)  # forward KV, backward KV + dKV
-    window = overlap * (1 + 2.5) * attention(tokens, HEADS)  # forward + backward of the core
+    # forward + backward of the core
+    window = overlap * (attention(tokens, HEADS) + attention_bwd(tokens, HEADS))
     got = step(hw=slow, cal=replace(CAL, cp_overlap=overlap), cp=cp)
     assert got["t_cp"] == pytest.approx(GB * max(raw - window, 0.0), rel=1e-12, abs=1e-15)
     if overlap == 0.0:
@@ -577,3 +591,109 @@ def test_stored_activations_are_korthikanti_without_dropout_and_the_s2_term():
                            vocab=1024, norm="layernorm")
     assert stored_activation_bytes_per_token_per_layer(spec, 2.0, 2.0, 4.0) == \
         32 * 1024 + 4 * 16 + 4 * 4
+
+
+# ------------------------------------------------------- attention implementations, by hand
+def test_materialised_attention_by_hand():
+    """fused_attention = 0 (Megatron-LM 2021): per (sequence, head) two batched GEMMs over the
+    full s x s scores, Q K^T [s, 128] @ [128, s] and P V [s, s] @ [s, 128], at the GEMM
+    roofline; softmax and dropout read and write every score once (2 x 2 x 2 B); the backward
+    is twice the GEMMs and 2x the memory passes (backward_memory_factor)."""
+    cal = replace(CAL, fused_attention=0.0)
+    pairs = HEADS  # one sequence of S tokens, 8 heads
+    d0 = CAL.gemm_half_dim
+
+    def bf16_gemm(m: float, n: float, k: float) -> float:  # at the 16-bit peak (5e14)
+        eff = HW.gemm_eff * m / (m + d0) * n / (n + d0) * k / (k + d0)
+        return max(2 * m * n * k / (HW.peak_attn * eff), mem_time(2 * (m * k + k * n + m * n)))
+
+    gemms = pairs * (bf16_gemm(S, S, D) + bf16_gemm(S, D, S))
+    passes = mem_time(2 * 2 * 2 * pairs * S * S)
+    p = {**parts(), "attn": gemms + passes, "attn_bwd": 2 * gemms + 2 * passes}
+    got = step(cal=cal)
+    assert got["t_compute"] == pytest.approx(GB * mb_compute(p), rel=1e-12)
+    # the full score matrix: not halved by the causal mask, so slower than half of a fused
+    # kernel at the same GEMM efficiency
+    assert p["attn"] > 2 * pairs * bf16_gemm(S, S / 2, D)
+
+
+def test_fused_attention_runs_at_the_chips_forward_and_backward_rates():
+    """Forward: causal FLOPs 2 T (s/2) a (d_qk + d_v) at peak_bf16 x attn_fwd_eff x shape;
+    backward 2.5x that work at attn_bwd_eff: halving the backward rate doubles the backward."""
+    base = step()["t_compute"]
+    slow = step(hw=replace(HW, attn_bwd_eff=HW.attn_bwd_eff / 2))["t_compute"]
+    assert slow - base == pytest.approx(GB * attention_bwd(S, HEADS), rel=1e-9)
+    fast = step(hw=replace(HW, attn_fwd_eff=2 * HW.attn_fwd_eff))["t_compute"]
+    assert base - fast == pytest.approx(GB * attention(S, HEADS) / 2, rel=1e-9)
+    ctx, d0 = S / 2, CAL.gemm_half_dim  # 2 x 2048 x 1024 x 8 x 256 FLOPs at 0.4 x 5e14
+    hand = 2 * S * ctx * HEADS * 2 * D / (5e14 * 0.4 * S / (S + d0) * ctx / (ctx + d0))
+    assert attention(S, HEADS) == pytest.approx(hand, rel=1e-12)
+
+
+# ------------------------------------------------------------------ embedding placement
+def test_the_embedding_sits_on_the_first_and_the_output_layer_on_the_last_stage():
+    """pp = 1: one chip holds the input embedding and the output layer (2 V H); pp > 1: the
+    input embedding on the first stage, the output layer on the last, V H on each."""
+    m = shape(2)
+    for pp, emb in ((1, 2 * V * H), (2, V * H)):
+        lay = Layout(**{k: np.array([float(v)]) for k, v in {
+            "tp": 1, "pp": pp, "dp": 1, "cp": 1, "ep": 1, "vpp": 1, "zero": 0, "recompute": 0,
+            "micro_batch": 1, "global_batch": GB, "seq_len": S}.items()})
+        terms = step_terms(m, HW, lay, CAL)
+        assert float(terms["p_dense"][0]) == pytest.approx(2 / pp * P_LAYER + emb, rel=1e-12)
+
+
+# ---------------------------------------------------------------- serving mean context
+def test_the_serving_mean_context_is_the_prompt_and_half_the_output():
+    """A request's decode steps attend to its prompt plus 1, 2, ..., output tokens: on average
+    input + output / 2 (1000 + 500 / 2 = 1250)."""
+    assert float(serve_core.mean_context(1000.0, 500.0)) == 1250.0
+    assert float(serve_core.mean_context(0.0, 2.0)) == 1.0
+
+
+# ------------------------------------------------------------------ per-chip inputs
+def test_per_chip_gemm_efficiency_and_attention_rates_come_from_the_chip_file():
+    from trnlab.catalog.params import load_chip_efficiency
+    from trnlab.engine.hardware import chip_gemm_eff
+
+    ce, params = load_chip_efficiency(), load_training()
+    nvidia = params.gemm_eff["nvidia"].si
+    rate = {c: ce.chips[c]["gemm"].si for c in ("h100-sxm", "a100-sxm-80gb", "mi300x")}
+    assert ce.reference["nvidia"] == "h100-sxm"
+    assert chip_gemm_eff("h100-sxm", params) == pytest.approx(nvidia, rel=1e-12)
+    # A100: the vendor's fitted value x 0.85 / 0.75 (its microbenchmark over H100's)
+    assert chip_gemm_eff("a100-sxm-80gb", params) == pytest.approx(
+        nvidia * rate["a100-sxm-80gb"] / rate["h100-sxm"], rel=1e-12)
+    # AMD has no calibration: the NVIDIA framework efficiency x 0.50 / 0.75
+    assert "amd" not in params.gemm_eff and ce.proxy["amd"] == "nvidia"
+    assert chip_gemm_eff("mi300x", params) == pytest.approx(
+        nvidia * rate["mi300x"] / rate["h100-sxm"], rel=1e-12)
+    hw = hardware("a100-sxm-80gb", "dgx-a100", "bf16", params)
+    assert (hw.attn_fwd_eff, hw.attn_bwd_eff) == (ce.chips["a100-sxm-80gb"]["attn_fwd"].si,
+                                                  ce.chips["a100-sxm-80gb"]["attn_bwd"].si)
+
+
+def test_a_power_cap_lowers_the_clock_of_the_compute_peaks_by_hand():
+    """H100 SXM (700 W) capped at 500 W, idle 0.2, f^3: the clock held is
+    ((500/700 - 0.2) / 0.8)^(1/3) = 0.642857^(1/3) = 0.86305; memory and links keep theirs."""
+    free = hardware("h100-sxm", "dgx-h100")
+    capped = hardware("h100-sxm", "dgx-h100", power_cap_w=500.0)
+    clock = ((500 / 700 - 0.2) / 0.8) ** (1 / 3)
+    assert clock == pytest.approx(0.86305, abs=1e-5)
+    assert capped.peak_gemm == pytest.approx(free.peak_gemm * clock, rel=1e-12)
+    assert capped.peak_attn == pytest.approx(free.peak_attn * clock, rel=1e-12)
+    assert capped.hbm_bw == free.hbm_bw and capped.up_bw == free.up_bw
+
+
+def test_a_framework_stack_sets_overlap_reshard_and_attention():
+    from trnlab.catalog.params import load_stacks
+    from trnlab.engine.hardware import with_stack
+
+    params, stacks = load_training(), load_stacks()
+    old = with_stack(params, stacks["megatron2021"])
+    assert old.fields["layer_comm_overlap"].si == 0.0  # no TP overlap in 2021
+    assert old.fields["fused_attention"].si == 0.0  # materialised scores
+    titan = with_stack(params, stacks["torchtitan"])
+    assert titan.fields["zero3_regather_per_microbatch"].si == 1.0  # FSDP2 reshards
+    assert titan.fields["fused_attention"].si == 1.0
+    assert with_stack(params, stacks["default"]) is params

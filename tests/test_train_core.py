@@ -101,16 +101,17 @@ def test_large_square_gemm_is_compute_bound_at_the_shape_efficiency():
 
 # ------------------------------------------------------------------ the step assembly
 #: a fixed chip and calibration (not data/, which a calibration run may change)
-HW = Hardware(peak_gemm=667e12, peak_attn=667e12, gemm_eff=0.5, gemm_bytes=2.0, hbm_bw=4.9e12,
+HW = Hardware(peak_gemm=667e12, peak_attn=667e12, gemm_eff=0.5, gemm_bytes=2.0,
+              attn_fwd_eff=0.35, attn_bwd_eff=0.3, hbm_bw=4.9e12,
               hbm_capacity=144e9, up_bw=1.0e12, up_latency=2.5e-6, domain=144.0, out_bw=20e9,
               out_latency=12e-6, ranks_per_chip=4.0)
 CAL = Calibration(gemm_half_dim=128.0, mem_eff=0.8, layer_overhead=20e-6,
                   layer_comm_overlap=0.5, dp_overlap=0.8, step_overhead=0.01, mem_reserve=0.1,
-                  attention_eff=0.7, attention_backward_factor=2.5, backward_memory_factor=2.0,
+                  attention_backward_factor=2.5, backward_memory_factor=2.0,
                   cp_overlap=1.0, zero3_comm_factor=1.5, activation_bytes=2.0,
                   softmax_stat_bytes=4.0, logits_bytes=4.0, weight_bytes=2.0, grad_bytes=4.0,
                   grad_reduce_bytes=2.0, optimizer_bytes=12.0, optimizer_traffic=32.0,
-                  zero3_regather_per_microbatch=0.0)
+                  zero3_regather_per_microbatch=0.0, fused_attention=1.0)
 
 
 @pytest.mark.parametrize("mid", ["llama3-405b", "deepseek-v3"])

@@ -18,6 +18,8 @@ from trnlab.calibration import defaults, fit, validate
 from trnlab.catalog.params import load_serving, load_training
 from trnlab.cli import main
 from trnlab.engine.layouts import default_global_batch
+from trnlab.errors import ParameterError
+from trnlab.workloads import TransformerSpec, conventions
 
 CASES = data_dir() / "measurements" / "cases.csv"
 ROWS = {r["case_id"]: r for r in validate.read_cases(CASES)}
@@ -40,9 +42,22 @@ def _edited(tmp_path: Path, case_id: str, **cells: str) -> Path:
     return _write(rows, tmp_path / "cases.csv")
 
 
+_BASELINE: dict[str, bool] = {}
+
+
+def _predicted_ids() -> dict[str, bool]:
+    """Whether each committed row is predicted (computed once)."""
+    if not _BASELINE:
+        _BASELINE.update({p.case_id: math.isfinite(p.predicted)
+                          for p in validate.predict(ROWS.values())})
+    return _BASELINE
+
+
 def _predict(path: Path, case_id: str) -> validate.Prediction:
     preds = validate.predict(validate.read_cases(path))
-    assert all(math.isfinite(p.predicted) for p in preds if p.case_id != case_id), \
+    before = _predicted_ids()
+    assert all(math.isfinite(p.predicted) == before[p.case_id] for p in preds
+               if p.case_id != case_id), \
         "a changed row must not change whether the others are predicted"
     return next(p for p in preds if p.case_id == case_id)
 
@@ -70,7 +85,7 @@ def _predict(path: Path, case_id: str) -> validate.Prediction:
     ("I-TRTLLM-H100-Llama318B-TP1-128-128", ("input_len",),
      "input_len: default 2048 (rule: no standard benchmark named"),
     ("I-TRTLLM-H100-Llama318B-TP1-128-128", ("output_len",), "output_len: default 512"),
-    ("I-TRTLLM-H100-Llama3370B-TP2-2048-128", ("tp",), "tp: default 2 (rule: one TP group"),
+    ("I-TRTLLM-H100-Llama3370B-TP2-2048-128", ("tp",), "tp: default 2 (rule: the fastest tp of"),
     ("I-TRN1-L3-70B-B4-128-1024", ("concurrency",), "concurrency: default offline"),
     ("I-TRN1-L3-70B-B4-128-1024", ("tp",), "tp: default 32 (rule: one TP group"),
 ])
@@ -97,7 +112,8 @@ def test_a_named_benchmark_gives_its_published_lengths(tmp_path):
 
 def test_every_optional_field_empty_at_once_is_still_predicted(tmp_path):
     keep = {"case_id", "kind", "source", "trust", "chip", "model", "layers", "hidden", "heads",
-            "metric", "value", "metric_note", "notes", "n_chips", "params_b"}
+            "metric", "value", "metric_note", "notes", "n_chips", "params_b",
+            "moe_experts", "moe_active", "moe_ffn"}  # an MoE's notes name its shared experts
     rows = [{c: (v if c in keep else "") for c, v in r.items()} for r in ROWS.values()]
     preds = validate.predict(validate.read_cases(_write(rows, tmp_path / "cases.csv")))
     assert all(math.isfinite(p.predicted) for p in preds), [p.why for p in preds
@@ -271,3 +287,94 @@ def test_inference_rows_use_the_training_parameters_passed_and_only_while_predic
     slower = validate.predict(rows, params.replace(gemm_eff_nvidia=0.45))[0].predicted
     assert slower < before  # the GEMM efficiency is shared with serving
     assert validate.predict(rows)[0].predicted == before  # the file's values again
+
+
+# ------------------------------------------------------- conventions by framework family
+def _family_row(**cells: str) -> dict[str, str]:
+    row = dict(ROWS["T-MCORE-H100-01"])
+    row.update({"case_id": "T-NEWSRC-01", "source": "", "metric_note": "", "notes": "",
+                **cells})
+    return row
+
+
+@pytest.mark.parametrize(("text", "family", "flops"), [
+    ("pytorch/torchtitan@abc docs/performance.md", "torchtitan", "palm"),
+    ("NVIDIA/NeMo docs/performance_summary.md", "nemo", "megatron_core"),
+    ("NVIDIA/Megatron-LM README", "megatron", "megatron_core"),
+    ("microsoft/Megatron-DeepSpeed examples", "deepspeed", "megatron_deepspeed"),
+    ("AI-Hypercomputer/maxtext configs", "maxtext", "maxtext"),
+    ("mosaicml/llm-foundry benchmarking README", "llm-foundry", "palm"),
+    ("PyTorch FSDP on 64 GPUs", "fsdp", "palm"),
+    ("aws-neuron/aws-neuron-sdk benchmarks", "neuron", ""),
+])
+def test_a_new_source_takes_its_framework_familys_convention(text, family, flops):
+    conv, fams = validate.load_conventions(), validate.load_families()
+    got = validate.training_conventions(_family_row(source=text), conv, fams)
+    assert (got["family"], got["flops"]) == (family, flops)
+    assert validate.training_conventions(_family_row(source="a blog post"), conv, fams) == {}
+
+
+def test_a_flop_metric_of_an_unknown_convention_says_so_and_uses_palm():
+    spec = TransformerSpec(name="hand", layers=2, hidden=1024, heads=8, ffn=4096, vocab=1000)
+    flops, why = validate._flops_per_iteration("", spec, 4, 2048, 8)
+    assert "FLOP convention unknown" in why and "PaLM" in why
+    assert flops == conventions.flops_per_iteration("palm", spec, 4, 2048, 8)
+    row = _family_row(source="an unknown lab's blog", metric="mfu", value="0.4")
+    pred = validate.predict([row])[0]
+    assert math.isfinite(pred.predicted) and "FLOP convention unknown" in pred.why
+    assert "framework family unknown" in pred.why
+
+
+def test_the_palm_count_by_hand():
+    """6 N + 12 L H Q T per token: 2 layers of hidden 1024, 8 heads of 128, MLP 4096 (GeLU),
+    vocab 1000, untied. N = 2 x (4 x 1024^2 + 2 x 1024 x 4096 + norms 2 x 2 x 1024) + final
+    norm 2 x 1024 + output layer 1000 x 1024 (the input embedding excluded)."""
+    spec = TransformerSpec(name="hand", layers=2, hidden=1024, heads=8, ffn=4096, vocab=1000)
+    n = spec.active_params - spec.embedding_params
+    assert n == spec.total_params - 1000 * 1024
+    assert conventions.palm_flops_per_token(spec, 2048) == 6 * n + 12 * 2 * 8 * 128 * 2048
+    assert conventions.flops_per_iteration("palm", spec, 3, 2048, 4) == \
+        3 * 2048 * (6 * n + 12 * 2 * 8 * 128 * 2048)
+
+
+def test_the_megatron_deepspeed_count_by_hand():
+    """24 c B s L h^2 (1 + s/(6h) + V/(16 L h)), c = 4 with activation checkpointing, else 3."""
+    spec = TransformerSpec(name="hand", layers=2, hidden=1024, heads=8, ffn=4096, vocab=1024)
+    base = 2 * 2048 * 2 * 1024 ** 2 * (1 + 2048 / 6144 + 1024 / (16 * 2 * 1024))
+    assert conventions.megatron_deepspeed_flops_per_iteration(spec, 2, 2048, True) == \
+        pytest.approx(96 * base, rel=1e-12)
+    assert conventions.megatron_deepspeed_flops_per_iteration(spec, 2, 2048, False) == \
+        pytest.approx(72 * base, rel=1e-12)
+    assert conventions.megatron_deepspeed_flops_per_iteration(spec, 2, 2048, True) == \
+        pytest.approx(conventions.megatron2021_flops_per_iteration(spec, 2, 2048), rel=1e-12)
+    with pytest.raises(ParameterError, match="allowed: megatron2021"):
+        conventions.flops_per_iteration("hfu", spec, 2, 2048, 1)
+
+
+@pytest.mark.parametrize(("chip", "note", "cap"), [
+    ("h100-sxm", "Grand Teton hosts, default 500W power limit.", 500.0),
+    ("h100-sxm", "GPUs power-capped at 400 W for the run", 400.0),
+    ("h100-sxm", "power limit: 450 W", 450.0),
+    ("h100-sxm-96gb", "default 500W power limit", None),  # the part's own TDP: nominal clock
+    ("h100-sxm", "8x 700 W GPUs", None),
+])
+def test_a_stated_power_limit_below_tdp_is_read_from_the_notes(chip, note, cap):
+    assert validate.power_cap_of({"chip": chip, "notes": note, "metric_note": ""}) == cap
+
+
+def test_a_power_limited_case_is_predicted_at_the_capped_clock(tmp_path):
+    case = "T-MCORE-H100-01"
+    free = _predict(_edited(tmp_path, case), case)
+    capped = _predict(_edited(tmp_path, case, notes=ROWS[case]["notes"]
+                              + " GPUs power-capped at 400 W."), case)
+    assert "power limit 400 W" in capped.why
+    assert capped.predicted < 0.95 * free.predicted
+
+
+def test_an_unstated_interleave_and_micro_batch_take_the_family_default(tmp_path):
+    case = "T-MCORE-H100-06"  # pp = 4, vpp and micro_batch unstated
+    pred = _predict(_edited(tmp_path, case), case)
+    assert pred.layout["vpp"] == 1 and pred.layout["micro_batch"] == 1
+    assert "vpp: default 1 (rule: the megatron stack's default" in pred.why
+    said = _predict(_edited(tmp_path, case, notes="interleaved 1F1B schedule"), case)
+    assert said.layout["vpp"] > 1 and "the notes say interleaved" in said.why

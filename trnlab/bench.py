@@ -86,6 +86,27 @@ def _serving_and_monte_carlo(quick: bool, repeats: int) -> dict[str, Any]:
             "mc_cells_per_s": samples * configs / mc_s}
 
 
+def _scale_monte_carlo(repeats: int) -> dict[str, Any]:
+    """Whole training runs under failures at 1M chips (:mod:`trnlab.engine.scale`):
+    ``scale_mc_1m_10k_s`` [s], one job of Llama 3 405B on 995,328 Trn3 with 10,000 trials
+    (search, bands and run simulation); ``scale_mc_runs_per_s`` [1/s], simulated runs per
+    second on a 10,000 trials x 64 checkpoint-interval grid."""
+    import numpy as np
+
+    from trnlab.engine import scale
+
+    job = _median_time(lambda: scale.evaluate_run(MODEL, "trn3-ultraserver", 995_328,
+                                                  n_trials=10_000), repeats)
+    tau = backend.asarray(np.geomspace(5.0, 3600.0, 64))[None, :]
+    work = backend.asarray(np.full((10_000, 1), 5e5))
+
+    def runs() -> Any:
+        return scale.simulate_runs(work, tau, 2.0, 120.0, 200.0, 1e-5, scale.generator(0))
+
+    return {"scale_mc_1m_10k_s": job,
+            "scale_mc_runs_per_s": 10_000 * 64 / _median_time(runs, repeats)}
+
+
 def peak_rss_mb() -> float:
     """Peak resident set size of this process so far [MB] (``ru_maxrss``)."""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -143,6 +164,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             lambda: training.search(MODEL, "trn3-ultraserver", 1_000_000, seq_len=SEQ_LEN,
                                     global_batch=BATCH_1M), repeats)
         out.update(_serving_and_monte_carlo(quick, repeats))
+        out.update(_scale_monte_carlo(repeats))
         out["peak_rss_mb"] = peak_rss_mb()
         out["train_configs_per_s_full"] = size / _median_time(lambda: grid(None), 2 if quick
                                                               else 3)
@@ -155,6 +177,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     else:
         with gpu:
             out["train_configs_per_s_cupy"] = size / _median_time(grid, repeats)
+            out["scale_mc_runs_per_s_cupy"] = _scale_monte_carlo(repeats)["scale_mc_runs_per_s"]
         out["backend"] = "numpy+cupy"
     out["threads"] = os.cpu_count() or 1
     out["notes"] = (

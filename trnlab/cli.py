@@ -1,5 +1,5 @@
-"""The ``trnlab`` command: ``catalog``, ``claims``, ``report``, ``search``, ``serve``,
-``validate``, ``calibrate``, ``bench``.
+"""The ``trnlab`` command: ``catalog``, ``claims``, ``compare``, ``report``, ``search``, ``serve``,
+``validate``, ``calibrate``, ``scale``, ``bench``.
 
 Bad input prints one line (``trnlab: error: ...``) and exits with status 2.
 """
@@ -66,6 +66,7 @@ def cmd_catalog(args: argparse.Namespace) -> int:
         _print_json({"chips": [c.to_dict() for c in cat.chips.values()],
                      "systems": [s.to_dict() for s in cat.systems.values()],
                      "networks": [n.to_dict() for n in cat.networks.values()],
+                     "fabrics": [f.to_dict() for f in cat.fabrics.values()],
                      "prices": [p.to_dict() for p in cat.prices.values()],
                      "digest": cat.digest})
         return 0
@@ -74,7 +75,8 @@ def cmd_catalog(args: argparse.Namespace) -> int:
                    c.fields["tdp"].status] for c in cat.chips.values()],
                  ["chip", "name", "bf16", "fp8-class", "hbm", "hbm bw", "power", "power status"]))
     print()
-    print(_table([[s.id, s.name, s.chip, str(s.n_chips), s.scaleup_topology, s.scaleout]
+    print(_table([[s.id, s.name, " + ".join(f"{n} {c}" for c, n in s.chip_counts.items())
+                   if s.mixed else s.chip, str(s.n_chips), s.scaleup_topology, s.scaleout]
                   for s in cat.systems.values()],
                  ["system", "name", "chip", "chips", "scale-up", "scale-out"]))
     print(f"\n{len(cat.chips)} chips, {len(cat.systems)} systems, {len(cat.networks)} networks, "
@@ -83,16 +85,58 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------ claims
-def cmd_claims(args: argparse.Namespace) -> int:
+def claim_rows() -> list[dict[str, Any]]:
+    """Every ledger's rows as JSON dicts (keys id, claim, source, verdict, reason, bases,
+    sensitivity, ...); a further ledger appends its ``to_dict()`` rows here."""
     from trnlab.studies import claims
 
-    rows = claims.ledger()
+    return [r.to_dict() for r in claims.ledger()]
+
+
+def cmd_claims(args: argparse.Namespace) -> int:
+    rows = claim_rows()
     if args.json:
-        _print_json([r.to_dict() for r in rows])
+        _print_json(rows)
         return 0
     for r in rows:
-        print(f"[{r.verdict}] {r.claim}\n    published: {r.published}\n    computed:  "
-              f"{r.computed}\n    reason:    {r.reason}\n")
+        print(f"[{r['verdict']}] {r['claim']}\n    published:  {r['published']}\n    "
+              f"decided by: {r['decided_by']}\n    reason:     {r['reason']}")
+        for s in r["sensitivity"]:
+            print(f"    {s['input']:<26} {s['low']:>8g} -> {s['computed_low']:<8g} "
+                  f"({s['verdict_low']}); {s['high']:>8g} -> {s['computed_high']:<8g} "
+                  f"({s['verdict_high']})")
+        print()
+    return 0
+
+
+# ----------------------------------------------------------------------------------- compare
+def cmd_compare(args: argparse.Namespace) -> int:
+    from trnlab.studies import peers
+
+    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    ds = peers.study(peers.check_systems(systems), dense_model=args.dense_model,
+                     moe_model=args.moe_model, precision=args.precision, tpot_ms=args.tpot_ms,
+                     ttft_ms=args.ttft_ms, n_samples=args.samples)
+    rows = peers.table(ds)
+    if args.json:
+        _print_json([{k: (v if not isinstance(v, float) or math.isfinite(v) else None)
+                      for k, v in r.items()} for r in rows])
+        return 0
+    num = lambda v, f: "-" if not math.isfinite(v) else format(v, f)
+    band = lambda r, key: "-" if not math.isfinite(r[f"{key} p50"]) else (
+        f"{r[f'{key} p50']:.3g} [{r[f'{key} p5']:.3g}-{r[f'{key} p95']:.3g}]")
+    keys = [("PF BF16", ".0f"), ("PF FP8", ".0f"), ("PF FP4", ".0f"), ("HBM TB", ".1f"),
+            ("HBM TB/s", ".0f"), ("kW", ".0f"), ("USD/h", ".0f")]
+    print(_table([[r["system"], str(r["chips"]), *(num(r[k], f) for k, f in keys)]
+                  for r in rows], ["system", "chips", *(k for k, _ in keys)]))
+    for wl in ("dense", "moe"):
+        model = ds["model"].sel(workload=wl).item()
+        print(f"\n{model} ({wl}) at {ds.attrs['precision']}, TPOT <= {args.tpot_ms:g} ms, "
+              f"TTFT <= {args.ttft_ms:g} ms (p50 [p5-p95])")
+        print(_table([[r["system"], num(r[f"{wl} tokens/s"], ",.0f"),
+                       band(r, f"{wl} tokens/J"), band(r, f"{wl} USD/M tokens"), r["cost basis"]]
+                      for r in rows],
+                     ["system", "tokens/s per rack", "tokens/J", "USD/M tokens", "cost basis"]))
     return 0
 
 
@@ -192,6 +236,52 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hetero(args: argparse.Namespace) -> int:
+    from trnlab import catalog
+    from trnlab.errors import ParameterError
+    from trnlab.studies import trainium4
+
+    system = catalog.system(args.system)
+    if not system.mixed:
+        raise ParameterError(f"hetero: system = {args.system!r}: not a mixed domain; allowed: "
+                             + ", ".join(s.id for s in catalog.default().systems.values()
+                                         if s.mixed))
+    ds = trainium4.study(model=args.model, moe_model=args.moe_model, train_model=args.model,
+                         input_len=args.input, output_len=args.output, tpot_ms=args.tpot_ms,
+                         ttft_ms=args.ttft_ms, precision=args.precision,
+                         n_samples=args.samples, seed=args.seed, workloads=args.workload)
+    band = lambda var, i: [float(v) for v in ds[var].isel(option=i).values]
+    rows = [{"workload": str(ds["workload"].values[i]), "option": str(ds["label"].values[i]),
+             "kind": str(ds["kind"].values[i]), "fabric_mode": str(ds["fabric_mode"].values[i]),
+             **{k: band(k, i) for k in ("tokens_per_s_per_rack", "usd_per_m_tokens",
+                                        "tokens_per_joule", "share")}}
+            for i in range(ds.sizes["option"])]
+    gains = {w: {"gain_usd_p5_p50_p95": [float(v) for v in ds["gain"].sel(
+        conclusion=w, metric="usd_per_m_tokens", fabric="rdma").values],
+        "decided_by": trainium4.decisive_input(ds, w)[0],
+        "survives_all_ranges": trainium4.survives(ds, w)} for w in args.workload}
+    if args.json:
+        clean = lambda v: [x if math.isfinite(x) else None for x in v]
+        _print_json({"system": args.system, "members": system.chip_counts,
+                     "headline": ds.attrs["headline"], "gains": {
+                         w: {**g, "gain_usd_p5_p50_p95": clean(g["gain_usd_p5_p50_p95"])}
+                         for w, g in gains.items()},
+                     "options": [{k: (clean(v) if isinstance(v, list) else v)
+                                  for k, v in r.items()} for r in rows]})
+        return 0
+    cell = lambda v, f: "-" if not math.isfinite(v[1]) else \
+        f"{v[1]:{f}} [{v[0]:{f}}-{v[2]:{f}}]"
+    print(f"{args.system} ({' + '.join(f'{n} {c}' for c, n in system.chip_counts.items())}), "
+          f"p50 [p5-p95] over {args.samples} draws")
+    print(_table([[r["workload"], r["option"], cell(r["tokens_per_s_per_rack"], ".3g"),
+                   cell(r["usd_per_m_tokens"], ".3g"), cell(r["tokens_per_joule"], ".3g")]
+                  for r in rows],
+                 ["workload", "option", "tokens/s per rack", "USD / M tokens", "tokens / J"]))
+    print()
+    print(trainium4.reading(ds))
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -230,6 +320,29 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scale(args: argparse.Namespace) -> int:
+    from trnlab.engine import scale
+
+    r = scale.evaluate_run(args.model, args.system, args.chips, precision=args.precision,
+                           train_tokens=args.tokens, n_trials=args.trials, seed=args.seed,
+                           recovery=args.recovery, spares=not args.no_spares)
+    if args.json:
+        _print_json(r)
+        return 0
+    g, d, p = r["goodput_band"], r["days_to_train_band"], r["facility_power_mw_band"]
+    print(f"{r['model']} on {r['n_chips']:,} x {r['chip']} ({r['system']}, {r['fabric']}), "
+          f"{r['precision']}, {r['batch_tokens'] / 1e6:.1f}M tokens/step, {r['recovery']}\n"
+          f"layout {r['layout']}\n"
+          f"tokens/s/chip {r['tokens_per_s_per_chip']:.1f}  mfu {r['mfu']:.3f}  "
+          f"largest non-compute term {r['dominant_term']}\n"
+          f"job MTBF {r['job_mtbf_h']:.2f} h  checkpoint every "
+          f"{r['checkpoint_interval_min']:.2f} min  restart {r['restart_min']:.1f} min\n"
+          f"goodput {g['p50']:.3f} [{g['p5']:.3f}, {g['p95']:.3f}]  days to train "
+          f"{d['p50']:.1f} [{d['p5']:.1f}, {d['p95']:.1f}]  facility {p['p50']:.1f} MW "
+          f"[{p['p5']:.1f}, {p['p95']:.1f}]  (p50 [p5, p95] of {r['n_trials']} runs)")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from trnlab import bench
 
@@ -255,8 +368,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("claims", help="the Trainium3 claims ledger")
     p.add_argument("--json", action="store_true",
-                   help="print a JSON list of {claim, published, computed, verdict, reason}")
+                   help="print a JSON list of {id, claim, source, published, verdict, reason, "
+                   "bases, sensitivity}")
     p.set_defaults(func=cmd_claims)
+
+    p = sub.add_parser("compare", help="rack-level peer table (peaks, HBM, power, price, "
+                       "serving tokens/s, tokens/J, USD per million tokens)")
+    p.add_argument("--systems", default="trn3-ultraserver,gb300-nvl72,gb200-nvl72,tpu-v7-pod,"
+                   "mi355x-8", help="comma-separated system ids (default: the five racks)")
+    p.add_argument("--dense-model", default="llama3-70b", help="dense served model")
+    p.add_argument("--moe-model", default="qwen3-235b-a22b", help="MoE served model")
+    p.add_argument("--precision", default="fp8", help="weights, activations and KV precision")
+    p.add_argument("--tpot-ms", type=float, default=50.0, help="TPOT target [ms]")
+    p.add_argument("--ttft-ms", type=float, default=2000.0, help="TTFT target [ms]")
+    p.add_argument("--samples", type=int, default=2000, help="Monte-Carlo samples of the bands")
+    p.add_argument("--json", action="store_true", help="print a JSON list, one row per rack")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("report", help="run notebooks into reports/<run>/ (ipynb, html, .nc)")
     p.add_argument("notebooks", nargs="*", help="notebook names (default: all)")
@@ -307,6 +434,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_serve)
 
+    p = sub.add_parser("hetero", help="a mixed Trainium4 + Rubin rack against homogeneous racks")
+    p.add_argument("--system", default="trn4-rubin-nvl72", help="a mixed system id")
+    p.add_argument("--workload", nargs="+", default=["serving", "afd", "training", "rl"],
+                   help="serving, afd, training, rl (default: all)")
+    p.add_argument("--model", default="llama3-70b", help="served and trained model preset")
+    p.add_argument("--moe-model", default="deepseek-v3", help="MoE model of the AFD workload")
+    p.add_argument("--input", type=int, default=2048, help="prompt tokens (1..2^24)")
+    p.add_argument("--output", type=int, default=512, help="generated tokens (1..2^24)")
+    p.add_argument("--tpot-ms", type=float, default=50.0, help="TPOT target [ms] (> 0)")
+    p.add_argument("--ttft-ms", type=float, default=2000.0, help="TTFT target [ms] (> 0)")
+    p.add_argument("--precision", default="fp8", help="bf16, fp8 or fp4")
+    p.add_argument("--samples", type=int, default=200, help="Monte-Carlo draws (>= 1)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (>= 0)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_hetero)
+
     p = sub.add_parser("validate", help="predict published measurements (case schema)")
     p.add_argument("cases", help="case file (data/measurements/SCHEMA.md)")
     p.add_argument("--out", required=True, help="predictions CSV to write")
@@ -324,6 +467,23 @@ def build_parser() -> argparse.ArgumentParser:
                    "leave-one-source/chip-family/feature-out, correlated parameters, parameters "
                    "at bounds (writes nothing; with --write, after the usual calibration)")
     p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("scale", help="a training job at scale: tiered network, goodput under "
+                       "failures, days to train, facility power (with bands)")
+    p.add_argument("--model", required=True, help="model preset id (e.g. llama3-405b)")
+    p.add_argument("--system", required=True, help="system id (e.g. trn3-ultraserver)")
+    p.add_argument("--chips", type=int, required=True, help="chips in the job (1..1e7)")
+    p.add_argument("--precision", default=None,
+                   help="GEMM precision (default: the chip's native one, mxfp8 on Trn3)")
+    p.add_argument("--tokens", type=float, default=15e12, help="training tokens (> 0)")
+    p.add_argument("--recovery", default="checkpoint",
+                   help="checkpoint (checkpoint/restart) or in-memory (checkpointless)")
+    p.add_argument("--no-spares", action="store_true",
+                   help="no hot spares: each restart waits for hardware")
+    p.add_argument("--trials", type=int, default=2000, help="Monte-Carlo runs (1..1e6)")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_scale)
 
     p = sub.add_parser("bench", help="speed benchmarks (configurations/s, search times, RSS)")
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -301,3 +301,44 @@ def summary(da, *, dim: str, percentile_dim: str = "percentile",
         cols[f"{name} [{unit}]" if unit else str(name)] = [
             _cell(*c, fmt) for c in zip(*parts, strict=True)]
     return pd.DataFrame(cols, index=pd.Index(_ticks(obj, dim), name=dim))
+
+
+def tornado(low: xr.DataArray, high: xr.DataArray, *, dim: str, center: float,
+            reference: float | None = None, labels: xr.DataArray | None = None,
+            verdict_low: xr.DataArray | None = None, verdict_high: xr.DataArray | None = None,
+            ax=None, xlabel: str | None = None):
+    """Tornado of a one-at-a-time sensitivity: for each entry of ``dim`` a horizontal bar from
+    ``center`` (the value at the central inputs) to the value with that input at its low end
+    (``low``) and at its high end (``high``), widest swing on top; entries with NaN are
+    skipped. ``reference`` draws a dashed line (e.g. the published number); ``verdict_low`` /
+    ``verdict_high`` label the bar ends; ``labels`` names the entries (default the coordinate
+    values). Returns the list of BarContainers (low, high)."""
+    for name, da in (("low", low), ("high", high)):
+        if da.dims != (dim,):
+            _fail(name, da.dims, f"a DataArray with the single dim {dim!r}")
+    lo, hi = np.asarray(low.values, dtype=float), np.asarray(high.values, dtype=float)
+    names = [str(v) for v in (labels.values if labels is not None else low[dim].values)]
+    keep = [i for i in range(lo.size) if np.isfinite(lo[i]) and np.isfinite(hi[i])]
+    keep.sort(key=lambda i: abs(hi[i] - lo[i]))
+    ax = _axes(ax)
+    y = np.arange(len(keep))
+    drawn = []
+    for values, color, verdicts in ((lo, "#4c72b0", verdict_low), (hi, "#dd8452", verdict_high)):
+        v = values[keep]
+        drawn.append(ax.barh(y, v - center, left=center, color=color, edgecolor="black",
+                             linewidth=0.5, label="input at its low end" if values is lo
+                             else "input at its high end"))
+        if verdicts is not None:
+            for yy, i in zip(y, keep, strict=True):
+                ax.annotate(str(verdicts.values[i]), (values[i], yy), fontsize="x-small",
+                            va="center", ha="left" if values[i] >= center else "right",
+                            xytext=(3 if values[i] >= center else -3, 0),
+                            textcoords="offset points")
+    ax.axvline(center, color="black", linewidth=0.8)
+    if reference is not None:
+        ax.axvline(reference, color="grey", linestyle="--", label="published")
+    ax.set_yticks(y, [names[i] for i in keep])
+    ax.set_xlabel(xlabel if xlabel is not None else _label(low))
+    if verdict_low is not None or verdict_high is not None:
+        ax.margins(x=0.18)  # room for the verdict labels at the bar tips
+    return drawn

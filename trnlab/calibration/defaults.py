@@ -20,6 +20,7 @@ from typing import Any
 
 from trnlab import catalog
 from trnlab.calibration.cases import parse_arch_notes
+from trnlab.catalog.benchmarks import Benchmark, benchmarks
 from trnlab.engine.layouts import default_global_batch
 
 __all__ = ["BENCHMARKS", "RULES", "Rule", "fill", "kind_of", "matching_preset", "note",
@@ -59,27 +60,9 @@ PRETRAIN_CONTEXT: dict[str, tuple[int, str]] = {
 }
 
 
-@dataclass(frozen=True)
-class Benchmark:
-    """A standard inference benchmark named in a case's ``metric_note`` or ``notes``."""
-
-    name: str
-    pattern: str  # regular expression, case-insensitive
-    input_len: int | None  # mean prompt tokens (None: not published)
-    output_len: int | None  # mean generated tokens
-    source: str
-
-
-BENCHMARKS = (
-    Benchmark("LLMPerf leaderboard", r"\bllmperf\b", 550, 150,
-              "ray-project/llmperf-leaderboard README: every run uses --mean-input-tokens 550 "
-              "--mean-output-tokens 150 (stddev 0)"),
-    Benchmark("MLPerf Inference Llama 2 70B (OpenOrca)",
-              r"mlperf.*llama[\s_-]*2[\s_-]*70b|llama[\s_-]*2[\s_-]*70b.*mlperf|open[\s_-]?orca",
-              None, 294,
-              "mlcommons/inference language/llama2-70b/README.md: 'Tokens per sample: 294.45' "
-              "(the reference run's mean output); the mean prompt length is not published"),
-)
+#: the standard inference benchmarks a case can name (data/perf/benchmarks.toml, each length
+#: with its source), most specific first
+BENCHMARKS: tuple[Benchmark, ...] = benchmarks()
 
 RULES: tuple[Rule, ...] = (
     Rule("kind", "both", "the case_id prefix",
@@ -144,25 +127,29 @@ RULES: tuple[Rule, ...] = (
          "Megatron-Core in 2024); searching it would credit a layout the source did not run."),
     Rule("ep", "training", "fastest fitting layout",
          "powers of two dividing the experts, as `trnlab search` tries (1 for a dense model)."),
-    Rule("vpp", "training", "fastest fitting layout",
-         "interleaved stages 1..12 with a pipeline: a tuned recipe interleaves when it helps."),
+    Rule("vpp", "training", "the framework family's default (1, no interleave), or the fastest of 2..12 when the notes say interleaved",
+         "data/perf/stacks.toml gives each framework family's default: Megatron-LM, NeMo, torchtitan and the others interleave only when told (--num-layers-per-virtual-pipeline-stage), so an unstated vpp is 1; taking the fastest interleave would predict the optimum, not what ran. A case whose notes say interleaved gets the fastest of 2..12."),
     Rule("zero", "training", "the source's declared zero, else 1",
          "conventions.toml gives each framework's optimizer sharding (Megatron-Core/NeMo: the "
          "distributed optimizer = ZeRO-1; Megatron 2021 and Neuron: none); else ZeRO-1, "
          "the distributed optimizer of current frameworks."),
-    Rule("micro_batch", "training", "fastest fitting layout",
-         "1, 2, 4 or 8 sequences, the fastest that fits (a tuned recipe)."),
+    Rule("micro_batch", "training", "the framework family's default micro-batch (1)",
+         "data/perf/stacks.toml gives each framework family's default (Megatron-LM's --micro-batch-size, torchtitan's pipeline micro-batch: 1); a family declaring 0 searches 1, 2, 4 and 8 and takes the fastest that fits."),
     Rule("recompute", "training", "fastest fitting layout",
          "none, selective or full (also for `unknown`): the fastest that fits, as a tuned "
          "recipe recomputes only what memory forces."),
-    Rule("tp", "inference", "one TP group over the case's chips (n_chips x ranks_per_chip)",
-         "SCHEMA.md: output_tokens_per_s is summed over the case's chips, which the sources "
-         "run as one tensor-parallel group."),
+    Rule("tp", "inference", "one TP group over the case's chips (n_chips x ranks_per_chip) "
+         "for a latency metric; for a throughput metric the fastest tp whose replicas fit",
+         "SCHEMA.md: a latency is one request's, so the latency-optimal layout, one TP group; "
+         "a throughput is summed over the case's chips, which a tuned benchmark fills with as "
+         "many replicas of the fastest fitting tp as they hold (the MLPerf and vendor "
+         "whole-system results); the case's chips are n_chips x ranks_per_chip / (tp x pp) "
+         "replicas, and the replica's throughput is multiplied by them."),
     Rule("pp", "inference", "1, no pipeline unless stated", "serving benchmarks pipeline only where they say so."),
     Rule("input_len", "inference", "the named benchmark's mean prompt, "
                                    f"else {FALLBACK_INPUT_LEN}",
-         "a standard benchmark named in metric_note or notes (BENCHMARKS in "
-         "trnlab/calibration/defaults.py, each with its source) gives its published mean "
+         "a standard benchmark named in metric_note or notes (data/perf/benchmarks.toml, "
+         "each length with its source) gives its published mean "
          "lengths; else trnlab's own request shape (`trnlab serve` defaults, 2048 in / 512 "
          "out), so that an unstated request is predicted like trnlab's other inference "
          "numbers."),
@@ -171,7 +158,9 @@ RULES: tuple[Rule, ...] = (
          "as input_len."),
     Rule("concurrency", "inference", "offline",
          "maximum-throughput mode: as many requests as fit in memory, up to the source's "
-         "max_batch (conventions.toml) or the engine's (8192)."),
+         "max_batch (conventions.toml), a max_num_seqs stated in notes, or the engine's "
+         "(8192); a case whose metric_note or notes name a server scenario or a request rate "
+         "is predicted at that scenario instead (SCHEMA.md, inference rows)."),
 )
 
 
@@ -260,8 +249,10 @@ DECLARED = "declared by the source in conventions.toml"
 
 def benchmark_of(row: Mapping[str, str]) -> Benchmark | None:
     """The standard benchmark a case's ``metric_note`` or ``notes`` names, if any."""
-    text = f"{row.get('metric_note') or ''} {row.get('notes') or ''}"
-    return next((b for b in BENCHMARKS if re.search(b.pattern, text, re.IGNORECASE)), None)
+    for text in (row.get("metric_note") or "", row.get("notes") or ""):
+        if hit := next((b for b in BENCHMARKS if b.matches(text)), None):
+            return hit
+    return None
 
 
 def fill(row: Mapping[str, str], conv: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:
@@ -338,9 +329,11 @@ def fill(row: Mapping[str, str], conv: Mapping[str, Any]) -> tuple[dict[str, str
         for field, fallback in (("input_len", FALLBACK_INPUT_LEN),
                                 ("output_len", FALLBACK_OUTPUT_LEN)):
             if not out[field]:
-                value = getattr(bench, field) if bench else None
-                if value is not None:
-                    put(field, value, f"{bench.name}: {bench.source}")  # type: ignore[union-attr]
+                mean = getattr(bench, field) if bench else None
+                if mean is not None:
+                    put(field, max(1, round(mean.value)), f"{bench.name}: mean {mean.value:g} "  # type: ignore[union-attr]
+                        f"({mean.status}; {'; '.join(mean.sources)}"
+                        + (f": {mean.note}" if mean.note else "") + ")")
                 else:
                     put(field, fallback, (f"{bench.name} publishes no mean {field}; " if bench
                                           else "no standard benchmark named; ")

@@ -2,9 +2,15 @@
 
 ``trnlab validate CASES.csv --out PRED.csv`` predicts each row's ``metric`` in that row's units
 with the training model, converting step time with the *source's own* FLOP convention
-(data/measurements/conventions.toml). A field a case leaves empty takes the one rule of
-:mod:`trnlab.calibration.defaults` for it (layout fields: the fastest layout that fits, as a tuned
-recipe would), and ``why`` names every default taken.
+(data/measurements/conventions.toml: the ``[source.*]`` of its case_id prefix, else the
+``[family.*]`` its source or notes name, else "convention unknown" and the PaLM count, said in
+``why``). The framework family's software stack (data/perf/stacks.toml: attention kernel, TP
+overlap, FSDP reshard, default micro-batch and interleave) and a power limit stated in the notes
+(:func:`power_cap_of`) are applied. A field a case leaves empty takes the one rule of
+:mod:`trnlab.calibration.defaults` for it (TP/PP split, ep and recompute: the fastest layout
+that fits; micro-batch and interleave: the family's default), and ``why`` names every default
+taken. A chip whose per-chip inputs are projected (data/perf/chip_efficiency.toml) gets the band
+of its prediction at the ends of their ranges in ``why``.
 
 A malformed cell (a number that is not one, a boolean that is not ``true``/``false``) stops the
 file with one line naming file, line, case, column and value. A row that cannot be predicted (an
@@ -15,6 +21,7 @@ it never stops the others.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io as _io
 import math
 import os
@@ -32,9 +39,9 @@ from trnlab._paths import data_dir
 from trnlab.calibration import defaults as rules
 from trnlab.calibration.cases import spec_from_case
 from trnlab.catalog.loader import read_toml
-from trnlab.catalog.params import ServingParams, TrainingParams, load_training
+from trnlab.catalog.params import ServingParams, TrainingParams, load_stacks, load_training
 from trnlab.engine import serving as serving_engine
-from trnlab.engine.hardware import hardware, system_of
+from trnlab.engine.hardware import chip_inputs_band, hardware, system_of, with_stack
 from trnlab.engine.layouts import enumerate_layouts, reason_codes
 from trnlab.engine.shape import model_shape
 from trnlab.engine.training import divisors_or_one, evaluate
@@ -165,6 +172,50 @@ def load_conventions(path: Path | None = None) -> dict[str, dict[str, Any]]:
     return doc["source"]
 
 
+def load_families(path: Path | None = None) -> dict[str, dict[str, Any]]:
+    """The framework families of conventions.toml (``[family.<id>]``), in the file's order."""
+    path = path or data_dir() / "measurements" / "conventions.toml"
+    return dict(read_toml(path).get("family", {}))
+
+
+def family_of(row: dict[str, str], families: dict[str, dict[str, Any]]) -> str:
+    """The framework family whose ``match`` words first occur in a row's ``source``,
+    ``metric_note`` or ``notes`` (families tried in the file's order), or ``""``."""
+    text = " ".join(row.get(c) or "" for c in ("source", "metric_note", "notes"))
+    for name, fam in families.items():
+        if any(re.search(word, text, re.IGNORECASE) for word in fam.get("match", ())):
+            return name
+    return ""
+
+
+def training_conventions(row: dict[str, str], conv: dict[str, dict[str, Any]],
+                         families: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The conventions of a training row: its ``[source.*]`` table (longest case_id prefix),
+    else the ``[family.*]`` its text names (``family`` set to it), else ``{}`` (unknown)."""
+    src = source_of(row["case_id"], conv)
+    if src in conv:
+        return conv[src]
+    fam = family_of(row, families)
+    return {**families[fam], "family": fam, "matched": True} if fam else {}
+
+
+#: a stated power limit in a case's notes: "500W power limit", "power cap of 400 W", ...
+_POWER_CAP = (re.compile(r"(\d{3,4})\s*W\b[^.;|]{0,12}?power[ -]?(?:cap|limit)", re.IGNORECASE),
+              re.compile(r"power[ -]?(?:cap|limit)(?:p?ed|ping|s)?\s*(?:of|at|to|=|:)?\s*(\d{3,4})\s*W\b",
+                         re.IGNORECASE))
+
+
+def power_cap_of(row: dict[str, str]) -> float | None:
+    """The power limit [W] a case's ``notes`` or ``metric_note`` states, if below the chip's
+    TDP (a part run at or above its TDP runs at its nominal clock), else None."""
+    text = f"{row.get('metric_note') or ''} {row.get('notes') or ''}"
+    for pattern in _POWER_CAP:
+        if m := pattern.search(text):
+            cap = float(m.group(1))
+            return cap if cap < catalog.chip(row["chip"]).tdp else None
+    return None
+
+
 def source_of(case_id: str, conv: dict[str, dict[str, Any]]) -> str:
     """The conventions key of a case (longest prefix), or its first two id parts."""
     hits = [k for k in conv if case_id.startswith(k)]
@@ -185,16 +236,26 @@ def _spec(row: dict[str, str], conv: dict[str, Any]) -> TransformerSpec:
     return spec_from_case(row, extra)
 
 
-def _flops_per_iteration(kind: str, spec: TransformerSpec, gb: int, s: int, n: int) -> float:
-    if kind == "megatron2021":
-        return float(conventions.megatron2021_flops_per_iteration(spec, gb, s))
-    if kind == "megatron_core":
-        return float(conventions.megatron_core_flops_per_iteration(spec, gb, s))
-    if kind == "maxtext_legacy":
-        return float(conventions.maxtext_legacy_tflops_per_device(spec, gb / n, s)) * 1e12 * n
-    if kind == "maxtext":
-        return float(conventions.maxtext_flops_per_token(spec, s)) * gb * s
-    return float(model_shape(spec).model_flops_per_token(s)) * gb * s
+def _flops_per_iteration(kind: str, spec: TransformerSpec, gb: int, s: int, n: int,
+                         recompute: int = 0, hardware_flops: bool = False
+                         ) -> tuple[float, str]:
+    """FLOPs per iteration by the source's formula ``kind`` (conventions.toml ``flops``) and
+    the caveat to report: a source without a known formula gets PaLM's count, said so. With
+    ``hardware_flops`` (``hw_tflops_per_chip``) the recomputed forward of the layout's
+    ``recompute`` mode is added where the formula does not count it."""
+    caveat = ""
+    if kind not in conventions.FORMULAS:
+        caveat = ("FLOP convention unknown for this source: PaLM's 6N + 12·L·H·Q·T (non-causal,"
+                  " no recompute) assumed")
+        kind = "palm"
+    flops = conventions.flops_per_iteration(kind, spec, gb, s, n, full_recompute=recompute == 2)
+    if hardware_flops and kind not in conventions.RECOMPUTE_COUNTED and not (
+            kind == "megatron_deepspeed" and recompute == 2):
+        shape = model_shape(spec)
+        r_g = shape.recompute_gemms[recompute]
+        r_a = shape.recompute_attention[recompute]
+        flops += float(shape.recompute_flops_per_token(s, r_g, r_a)) * gb * s
+    return flops, caveat
 
 
 def _unpredictable(row: dict[str, str]) -> str:
@@ -260,9 +321,16 @@ def _predict_training(row: dict[str, str], conv: dict[str, Any], params: Trainin
                                 rules.DECLARED if "zero" in conv else ""))
     rc = row["recompute"]
     recomputes = [RECOMPUTE.index(rc)] if rc in RECOMPUTE else [0, 1, 2]
+    stacks = load_stacks()
+    family = conv.get("family", "")
+    stack = stacks.get(family, stacks["default"])
+    params = with_stack(params, stack)
     mb = _int(row, "micro_batch")
-    cfg = enumerate_layouts(spec, n, micro_batches=[mb] if mb else [1, 2, 4, 8], zeros=[zero],
-                            recomputes=recomputes, vpps=[vpp] if vpp else list(range(1, 13)),
+    mbs = [mb] if mb else [stack.micro_batch] if stack.micro_batch else [1, 2, 4, 8]
+    interleaved = re.search(r"interleav", f"{row['metric_note']} {row['notes']}", re.IGNORECASE)
+    vpps = [vpp] if vpp else list(range(2, 13)) if interleaved else [stack.vpp]
+    cfg = enumerate_layouts(spec, n, micro_batches=mbs, zeros=[zero],
+                            recomputes=recomputes, vpps=vpps,
                             ep_values=[ep] if ep else divisors_or_one(spec), tp_max=n,
                             cp_max=n)
     # every published layout field is a filter (ep, vpp, micro_batch, zero and recompute were
@@ -285,7 +353,14 @@ def _predict_training(row: dict[str, str], conv: dict[str, Any], params: Trainin
     caveats = [] if precision == row["precision"] else [
         f"precision {row['precision']} is computed as bf16 (the training model runs "
         f"{', '.join(TRAINING_PRECISIONS)})"]
-    hw = hardware(row["chip"], system, precision, params)
+    cap = power_cap_of(row)
+    if cap is not None:
+        caveats.append(f"power limit {cap:.0f} W: the clock the chip holds under it "
+                       "(data/perf/power.toml clock law)")
+    hw = hardware(row["chip"], system, precision, params, power_cap_w=cap)
+    if stack.attention_rate != 1.0:  # another kernel generation than the chip's FA2-class one
+        hw = dataclasses.replace(hw, attn_fwd_eff=hw.attn_fwd_eff * stack.attention_rate,
+                                 attn_bwd_eff=hw.attn_bwd_eff * stack.attention_rate)
     domain = catalog.system(system).n_chips
     reason = reason_codes(spec, cfg, gb, s, domain, tp_outside_domain=True)
     res = evaluate(spec, hw, cfg, gb, s, params)
@@ -299,30 +374,66 @@ def _predict_training(row: dict[str, str], conv: dict[str, Any], params: Trainin
     i = int(np.argmax(speed))
     t = float(res["step_time"][i])
     layout = {k: int(v[i]) for k, v in cfg.items()}
-    notes += _layout_notes(row, layout, ranks)
-    why = "; ".join(caveats)
+    notes += _layout_notes(row, layout, ranks, stack, bool(interleaved))
+    if conv.get("matched"):
+        notes.append(f"framework family {family}, named in the case's text (conventions.toml); "
+                     "its stack from data/perf/stacks.toml")
+    elif not family:
+        notes.append("framework family unknown: the default stack (data/perf/stacks.toml)")
     metric = row["metric"]
     if metric in ("model_tflops_per_chip", "hw_tflops_per_chip", "mfu"):
-        flops = _flops_per_iteration(conv.get("flops", "none"), spec, gb, s, n)
-        value = flops / (t * n * 1e12)
-        if metric == "mfu":
-            value = flops / (t * n * catalog.chip(row["chip"]).peak(precision))
-    elif metric == "tokens_per_s_per_chip":
-        value = gb * s / (t * n)
-    elif metric == "sequences_per_s":
-        value = gb / t
-    elif metric == "step_time_s":
-        value = t
-    elif metric == "chip_hours_per_t_tokens":
-        value = n * t / 3600 * 1e12 / (gb * s)
+        flops, caveat = _flops_per_iteration(conv.get("flops", ""), spec, gb, s, n,
+                                             layout["recompute"], metric == "hw_tflops_per_chip")
+        caveats += [caveat] if caveat else []
     else:
+        flops = 0.0
+    value = _metric_value(metric, t, gb, s, n, flops, row["chip"], precision)
+    if value is None:
         return math.nan, f"metric {metric} is not predicted for training yet", layout, notes
-    return value, why, layout, notes
+    band = chip_inputs_band(row["chip"])
+    if band:
+        lo_hw, hi_hw = _band_hardware(hw, band)
+        one = {k: v[i:i + 1] for k, v in cfg.items()}
+        ends = [_metric_value(metric, float(evaluate(spec, h, one, gb, s, params)["step_time"][0]),
+                              gb, s, n, flops, row["chip"], precision) for h in (lo_hw, hi_hw)]
+        caveats.append(f"band {min(ends):.4g} to {max(ends):.4g}: projected chip inputs "
+                       f"({', '.join(band)}, data/perf/chip_efficiency.toml)")
+    return value, "; ".join(caveats), layout, notes
 
 
-def _layout_notes(row: dict[str, str], layout: dict[str, int], ranks: int) -> list[str]:
+def _metric_value(metric: str, t: float, gb: int, s: int, n: int, flops: float, chip: str,
+                  precision: str) -> float | None:
+    """A predicted step time ``t`` [s] in the units of ``metric`` (SCHEMA.md's table)."""
+    if metric in ("model_tflops_per_chip", "hw_tflops_per_chip"):
+        return flops / (t * n * 1e12)
+    if metric == "mfu":
+        return flops / (t * n * catalog.chip(chip).peak(precision))
+    return {"tokens_per_s_per_chip": gb * s / (t * n), "sequences_per_s": gb / t,
+            "step_time_s": t, "chip_hours_per_t_tokens": n * t / 3600 * 1e12 / (gb * s)
+            }.get(metric)
+
+
+def _band_hardware(hw: Any, band: dict[str, tuple[float, float, float]]) -> tuple[Any, Any]:
+    """The hardware at the low and high ends of the projected per-chip inputs ``band``
+    (name -> value, low, high): the GEMM efficiency scales with the chip's share, the
+    attention rates take the ends."""
+    ends = []
+    for end in (1, 2):
+        values = {}
+        for name, rng in band.items():
+            if name == "gemm":
+                values["gemm_eff"] = hw.gemm_eff * rng[end] / rng[0]
+            else:
+                values[f"{name}_eff"] = rng[end]
+        ends.append(dataclasses.replace(hw, **values))
+    return ends[0], ends[1]
+
+
+def _layout_notes(row: dict[str, str], layout: dict[str, int], ranks: int, stack: Any,
+                  interleaved: bool) -> list[str]:
     """The ``why`` entries of the layout fields the case left empty (schema units: ranks)."""
     fastest = "fastest fitting layout"
+    default = f"the {stack.family} stack's default (data/perf/stacks.toml)"
     out = []
     if not row["tp"]:
         out.append(rules.note("tp", layout["tp"] * ranks, "training", fastest))
@@ -341,9 +452,12 @@ def _layout_notes(row: dict[str, str], layout: dict[str, int], ranks: int) -> li
     if not row["ep"] and not (row["moe_experts"] in ("", "0")):
         out.append(rules.note("ep", layout["ep"], "training", fastest))
     if not row["vpp"]:
-        out.append(rules.note("vpp", layout["vpp"], "training", fastest))
+        out.append(rules.note("vpp", layout["vpp"], "training",
+                              f"{fastest}, the notes say interleaved" if interleaved
+                              else default))
     if not row["micro_batch"]:
-        out.append(rules.note("micro_batch", layout["micro_batch"], "training", fastest))
+        out.append(rules.note("micro_batch", layout["micro_batch"], "training",
+                              default if stack.micro_batch else fastest))
     if row["recompute"] not in RECOMPUTE:
         out.append(rules.note("recompute", RECOMPUTE[layout["recompute"]], "training",
                               fastest))
@@ -358,52 +472,196 @@ def predict_training(row: dict[str, str], conv: dict[str, Any],
     return value, "; ".join(x for x in (why, *notes) if x), layout
 
 
+#: throughput metrics of inference: summed over the case's chips (SCHEMA.md), so scaled by the
+#: replicas a whole-system result runs
+_THROUGHPUT_METRICS = ("output_tokens_per_s", "input_tokens_per_s")
+#: a case's text naming the MLPerf server scenario (or a Poisson request rate)
+_SERVER = re.compile(r"\bserver[\s_-]+scenario\b|\bscenario\s*[:=]?\s*server\b|"
+                     r"mlperf[^|;]{0,80}\bserver\b|\bserver\b[^|;]{0,80}mlperf|"
+                     r"\binteractive[\s_-]+scenario\b", re.IGNORECASE)
+#: a case's text naming the offline scenario
+_OFFLINE = re.compile(r"\boffline\b", re.IGNORECASE)
+#: a case's notes stating the runtime's largest batch (vLLM/SGLang max_num_seqs,
+#: TensorRT-LLM max_batch_size)
+_MAX_BATCH = re.compile(r"max[_-]num[_-]seqs\s*[=:]?\s*(\d+)|max[_ -]batch[_ -]size\s*[=:]?\s*(\d+)",
+                        re.IGNORECASE)
+#: a case's text stating a finite Poisson request rate (vLLM --request-rate, QPS) [1/s]
+_RATE = re.compile(r"request[\s_-]*rate\s*[=:]?\s*(\d+(?:\.\d+)?)(?!\s*%)|"
+                   r"(\d+(?:\.\d+)?)\s*(?:qps|req(?:uests)?/s)\b", re.IGNORECASE)
+#: a case's text stating an FP8 KV cache
+_FP8_KV = re.compile(r"fp8[\s_-]+kv|kv[\s_-]*(?:cache)?[^|;]{0,20}\bfp8\b", re.IGNORECASE)
+
+
+def _scenario(row: dict[str, str]) -> str:
+    """``server`` when the case's metric_note (else notes) names the server scenario and not
+    the offline one, else ``offline``/``static`` by its concurrency column."""
+    for text in (row["metric_note"], row["notes"]):
+        if _SERVER.search(text) and not _OFFLINE.search(text):
+            return "server"
+        if _OFFLINE.search(text) and not _SERVER.search(text):
+            break
+    if _request_rate(row) is not None:
+        return "rate"
+    return "offline" if row["concurrency"] in ("offline", "") else "static"
+
+
+def _request_rate(row: dict[str, str]) -> float | None:
+    """The finite request rate [1/s] the case's metric_note (else notes) states, or None."""
+    for text in (row["metric_note"], row["notes"]):
+        if m := _RATE.search(text):
+            rate = float(next(g for g in m.groups() if g))
+            return rate if rate > 0 else None
+    return None
+
+
+def _tp_candidates(spec: TransformerSpec, ranks_total: int, pp: int, ranks: int) -> list[int]:
+    """Tensor-parallel degrees [ranks] of a replica the case's chips can hold whole replicas
+    of: divisors of ranks_total / pp whose attention share divides the heads, in whole chips."""
+    per = ranks_total // pp if ranks_total % pp == 0 else 0
+    out = [d for d in range(1, per + 1) if per % d == 0 and (d % ranks == 0 or ranks % d == 0)]
+    ok = serving_engine.attention_tp_ok(spec, np.array([max(1, d // ranks) for d in out]), 1)
+    return [d for d, good in zip(out, ok, strict=True) if good] or [per]
+
+
+def _replica(spec: TransformerSpec, row: dict[str, str], chip: str, system: str, tp: int,
+             pp: int, replicas: int, scenario: str, formats: dict[str, str],
+             conv: dict[str, Any], serving: ServingParams | None,
+             training: TrainingParams | None) -> tuple[dict[str, float], str]:
+    """One replica of ``tp x pp`` chips in ``scenario`` (offline, static or server): its
+    outputs, and a caveat ("" if none)."""
+    inp, out = int(row["input_len"]), int(row["output_len"])
+    common = {"tp": tp, "pp": pp, "input_len": inp, "output_len": out, "params": serving,
+              "training": training, **formats}
+    stated = _MAX_BATCH.search(row["notes"])
+    cap = conv.get("max_batch") or (int(next(g for g in stated.groups() if g)) if stated else None)
+    extra = {"max_batch": max(1, min(int(cap), 2**20))} if cap else {}
+    if scenario == "server":
+        bench = rules.benchmark_of(row)
+        if bench is not None and bench.has_limits:
+            q = bench.latency_percentile.value if bench.latency_percentile else 99.0
+            res = serving_engine.server_throughput(
+                spec, chip, system, ttft_limit_s=bench.ttft_limit.si,  # type: ignore[union-attr]
+                tpot_limit_s=bench.tpot_limit.si, percentile=q,  # type: ignore[union-attr]
+                **extra, **common)
+            if res["batch"] or res["limited_by"] == "memory":
+                return res, (f"server scenario: the Poisson request rate whose p{q:g} TTFT and "
+                             f"TPOT meet {bench.name}'s limits "
+                             f"({bench.ttft_limit.si * 1e3:g} ms, "  # type: ignore[union-attr]
+                             f"{bench.tpot_limit.si * 1e3:g} ms)")  # type: ignore[union-attr]
+            return res, (f"server scenario: no request rate meets {bench.name}'s "
+                         f"{res['limited_by'].upper()} limit by our model")
+        caveat = ("server scenario without known latency limits (no benchmark of "
+                  "data/perf/benchmarks.toml named): predicted as offline")
+        res = serving_engine.offline_throughput(spec, chip, system, **extra, **common)
+        return res, caveat
+    if scenario == "rate":
+        rate = _request_rate(row) / replicas  # type: ignore[operator]
+        off = serving_engine.offline_throughput(spec, chip, system, **extra, **common)
+        if pp > 1 or not off["batch"]:
+            return off, "a stated request rate with a pipeline: predicted as offline"
+        st = serving_engine.steady_state(spec, chip, system, tp=tp, request_rate=rate,
+                                         input_len=inp, output_len=out, params=serving,
+                                         **formats)
+        if not bool(st["sustainable"]) or float(st["batch"]) > off["batch"] \
+                or rate * out >= off["output_tokens_per_s"]:
+            return off, (f"the stated request rate ({rate:g}/s per replica) is above what a "
+                         "replica sustains by our model: predicted at its offline capacity")
+        return {"batch": float(st["batch"]), "output_tokens_per_s": rate * out,
+                "input_tokens_per_s": rate * inp, "tpot": float(st["tpot"]),
+                "ttft": float(st["ttft"])}, (f"Poisson arrivals at the stated request rate, "
+                                             f"{rate:g}/s per replica (Little's law)")
+    if scenario == "offline":
+        return serving_engine.offline_throughput(spec, chip, system, **extra, **common), ""
+    batch = max(1.0, float(row["concurrency"]) / replicas)
+    raw = serving_engine.evaluate(spec, chip, system, batch=batch, **common)
+    return {"batch": batch, **{k: float(v) for k, v in raw.items()}}, ""
+
+
 def _predict_inference(row: dict[str, str], conv: dict[str, Any],
                        serving: ServingParams | None = None,
                        training: TrainingParams | None = None
                        ) -> tuple[float, str, dict[str, Any], list[str]]:
-    """(value, reason, layout, defaults taken) of an inference case."""
+    """(value, reason or caveat, layout, defaults taken) of an inference case.
+
+    A replica is ``tp x pp`` ranks; the case's ``n_chips`` hold ``replicas = n_chips x
+    ranks_per_chip / (tp x pp)`` of them, and a throughput metric (summed over the case's chips,
+    SCHEMA.md) is the replica's times ``replicas``; latencies are one replica's. An empty ``tp``
+    is one TP group over all the chips for a latency metric, and for a throughput metric the
+    fastest tp whose replicas fit (a tuned benchmark). The scenario: ``server`` when the case
+    names it (MLPerf Server: the request rate whose p99 latencies meet the named benchmark's
+    limits, :func:`trnlab.engine.serving.server_throughput`), ``offline`` for ``offline`` or
+    empty concurrency, else a static batch of ``concurrency`` requests spread over the replicas.
+    """
     row, notes = rules.fill(row, conv)
     if reason := _unpredictable(row):
         return math.nan, reason, {}, notes
+    if row["metric"] not in ("output_tokens_per_s", "input_tokens_per_s", "tpot_ms", "ttft_ms"):
+        return math.nan, (f"metric {row['metric']} is not predicted for inference (allowed: "
+                          "output_tokens_per_s, input_tokens_per_s, tpot_ms, ttft_ms)"), {}, notes
     spec = _spec(row, conv)
     n = int(row["n_chips"])
     system = _system(row, "inference", notes)
     ranks = _ranks(row, "inference", notes)
-    if not row["tp"]:
-        notes.append(rules.note("tp", n * ranks, "inference"))
-    tp = max(1, (_int(row, "tp") or n * ranks) // ranks)
     pp = _int(row, "pp") or 1
     if not row["pp"]:
         notes.append(rules.note("pp", 1, "inference"))
-    weights = conv.get("weights") or row["precision"]
-    formats = {"weights": weights, "activations": conv.get("activations") or row["precision"],
-               "kv": conv.get("kv") or "bf16"}
-    inp, out = int(row["input_len"]), int(row["output_len"])
-    if conv.get("mode") == "offline" or row["concurrency"] in ("offline", ""):
-        extra = {"max_batch": int(conv["max_batch"])} if "max_batch" in conv else {}
-        res = serving_engine.offline_throughput(spec, row["chip"], system, tp=tp, pp=pp,
-                                                input_len=inp, output_len=out, params=serving,
-                                                training=training, **extra, **formats)
-        batch = res["batch"]
-        if not row["concurrency"]:
-            notes.append(rules.note("concurrency", "offline", "inference",
-                                    f"offline, as many as fit: batch {batch:.0f}"))
+    total = n * ranks
+    if _int(row, "tp") and total < _int(row, "tp") * pp:  # type: ignore[operator]
+        return math.nan, (f"tp x pp = {_int(row, 'tp')} x {pp} ranks is more than the case's "
+                          f"n_chips x ranks_per_chip = {total}"), {}, notes
+    kv = conv.get("kv") or ("fp8" if _FP8_KV.search(row["notes"]) else "bf16")
+    compute = "bf16" if row["precision"] == "int8-weights" else row["precision"]  # SCHEMA.md
+    formats = {"weights": conv.get("weights") or row["precision"],
+               "activations": conv.get("activations") or compute, "kv": kv}
+    scenario = "static" if conv.get("mode") == "static" and row["concurrency"] not in (
+        "", "offline") else "offline" if conv.get("mode") == "offline" else _scenario(row)
+    throughput = row["metric"] in _THROUGHPUT_METRICS
+    if row["tp"]:
+        tps = [int(row["tp"])]
+    elif throughput and scenario != "static":
+        tps = _tp_candidates(spec, total, pp, ranks)
     else:
-        batch = float(row["concurrency"])
-        raw = serving_engine.evaluate(spec, row["chip"], system, tp=tp, pp=pp, batch=batch,
-                                      input_len=inp, output_len=out, params=serving,
-                                      training=training, **formats)
-        res = {k: float(v) for k, v in raw.items()}
-    if not batch or not math.isfinite(res["tpot"]):
-        return math.nan, "the model does not fit in memory by our model", {"batch": batch}, \
-            notes
-    value = {"output_tokens_per_s": res["output_tokens_per_s"],
-             "input_tokens_per_s": res["input_tokens_per_s"],
-             "tpot_ms": res["tpot"] * 1e3, "ttft_ms": res["ttft"] * 1e3}.get(row["metric"])
-    if value is None:
-        return math.nan, f"metric {row['metric']} is not predicted for inference", {}, notes
-    return value, "", {"tp": tp, "pp": pp, "batch": batch}, notes
+        tps = [total // pp]
+    best: tuple[float, int, dict[str, float], str] | None = None
+    for tp_ranks in tps:
+        tp = max(1, tp_ranks // ranks)
+        replicas = max(1, total // (tp_ranks * pp))
+        res, caveat = _replica(spec, row, row["chip"], system, tp, pp, replicas, scenario,
+                               formats, conv, serving, training)
+        if not res["batch"] or not math.isfinite(res.get("tpot", math.nan)):
+            if best is None:
+                best = (-math.inf, tp_ranks, res, caveat)
+            continue
+        speed = res["output_tokens_per_s"] * replicas
+        if best is None or speed > best[0]:
+            best = (speed, tp_ranks, res, caveat)
+    assert best is not None
+    _, tp_ranks, res, caveat = best
+    tp = max(1, tp_ranks // ranks)
+    replicas = max(1, total // (tp_ranks * pp))
+    if not row["tp"]:
+        notes.append(rules.note("tp", tp_ranks, "inference",
+                                "one TP group over the case's chips" if len(tps) == 1 else
+                                f"the fastest tp of {tps} whose replicas fit"))
+    if scenario == "offline" and not row["concurrency"]:
+        notes.append(rules.note("concurrency", "offline", "inference",
+                                f"offline, as many as fit: batch {res['batch']:.0f}"))
+    if not res["batch"] or not math.isfinite(res.get("tpot", math.nan)):
+        reason = caveat if caveat.startswith("server scenario: no") else \
+            "the model does not fit in memory by our model"
+        return math.nan, reason, {"tp": tp, "pp": pp, "batch": res["batch"]}, notes
+    caveats = [caveat] if caveat else []
+    if total % (tp_ranks * pp):
+        caveats.append(f"n_chips x ranks_per_chip = {total} is not a multiple of tp x pp = "
+                       f"{tp_ranks * pp}: {replicas} whole replicas counted")
+    scale = replicas if throughput else 1
+    if throughput and replicas > 1:
+        caveats.append(f"{replicas} replicas of tp {tp_ranks} x pp {pp} ranks")
+    value = {"output_tokens_per_s": res["output_tokens_per_s"] * scale,
+             "input_tokens_per_s": res["input_tokens_per_s"] * scale,
+             "tpot_ms": res["tpot"] * 1e3, "ttft_ms": res["ttft"] * 1e3}[row["metric"]]
+    return value, "; ".join(caveats), {"tp": tp, "pp": pp, "batch": res["batch"],
+                                       "replicas": replicas, "scenario": scenario}, notes
 
 
 def predict_inference(row: dict[str, str], conv: dict[str, Any],
@@ -427,6 +685,7 @@ def predict(rows: Iterable[dict[str, str]], params: TrainingParams | None = None
     shared).
     """
     conv = load_conventions()
+    families = load_families()
     params = params or load_training()
     out = []
     for row in rows:
@@ -440,7 +699,7 @@ def predict(rows: Iterable[dict[str, str]], params: TrainingParams | None = None
                     row, conv.get(src, {}), serving, params)
             elif kind == "training":
                 p.predicted, why, p.layout, p.defaults = _predict_training(
-                    row, conv.get(src, {}), params)
+                    row, training_conventions(row, conv, families), params)
             else:
                 why = _unpredictable(row)
         except TrnlabError as err:

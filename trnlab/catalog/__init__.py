@@ -18,11 +18,11 @@ from trnlab.catalog.dataset import chips_dataset, systems_dataset
 from trnlab.catalog.fields import Field
 from trnlab.catalog.loader import Catalog, load
 from trnlab.catalog.models import load_models, model, model_ids, spec
-from trnlab.catalog.records import PRECISIONS, Chip, Facility, Network, Price, System
+from trnlab.catalog.records import PRECISIONS, Chip, Fabric, Facility, Network, Price, System
 from trnlab.checks import ident
 from trnlab.errors import CatalogError
 
-__all__ = ["PRECISIONS", "Catalog", "Chip", "Facility", "Field", "Network", "Price", "System",
+__all__ = ["PRECISIONS", "Catalog", "Chip", "Fabric", "Facility", "Field", "Network", "Price", "System",
            "chip", "default", "facility", "load", "load_models", "model", "model_ids", "network",
            "price", "spec", "system",
            "systems_to_dataset", "to_dataset"]

@@ -58,19 +58,21 @@ def chips_dataset(cat: Catalog) -> xr.Dataset:
 def systems_dataset(cat: Catalog) -> xr.Dataset:
     """One row per system: chip, size, per-chip and aggregate peaks, memory and bandwidth."""
     systems = list(cat.systems.values())
-    chips = [cat.chips[s.chip] for s in systems]
     n = np.array([s.n_chips for s in systems], dtype=float)
     ds = xr.Dataset(coords={"system": [s.id for s in systems], "precision": list(PRECISIONS)})
     ds["chip"] = ("system", np.array([s.chip for s in systems]),
                   {"units": "1", "long_name": "chip id"})
     ds["n_chips"] = ("system", n, {"units": "1", "long_name": "chips in the scale-up domain"})
+    total = lambda s, get: sum(k * get(cat.chips[c]) for c, k in s.chip_counts.items())
     ds["peak_flops"] = (("system", "precision"),
-                        n[:, None] * np.array([[c.peak_flops.get(p, math.nan) for p in PRECISIONS]
-                                               for c in chips]),
+                        np.array([[total(s, lambda c, p=p: c.peak_flops.get(p, math.nan))
+                                   for p in PRECISIONS] for s in systems]),
                         {"units": "FLOP/s", "long_name": "dense peak of the system"})
-    ds["hbm_capacity"] = ("system", n * np.array([c.hbm_capacity for c in chips]),
+    ds["hbm_capacity"] = ("system", np.array([total(s, lambda c: c.hbm_capacity)
+                                              for s in systems]),
                           {"units": "B", "long_name": "HBM capacity of the system"})
-    ds["hbm_bandwidth"] = ("system", n * np.array([c.hbm_bandwidth for c in chips]),
+    ds["hbm_bandwidth"] = ("system", np.array([total(s, lambda c: c.hbm_bandwidth)
+                                               for s in systems]),
                            {"units": "B/s", "long_name": "HBM bandwidth of the system"})
     ds["scaleup_bandwidth"] = ("system", np.array([s.scaleup_bandwidth for s in systems]),
                                {"units": "B/s", "long_name": "scale-up bandwidth per chip"})

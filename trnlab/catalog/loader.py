@@ -9,16 +9,18 @@ import hashlib
 import math
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from trnlab.catalog.fields import Field, parse_field
-from trnlab.catalog.records import PRECISIONS, Chip, Facility, Network, Price, System
+from trnlab.catalog.records import PRECISIONS, Chip, Fabric, Facility, Network, Price, System
 from trnlab.errors import CatalogError, bad_value
 
-FILES = {"chip": "chips.toml", "system": "systems.toml", "network": "networks.toml",
-         "price": "prices.toml", "facility": "facility.toml"}
+FILES = {"chip": "chips.toml", "fabric": "fabrics.toml", "system": "systems.toml",
+         "network": "networks.toml", "price": "prices.toml", "facility": "facility.toml"}
+#: tables whose file may be absent (an empty table)
+OPTIONAL_FILES = ("fabric",)
 _ID = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
 _PEAK = ("flop_rate", (1e11, 1e17))
 
@@ -45,6 +47,15 @@ NUMERIC: dict[str, dict[str, tuple[str, bool, tuple[float, float]]]] = {
         "hbm_capacity": ("bytes", False, (4e9, 1e16)),
         "hbm_bandwidth": ("byte_rate", False, (1e11, 1e18)),
     },
+    "fabric": {
+        "bandwidth": ("byte_rate", True, (1e10, 1e14)),
+        "latency": ("time", True, (1e-8, 1e-3)),
+        "domain": ("count", True, (2, 1e5)),
+        "cross_vendor_rdma": ("count", True, (0.0, 1.0)),
+        "cross_vendor_loadstore": ("count", True, (0.0, 1.0)),
+        "cross_vendor_reduction": ("count", True, (0.0, 1.0)),
+        "cross_vendor_efficiency": ("count", True, (0.01, 1.0)),
+    },
     "network": {
         "bandwidth": ("byte_rate", True, (1e8, 1e12)),
         "latency": ("time", True, (1e-7, 1e-3)),
@@ -63,6 +74,9 @@ PLAIN: dict[str, dict[str, tuple[type, bool, tuple[str, ...] | None]]] = {
     "system": {"name": (str, True, None), "chip": (str, True, None),
                "scaleup_topology": (str, True, ("switched", "torus", "ring", "mesh")),
                "scaleout": (str, True, None), "chips_per_node": (int, False, None),
+               "members": (dict, False, None), "fabric": (str, False, None),
+               "note": (str, False, None)},
+    "fabric": {"name": (str, True, None), "kind": (str, True, ("nvlink", "ualink")),
                "note": (str, False, None)},
     "network": {"name": (str, True, None),
                 "kind": (str, True, ("infiniband", "roce", "efa", "dcn")),
@@ -102,6 +116,8 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 
 def _entries(path: Path, table: str, sources: set[str]) -> list[Entry]:
+    if table in OPTIONAL_FILES and not path.exists():
+        return []
     doc = read_toml(path)
     unknown = set(doc) - {table}
     if unknown:
@@ -173,7 +189,36 @@ def _chip(e: Entry) -> Chip:
                 int(_si(e, "ranks_per_chip", 1.0)))
 
 
-def _system(e: Entry, chips: dict[str, Chip], networks: dict[str, Network]) -> System:
+def _members(e: Entry, chips: dict[str, Chip], n_chips: float) -> tuple[tuple[str, int], ...]:
+    """The ``members = {chip = count, ...}`` of a mixed domain, checked: known chip ids, whole
+    positive counts adding up to ``n_chips``, the system's ``chip`` among them."""
+    raw = e.plain.get("members")
+    if raw is None:
+        return ()
+    out = []
+    for chip_id, count in raw.items():
+        if chip_id not in chips:
+            raise CatalogError(bad_value(e.where, "members", chip_id,
+                                         f"unknown chip id; known: {', '.join(sorted(chips))}"))
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise CatalogError(bad_value(e.where, f"members.{chip_id}", count,
+                                         "must be a whole number >= 1"))
+        out.append((chip_id, count))
+    if sum(c for _, c in out) != n_chips:
+        raise CatalogError(bad_value(e.where, "members", raw,
+                                     f"counts must add up to n_chips = {n_chips:g}"))
+    if e.plain["chip"] not in raw:
+        raise CatalogError(bad_value(e.where, "chip", e.plain["chip"],
+                                     "must be one of the members (the first one by convention)"))
+    return tuple(out)
+
+
+def _system(e: Entry, chips: dict[str, Chip], networks: dict[str, Network],
+            fabrics: dict[str, Fabric] | None = None) -> System:
+    fabrics = fabrics or {}
+    if "fabric" in e.plain and e.plain["fabric"] not in fabrics:
+        raise CatalogError(bad_value(e.where, "fabric", e.plain["fabric"],
+                                     f"unknown fabric id; known: {', '.join(sorted(fabrics))}"))
     chip = chips.get(e.plain["chip"])
     if chip is None:
         raise CatalogError(bad_value(e.where, "chip", e.plain["chip"],
@@ -188,16 +233,21 @@ def _system(e: Entry, chips: dict[str, Chip], networks: dict[str, Network]) -> S
     if per_node < 1 or n_chips % per_node:
         raise CatalogError(bad_value(e.where, "chips_per_node", per_node,
                                      f"must divide n_chips = {int(n_chips)}"))
+    members = _members(e, chips, n_chips)
+    counts = dict(members) if members else {chip.id: n_chips}
     for key in AGGREGATES:
         if key not in e.fields:
             continue
         chip_key = key.removeprefix("peak_")
-        per_chip = chip.peak_flops.get(chip_key) if key.startswith("peak_") \
-            else getattr(chip, key)
-        if per_chip is None:
-            raise CatalogError(bad_value(e.where, key, e.fields[key].value,
-                                         f"chip {chip.id} has no {key} to check it against"))
-        expected = n_chips * per_chip
+        expected = 0.0
+        for member, count in counts.items():
+            rec = chips[member]
+            per_chip = rec.peak_flops.get(chip_key) if key.startswith("peak_") \
+                else getattr(rec, key)
+            if per_chip is None:
+                raise CatalogError(bad_value(e.where, key, e.fields[key].value,
+                                             f"chip {rec.id} has no {key} to check it against"))
+            expected += count * per_chip
         if abs(e.fields[key].si / expected - 1) > AGGREGATE_TOLERANCE:
             raise CatalogError(bad_value(
                 e.where, key, e.fields[key].value,
@@ -206,7 +256,8 @@ def _system(e: Entry, chips: dict[str, Chip], networks: dict[str, Network]) -> S
                 f"difference {AGGREGATE_TOLERANCE:.0%})"))
     return System(e.id, e.plain["name"], e.fields, e.file, chip.id, int(n_chips), per_node,
                   e.plain["scaleup_topology"], _si(e, "scaleup_bandwidth", chip.scaleup_bandwidth),
-                  _si(e, "scaleup_latency"), e.plain["scaleout"], _si(e, "power"))
+                  _si(e, "scaleup_latency"), e.plain["scaleout"], _si(e, "power"), members,
+                  e.plain.get("fabric", ""))
 
 
 def _price(e: Entry, systems: dict[str, System]) -> Price:
@@ -236,6 +287,7 @@ class Catalog:
     prices: dict[str, Price]
     facilities: dict[str, Facility]
     digest: str
+    fabrics: dict[str, Fabric] = field(default_factory=dict)
 
     def _get(self, table: str, entry_id: str) -> Any:
         entries = getattr(self, {"facility": "facilities"}.get(table, f"{table}s"))
@@ -252,6 +304,9 @@ class Catalog:
 
     def network(self, network_id: str) -> Network:
         return self._get("network", network_id)
+
+    def fabric(self, fabric_id: str) -> Fabric:
+        return self._get("fabric", fabric_id)
 
     def price(self, price_id: str) -> Price:
         return self._get("price", price_id)
@@ -293,13 +348,19 @@ def load(root: Path) -> Catalog:
     networks = {e.id: Network(e.id, e.plain["name"], e.fields, e.file, e.plain["kind"],
                               _si(e, "bandwidth"), _si(e, "latency"))
                 for e in entries["network"]}
-    systems = {e.id: _system(e, chips, networks) for e in entries["system"]}
+    fabrics = {e.id: Fabric(e.id, e.plain["name"], e.fields, e.file, e.plain["kind"],
+                            _si(e, "bandwidth"), _si(e, "latency"), int(_si(e, "domain")),
+                            *(_si(e, f"cross_vendor_{k}") for k in ("rdma", "loadstore",
+                                                                    "reduction", "efficiency")))
+               for e in entries["fabric"]}
+    systems = {e.id: _system(e, chips, networks, fabrics) for e in entries["system"]}
     prices = {e.id: _price(e, systems) for e in entries["price"]}
     facilities = {e.id: Facility(e.id, e.plain.get("name", e.id), e.fields, e.file,
                                  _si(e, "system_overhead"), _si(e, "pue"))
                   for e in entries["facility"]}
     digest = hashlib.sha256()
     for name in ["sources.toml", *FILES.values()]:
-        digest.update(name.encode() + b"\0" + (root / name).read_bytes())
+        if (root / name).exists() or name not in (FILES[t] for t in OPTIONAL_FILES):
+            digest.update(name.encode() + b"\0" + (root / name).read_bytes())
     return Catalog(root, dict(raw_sources), chips, systems, networks, prices, facilities,
-                   digest.hexdigest()[:16])
+                   digest.hexdigest()[:16], fabrics)

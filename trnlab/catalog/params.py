@@ -22,11 +22,12 @@ from trnlab.errors import CatalogError, bad_value
 #: (:class:`trnlab.perf.train.Calibration`): the fitted and estimated efficiencies, then the
 #: constants fixed by the algorithms, the number formats and the mixed-precision recipe
 TRAIN_CALIBRATION = ("gemm_half_dim", "mem_eff", "layer_overhead", "layer_comm_overlap",
-                     "dp_overlap", "step_overhead", "mem_reserve", "attention_eff",
+                     "dp_overlap", "step_overhead", "mem_reserve",
                      "attention_backward_factor", "backward_memory_factor", "cp_overlap",
                      "zero3_comm_factor", "activation_bytes", "softmax_stat_bytes",
                      "logits_bytes", "weight_bytes", "grad_bytes", "grad_reduce_bytes",
-                     "optimizer_bytes", "optimizer_traffic", "zero3_regather_per_microbatch")
+                     "optimizer_bytes", "optimizer_traffic", "zero3_regather_per_microbatch",
+                     "fused_attention")
 #: fields of [param] in serving.toml that make up the serving model's calibration
 SERVE_CALIBRATION = ("mem_eff", "mem_reserve", "decode_half_rows", "per_sequence_overhead",
                      "activation_bytes")
@@ -115,6 +116,25 @@ def _load_serving(path_str: str) -> ServingParams:
     return ServingParams(t["param"], t["step_overhead"], doc.get("fit", {}), path)
 
 
+#: fields of [param] in moe.toml: the MoE terms of the training step
+#: (:class:`trnlab.perf.moe.MoECalibration`)
+MOE_CALIBRATION = ("ep_overlap", "a2a_dedup", "node_limit", "dispatch_bytes", "combine_bytes",
+                   "load_imbalance", "permute_copies", "router_traffic", "moe_layer_overhead")
+
+
+def load_moe(path: Path | None = None) -> dict[str, Field]:
+    """Read and validate ``data/perf/moe.toml`` (the MoE terms' constants, with provenance)."""
+    return _load_moe(str(path or data_dir() / "perf" / "moe.toml"))
+
+
+@lru_cache(maxsize=4)
+def _load_moe(path_str: str) -> dict[str, Field]:
+    path = Path(path_str)
+    _, t = _tables(path, ("param",))
+    _require(path, "param", t["param"], MOE_CALIBRATION)
+    return t["param"]
+
+
 @lru_cache(maxsize=2)
 def load_defaults(path: Path | None = None) -> dict[str, Field]:
     """Read and validate ``data/perf/defaults.toml``: values the engine uses where a user or a
@@ -200,3 +220,98 @@ def _load_formats(path_str: str) -> Formats:
         if table["narrow"]:
             narrow.add(name)
     return Formats(sizes, frozenset(narrow), path)
+
+
+#: the keys of a [stack.<family>] table of data/perf/stacks.toml and their allowed values
+STACK_KEYS = {"attention": ("fused", "materialised"), "tp_overlap": (True, False),
+              "fsdp_reshard": ("step", "microbatch")}
+
+
+@dataclass(frozen=True)
+class Stack:
+    """The software stack of a framework family (``data/perf/stacks.toml``)."""
+
+    family: str
+    attention: str  # "fused" (FlashAttention-class) or "materialised" (s x s scores in HBM)
+    attention_rate: float  # fused kernel's rate / the chip's FlashAttention-2-class rates [1]
+    tp_overlap: bool  # TP/SP collectives overlapped with the GEMMs
+    fsdp_reshard: str  # ZeRO-3/FSDP gathers: once per "step" or per "microbatch"
+    micro_batch: int  # default micro-batch when unstated (0 = search)
+    vpp: int  # default interleave when unstated
+    source: str
+    note: str
+
+
+@lru_cache(maxsize=2)
+def load_stacks(path: Path | None = None) -> dict[str, Stack]:
+    """Read and validate ``data/perf/stacks.toml``: family -> :class:`Stack` (``default``
+    always present)."""
+    path = path or data_dir() / "perf" / "stacks.toml"
+    raw = read_toml(path).get("stack", {})
+    out = {}
+    for family, t in raw.items():
+        where = f"{path.name}: [stack.{family}]"
+        for key, allowed in STACK_KEYS.items():
+            if t.get(key) not in allowed:
+                raise CatalogError(bad_value(where, key, t.get(key),
+                                             f"allowed: {', '.join(map(str, allowed))}"))
+        for key in ("micro_batch", "vpp"):
+            if not isinstance(t.get(key), int) or t[key] < (0 if key == "micro_batch" else 1):
+                raise CatalogError(bad_value(where, key, t.get(key), "a small integer"))
+        rate = t.get("attention_rate")
+        if not isinstance(rate, float | int) or not 0 < rate <= 2:
+            raise CatalogError(bad_value(where, "attention_rate", rate, "a number in (0, 2]"))
+        out[family] = Stack(family, t["attention"], float(rate), t["tp_overlap"],
+                            t["fsdp_reshard"],
+                            t["micro_batch"], t["vpp"], t.get("source", ""), t.get("note", ""))
+    if "default" not in out:
+        raise CatalogError(f"{path.name}: needs a [stack.default] table")
+    return out
+
+
+#: per-chip inputs of data/perf/chip_efficiency.toml
+CHIP_EFFICIENCY = ("gemm", "attn_fwd", "attn_bwd")
+
+
+@dataclass(frozen=True)
+class ChipEfficiency:
+    """``data/perf/chip_efficiency.toml``: per-chip kernel rates with provenance.
+
+    ``chips[chip][name]`` for ``name`` in :data:`CHIP_EFFICIENCY`: ``gemm`` = large BF16 GEMM
+    microbenchmark fraction of the dense peak, ``attn_fwd`` / ``attn_bwd`` = FlashAttention-class
+    forward / backward fraction of the BF16 peak; ``reference[vendor]`` = the chip on which the
+    vendor's fitted ``gemm_eff`` (training.toml) is measured; ``proxy`` = the calibrated vendor a
+    vendor without measurements borrows its framework efficiency from."""
+
+    chips: dict[str, dict[str, Field]]
+    reference: dict[str, str]
+    proxy: dict[str, str]
+    path: Path
+
+
+@lru_cache(maxsize=2)
+def load_chip_efficiency(path: Path | None = None) -> ChipEfficiency:
+    """Read and validate ``data/perf/chip_efficiency.toml`` (every chip of the catalog needs an
+    entry: a chip without measurements carries a projected value with its range)."""
+    path = path or data_dir() / "perf" / "chip_efficiency.toml"
+    doc = read_toml(path)
+    sources = _sources()
+    chips = {}
+    for chip_id, raw in doc.get("chip", {}).items():
+        catalog.chip(chip_id)  # an unknown chip id is an error
+        t = parse_table(raw, f"{path.name}: [chip.{chip_id}]", sources)
+        _require(path, f"chip.{chip_id}", t, CHIP_EFFICIENCY)
+        for name in CHIP_EFFICIENCY:
+            if not 0 < t[name].si <= 1:
+                raise CatalogError(bad_value(f"{path.name}: [chip.{chip_id}]", name,
+                                             t[name].value, "a fraction in (0, 1]"))
+        chips[chip_id] = t
+    missing = sorted(set(catalog.default().chips) - set(chips))
+    if missing:
+        raise CatalogError(f"{path.name}: no [chip.<id>] entry for {', '.join(missing)}")
+    reference = dict(doc.get("reference", {}))
+    for vendor, chip_id in reference.items():
+        if chip_id not in chips:
+            raise CatalogError(bad_value(f"{path.name}: [reference]", vendor, chip_id,
+                                         "a chip of this file"))
+    return ChipEfficiency(chips, reference, dict(doc.get("proxy", {})), path)

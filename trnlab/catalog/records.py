@@ -82,6 +82,34 @@ class System(Record):
     scaleup_latency: float
     scaleout: str
     power: float
+    members: tuple[tuple[str, int], ...] = ()  # (chip id, count) of a mixed domain, else ()
+    fabric: str = ""  # fabric id (fabrics.toml) of the scale-up network, if named
+
+    @property
+    def chip_counts(self) -> dict[str, int]:
+        """Chips per chip type: ``members`` of a mixed domain, else ``{chip: n_chips}``."""
+        return dict(self.members) if self.members else {self.chip: self.n_chips}
+
+    @property
+    def mixed(self) -> bool:
+        """Whether the domain holds more than one chip type."""
+        return len(self.chip_counts) > 1
+
+
+@dataclass(frozen=True)
+class Fabric(Record):
+    """A scale-up fabric that may join chips of several vendors: aggregate bidirectional
+    bandwidth per chip [B/s], latency per step [s], domain size [chips], and which operations
+    cross between vendors (1 yes, 0 no) with the achieved fraction of the link [1]."""
+
+    kind: str
+    bandwidth: float
+    latency: float
+    domain: int
+    cross_vendor_rdma: float
+    cross_vendor_loadstore: float
+    cross_vendor_reduction: float
+    cross_vendor_efficiency: float
 
 
 @dataclass(frozen=True)

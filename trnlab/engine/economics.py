@@ -7,14 +7,18 @@ vectorized power and cost models (:mod:`trnlab.perf.power`, :mod:`trnlab.perf.co
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 from trnlab import catalog, checks
-from trnlab.catalog.params import load_economics
-from trnlab.engine.hardware import precision_bytes
+from trnlab.catalog.params import TrainingParams, load_defaults, load_economics, load_training
+from trnlab.engine import serving, training
+from trnlab.engine.hardware import hardware, precision_bytes
+from trnlab.engine.layouts import divisors
 from trnlab.engine.points import serving_point, training_point
 from trnlab.engine.sampling import PERCENTILES, bands, central, draw, override
 from trnlab.errors import CatalogError
@@ -256,3 +260,85 @@ def break_even_table(model: str, systems: Sequence[str], ref_system: str, *, n_c
     tco = tco_per_chip_hour(systems, chip_w, 0, seed, overrides)[:, 0]
     cloud = np.array([cloud_price(s) for s in systems])
     return break_even_prices(rates, cloud, tco, systems.index(ref_system), target_ratio)
+
+
+# ------------------------------------------------------ rates at a swept scale-up bandwidth
+def scaleup_params(system: str, bandwidth: float | None,
+                   params: TrainingParams | None = None) -> TrainingParams:
+    """Training parameters under which ``system``'s scale-up bandwidth is ``bandwidth`` [B/s]
+    (aggregate bidirectional per chip; None: the catalog's). :func:`trnlab.engine.hardware.
+    hardware` multiplies the catalog bandwidth by the topology factor of ``system``'s scale-up
+    topology, so the factor is scaled by ``bandwidth / catalog bandwidth``; use the result for
+    ``system`` only (other systems of the same topology would be scaled too)."""
+    params = params or load_training()
+    if bandwidth is None:
+        return params
+    rec = catalog.system(system)
+    bandwidth = checks.positive("scaleup_params", "bandwidth", bandwidth, unit="B/s")
+    topo = params.topology[rec.scaleup_topology]
+    scaled = dataclasses.replace(topo, value=topo.value * bandwidth / rec.scaleup_bandwidth,
+                                 status="projected", note="scale-up bandwidth swept")
+    return dataclasses.replace(params, topology={**params.topology,
+                                                 rec.scaleup_topology: scaled})
+
+
+@lru_cache(maxsize=512)
+def training_rate(model: str, system: str, n_chips: int, precision: str,
+                  scaleup_bw: float | None = None) -> dict[str, float]:
+    """:func:`~trnlab.engine.points.training_point` (tokens/s per chip, MFU, compute and
+    memory shares) with ``system``'s scale-up bandwidth at ``scaleup_bw`` [B/s] (None: the
+    catalog's)."""
+    if scaleup_bw is None:
+        p = training_point(model, system, n_chips, precision)
+        return {k: p[k] for k in ("tokens_per_s_per_chip", "mfu", "compute_share",
+                                  "memory_share")}
+    ds = training.search(model, system, n_chips, precision=precision, top=1,
+                         params=scaleup_params(system, scaleup_bw))
+    if not ds.sizes["config"]:
+        return dict.fromkeys(("tokens_per_s_per_chip", "mfu", "compute_share",
+                              "memory_share"), float("nan"))
+    step = float(ds["step_time"][0])
+    comm = sum(float(ds[k][0]) for k in ("t_tp", "t_ep", "t_cp", "t_pp", "t_dp", "t_optimizer"))
+    return {"tokens_per_s_per_chip": float(ds["tokens_per_s_per_chip"][0]),
+            "mfu": float(ds["mfu"][0]), "compute_share": float(ds["t_compute"][0]) / step,
+            "memory_share": comm / step}
+
+
+@lru_cache(maxsize=512)
+def slo_rate(model: str, system: str, precision: str, input_len: int = 2048,
+             output_len: int = 512, tpot_ms: float = 50.0, ttft_ms: float = 2000.0,
+             scaleup_bw: float | None = None) -> dict[str, float]:
+    """Serving ``model`` on ``system`` with weights, activations and KV cache in ``precision``
+    under the SLO, over the layout grid of :func:`trnlab.engine.serving.frontier` (tp a divisor
+    of the scale-up domain, pp 1/2/4, attention-DP for MLA models, batch 1..4096), with the
+    scale-up bandwidth at ``scaleup_bw`` [B/s] (None: the catalog's).
+
+    Returns ``output_tokens_per_s_per_chip`` [token/s] of the best layout meeting both TPOT and
+    TTFT, its ``compute_share`` [1] (delivered / achievable FLOP/s, as
+    :func:`~trnlab.engine.points.serving_point`) and ``fastest_tpot`` [s], the lowest time per
+    output token of any layout that fits and meets the TTFT (the fastest response)."""
+    spec, sysrec = catalog.spec(model, "slo_rate"), catalog.system(system)
+    params = scaleup_params(system, scaleup_bw)
+    top = int(load_defaults()["max_attention_dp"].si) if spec.is_mla else 1
+    adps = np.array([d for d in divisors(top) if d & (d - 1) == 0])
+    tp, pp, adp, batch = (g.ravel() for g in np.meshgrid(
+        np.array(divisors(sysrec.n_chips)), np.array([1, 2, 4]), adps,
+        2.0 ** np.arange(13), indexing="ij"))
+    keep = serving.attention_tp_ok(spec, tp, adp) & ((tp * pp) <= sysrec.n_chips * 4)
+    tp, pp, adp, batch = tp[keep], pp[keep], adp[keep], batch[keep]
+    res = serving.evaluate(spec, sysrec.chip, system, tp=tp, pp=pp,
+                           ep=np.where(spec.moe_experts > 0, tp, 1), adp=adp, batch=batch,
+                           input_len=input_len, output_len=output_len, weights=precision,
+                           activations=precision, kv=precision, training=params)
+    ttft_ok = res["fits"] & (res["ttft"] * 1e3 <= ttft_ms)
+    ok = ttft_ok & (res["tpot"] * 1e3 <= tpot_ms)
+    nan = float("nan")
+    if not ok.any():
+        return {"output_tokens_per_s_per_chip": nan, "compute_share": nan,
+                "fastest_tpot": float(res["tpot"][ttft_ok].min()) if ttft_ok.any() else nan}
+    best = float(res["output_tokens_per_s_per_chip"][ok].max())
+    hw = hardware(sysrec.chip, system, precision, params)
+    flops = 2.0 * spec.flop_params * best * (1.0 + input_len / output_len)
+    return {"output_tokens_per_s_per_chip": best,
+            "compute_share": min(1.0, flops / (hw.peak_gemm * hw.gemm_eff)),
+            "fastest_tpot": float(res["tpot"][ttft_ok].min())}

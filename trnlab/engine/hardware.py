@@ -12,16 +12,22 @@ from typing import Any
 
 from trnlab import catalog
 from trnlab.catalog.params import (
+    CHIP_EFFICIENCY,
+    MOE_CALIBRATION,
     SERVE_CALIBRATION,
     TRAIN_CALIBRATION,
     ServingParams,
+    Stack,
     TrainingParams,
+    load_chip_efficiency,
     load_economics,
     load_formats,
+    load_moe,
     load_serving,
     load_training,
 )
 from trnlab.errors import ParameterError, bad_value
+from trnlab.perf.moe import MoECalibration
 from trnlab.perf.power import capped_clock_fraction
 from trnlab.perf.serve import ServeCalibration
 from trnlab.perf.train import Calibration, Hardware
@@ -52,7 +58,14 @@ def __getattr__(name: str) -> Any:
 def train_calibration(params: TrainingParams | None = None) -> Calibration:
     """The step model's :class:`~trnlab.perf.train.Calibration` from training.toml."""
     params = params or load_training()
-    return Calibration(**{k: params.fields[k].si for k in TRAIN_CALIBRATION})
+    return Calibration(**{k: params.fields[k].si for k in TRAIN_CALIBRATION},
+                       moe=moe_calibration())
+
+
+def moe_calibration() -> MoECalibration:
+    """The MoE terms' :class:`~trnlab.perf.moe.MoECalibration` from data/perf/moe.toml."""
+    fields = load_moe()
+    return MoECalibration(**{k: fields[k].si for k in MOE_CALIBRATION})
 
 
 def serve_calibration(params: ServingParams | None = None) -> ServeCalibration:
@@ -76,6 +89,43 @@ def system_of(chip_id: str) -> str:
         raise ParameterError(bad_value("hardware", "chip", chip_id,
                                        "no system of data/hardware/systems.toml uses it"))
     return max(systems, key=lambda s: s.n_chips).id
+
+
+def chip_gemm_eff(chip_id: str, params: TrainingParams | None = None) -> float:
+    """Large-GEMM BF16 efficiency of a chip in training [1]: the fitted ``gemm_eff`` of its
+    vendor (measured on the vendor's reference chip) x the chip's GEMM microbenchmark fraction
+    / the reference's (``data/perf/chip_efficiency.toml``). A vendor without a fitted value
+    borrows the one of its ``[proxy]`` vendor (same frameworks), scaled by the same ratio."""
+    params = params or load_training()
+    ce = load_chip_efficiency()
+    vendor = catalog.chip(chip_id).vendor
+    if vendor not in params.gemm_eff and vendor in ce.proxy:
+        vendor = ce.proxy[vendor]
+    ref = ce.reference.get(vendor)
+    ratio = ce.chips[chip_id]["gemm"].si / ce.chips[ref]["gemm"].si if ref else 1.0
+    return params.vendor_eff(vendor) * ratio
+
+
+def chip_inputs_band(chip_id: str) -> dict[str, tuple[float, float, float]]:
+    """The per-chip inputs of ``chip_id`` that are projected: name -> (value, low, high)
+    (``data/perf/chip_efficiency.toml``); empty when all are measured."""
+    rates = load_chip_efficiency().chips[chip_id]
+    return {k: (f.si, f.range[0], f.range[1]) for k, f in rates.items()
+            if k in CHIP_EFFICIENCY and f.status == "projected" and f.range}
+
+
+def with_stack(params: TrainingParams, stack: Stack) -> TrainingParams:
+    """``params`` with a framework family's software stack applied (``data/perf/stacks.toml``):
+    no TP overlap sets ``layer_comm_overlap`` to 0, a per-micro-batch FSDP reshard sets
+    ``zero3_regather_per_microbatch`` to 1, materialised attention ``fused_attention`` to 0."""
+    values = {}
+    if not stack.tp_overlap:
+        values["layer_comm_overlap"] = 0.0
+    if stack.fsdp_reshard == "microbatch":
+        values["zero3_regather_per_microbatch"] = 1.0
+    if stack.attention == "materialised":
+        values["fused_attention"] = 0.0
+    return params.replace(**values) if values else params
 
 
 def clock_fraction(chip_id: str, power_cap_w: float | None) -> float:
@@ -118,12 +168,14 @@ def hardware(chip_id: str, system_id: str, precision: str = "bf16",
     chip, system = cat.chip(chip_id), cat.system(system_id)
     net = cat.network(network_id or system.scaleout)
     coll = params.fields["collective_eff"].si
-    eff = params.vendor_eff(chip.vendor) * (
+    rates = load_chip_efficiency().chips[chip_id]
+    eff = chip_gemm_eff(chip_id, params) * (
         params.fields["fp8_gemm_factor"].si if precision in narrow_formats() else 1.0)
     clock = clock_fraction(chip_id, power_cap_w)
     return Hardware(
         peak_gemm=chip.peak(precision) * clock, peak_attn=chip.peak("bf16") * clock, gemm_eff=eff,
-        gemm_bytes=gemm_bytes, hbm_bw=chip.hbm_bandwidth, hbm_capacity=chip.hbm_capacity,
+        gemm_bytes=gemm_bytes, attn_fwd_eff=rates["attn_fwd"].si,
+        attn_bwd_eff=rates["attn_bwd"].si, hbm_bw=chip.hbm_bandwidth, hbm_capacity=chip.hbm_capacity,
         up_bw=system.scaleup_bandwidth / 2 * params.topology[system.scaleup_topology].si * coll,
         up_latency=system.scaleup_latency, domain=float(system.n_chips),
         out_bw=net.bandwidth * coll, out_latency=net.latency,

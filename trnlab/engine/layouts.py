@@ -3,7 +3,8 @@
 :data:`REASONS` is the one vocabulary of why a configuration is invalid, for training layouts,
 serving layouts (memory, SLO targets) and the studies that report them.
 
-A layout is tp x pp x dp x cp = n chips (ep divides dp; vpp interleaved chunks per stage), with
+A layout is tp x pp x dp x cp = n chips (ep divides the experts and tp x dp x cp: expert-parallel
+folding, Megatron-Core, expert-TP 1; vpp interleaved chunks per stage), with
 ZeRO stage, recompute and micro-batch. Layouts that break a rule stay in the arrays, masked with
 the first rule they break (:data:`REASONS`); they are never dropped silently.
 """
@@ -25,7 +26,7 @@ REASONS = {
     2: "fewer than one layer per pipeline chunk (pp x vpp > layers)",
     3: "dp x micro_batch does not divide the global batch",
     4: "tp spans more than one scale-up domain",
-    5: "ep does not divide the experts or dp",
+    5: "ep does not divide the experts or tp x dp x cp",
     6: "cp does not divide the sequence into 2 x cp chunks",
     7: "does not fit in HBM",
     8: "misses the time-per-output-token target",
@@ -75,7 +76,7 @@ def broken_rules(spec: TransformerSpec, tp: Any, pp: Any, dp: Any, cp: Any, ep: 
         pp * vpp > spec.dense_layers + spec.moe_layers,
         global_batch % (dp * micro_batch) != 0,
         (tp > domain) & (not tp_outside_domain),
-        (dp % ep != 0) | ((spec.moe_experts or 1) % ep != 0),
+        ((tp * dp * cp) % ep != 0) | ((spec.moe_experts or 1) % ep != 0),
         seq_len % (2 * cp) != 0,
     ]
 

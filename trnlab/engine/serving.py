@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,13 @@ from trnlab.engine.training import check_power_cap, pareto_front
 from trnlab.engine.variables import SERVING, attrs
 from trnlab.errors import CatalogError
 from trnlab.perf import comm
-from trnlab.perf.serve import ServeLayout, kv_bytes_per_token, prefill_time, serve
+from trnlab.perf.serve import (
+    ServeLayout,
+    kv_bytes_per_token,
+    prefill_time,
+    serve,
+    server_scenario,
+)
 from trnlab.workloads import TransformerSpec
 
 #: most requests per second per replica :func:`steady_state` takes [1/s]
@@ -121,6 +128,68 @@ def offline_throughput(spec: TransformerSpec | str, chip: str, system: str, *, t
                    output_len=output_len, weights=weights, activations=activations, kv=kv,
                    params=params, training=training)
     return {"batch": batch, **{k: float(v) for k, v in res.items()}}
+
+
+def server_throughput(spec: TransformerSpec | str, chip: str, system: str, *, tp: int,
+                      pp: int = 1, input_len: int, output_len: int, ttft_limit_s: float,
+                      tpot_limit_s: float, percentile: float = 99.0, max_batch: int = 8192,
+                      weights: str = "bf16", activations: str = "bf16", kv: str = "bf16",
+                      params: ServingParams | None = None,
+                      training: TrainingParams | None = None,
+                      points: int = 256) -> dict[str, float]:
+    """Server scenario: the highest Poisson request rate per replica whose ``percentile`` TTFT
+    and TPOT stay within ``ttft_limit_s`` and ``tpot_limit_s`` [s] (MLPerf Inference Server:
+    p99 limits of data/perf/benchmarks.toml) and whose peak batch fits in memory.
+
+    :func:`trnlab.perf.serve.server_scenario` is evaluated on a geometric grid of ``points``
+    mean batches from 1 to the most that fit (at most ``max_batch``), all at once; the rate is
+    increasing in the mean batch and so are the latencies, so the answer is the largest rate
+    among the grid points that meet every limit. Returns ``rate`` [1/s], ``batch`` (mean) [1],
+    ``output_tokens_per_s`` and ``input_tokens_per_s`` of the replica [1/s], ``tpot``,
+    ``ttft``, ``tpot_q``, ``ttft_q`` [s]; ``batch = 0`` and NaNs when no rate meets the limits
+    (``limited_by`` names the limit the smallest batch misses).
+    """
+    where = "server_throughput"
+    catalog.spec(spec, where)
+    _check_system(where, system, chip)
+    checks.positive_int(where, "tp", tp, checks.MAX_CHIPS)
+    checks.positive_int(where, "pp", pp, 1024)
+    _check_lengths(where, input_len, output_len)
+    checks.positive_int(where, "max_batch", max_batch, checks.MAX_BATCH)
+    _check_formats(where, weights, activations, kv)
+    ttft_limit_s = checks.positive(where, "ttft_limit_s", ttft_limit_s, unit="s")
+    tpot_limit_s = checks.positive(where, "tpot_limit_s", tpot_limit_s, unit="s")
+    if not 50.0 <= percentile < 100.0:
+        raise checks.fail(where, "percentile", percentile, "a number in [50, 100) [%]")
+    probe = evaluate(spec, chip, system, tp=tp, pp=pp, batch=1, input_len=input_len,
+                     output_len=output_len, weights=weights, activations=activations, kv=kv,
+                     params=params, training=training)
+    top = float(min(max_batch, probe["max_concurrency"]))
+    nan = {k: float("nan") for k in ("rate", "output_tokens_per_s", "input_tokens_per_s",
+                                     "tpot", "ttft", "tpot_q", "ttft_q")}
+    if top < 1:
+        return {"batch": 0.0, "limited_by": "memory", **nan}
+    params = params or load_serving()
+    m = serve_shape(catalog.spec(spec))
+    hw = hardware(chip, system, activations, training, serving=params)
+    lay = ServeLayout(tp=float(tp), pp=float(pp), ep=1.0, adp=1.0,  # as offline_throughput
+                      wbytes=format_bytes(weights), kvbytes=format_bytes(kv))
+    q = percentile / 100.0
+    z = NormalDist().inv_cdf(q)
+    batch = np.geomspace(1.0, top, points)
+    res = server_scenario(m, hw, lay, batch, float(input_len), float(output_len),
+                          serve_calibration(params), half_dim(training), z, q)
+    ok = (res["fits"] & (res["peak_batch"] <= top) & (res["ttft_q"] <= ttft_limit_s)
+          & (res["tpot_q"] <= tpot_limit_s))
+    if not ok.any():
+        first = ("memory" if not (res["fits"][0] and res["peak_batch"][0] <= top) else
+                 "ttft" if res["ttft_q"][0] > ttft_limit_s else "tpot")
+        return {"batch": 0.0, "limited_by": first, **nan}
+    i = int(np.argmax(np.where(ok, res["rate"], -np.inf)))
+    rate = float(res["rate"][i])
+    return {"batch": float(batch[i]), "limited_by": "", "rate": rate,
+            "output_tokens_per_s": rate * output_len, "input_tokens_per_s": rate * input_len,
+            **{k: float(res[k][i]) for k in ("tpot", "ttft", "tpot_q", "ttft_q")}}
 
 
 def frontier(model_id: TransformerSpec | str, system: str, *, input_len: int = 2048,

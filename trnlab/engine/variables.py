@@ -67,7 +67,50 @@ SERVING = {
     "chip_s_per_m_tokens": ("chip*s", "chip-seconds per million output tokens"),
     "usd_per_m_tokens": ("USD", "USD per million output tokens"),
 }
-VARIABLES = {**LAYOUT, **TRAINING, **SERVING}
+#: outputs of the mixed-rack study (:mod:`trnlab.studies.trainium4`)
+HETERO = {
+    "tokens_per_s_per_rack": ("token/s", "tokens per second per rack (output tokens serving, "
+                              "training tokens, rollout tokens RL)"),
+    "tokens_per_joule": ("token/J", "tokens per joule of facility energy"),
+    "share": ("1", "share of the rack's chips in the first role (prefill, attention, rollouts)"),
+    "chips_per_rack": ("chip", "chips per rack"),
+    "gain": ("1", "best mixed rack / best homogeneous rack (> 1: mixed better)"),
+    "gain_prob": ("1", "probability that the mixed rack is better"),
+    "gain_central": ("1", "best mixed / best homogeneous rack at the central inputs"),
+    "tornado_gain": ("1", "best mixed / best homogeneous rack with one input at an end of its "
+                     "range"),
+}
+#: outputs of the rack-level peer table (:mod:`trnlab.studies.peers`)
+PEERS = {
+    "rack_chips": ("chip", "chips per rack"),
+    "rack_peak_bf16": ("FLOP/s", "dense BF16 peak per rack"),
+    "rack_peak_fp8": ("FLOP/s", "dense FP8-class peak per rack"),
+    "rack_peak_fp4": ("FLOP/s", "dense FP4-class peak per rack (the FP8 rate where no faster "
+                      "FP4 path)"),
+    "rack_hbm_capacity": ("B", "HBM capacity per rack"),
+    "rack_hbm_bandwidth": ("B/s", "HBM bandwidth per rack"),
+    "rack_power": ("W", "IT power per rack at full load (chips x TDP x (1 + overhead))"),
+    "rack_price": ("USD/h", "listed on-demand price per rack-hour"),
+    "rack_tokens_per_s": ("token/s", "output tokens per second per rack at the SLO"),
+    "rack_tokens_per_joule": ("token/J", "output tokens per joule of facility energy"),
+    "rack_usd_per_m_tokens": ("USD", "USD per million output tokens (TCO, else list price)"),
+}
+#: outputs of training at scale (:mod:`trnlab.engine.scale`, :mod:`trnlab.studies.scale`)
+SCALE = {
+    "n_chips": ("chip", "chips in the job"),
+    "batch_tokens": ("token", "tokens per optimizer step"),
+    "step_fraction": ("1", "share of the step time"),
+    "job_mtbf": ("s", "mean time between job-interrupting failures"),
+    "checkpoint_interval": ("s", "checkpoint interval (Daly optimum)"),
+    "goodput": ("1", "useful training time / wall time"),
+    "days_to_train": ("day", "wall-clock days to train"),
+    "facility_power": ("W", "facility power of the job (chips, hosts, network, spares, cooling)"),
+    "network_power": ("W", "scale-out switches and optics"),
+    "power_swing": ("W", "facility power step when the job stops or restarts"),
+    "training_energy": ("J", "facility energy of the training run"),
+    "switches": ("1", "scale-out switches"),
+}
+VARIABLES = {**LAYOUT, **TRAINING, **SERVING, **HETERO, **PEERS, **SCALE}
 #: the parts of the step time, in the order they add up
 BREAKDOWN = ("t_compute", "t_tp", "t_ep", "t_cp", "t_pp", "t_dp", "t_bubble", "t_optimizer",
              "t_overhead")

@@ -19,6 +19,8 @@ class Hardware:
     peak_attn: Any  # dense BF16 peak, for the attention core [FLOP/s]
     gemm_eff: Any  # large-GEMM efficiency at that precision [1]
     gemm_bytes: Any  # GEMM operand size [B]
+    attn_fwd_eff: Any  # FlashAttention-class forward rate / BF16 peak [1]
+    attn_bwd_eff: Any  # ... of the backward, on its attention_backward_factor x work [1]
     hbm_bw: Any  # [B/s]
     hbm_capacity: Any  # [B]
     up_bw: Any  # [B/s]

@@ -23,6 +23,10 @@ Vectorized like :mod:`trnlab.perf.train`: every argument broadcasts. Units are S
 - **Continuous batching**: a replica holding B requests spends ``prefill(B x input)`` and
   ``output`` decode steps per B requests; with pipeline parallelism the B requests are split
   into pp micro-batches, one per stage (Yu et al., Orca, OSDI'22; Agrawal et al., Sarathi).
+- **Server scenario** (MLPerf Server, a Poisson request rate under p99 TTFT/TPOT limits):
+  :func:`server_scenario` closes Little's law with the prefills of arriving prompts
+  interrupting decode, the Poisson quantile of the batch in flight (:func:`poisson_quantile`)
+  and the M/D/1 wait for a prefill (:func:`md1_wait_quantile`, Pollaczek-Khinchine).
 """
 
 from __future__ import annotations
@@ -232,4 +236,77 @@ def serve(m: ServeShape, hw: Hardware, lay: ServeLayout, batch: Any, input_len: 
         "weights_per_chip": weight_bytes_per_chip(m, tp, pp, adp, wbytes) + 0.0 * batch,
         "max_concurrency": limit + 0.0 * batch,
         "fits": fits & xp.isfinite(cycle),
+    }
+
+
+def poisson_quantile(mean: Any, z: Any) -> Any:
+    """Quantile of a Poisson count of ``mean`` [1] at the standard-normal score ``z`` [1]: the
+    normal approximation ``mean + z sqrt(mean)``. Under Poisson arrivals the requests in flight
+    of a continuous-batching replica (every admitted request is served at once, an M/G/inf
+    system) are Poisson distributed (Kleinrock, Queueing Systems Vol. 1, sec. 3.7)."""
+    xp = xp_of(mean, z)
+    return mean + z * xp.sqrt(xp.maximum(mean, 0.0))
+
+
+def md1_wait_quantile(rho: Any, service: Any, q: Any) -> Any:
+    """Waiting time [s] of an M/D/1 queue (Poisson arrivals, deterministic ``service`` [s],
+    utilisation ``rho`` [1]) exceeded with probability ``1 - q``.
+
+    Pollaczek-Khinchine mean wait ``W = rho S / (2 (1 - rho))`` (c_s = 0), with the
+    exponential tail ``P(wait > t) = rho exp(-rho t / W)`` (exact for M/M/1, Kingman's
+    heavy-traffic law otherwise): ``t_q = (W / rho) ln(rho / (1 - q))`` when ``rho > 1 - q``,
+    else 0 (at least a fraction q of the requests do not wait). ``rho >= 1``: infinite.
+    """
+    xp = xp_of(rho, service, q)
+    r = xp.minimum(xp.maximum(xp.asarray(rho) * 1.0, 1e-12), 1.0 - 1e-12)
+    wait = r * service / (2.0 * (1.0 - r))
+    t = xp.where(r > 1.0 - q, wait / r * xp.log(xp.maximum(r / (1.0 - q), 1.0)), 0.0)
+    return xp.where(rho < 1.0, t, xp.inf)
+
+
+def server_scenario(m: ServeShape, hw: Hardware, lay: ServeLayout, mean_batch: Any,
+                    input_len: Any, output_len: Any, cal: ServeCalibration, half_dim: float,
+                    z: Any, q: Any) -> dict[str, Any]:
+    """Continuous batching of one replica under Poisson arrivals holding ``mean_batch``
+    requests on average (the MLPerf server scenario, vLLM ``--request-rate``).
+
+    - Decode steps of the mean batch take ``t = tpot(mean_batch)`` (:func:`serve`); prefills of
+      arriving prompts interrupt them at ``pb`` each, the prefill of ``B`` prompts batched as
+      the offline cycle batches them, divided by ``B`` (chunked prefill rides on the decode
+      steps that stream the weights anyway), so a request's time per output token is
+      ``T = t / (1 - rho)`` with the prefill utilisation ``rho = rate pb``.
+    - Little's law, ``mean_batch = rate (p1 + t + output T)`` with ``p1`` the prefill of one
+      prompt alone (its latency), is a quadratic in the rate; its smaller root, written
+      stably, is ``rate = 2 B / (b + sqrt(b^2 - 4 F pb B))`` with ``F = p1 + t``,
+      ``D = output t`` and ``b = F + D + B pb``.
+    - The p-quantile (score ``z``, probability ``q``) of the batch is
+      :func:`poisson_quantile`; TPOT at that batch, stretched by ``1 / (1 - rho)``, is the
+      quantile TPOT; TTFT is ``p1 + t`` plus the M/D/1 wait :func:`md1_wait_quantile` at
+      utilisation ``rho`` behind a prefill of ``p1``.
+
+    Returns ``rate`` [1/s], ``output_tokens_per_s`` [1/s] of the replica, ``tpot`` and ``ttft``
+    (means) and ``tpot_q``, ``ttft_q`` (quantiles) [s], ``peak_batch`` [1] and ``fits`` (the
+    peak batch's KV cache and the weights fit in HBM).
+    """
+    xp = xp_of(mean_batch, input_len, output_len)
+    res = serve(m, hw, lay, mean_batch, input_len, output_len, cal, half_dim)
+    t = res["tpot"]
+    p1 = prefill_time(m, hw, lay, 1.0, input_len, cal, half_dim)
+    pb = prefill_time(m, hw, lay, mean_batch, input_len, cal, half_dim) / mean_batch
+    f = p1 + t
+    b = f + output_len * t + mean_batch * pb
+    rate = 2.0 * mean_batch / (b + xp.sqrt(xp.maximum(b * b - 4.0 * f * pb * mean_batch, 0.0)))
+    rho = rate * pb
+    peak = poisson_quantile(mean_batch, z)
+    at_peak = serve(m, hw, lay, peak, input_len, output_len, cal, half_dim)
+    stretch = 1.0 / xp.maximum(1.0 - rho, 1e-12)
+    return {
+        "rate": rate,
+        "output_tokens_per_s": rate * output_len,
+        "tpot": t * stretch,
+        "ttft": f,
+        "tpot_q": at_peak["tpot"] * stretch,
+        "ttft_q": f + md1_wait_quantile(rho, p1, q),
+        "peak_batch": peak,
+        "fits": at_peak["fits"] & (rho < 1.0),
     }

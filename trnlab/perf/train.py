@@ -6,11 +6,15 @@ whole grid) or flat arrays of equal length (a list of configurations). Units are
 
 Model of the step (references in brackets):
 
-- Layout: ranks ordered tp (innermost), cp, dp, pp (outermost); ep is carved out of dp
-  (Megatron-Core). ``tp`` uses sequence parallelism (Korthikanti et al. 2022).
+- Layout: ranks ordered tp (innermost), cp, dp, pp (outermost); the experts regroup the
+  tp x cp x dp ranks of a stage as ep (innermost) x edp with expert-TP 1 (Megatron-Core
+  expert-parallel folding; MoE terms in :mod:`trnlab.perf.moe`). ``tp`` uses sequence
+  parallelism (Korthikanti et al. 2022).
 - Per micro-batch and pipeline stage, forward time = GEMMs (roofline with shape-dependent
-  efficiency, :mod:`trnlab.perf.compute`) + attention core (FlashAttention; its backward does
-  ``attention_backward_factor`` = 2.5x the forward matmul work, Dao 2023) + memory-bound ops +
+  efficiency, :mod:`trnlab.perf.compute`) + attention core (its own per-chip kernel rates,
+  forward and backward, of a FlashAttention-class kernel whose backward does
+  ``attention_backward_factor`` = 2.5x the forward matmul work, Dao 2023; or the materialised
+  ``s x s`` scores of a pre-FlashAttention stack, ``fused_attention`` = 0) + memory-bound ops +
   a fixed per-layer cost + exposed TP/EP/CP communication; backward is twice the forward GEMM
   work (data and weight gradients) and ``backward_memory_factor`` times the memory-bound work
   and fixed cost. Recompute runs parts of the forward again, as
@@ -45,7 +49,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trnlab.errors import ParameterError, bad_value
-from trnlab.perf import comm
+from trnlab.perf import comm, moe
 from trnlab.perf._xp import xp_of
 from trnlab.perf.compute import gemm_time, memory_time
 from trnlab.perf.hardware import Hardware
@@ -151,7 +155,6 @@ class Calibration:
     dp_overlap: float  # fraction of one micro-batch's compute that can hide DP traffic [1]
     step_overhead: float  # fixed cost per step (data loading, logging) [s]
     mem_reserve: float  # fraction of HBM not usable (runtime, fragmentation) [1]
-    attention_eff: float  # FlashAttention's efficiency relative to a large GEMM [1]
     attention_backward_factor: float  # FlashAttention backward / forward work [1]
     backward_memory_factor: float  # backward / forward of memory-bound ops and fixed cost [1]
     cp_overlap: float  # fraction of the attention core's time that hides the CP ring [1]
@@ -165,6 +168,12 @@ class Calibration:
     optimizer_bytes: float  # per parameter, master weights + Adam m, v [B]
     optimizer_traffic: float  # per parameter, HBM bytes moved by the Adam update [B]
     zero3_regather_per_microbatch: float  # ZeRO-3: 0 gathers once per step, 1 per micro-batch
+    fused_attention: float  # 1 FlashAttention-class kernel, 0 materialised s x s scores [1]
+    # the MoE terms (data/perf/moe.toml, :mod:`trnlab.perf.moe`): expert-parallel folding over
+    # tp x cp x dp with expert-TP 1, grouped GEMMs, hierarchical all-to-all with its own
+    # overlap, a fixed cost per MoE layer, load imbalance. None: the earlier MoE model (experts
+    # TP-sharded, all-to-all behind layer_comm_overlap, no MoE fixed cost)
+    moe: moe.MoECalibration | None = None
 
 
 @dataclass(frozen=True)
@@ -195,6 +204,14 @@ def _gemm_op(g: LayerGemm, tokens: Any, lay: Layout, hw: Hardware, cal: Calibrat
     """
     split = lay.tp * hw.ranks_per_chip
     m, count = tokens * g.m_per_token, g.count
+    if g.name in EXPERT and cal.moe is not None:  # grouped GEMM, expert-TP 1 (perf.moe)
+        cores = hw.ranks_per_chip  # the chip's E/ep experts spread over its cores
+        rows = moe.expert_rows(tokens / lay.tp, g.m_per_token * g.count, g.count, lay.ep,
+                               cal.moe.load_imbalance)
+        time = moe.grouped_gemm_time(rows, g.n, g.k, count / (lay.ep * cores),
+                                     hw.peak_gemm / cores, hw.gemm_eff, cal.gemm_half_dim,
+                                     hw.hbm_bw / cores, cal.mem_eff, hw.gemm_bytes)
+        return 2.0 * rows * g.n * g.k * count / lay.ep, time
     if g.name in EXPERT:  # E/ep experts per chip, each gets the tokens of the ep group
         m, count = m * lay.ep, count / lay.ep
     n = g.n / split if g.name in TP_COLUMN else g.n
@@ -214,16 +231,50 @@ def _gemms_time(gemms: tuple[LayerGemm, ...], tokens: Any, lay: Layout, hw: Hard
     return total
 
 
-def _attention_op(m: ModelShape, tokens: Any, seq_len: Any, tp: Any, hw: Hardware,
-                  cal: Calibration) -> tuple[Any, Any]:
-    """Forward FLOPs [FLOP] and time [s] of one layer's causal attention core on one chip:
-    ``2 T (s/2) (h/tp) (d_qk + d_v)`` FLOPs at the BF16 peak x FlashAttention's efficiency
-    relative to a GEMM x the shape factors of ``m = T`` query rows and ``n = s/2`` keys."""
+def _attention_times(m: ModelShape, tokens: Any, seq_len: Any, tp: Any, hw: Hardware,
+                     cal: Calibration) -> tuple[Any, Any, Any]:
+    """Forward FLOPs [FLOP], forward and backward time [s] of one layer's attention core on one
+    chip (``T`` = tokens of the micro-batch on the chip, ``s`` = sequence, ``a/tp`` heads).
+
+    Fused (``cal.fused_attention`` = 1, a FlashAttention-class kernel): the causal
+    ``2 T (s/2) (a/tp) (d_qk + d_v)`` FLOPs at the chip's forward attention rate
+    ``peak_bf16 x attn_fwd_eff`` (``data/perf/chip_efficiency.toml``: FlashAttention-2 50-73% of
+    A100, Dao 2023; FlashAttention-3 ~60-75% of H100, Shah et al. 2024), scaled for short
+    shapes by the GEMM shape factors of ``T`` query rows and ``s/2`` keys; the backward does
+    ``attention_backward_factor`` times that work at ``attn_bwd_eff``.
+
+    Materialised (0, attention before FlashAttention: Megatron-LM 2021 CoreAttention): the full
+    ``s x s`` score matrix of every head (the causal mask is applied after the product, so no
+    halving), two batched GEMMs per head and sequence at GEMM efficiency (``Q K^T``:
+    ``[s, d_qk] @ [d_qk, s]``; ``P V``: ``[s, s] @ [s, d_v]``), plus the softmax and dropout
+    passes over the scores, each reading and writing them once (2 x 2 x ``activation_bytes``
+    per score); the backward runs twice the GEMMs (gradients of both operands) and
+    ``backward_memory_factor`` times the memory passes.
+    """
     ctx = 0.5 * seq_len  # causal: mean keys per query
     flops = 2.0 * tokens * ctx * (m.heads / tp) * (m.qk_dim + m.v_dim)  # 2 per mul-add
-    return flops, flops / (hw.peak_attn * cal.attention_eff * hw.gemm_eff
-                           * tokens / (tokens + cal.gemm_half_dim)
-                           * ctx / (ctx + cal.gemm_half_dim))
+    if cal.fused_attention >= 1.0:
+        shape = tokens / (tokens + cal.gemm_half_dim) * ctx / (ctx + cal.gemm_half_dim)
+        t_fwd = flops / (hw.peak_attn * hw.attn_fwd_eff * shape)
+        t_bwd = cal.attention_backward_factor * flops / (hw.peak_attn * hw.attn_bwd_eff * shape)
+        return flops, t_fwd, t_bwd
+    heads = (tokens / seq_len) * (m.heads / tp)  # (sequence, head) pairs on the chip
+    gemms = heads * (gemm_time(seq_len, seq_len, m.qk_dim, hw.peak_attn, hw.gemm_eff,
+                               cal.gemm_half_dim, hw.hbm_bw, cal.mem_eff, cal.activation_bytes)
+                     + gemm_time(seq_len, m.v_dim, seq_len, hw.peak_attn, hw.gemm_eff,
+                                 cal.gemm_half_dim, hw.hbm_bw, cal.mem_eff,
+                                 cal.activation_bytes))
+    scores = heads * seq_len * seq_len
+    passes = memory_time(2.0 * 2.0 * cal.activation_bytes * scores, hw.hbm_bw, cal.mem_eff)
+    return flops, gemms + passes, 2.0 * gemms + cal.backward_memory_factor * passes
+
+
+def _attention_op(m: ModelShape, tokens: Any, seq_len: Any, tp: Any, hw: Hardware,
+                  cal: Calibration) -> tuple[Any, Any]:
+    """Forward FLOPs [FLOP] and time [s] of one layer's attention core on one chip
+    (:func:`_attention_times`)."""
+    flops, t_fwd, _ = _attention_times(m, tokens, seq_len, tp, hw, cal)
+    return flops, t_fwd
 
 
 def operator_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration
@@ -288,6 +339,23 @@ def _recomputed(m: ModelShape, recompute: Any, ft: Any) -> tuple[Any, Any, Any]:
             _by_mode(recompute, m.recompute_elementwise, ft))
 
 
+def _ep_overlap(cal: Calibration) -> float:
+    """Fraction of the expert all-to-all hidden behind compute [1]: its own parameter
+    (``moe.ep_overlap``), or the TP overlap in the earlier MoE model."""
+    return cal.layer_comm_overlap if cal.moe is None else cal.moe.ep_overlap
+
+
+def _moe_fixed(m: ModelShape, tokens: Any, hw: Hardware, cal: Calibration) -> Any:
+    """Forward fixed cost of one MoE layer on one chip beyond a dense layer's [s]
+    (:func:`trnlab.perf.moe.fixed_time`) for its ``tokens`` (after sequence parallelism); 0 in
+    the earlier model or without routed experts."""
+    down = [g for g in m.gemms_moe if g.name == "expert_down"]
+    if cal.moe is None or not down:
+        return 0.0
+    return moe.fixed_time(tokens, m.hidden, down[0].k, m.moe_active, down[0].count,
+                          cal.activation_bytes, hw.gemm_bytes, hw.hbm_bw, cal.mem_eff, cal.moe)
+
+
 def _stage_layers(m: ModelShape, pp: Any) -> tuple[Any, Any]:
     """Dense and MoE layers of the slowest pipeline stage: ``ceil(L/pp)`` layers when pp does
     not divide L (uneven stages, as Megatron-Core allows), split in the model's proportion."""
@@ -323,19 +391,19 @@ def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
     # sub-grid: tp, pp, cp, ep, micro_batch, seq_len, recompute, hardware
     t_gemm = ld * _gemms_time(m.gemms_dense, tokens, lay, hw, cal) \
         + lm * _gemms_time(m.gemms_moe, tokens, lay, hw, cal)
-    t_attn = (ld + lm) * _attention_op(m, tokens, s, tp, hw, cal)[1]
+    _, t_attn, t_attn_bwd = _attention_times(m, tokens, s, tp, hw, cal)
+    t_attn, t_attn_bwd = (ld + lm) * t_attn, (ld + lm) * t_attn_bwd
     t_elem = memory_time((ld * (cal.activation_bytes * m.elem_traffic_dense)
                           + lm * (cal.activation_bytes * m.elem_traffic_moe)) * tokens / tp,
                          hw.hbm_bw, cal.mem_eff)
-    t_fixed = (ld + lm) * cal.layer_overhead
+    t_fixed = (ld + lm) * cal.layer_overhead + lm * _moe_fixed(m, tokens / tp, hw, cal)
     logits = LayerGemm("logits", 1.0, m.hidden, m.vocab)
     t_logits_gemm = _gemms_time((logits,), tokens, lay, hw, cal)
     t_logits_mem = memory_time(  # the loss softmax reads and writes the logits once
         2.0 * cal.logits_bytes * tokens * m.vocab / tp, hw.hbm_bw, cal.mem_eff)
     fwd = t_gemm + t_attn + t_elem + t_fixed
     # GEMM backward = data + weight gradients, two GEMMs of the forward's size
-    bwd = 2.0 * t_gemm + cal.backward_memory_factor * (t_elem + t_fixed) \
-        + cal.attention_backward_factor * t_attn
+    bwd = 2.0 * t_gemm + cal.backward_memory_factor * (t_elem + t_fixed) + t_attn_bwd
     recompute = r_gemms * t_gemm + r_attn * t_attn + r_elem * t_elem + r_gemms * t_fixed
 
     # ---- communication inside the layers, per micro-batch per stage (fwd + bwd + recompute)
@@ -344,7 +412,14 @@ def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
     # two TP all-reduces per layer (after attention and after the MLP; with SP an all-gather +
     # reduce-scatter pair of the same volume), an EP dispatch and combine per MoE layer
     t_tp = passes * 2.0 * (ld + lm) * comm.all_reduce(act, *_group(tp, 1.0, hw))
-    t_ep = passes * 2.0 * lm * comm.all_to_all(act / tp * m.moe_active, *_group(ep, tp * cp, hw))
+    if cal.moe is None:
+        t_ep = passes * 2.0 * lm * comm.all_to_all(act / tp * m.moe_active,
+                                                   *_group(ep, tp * cp, hw))
+    else:  # EP folded innermost over tp x cp x dp: consecutive ranks (perf.moe)
+        ep_in = comm.members_in_domain(ep, 1.0, hw.domain)
+        t_ep = lm * moe.layer_all_to_all_time(tokens / tp, m.hidden, m.moe_active, ep, ep_in,
+                                              hw.up_bw, hw.up_latency, hw.out_bw,
+                                              hw.out_latency, cal.moe, r_gemms)
     kv = cal.activation_bytes * tokens * 2.0 * (m.kv_heads / tp) * m.qk_dim  # K and V [B]
     cp_n, cp_in = cp, comm.members_in_domain(cp, tp, hw.domain)
     cp_bw = xp.where(cp_in >= cp_n, hw.up_bw, hw.out_bw)
@@ -352,9 +427,8 @@ def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
     # the ring passes K, V around cp - 1 times in the forward, K, V and dK, dV in the backward
     t_cp_raw = 3.0 * (ld + lm) * (cp - 1.0) * comm.send_recv(kv, cp_bw, cp_lat)
     # ... hidden behind the attention core of the forward and the backward
-    t_cp = xp.maximum(t_cp_raw - cal.cp_overlap * (1.0 + cal.attention_backward_factor)
-                      * t_attn, 0.0)
-    exposed = (1.0 - cal.layer_comm_overlap) * (t_tp + t_ep)
+    t_cp = xp.maximum(t_cp_raw - cal.cp_overlap * (t_attn + t_attn_bwd), 0.0)
+    exposed = (1.0 - cal.layer_comm_overlap) * t_tp + (1.0 - _ep_overlap(cal)) * t_ep
     # logits: forward + backward (the logits are never recomputed)
     t_logits = 3.0 * t_logits_gemm + (1.0 + cal.backward_memory_factor) * t_logits_mem
     mb_compute = fwd + bwd + recompute + t_logits
@@ -364,10 +438,15 @@ def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
     emb = m.params_embedding / tp
     emb = xp.where(pp > 1, 0.5 * emb, emb)  # input embedding on the first stage, output on the last
     p_dense = (ld * m.params_dense_layer + lm * m.params_moe_shared) / tp + emb
-    p_expert = lm * m.params_experts / (ep * tp)
     dense_ar = comm.all_reduce(cal.grad_reduce_bytes * p_dense, *_group(dp * cp, tp, hw))
-    expert_ar = comm.all_reduce(cal.grad_reduce_bytes * p_expert,
-                                *_group(dp * cp / ep, tp * cp * ep, hw))
+    if cal.moe is None:
+        p_expert = lm * m.params_experts / (ep * tp)
+        expert_ar = comm.all_reduce(cal.grad_reduce_bytes * p_expert,
+                                    *_group(dp * cp / ep, tp * cp * ep, hw))
+    else:  # expert-TP 1: E/ep whole experts per chip, reduced over tp cp dp / ep ranks
+        p_expert = lm * m.params_experts / ep
+        expert_ar = comm.all_reduce(cal.grad_reduce_bytes * p_expert,
+                                    *_group(tp * dp * cp / ep, ep, hw))
     return {"mb_compute": mb_compute, "t_tp": t_tp, "t_ep": t_ep, "t_cp": t_cp, "t_mb": t_mb,
             "p_dense": p_dense, "p_expert": p_expert, "t_dp_raw": dense_ar + expert_ar,
             "r_gemms": r_gemms, "r_attn": r_attn, "r_elem": r_elem}
@@ -432,7 +511,7 @@ def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration,
     # ---- data parallel and optimizer (sub-grid: tp, pp, dp, cp, ep, zero, hardware)
     window = cal.dp_overlap * t_mb
     regather = cal.zero3_regather_per_microbatch > 0.0  # ZeRO-3 reshard policy (a scalar)
-    shard_d, shard_e = dp * cp, dp * cp / ep
+    shard_d, shard_e = dp * cp, dp * cp / ep if cal.moe is None else tp * dp * cp / ep
     p_all, p_shard = p_dense + p_expert, p_dense / shard_d + p_expert / shard_e
     t_opt = memory_time(cal.optimizer_traffic * xp.where(lay.zero >= 1, p_shard, p_all),
                         hw.hbm_bw, cal.mem_eff)
@@ -528,7 +607,7 @@ def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration,
     if "t_tp" in want:
         out["t_tp"] = n_mb * (1.0 - cal.layer_comm_overlap) * t_tp
     if "t_ep" in want:
-        out["t_ep"] = n_mb * (1.0 - cal.layer_comm_overlap) * t_ep
+        out["t_ep"] = n_mb * (1.0 - _ep_overlap(cal)) * t_ep
     if "t_cp" in want:
         out["t_cp"] = n_mb * t_cp
     if "t_pp" in want:

@@ -256,6 +256,18 @@ BOUNDS: dict[str, dict[str, Bounds]] = {
         "chip_power_w": _ranged(30, 5000, (0, 3)),  # W, the catalog's sane range of a TDP
         "system_overhead": _ranged(0, 3, (0, 3)),   # fraction of chip power
         "pue": _ranged(1, 3, (0, 3)),
+        "trn2_power_w": _ranged(30, 5000, (0, 3)),  # W
+        "trn3_mfu": _ranged(0.01, 5, (0, 3)),       # Trn3 delivered / modelled throughput
+        "trn3_scaleup_gbps": _ranged(1, 100_000, (0, 3)),  # GB/s per chip
+        "trn2_price": _ranged(0.01, 1000, (0, 3)),  # USD per chip-hour
+        "gpu_price": _ranged(0.01, 10, (0, 3)),     # fraction of the on-demand price
+    },
+    "08_rack_peer_table": {
+        "systems": SYSTEMS, "dense_model": MODEL, "moe_model": MODEL,
+        "precision": PRECISION, "input_len": TOKENS, "output_len": TOKENS,
+        "tpot_ms": Bounds(0, 60_000, low_open=True),
+        "ttft_ms": Bounds(0, 3_600_000, low_open=True),
+        "n_samples": SAMPLES, "seed": SEED,
     },
     "02_trainium3_training": {
         "model": MODEL, "systems": SYSTEMS, "system": SYSTEM, "heatmap_chips": CHIP_COUNT,
@@ -284,6 +296,25 @@ BOUNDS: dict[str, dict[str, Bounds]] = {
         "amortization_years": Bounds(1, 30, zero="the catalog"),
         "trn3_price": Bounds(0, 1000),               # USD/(chip*h); 0: no price scenario
         "n_samples": SAMPLES, "seed": SEED,
+    },
+    "06_trainium4_nvlink_fusion": {
+        "model": MODEL, "moe_model": MODEL, "input_len": TOKENS, "output_len": TOKENS,
+        "tpot_ms": Bounds(0, 60_000, low_open=True), "ttft_ms": Bounds(0, 3_600_000, low_open=True),
+        "precision": Bounds(choices=("bf16", "fp8", "fp4")),
+        "workloads": Bounds(choices=("serving", "afd", "training", "rl"), nonempty=True,
+                            unique=True),
+        "trn4_price": _ranged(0.01, 1000, (0, 1, 3)),   # USD per chip-hour
+        "rubin_price": _ranged(0.01, 1000, (0, 1, 3)),  # USD per GPU-hour
+        "trn4_tdp": _ranged(30, 5000, (0, 1, 3)),       # W, the catalog's sane range of a TDP
+        "rubin_tdp": _ranged(30, 5000, (0, 1, 3)),
+        "fabric_efficiency": _ranged(0.01, 1, (0, 1, 3)),
+        "n_samples": SAMPLES, "seed": SEED,
+    },
+    "07_trainium3_scale": {
+        "model": MODEL, "systems": SYSTEMS, "chips": CHIP_COUNTS, "train_tokens": TOKEN_BUDGET,
+        "weak_tokens_per_chip": Bounds(1, 1e9),     # tokens per chip of the weak-scaling batch
+        "seq_len": TOKENS, "n_trials": SAMPLES, "seed": SEED,
+        "intervals_min": Bounds(0, 1e6, low_open=True, nonempty=True, unique=True),
     },
 }
 

@@ -1,12 +1,29 @@
-"""The Trainium3 claims ledger: every published claim recomputed from the catalog.
+"""The Trainium3 claims ledger: every published claim recomputed on every fair basis.
 
-Claims live in ``data/claims/trainium3.toml`` (text, published value, source, and the name of
-the check below). Each check recomputes the claim from ``data/hardware`` and returns a verdict:
+Claims live in ``data/claims/trainium3.toml`` (text, published value, source, the basis the
+source states, and the name of the check below). A check computes the claimed quantity on each
+basis the claim could mean (per chip and per UltraServer; training and SLO-bound serving; BF16,
+FP8/MXFP8 and FP4; Trn2 and Trn3 where the claim is about "Trainium"), as a function of the
+projected inputs (chip powers, Trn3's delivered throughput, Trn3's scale-up bandwidth, prices,
+system overhead, PUE; each ``[low, central, high]``, overridable through :class:`Assumptions`).
 
-- ``holds``: the catalog reproduces the published number (within 5%) on the stated basis;
-- ``partly``: it holds only on a narrower basis (a precision, per server not per chip, a unit);
-- ``inconsistent``: no basis reproduces it, or it contradicts other claims;
-- ``not-checkable``: it needs a model or a fact trnlab does not have yet (the reason says which).
+**The rule** (applied by :func:`verdict_of` to numbers; no verdict is written per claim). A
+basis reproduces a published number when, at the central inputs, the computed number agrees
+within :data:`TOLERANCE` (``equal``), or is no worse than it (``at_least`` / ``at_most``), or
+falls in the published range. Each basis gets ``holds`` (reproduces it at the central inputs),
+``partly`` (reproduces it only somewhere within the input ranges: between its two corners, every
+input at the end that lowers, resp. raises, the number), ``inconsistent`` (nowhere within the
+ranges) or ``not-checkable`` (no number to compare with). The claim then:
+
+- **holds** when its own stated basis reproduces it: every basis carrying the tags the source
+  states (``basis`` in the TOML) holds (``quantifier = "any"``, the 'up to' claims: one does);
+- **partly** when only some fair bases reproduce it (hold, or hold within the input ranges);
+- **inconsistent** when no fair basis reproduces it anywhere within the input ranges;
+- **not-checkable** when nothing public constrains it (no basis has a number to compare with).
+
+Reasons are written from the computed numbers. Claims resting on a projected input carry a
+``sensitivity`` (tornado): the number on the claim's primary basis and the verdict with each
+input at its low and its high end, the others central.
 """
 
 from __future__ import annotations
@@ -14,8 +31,8 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,24 +44,30 @@ from trnlab import checks
 from trnlab._paths import data_dir
 from trnlab.catalog.fields import Field, parse_field
 from trnlab.catalog.loader import read_toml
+from trnlab.catalog.params import load_economics
 from trnlab.catalog.units import dimension
-from trnlab.engine.economics import break_even_table, cloud_price, power_inputs
+from trnlab.engine.economics import break_even_prices, cloud_price, slo_rate, training_rate
 from trnlab.engine.hardware import precision_bytes
-from trnlab.engine.points import training_point
-from trnlab.engine.sampling import bands
 from trnlab.engine.variables import attrs
 from trnlab.errors import CatalogError, ParameterError, bad_value
 from trnlab.perf import power
 
 VERDICTS = ("holds", "partly", "inconsistent", "not-checkable")
-AGREEMENT = 0.05  # relative difference within which a published number "holds"
+TOLERANCE = 0.05  # relative difference within which a computed number reproduces a published one
+AGREEMENT = TOLERANCE  # the name earlier versions used
+SENSES = ("equal", "at_least", "at_most")
+QUANTIFIERS = ("all", "any")
 TRN2, TRN3 = "trn2", "trn3"
-#: the random stream of a user-set Trn3 power range: apart from the catalog's power inputs
-TRN3_POWER_STREAM = 7
 TRN2_SERVER, TRN3_SERVER, TRN3_SERVER_64 = "trn2-ultraserver", "trn3-ultraserver", \
     "trn3-ultraserver-64"
+TRN2_INSTANCE = "trn2-48xl"  # the Trn2 system with a listed price (per chip-hour)
+GPUS = ("dgx-h100", "dgx-h200", "dgx-b200")  # on-demand GPU systems of the cost claim
+TRN1, A100_40 = "trn1-32xl", "hgx-a100-40gb"  # the older Trainium and GPU rentals (p4d)
+#: precisions of the bases: label -> precision id (Trn2 has no FP4: it falls back to cFP8)
+PRECISIONS = {"BF16": "bf16", "FP8": "fp8", "FP4": "mxfp4"}
 
 
+# ------------------------------------------------------------------------------- the claims
 @dataclass(frozen=True)
 class Claim:
     """A published claim as written in ``data/claims``."""
@@ -53,68 +76,11 @@ class Claim:
     text: str
     check: str
     published: Field
-
-
-@dataclass(frozen=True)
-class Finding:
-    """What a check computed. ``value``, ``low``, ``high`` are in ``unit`` (NaN: none);
-    ``status`` is ``derived`` (from catalog figures) or ``projected`` (rests on projected power
-    or price inputs)."""
-
-    computed: str
-    verdict: str
-    reason: str
-    value: float = math.nan
-    low: float = math.nan
-    high: float = math.nan
-    unit: str = "1"
-    status: str = "derived"
-
-
-@dataclass(frozen=True, kw_only=True)
-class Verdict(Finding):
-    """One row of the ledger: a :class:`Finding` with the claim it answers."""
-
-    id: str
-    claim: str
-    published: str
-    check: str = ""
-    published_value: float = math.nan
-    published_unit: str = "1"
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON row of ``trnlab claims --json``."""
-        out: dict[str, Any] = {"id": self.id, "claim": self.claim, "published": self.published,
-                               "computed": self.computed, "verdict": self.verdict,
-                               "reason": self.reason}
-        if math.isfinite(self.low) and math.isfinite(self.high):
-            out["range"] = [_sig(self.low), _sig(self.high)]
-            out["range_unit"] = self.unit
-        return out
-
-
-@dataclass(frozen=True)
-class Assumptions:
-    """Inputs that are not facts: cluster size, power ranges (default: the catalog's), and the
-    reference workload of the energy and cost claims."""
-
-    cluster_chips: int = 1_000_000
-    chip_power_w: tuple[float, float, float] | None = None  # Trn3: low, central, high [W]
-    system_overhead: tuple[float, float, float] | None = None  # [1]
-    pue: tuple[float, float, float] | None = None  # [1]
-    model: str = "llama3-405b"  # reference training workload
-    n_chips: int = 16384
-    precision: str = "fp8"  # FP8-class: the format of the compute claims
-    n_samples: int = 2000  # Monte-Carlo samples of the ranged power and price inputs
-    seed: int = 0
-
-
-def _sig(x: float, digits: int = 3) -> float:
-    return float(f"{x:.{digits}g}") if math.isfinite(x) else x
-
-
-def _agrees(published: float, computed: float) -> bool:
-    return abs(computed / published - 1) <= AGREEMENT
+    basis: tuple[str, ...] = ()
+    sense: str = "equal"
+    quantifier: str = "all"
+    target: Field | None = None  # what the checked quantity must reach, when not ``published``
+    relayed: Field | None = None  # a likely relayed wording, tested as its own basis
 
 
 def load_claims(path: Path | None = None) -> list[Claim]:
@@ -131,244 +97,481 @@ def load_claims(path: Path | None = None) -> list[Claim]:
         if raw["check"] not in CHECKS:
             raise CatalogError(bad_value(where, "check", raw["check"],
                                          f"allowed: {', '.join(CHECKS)}"))
-        unit = raw["published"].get("unit", "") if isinstance(raw["published"], dict) else ""
-        dim = dimension(unit) if unit in _catalog.units.UNITS else "count"
-        claims.append(Claim(cid, raw["text"], raw["check"],
-                            parse_field(raw["published"], where, "published", dim, sources)))
+        for key, allowed in (("sense", SENSES), ("quantifier", QUANTIFIERS)):
+            if key in raw and raw[key] not in allowed:
+                raise CatalogError(bad_value(where, key, raw[key],
+                                             f"allowed: {', '.join(allowed)}"))
+        basis = raw.get("basis", [])
+        if not isinstance(basis, list) or not all(isinstance(t, str) for t in basis):
+            raise CatalogError(bad_value(where, "basis", basis, "a list of tags"))
+        fields = {}
+        for key in ("published", "target", "relayed"):
+            if key in raw:
+                unit = raw[key].get("unit", "") if isinstance(raw[key], dict) else ""
+                dim = dimension(unit) if unit in _catalog.units.UNITS else "count"
+                fields[key] = parse_field(raw[key], where, key, dim, sources)
+        claims.append(Claim(cid, raw["text"], raw["check"], fields["published"], tuple(basis),
+                            raw.get("sense", "equal"), raw.get("quantifier", "all"),
+                            fields.get("target"), fields.get("relayed")))
     return claims
 
 
-# ---------------------------------------------------------------- checks, one per claim kind
+def _claim_inputs(path: Path | None = None) -> dict[str, Field]:
+    """The ``[input.*]`` fields of the claims file (the claims' own projected inputs)."""
+    path = path or data_dir() / "claims" / "trainium3.toml"
+    sources = set(_catalog.default().sources)
+    return {k: parse_field(v["value"], f"{path.name}: [input.{k}]", "value", "count", sources)
+            for k, v in read_toml(path).get("input", {}).items()}
+
+
+# ------------------------------------------------------------------------- projected inputs
+@dataclass(frozen=True)
+class Input:
+    """A projected input: label, unit of its values, and ``[low, central, high]``."""
+
+    name: str
+    label: str
+    unit: str
+    low: float
+    central: float
+    high: float
+
+
+def _triple(f: Field, scale: float = 1.0) -> tuple[float, float, float]:
+    return f.low / scale, f.si / scale, f.high / scale
+
+
+def default_inputs() -> dict[str, Input]:
+    """Every projected input of the checks at the catalog's ranges (prices: the listed kinds).
+
+    ``trn3_scaleup`` spans the readings of Trn3's scale-up bandwidth the sources give (the
+    704 GB/s link description to the 2.56 TB/s aggregate); ``trn2_price`` spans Trn2's listed
+    spot and capacity-block prices (central: capacity block); ``gpu_price`` is the GPUs' price as
+    a fraction of on-demand, down to the lowest capacity-block / on-demand ratio listed.
+    """
+    cat = _catalog.default()
+    t2, t3 = cat.chip(TRN2), cat.chip(TRN3)
+    bw = t3.fields["scaleup_bandwidth"]
+    bws = [bw.si, *(a.si for a in bw.alt)]
+    fac = cat.facility().fields
+    cb = cloud_price(TRN2_INSTANCE, "capacity_block")
+    spot = cloud_price(TRN2_INSTANCE, "spot")
+    ratios = [cloud_price(g, "capacity_block") / cloud_price(g) for g in GPUS]
+    ratios = [r for r in ratios if math.isfinite(r)] or [1.0]
+    mfu = _claim_inputs()["trn3_mfu"]
+    rows = [("trn2_power", "Trn2 chip TDP", "W", _triple(t2.fields["tdp"])),
+            ("trn3_power", "Trn3 chip TDP", "W", _triple(t3.fields["tdp"])),
+            ("trn3_mfu", "Trn3 throughput / model", "1", _triple(mfu)),
+            ("trn3_scaleup", "Trn3 scale-up bandwidth", "GB/s",
+             (min(bws) / 1e9, bw.si / 1e9, max(bws) / 1e9)),
+            ("trn2_price", "Trn2 price", "USD/(chip*h)", (min(spot, cb), cb, cb)),
+            ("gpu_price", "GPU price / on-demand", "1", (min(ratios), 1.0, 1.0)),
+            ("system_overhead", "system overhead", "1", _triple(fac["system_overhead"])),
+            ("pue", "PUE", "1", _triple(fac["pue"]))]
+    return {n: Input(n, label, unit, *v) for n, label, unit, v in rows}
+
+
+#: Assumptions field -> the input it overrides
+_OVERRIDES = {"trn2_power_w": "trn2_power", "chip_power_w": "trn3_power",
+              "trn3_mfu": "trn3_mfu", "trn3_scaleup_gbps": "trn3_scaleup",
+              "trn2_price": "trn2_price", "gpu_price": "gpu_price",
+              "system_overhead": "system_overhead", "pue": "pue"}
+#: bounds of the ranged assumptions: (low, low is open)
+_RANGE_BOUNDS = {"chip_power_w": (0.0, True), "trn2_power_w": (0.0, True),
+                 "trn3_mfu": (0.0, True), "trn3_scaleup_gbps": (0.0, True),
+                 "trn2_price": (0.0, True), "gpu_price": (0.0, True),
+                 "system_overhead": (0.0, False), "pue": (1.0, False)}
+
+
+@dataclass(frozen=True)
+class Assumptions:
+    """Inputs that are not facts: the cluster size, the projected inputs (each ``(low, central,
+    high)`` in the unit of its name; None: the catalog's), and the reference workloads."""
+
+    cluster_chips: int = 1_000_000
+    chip_power_w: tuple[float, float, float] | None = None  # Trn3 chip TDP [W]
+    trn2_power_w: tuple[float, float, float] | None = None  # Trn2 chip TDP [W]
+    trn3_mfu: tuple[float, float, float] | None = None  # Trn3 delivered / modelled [1]
+    trn3_scaleup_gbps: tuple[float, float, float] | None = None  # Trn3 scale-up [GB/s]
+    trn2_price: tuple[float, float, float] | None = None  # [USD/(chip*h)]
+    gpu_price: tuple[float, float, float] | None = None  # fraction of on-demand [1]
+    system_overhead: tuple[float, float, float] | None = None  # [1]
+    pue: tuple[float, float, float] | None = None  # [1]
+    model: str = "llama3-405b"  # reference training workload
+    n_chips: int = 16384
+    precision: str = "fp8"  # training precision of the power and cost bases
+    serve_model: str = "llama3-70b"  # dense serving workload
+    moe_model: str = "qwen3-235b-a22b"  # MoE serving workload (the GPT-OSS proxy)
+    input_len: int = 2048
+    output_len: int = 512
+    tpot_ms: float = 50.0
+    ttft_ms: float = 2000.0
+
+
+def inputs_for(assume: Assumptions) -> dict[str, Input]:
+    """:func:`default_inputs` with ``assume``'s overrides."""
+    out = default_inputs()
+    for attr, name in _OVERRIDES.items():
+        v = getattr(assume, attr)
+        if v is not None:
+            i = out[name]
+            out[name] = Input(name, i.label, i.unit, *(float(x) for x in v))
+    return out
+
+
+# ----------------------------------------------------------------------------- bases, rule
+@dataclass(frozen=True)
+class Basis:
+    """One reading of a claim and the number it gives (``value`` in ``unit``; NaN: none).
+
+    ``target`` (NaN: the claim's) and ``target_range`` override what the number must reach;
+    ``sense`` overrides the claim's."""
+
+    name: str
+    value: float
+    unit: str = "1"
+    tags: frozenset[str] = frozenset()
+    target: float = math.nan
+    target_range: tuple[float, float] | None = None
+    sense: str | None = None
+    checkable: bool = True
+
+
+def _reproduces(value: float, target: float, sense: str,
+                target_range: tuple[float, float] | None) -> bool:
+    if not math.isfinite(value):
+        return False
+    if target_range is not None:
+        return target_range[0] <= value <= target_range[1]
+    if sense == "at_least":
+        return value >= target * (1 - TOLERANCE)
+    if sense == "at_most":
+        return value <= target * (1 + TOLERANCE)
+    return abs(value / target - 1) <= TOLERANCE
+
+
+def _reproduces_within(low: float, high: float, target: float, sense: str,
+                       target_range: tuple[float, float] | None) -> bool:
+    """Whether some number between ``low`` and ``high`` reproduces the target."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return False
+    lo, hi = min(low, high), max(low, high)
+    if target_range is not None:
+        return hi >= target_range[0] and lo <= target_range[1]
+    if sense == "at_least":
+        return hi >= target * (1 - TOLERANCE)
+    if sense == "at_most":
+        return lo <= target * (1 + TOLERANCE)
+    return hi >= target * (1 - TOLERANCE) and lo <= target * (1 + TOLERANCE)
+
+
+def basis_verdict(b: Basis, claim: Claim, low: float | None = None,
+                  high: float | None = None) -> str:
+    """The rule on one basis: holds / partly (only within the input ranges, ``low``..``high``)
+    / inconsistent / not-checkable (no number, or nothing to compare it with)."""
+    target, sense, rng = _target(b, claim)
+    if not b.checkable or not math.isfinite(b.value) or not (
+            math.isfinite(target) or rng is not None):
+        return "not-checkable"
+    if _reproduces(b.value, target, sense, rng):
+        return "holds"
+    lo = b.value if low is None else low
+    hi = b.value if high is None else high
+    return "partly" if _reproduces_within(lo, hi, target, sense, rng) else "inconsistent"
+
+
+def _target(b: Basis, claim: Claim) -> tuple[float, str, tuple[float, float] | None]:
+    sense = b.sense or claim.sense
+    if b.target_range is not None or math.isfinite(b.target):
+        return b.target, sense, b.target_range
+    if claim.target is not None:
+        t = claim.target
+        return t.value, sense, (t.range if t.range else None)
+    return claim.published.value, sense, None
+
+
+def stated(b: Basis, claim: Claim) -> bool:
+    """Whether ``b`` is the claim's own stated basis: it carries every tag the source states and
+    is not an alternative reading (tag ``alt``, ``relayed``, ``claims``)."""
+    return set(claim.basis) <= b.tags and not ({"alt", "relayed", "claims"} & b.tags)
+
+
+def verdict_of(claim: Claim, bases: Sequence[Basis], verdicts: Sequence[str]) -> str:
+    """The claim's verdict from its bases' verdicts (the rule of the module docstring)."""
+    checkable = [(b, v) for b, v in zip(bases, verdicts, strict=True) if v != "not-checkable"]
+    if not checkable:
+        return "not-checkable"
+    own = [v for b, v in checkable if stated(b, claim)]
+    if own:
+        agg = all if claim.quantifier == "all" else any
+        if agg(v == "holds" for v in own):
+            return "holds"
+    if any(v in ("holds", "partly") for _, v in checkable):
+        return "partly"
+    return "inconsistent"
+
+
+# ------------------------------------------------------------------------------- the checks
 @dataclass(frozen=True)
 class _Ctx:
     cat: _catalog.Catalog
     assume: Assumptions
-    claims: tuple[Claim, ...]  # all published claims (some checks weigh one against another)
+    claims: tuple[Claim, ...]
+
+    def published(self, check: str) -> Claim:
+        return next(c for c in self.claims if c.check == check)
 
 
-
-def _paired(a: Field, b: Field) -> list[float]:
-    """a/b for the values used and for each pair of alternatives (same source convention)."""
-    ratios = [a.si / b.si]
-    ratios += [x.si / y.si for x, y in zip(a.alt, b.alt, strict=False)]
-    return ratios
+Check = Callable[[_Ctx, Mapping[str, float]], list[Basis]]
 
 
-def _chip_peak(c: _Ctx, pub: Field) -> Finding:
+def _tags(*tags: str) -> frozenset[str]:
+    return frozenset(t.lower() for t in tags)
+
+
+def _chip_peak(c: _Ctx, x: Mapping[str, float]) -> list[Basis]:
     t3 = c.cat.chip(TRN3)
-    match = [p for p, v in t3.peak_flops.items() if _agrees(pub.si, v)]
-    bf16 = t3.peak_flops["bf16"]
-    computed = (f"{t3.peak('mxfp8') / 1e15:.3f} PFLOP/s dense at {'/'.join(match) or 'none'}; "
-                f"BF16 {bf16 / 1e15:.3f} PFLOP/s")
-    if not match:
-        return Finding(computed, "inconsistent", "no precision of the catalog reaches it")
-    return Finding(computed, "partly",
-            f"only in {', '.join(m.upper() for m in match)} (dense): MXFP4 runs at the MXFP8 rate, "
-            f"so there is no 2x for 4-bit; BF16/FP16 dense is {bf16 / 1e15:.3f} PFLOP/s, "
-            f"{t3.peak('mxfp8') / bf16:.2f}x less", t3.peak("mxfp8") / 1e15,
-            bf16 / 1e15, t3.peak("mxfp8") / 1e15, "PFLOP/s")
+    return [Basis(f"per chip, {label} dense", t3.peak(p) / 1e15, "PFLOP/s", _tags("chip", label))
+            for label, p in PRECISIONS.items()]
 
 
-def _hbm_capacity(c: _Ctx, pub: Field) -> Finding:
+def _hbm_capacity(c: _Ctx, x: Mapping[str, float]) -> list[Basis]:
     f = c.cat.chip(TRN3).fields["hbm_capacity"]
-    alts = "; ".join(f"{a.value:g} {a.unit} ({a.source})" for a in f.alt)
-    computed = f"{f.value:g} {f.unit} = {f.si / 1e9:.1f} GB ({'; '.join(f.sources)}); alt: {alts}"
-    if _agrees(pub.si, f.si) and all(_agrees(pub.si, a.si) for a in f.alt):
-        return Finding(computed, "holds", "all sources agree", f.si / 1e9, unit="GB")
-    verdict = "partly" if any(_agrees(pub.si, a.si) for a in f.alt) or _agrees(pub.si, f.si) \
-        else "inconsistent"
-    spread = max(f.si, *(a.si for a in f.alt)) / min(f.si, *(a.si for a in f.alt)) - 1
-    return Finding(computed, verdict,
-            f"the number 144 is consistent everywhere but the unit is not: Neuron docs say GiB "
-            f"({f.si / 1e9:.1f} GB), AWS marketing says GB ({pub.si / 2**30:.1f} GiB), a "
-            f"{spread:.1%} ambiguity; trnlab uses {f.unit} (the UltraServer table, "
-            f"20,736 GiB = 144 x 144 GiB, agrees)", f.si / 1e9,
-            min(f.si, *(a.si for a in f.alt)) / 1e9, max(f.si, *(a.si for a in f.alt)) / 1e9, "GB")
+    out = [Basis(f"per chip, {f.value:g} {f.unit} ({'; '.join(f.sources)})", f.si / 1e9, "GB",
+                 _tags("chip"))]
+    out += [Basis(f"per chip, {a.value:g} {a.unit} ({a.source})", a.si / 1e9, "GB",
+                  _tags("chip")) for a in f.alt]
+    return out
 
 
-def _hbm_bandwidth(c: _Ctx, pub: Field) -> Finding:
+def _hbm_bandwidth(c: _Ctx, x: Mapping[str, float]) -> list[Basis]:
     f = c.cat.chip(TRN3).fields["hbm_bandwidth"]
-    values = [f.si, *(a.si for a in f.alt)]
-    alts = "; ".join(f"{a.value:g} {a.unit} ({a.source})" for a in f.alt)
-    computed = f"{f.si / 1e12:g} TB/s ({'; '.join(f.sources)}); alt: {alts}"
-    verdict = "holds" if _agrees(pub.si, f.si) else "inconsistent"
-    return Finding(computed, verdict,
-            f"the architecture page gives {f.si / 1e12:g} TB/s; AWS's own NKI programming guide "
-            f"gives {min(values) / 1e12:g} TB/s ({min(values) / f.si - 1:+.0%})",
-            f.si / 1e12, min(values) / 1e12, max(values) / 1e12, "TB/s")
+    out = [Basis(f"per chip, {'; '.join(f.sources)}", f.si / 1e12, "TB/s", _tags("chip"))]
+    out += [Basis(f"per chip, {a.source}", a.si / 1e12, "TB/s", _tags("chip", "alt"))
+            for a in f.alt]
+    return out
 
 
-def _ratio_claim(key: str, label: str) -> Callable[[_Ctx, Field], Finding]:
-    def check(c: _Ctx, pub: Field) -> Finding:
+def _ratio_claim(key: str) -> Check:
+    def check(c: _Ctx, x: Mapping[str, float]) -> list[Basis]:
         a, b = c.cat.chip(TRN3).fields[key], c.cat.chip(TRN2).fields[key]
-        ratios = _paired(a, b)
-        computed = (f"{a.value:g} {a.unit} / {b.value:g} {b.unit} = {ratios[0]:.2f}x"
-                    + "".join(f"; other sources {r:.2f}x" for r in ratios[1:]))
-        verdict = "holds" if _agrees(pub.si, ratios[0]) else "inconsistent"
-        reason = (f"{label}: {ratios[0]:.2f}x with the values trnlab uses"
-                  + (f", {min(ratios):.2f}-{max(ratios):.2f}x across the sources' own pairs"
-                     if len(ratios) > 1 else ""))
-        return Finding(computed, verdict, reason, ratios[0], min(ratios), max(ratios))
+        s3, s2 = c.cat.system(TRN3_SERVER), c.cat.system(TRN2_SERVER)
+        out = [Basis(f"per chip, {a.value:g} {a.unit} / {b.value:g} {b.unit}", a.si / b.si,
+                     tags=_tags("chip"))]
+        out += [Basis(f"per chip, {p.value:g} {p.unit} / {q.value:g} {q.unit} ({p.source})",
+                      p.si / q.si, tags=_tags("chip", "alt"))
+                for p, q in zip(a.alt, b.alt, strict=False)]
+        out.append(Basis(f"per UltraServer, {s3.n_chips} vs {s2.n_chips} chips",
+                         a.si * s3.n_chips / (b.si * s2.n_chips), tags=_tags("server", "gen2")))
+        return out
     return check
 
 
-def _system_ratio(c: _Ctx, metric: Callable[[Any, Any], float]) -> tuple[float, float, float]:
-    """(per server, per chip, like-for-like 64-chip) Trn3 / Trn2 ratios of ``metric(chip)``."""
-    s3, s2, s3_64 = (c.cat.system(s) for s in (TRN3_SERVER, TRN2_SERVER, TRN3_SERVER_64))
-    per_chip = metric(c.cat.chip(s3.chip)) / metric(c.cat.chip(s2.chip))
-    return per_chip * s3.n_chips / s2.n_chips, per_chip, per_chip * s3_64.n_chips / s2.n_chips
+def _server_ratio(c: _Ctx, metric: Callable[[Any], float], label: str) -> list[Basis]:
+    s3, s2, s64 = (c.cat.system(s) for s in (TRN3_SERVER, TRN2_SERVER, TRN3_SERVER_64))
+    chip = metric(c.cat.chip(TRN3)) / metric(c.cat.chip(TRN2))
+    return [Basis(f"per UltraServer ({s3.n_chips} vs {s2.n_chips} chips), {label}",
+                  chip * s3.n_chips / s2.n_chips, tags=_tags("server", "gen2", label)),
+            Basis(f"per Gen1 UltraServer ({s64.n_chips} vs {s2.n_chips} chips), {label}",
+                  chip * s64.n_chips / s2.n_chips, tags=_tags("server", "gen1", label)),
+            Basis(f"per chip, {label}", chip, tags=_tags("chip", label))]
 
 
-def _server_compute(c: _Ctx, pub: Field) -> Finding:
-    fp8 = _system_ratio(c, lambda ch: ch.peak("fp8"))
-    bf16 = _system_ratio(c, lambda ch: ch.peak("bf16"))
+def _server_compute(c: _Ctx, x: Mapping[str, float]) -> list[Basis]:
+    out = []
+    for label, p in PRECISIONS.items():
+        out += _server_ratio(c, lambda ch, p=p: ch.peak(p), label)
+    return out
+
+
+def _server_bandwidth(c: _Ctx, x: Mapping[str, float]) -> list[Basis]:
+    return _server_ratio(c, lambda ch: ch.hbm_bandwidth, "HBM")
+
+
+def _chips_per_server(c: _Ctx, x: Mapping[str, float]) -> list[Basis]:
+    return [Basis(f"{s.name}", float(s.n_chips), "chip", _tags("server", f"gen{g}"))
+            for g, s in ((2, c.cat.system(TRN3_SERVER)), (1, c.cat.system(TRN3_SERVER_64)))]
+
+
+def _cluster_size(c: _Ctx, x: Mapping[str, float]) -> list[Basis]:
+    n = float(c.assume.cluster_chips)
+    out = []
+    for g, sid in ((2, TRN3_SERVER), (1, TRN3_SERVER_64)):
+        per = c.cat.system(sid).n_chips
+        out.append(Basis(f"UltraServers of {per} for {n:,.0f} chips",
+                         float(power.units_needed(n, per)), "1", _tags("server", f"gen{g}")))
+    gw = float(power.facility_power(power.it_power(n, x["trn3_power"], x["system_overhead"]),
+                                    x["pue"])) / 1e9
+    out.insert(0, Basis(f"facility power of {n:,.0f} chips at full load", gw, "GW",
+                        _tags("power"), checkable=False))
+    return out
+
+
+# ------------------------------------------------------------- energy, power, cost, GPT-OSS
+def _chip_w(tdp: float, compute_share: float, memory_share: float) -> float:
+    """Average chip power [W] at the workload's activity (:func:`trnlab.perf.power.chip_power`)
+    with the catalog's central idle share and memory weight."""
+    p = load_economics().power
+    return float(power.chip_power(tdp, p["idle_fraction"].si, compute_share, memory_share,
+                                  p["memory_weight"].si))
+
+
+def _workloads(c: _Ctx) -> list[tuple[str, frozenset[str], str, str]]:
+    """(label, tags, kind, precision) of the energy bases: training at BF16/FP8, serving the
+    dense and the MoE model at each precision."""
+    a = c.assume
+    out = [(f"training {a.model}, {label}", _tags("training", "dense", label), "train", p)
+           for label, p in PRECISIONS.items() if p != "mxfp4"]
+    for model, kind in ((a.serve_model, "dense"), (a.moe_model, "moe")):
+        out += [(f"serving {model} at the SLO, {label}", _tags("serving", kind, label),
+                 f"serve:{model}", p) for label, p in PRECISIONS.items()]
+    return out
+
+
+def _rate(c: _Ctx, x: Mapping[str, float], kind: str, system: str, precision: str
+          ) -> tuple[float, float, float]:
+    """(tokens/s per chip, compute share, memory share) of a workload; Trn3's throughput scaled
+    by ``trn3_mfu`` and its scale-up bandwidth at ``trn3_scaleup``."""
+    a = c.assume
+    trn3 = c.cat.system(system).chip == TRN3
+    bw = x["trn3_scaleup"] * 1e9 if trn3 else None
+    if bw is not None and math.isclose(bw, c.cat.system(system).scaleup_bandwidth):
+        bw = None
+    scale = x["trn3_mfu"] if trn3 else 1.0
+    if kind == "train":
+        r = training_rate(a.model, system, a.n_chips, precision, bw)
+        return r["tokens_per_s_per_chip"] * scale, r["compute_share"] * scale, r["memory_share"]
+    r = slo_rate(kind.split(":", 1)[1], system, precision, a.input_len, a.output_len,
+                 a.tpot_ms, a.ttft_ms, bw)
+    share = min(1.0, r["compute_share"] * scale)
+    return r["output_tokens_per_s_per_chip"] * scale, share, 1.0 - share
+
+
+def _efficiency(c: _Ctx, x: Mapping[str, float], kind: str, precision: str
+                ) -> tuple[float, float, float]:
+    """(tokens/J Trn3 / Trn2, Trn3 chip power [W], Trn2 chip power [W]). System overhead and
+    PUE multiply both generations' power alike and cancel in the ratio."""
+    t3, a3, m3 = _rate(c, x, kind, TRN3_SERVER, precision)
+    t2, a2, m2 = _rate(c, x, kind, TRN2_SERVER, precision)
+    w3, w2 = _chip_w(x["trn3_power"], a3, m3), _chip_w(x["trn2_power"], a2, m2)
+    return (t3 / w3) / (t2 / w2), w3, w2
+
+
+def _energy_efficiency(c: _Ctx, x: Mapping[str, float]) -> list[Basis]:
+    out = [Basis(f"per UltraServer = per chip, {label}", _efficiency(c, x, kind, p)[0],
+                 tags=tags | _tags("server", "chip"))
+           for label, tags, kind, p in _workloads(c)]
+    compute = _server_ratio(c, lambda ch: ch.peak("fp8"), "FP8")[0].value
+    less = c.published("less_power").published.value
+    out.append(Basis(f"implied by the {compute:.2f}x FP8 compute and the {1 - less:.0%} less "
+                     "power claims", compute / less, tags=_tags("claims")))
+    return out
+
+
+def _less_power(c: _Ctx, x: Mapping[str, float]) -> list[Basis]:
+    a = c.assume
+    claim = c.published("less_power")
     n3, n2 = c.cat.system(TRN3_SERVER).n_chips, c.cat.system(TRN2_SERVER).n_chips
-    computed = (f"per server {fp8[0]:.2f}x (FP8-class: Trn3 MXFP8 vs Trn2 cFP8), "
-                f"{bf16[0]:.2f}x at BF16; per chip {fp8[1]:.2f}x / {bf16[1]:.2f}x")
-    verdict = "partly" if _agrees(pub.si, fp8[0]) else "inconsistent"
-    return Finding(computed, verdict,
-            f"holds per server at FP8-class precision ({fp8[0]:.2f}x rounds to 4.4x), but "
-            f"{n3 / n2:.2f}x of it is more chips ({n3} vs {n2}); per chip it is {fp8[1]:.2f}x, "
-            f"the 64-chip Trn3 UltraServer gives {fp8[2]:.2f}x, and at BF16 the chip is flat "
-            f"({bf16[1]:.2f}x)", fp8[0], bf16[0], fp8[0])
+    eff, w3, w2 = _efficiency(c, x, "train", a.precision)
+    label = a.precision.upper()
+    out = [Basis(f"power per chip, training {a.model} {label}", w3 / w2,
+                 tags=_tags("power", "chip")),
+           Basis(f"power per UltraServer ({n3} vs {n2} chips), training {a.model} {label}",
+                 w3 * n3 / (w2 * n2), tags=_tags("power", "server")),
+           Basis(f"energy per trained token, {label}", 1.0 / eff, tags=_tags("energy"))]
+    for model in (a.serve_model, a.moe_model):
+        e = _efficiency(c, x, f"serve:{model}", a.precision)[0]
+        out.append(Basis(f"energy per served token, {model} {label}", 1.0 / e,
+                         tags=_tags("energy")))
+    if claim.relayed is not None:
+        rel = claim.relayed.value
+        out.append(Basis(f"as '{rel - 1:.0%} more energy-efficient', training {label}", eff,
+                         target=rel, tags=_tags("relayed")))
+        for model in (a.serve_model, a.moe_model):
+            e = _efficiency(c, x, f"serve:{model}", a.precision)[0]
+            out.append(Basis(f"as '{rel - 1:.0%} more energy-efficient', serving {model} "
+                             f"{label}", e, target=rel, tags=_tags("relayed")))
+    return out
 
 
-def _server_bandwidth(c: _Ctx, pub: Field) -> Finding:
-    bw = _system_ratio(c, lambda ch: ch.hbm_bandwidth)
-    verdict = "holds" if _agrees(pub.si, bw[0]) else "partly"
-    return Finding(f"per server {bw[0]:.2f}x; per chip {bw[1]:.2f}x; 64-chip Trn3 UltraServer {bw[2]:.2f}x",
-            verdict, f"'nearly 4x' is {bw[0]:.2f}x per UltraServer; per chip it is {bw[1]:.2f}x, "
-            "the rest is 144 vs 64 chips", bw[0], bw[1], bw[0])
-
-
-def _chips_per_server(c: _Ctx, pub: Field) -> Finding:
-    n = c.cat.system(TRN3_SERVER).n_chips
-    n64 = c.cat.system(TRN3_SERVER_64).n_chips
-    verdict = "holds" if n == pub.value else "inconsistent"
-    return Finding(f"{n} chips ({TRN3_SERVER}); {n64} in {TRN3_SERVER_64}", verdict,
-            f"two UltraServer generations ship: only the Gen2 ({n} chips) reaches it; Gen1 has "
-            f"{n64}", float(n))
-
-
-def _samples(c: _Ctx, systems: list[str]) -> dict[str, np.ndarray]:
-    """Sampled power inputs (system, sample); the assumptions override the catalog's ranges."""
+def _cost_ratio(c: _Ctx, x: Mapping[str, float], kind: str, precision: str, trn: str,
+                gpu: str, trn_price: float) -> float:
+    """Cost per token of Trainium system ``trn`` at ``trn_price`` [USD/(chip*h)] / GPU system
+    ``gpu`` at its newest on-demand price x ``gpu_price``."""
     a = c.assume
-    x = power_inputs(systems, a.n_samples, a.seed,
-                      {"system_overhead": a.system_overhead, "pue": a.pue})
-    if a.chip_power_w is not None and TRN3_SERVER in systems:
-        low, mode, high = a.chip_power_w
-        x["tdp"][systems.index(TRN3_SERVER)] = np.full(a.n_samples, mode) if low == high else \
-            np.random.default_rng(a.seed + TRN3_POWER_STREAM).triangular(low, mode, high,
-                                                                          a.n_samples)
-    return x
+    if kind == "train":
+        rate = [training_rate(a.model, s, a.n_chips, p)["tokens_per_s_per_chip"]
+                for s, p in ((trn, precision), (gpu, precision))]
+    else:
+        rate = [slo_rate(a.serve_model, s, precision, a.input_len, a.output_len, a.tpot_ms,
+                         a.ttft_ms)["output_tokens_per_s_per_chip"] for s in (trn, gpu)]
+    return (trn_price / rate[0]) / (cloud_price(gpu) * x["gpu_price"] / rate[1])
 
 
-def _cluster_size(c: _Ctx, pub: Field) -> Finding:
-    n = float(c.assume.cluster_chips or pub.si)
-    servers = float(power.units_needed(n, c.cat.system(TRN3_SERVER).n_chips))
-    x = _samples(c, [TRN3_SERVER])
-    facility = power.facility_power(power.it_power(n, x["tdp"][0], x["overhead"][0]),
-                                    x["pue"][0])
-    gw, chip_w = bands(facility) / 1e9, bands(x["tdp"][0])
-    return Finding(
-        f"{servers:,.0f} UltraServers of 144; facility power at full load {gw[1]:.2f} GW "
-        f"(p5-p95 {gw[0]:.2f}-{gw[2]:.2f})", "partly",
-        f"the arithmetic holds ({servers:,.0f} UltraServers is 'thousands'), but no Trn3 cluster "
-        f"of this size is reported; at a projected {chip_w[0]:.0f}-{chip_w[2]:.0f} W per chip "
-        f"(p5-p95), plus system overhead and PUE sampled from their ranges, it needs "
-        f"{gw[0]:.1f}-{gw[2]:.1f} GW, the scale of the largest AI campuses announced to date",
-        gw[1], gw[0], gw[2], "GW", "projected")
-
-
-def _trainium_energy(c: _Ctx) -> dict[str, np.ndarray]:
-    """Trn3 vs Trn2 UltraServer on the reference training workload, per power sample.
-
-    Chip power follows the workload's tensor activity (:func:`trnlab.perf.power.chip_power`)
-    with sampled TDPs, idle share, system overhead and PUE (common to both: they cancel in the
-    ratios). Returns (sample,) arrays of Trn3 / Trn2 ratios.
-    """
+def _cost(c: _Ctx, x: Mapping[str, float]) -> list[Basis]:
     a = c.assume
-    systems = [TRN2_SERVER, TRN3_SERVER]
-    pts = [training_point(a.model, s, a.n_chips, a.precision) for s in systems]
-    tps = np.array([[p["tokens_per_s_per_chip"]] for p in pts])
-    act = np.array([[p["compute_share"]] for p in pts])
-    comm = np.array([[p["memory_share"]] for p in pts])
-    x = _samples(c, systems)
-    chip = power.chip_power(x["tdp"], x["idle"], act, comm, x["memory_weight"])
-    it = chip * (1.0 + x["overhead"])
-    n3, n2 = c.cat.system(TRN3_SERVER).n_chips, c.cat.system(TRN2_SERVER).n_chips
-    return {"efficiency": (tps[1] / it[1]) / (tps[0] / it[0]), "chip_power": chip[1] / chip[0],
-            "server_power": chip[1] * n3 / (chip[0] * n2),
-            "throughput": np.full(a.n_samples, tps[1, 0] / tps[0, 0]),
-            "trn3_w": chip[1], "trn2_w": chip[0]}
+    out = []
+    for gpu in GPUS:
+        name = c.cat.system(gpu).chip.upper()
+        out.append(Basis(f"Trn2 UltraServer vs on-demand {name}, training {a.model} "
+                         f"{a.precision.upper()}, per token",
+                         _cost_ratio(c, x, "train", a.precision, TRN2_SERVER, gpu,
+                                     x["trn2_price"]), tags=_tags("trainium", "trn2", "training")))
+        out.extend(Basis(f"Trn2 UltraServer vs on-demand {name}, serving {a.serve_model} at "
+                         f"{label}, per token", _cost_ratio(c, x, "serve", PRECISIONS[label],
+                                                            TRN2_SERVER, gpu, x["trn2_price"]),
+                         tags=_tags("trainium", "trn2", "serving", label))
+                   for label in ("BF16", "FP8"))
+    out.append(Basis(f"Trn1 vs on-demand A100 40 GB (p4d), training {a.model} BF16, per token",
+                     _cost_ratio(c, x, "train", "bf16", TRN1, A100_40,
+                                 cloud_price(TRN1) * x["trn2_price"] / default_inputs()[
+                                     "trn2_price"].central),
+                     tags=_tags("trainium", "trn1", "training")))
+    # Trn3 has no price: the break-even price per chip-hour against on-demand H100 (no verdict)
+    rates = {"tokens_per_s_per_chip": np.array([[training_rate(
+        a.model, s, a.n_chips, a.precision)["tokens_per_s_per_chip"]] for s in
+        (GPUS[0], TRN3_SERVER)]), "output_tokens_per_s_per_chip": np.ones((2, 1))}
+    rates["tokens_per_s_per_chip"][1] *= x["trn3_mfu"]
+    price = np.array([cloud_price(GPUS[0]) * x["gpu_price"], np.nan])
+    be = break_even_prices(rates, price, price, 1, c.published("cost").published.value)
+    out.append(Basis(f"Trn3 price per chip-hour for half H100's cost per trained token "
+                     f"({a.precision.upper()})", float(be["training_cloud"][0]), "USD/(chip*h)",
+                     _tags("trn3"), checkable=False))
+    return out
 
 
-def _energy_efficiency(c: _Ctx, pub: Field) -> Finding:
-    e = _trainium_energy(c)
-    eff, w3, w2 = bands(e["efficiency"]), bands(e["trn3_w"]), bands(e["trn2_w"])
-    verdict = "inconsistent" if pub.si > eff[2] else "holds" if pub.si < eff[0] else "partly"
-    a = c.assume
-    return Finding(
-        f"training tokens per joule (IT power), Trn3 / Trn2 UltraServer: {eff[1]:.2f}x "
-        f"(p5-p95 {eff[0]:.2f}-{eff[2]:.2f}x)", verdict,
-        f"{a.model} on {a.n_chips:,} chips at {a.precision}: the training model gives Trn3 "
-        f"{e['throughput'][0]:.2f}x Trn2's tokens/s per chip while drawing {w3[1]:.0f} W "
-        f"(p5-p95 {w3[0]:.0f}-{w3[2]:.0f}) vs {w2[1]:.0f} W ({w2[0]:.0f}-{w2[2]:.0f}) per chip at "
-        "the projected TDP ranges (no Trainium power is published); 4x would need Trn3 to draw "
-        f"{e['throughput'][0] * w2[1] / pub.si:.0f} W at Trn2's {w2[1]:.0f} W", eff[1], eff[0],
-        eff[2], status="projected")
+def _gpt_oss(metric: str) -> Check:
+    def check(c: _Ctx, x: Mapping[str, float]) -> list[Basis]:
+        a = c.assume
+        out = []
+        for model, kind in ((a.moe_model, "moe"), (a.serve_model, "dense")):
+            for label, p in PRECISIONS.items():
+                bw = x["trn3_scaleup"] * 1e9
+                if math.isclose(bw, c.cat.system(TRN3_SERVER).scaleup_bandwidth):
+                    bw = None
+                r3 = slo_rate(model, TRN3_SERVER, p, a.input_len, a.output_len, a.tpot_ms,
+                              a.ttft_ms, bw)
+                r2 = slo_rate(model, TRN2_SERVER, p, a.input_len, a.output_len, a.tpot_ms,
+                              a.ttft_ms)
+                if metric == "throughput":
+                    v = r3["output_tokens_per_s_per_chip"] * x["trn3_mfu"] / \
+                        r2["output_tokens_per_s_per_chip"]
+                    what = "output tokens/s per chip at the SLO"
+                else:
+                    v = r2["fastest_tpot"] / (r3["fastest_tpot"] / x["trn3_mfu"])
+                    what = "fastest time per output token, Trn2 / Trn3"
+                out.append(Basis(f"{model} ({kind}), {label}: {what}", v,
+                                 tags=_tags("serving", kind, label)))
+        return out
+    return check
 
 
-def _less_power(c: _Ctx, pub: Field) -> Finding:
-    e = _trainium_energy(c)
-    chip, server = bands(e["chip_power"]), bands(e["server_power"])
-    per_token = bands(1.0 / e["efficiency"])
-    comp_server, comp_chip, _ = _system_ratio(c, lambda ch: ch.peak("fp8"))
-    eff_claim = next(cl for cl in c.claims if cl.check == "energy_efficiency").published.si
-    implied = float(power.implied_power_ratio(comp_server, eff_claim))
-    holds_per_token = per_token[0] <= pub.si <= per_token[2]
-    return Finding(
-        f"power per chip {chip[1]:.2f}x Trn2 ({chip[0]:.2f}-{chip[2]:.2f}), per UltraServer "
-        f"{server[1]:.2f}x ({server[0]:.2f}-{server[2]:.2f}); energy per trained token "
-        f"{per_token[1]:.2f}x ({per_token[0]:.2f}-{per_token[2]:.2f})",
-        "partly" if holds_per_token else "inconsistent",
-        "a Trn3 chip and UltraServer draw more power than Trn2's at any projected TDP, so '40% "
-        "less power' cannot mean power; "
-        + ("it holds as energy per unit of work at the upper part of the power range"
-           if holds_per_token else "even as energy per trained token the range misses 0.6x")
-        + f"; with 4x efficiency and 4.36x compute the power would be {implied:.2f}x, so the "
-        f"three claims cannot all hold on one basis (compute per chip {comp_chip:.2f}x)",
-        per_token[1], per_token[0], per_token[2], status="projected")
-
-
-def _cost(c: _Ctx, pub: Field) -> Finding:
-    a = c.assume
-    gpus = ("dgx-h100", "dgx-h200", "dgx-b200", "gb200-nvl72")
-    be = break_even_table(a.model, (*gpus, TRN3_SERVER), TRN3_SERVER, n_chips=a.n_chips,
-                          precision=a.precision, target_ratio=pub.si, seed=a.seed)
-    n = len(gpus)
-    cloud, tco, serve = (be[k][:n] for k in ("training_cloud", "training_tco", "serving_cloud"))
-    parts = [f"{g}: ${p:.2f}" + (f" (serving ${q:.2f})" if np.isfinite(q) else "")
-             for g, p, q in zip(gpus, cloud, serve, strict=True) if np.isfinite(p)]
-    trn2_cb = cloud_price("trn2-48xl", "capacity_block")
-    finite = [v for v in (*cloud, *serve) if np.isfinite(v)]
-    lo, hi = (min(finite), max(finite)) if finite else (math.nan, math.nan)
-    return Finding(
-        "break-even Trn3 price per chip-hour for half the cost per trained token vs on-demand "
-        + "; ".join(parts) + f"; vs GB200 at TCO ${tco[-1]:.2f}", "partly",
-        f"holds only if AWS prices Trn3 below ${lo:.2f}-{hi:.2f} per chip-hour (no Trn3 price is "
-        f"published; Trn2 capacity blocks sell at ${trn2_cb:.2f}); assumes {a.model} training "
-        f"on {a.n_chips:,} chips at {a.precision} with the MFU the model predicts for each "
-        "system, GPUs at their newest on-demand list price, and no discounts on either side",
-        float(np.nanmedian(cloud)), lo, hi, "USD/(chip*h)", "projected")
-
-
-CHECKS: dict[str, Callable[[_Ctx, Field], Finding]] = {
+CHECKS: dict[str, Check] = {
     "chip_peak": _chip_peak,
     "hbm_capacity": _hbm_capacity,
     "hbm_bandwidth": _hbm_bandwidth,
-    "memory_vs_trn2": _ratio_claim("hbm_capacity", "per chip, same unit on both sides"),
-    "bandwidth_vs_trn2": _ratio_claim("hbm_bandwidth", "per chip"),
+    "memory_vs_trn2": _ratio_claim("hbm_capacity"),
+    "bandwidth_vs_trn2": _ratio_claim("hbm_bandwidth"),
     "server_compute": _server_compute,
     "server_bandwidth": _server_bandwidth,
     "chips_per_server": _chips_per_server,
@@ -376,28 +579,326 @@ CHECKS: dict[str, Callable[[_Ctx, Field], Finding]] = {
     "energy_efficiency": _energy_efficiency,
     "less_power": _less_power,
     "cost": _cost,
+    "gpt_oss_throughput": _gpt_oss("throughput"),
+    "gpt_oss_latency": _gpt_oss("latency"),
+}
+#: the projected inputs each check depends on (the rows of its tornado)
+_POWER = ("trn2_power", "trn3_power", "trn3_mfu", "trn3_scaleup")
+INPUTS_OF: dict[str, tuple[str, ...]] = {
+    "cluster_size": ("trn3_power", "system_overhead", "pue"),
+    "energy_efficiency": _POWER, "less_power": _POWER,
+    "cost": ("trn2_price", "gpu_price", "trn3_mfu"),
+    "gpt_oss_throughput": ("trn3_mfu", "trn3_scaleup"),
+    "gpt_oss_latency": ("trn3_mfu", "trn3_scaleup"),
 }
 
 
-#: bounds of the ranged assumptions: (low, low is open) of each value
-_RANGE_BOUNDS = {"chip_power_w": (0.0, True), "system_overhead": (0.0, False),
-                 "pue": (1.0, False)}
+# ---------------------------------------------------------------------- evaluating a claim
+@dataclass(frozen=True, kw_only=True)
+class Verdict:
+    """One row of the ledger."""
+
+    id: str
+    claim: str
+    source: str
+    published: str
+    check: str
+    verdict: str
+    reason: str
+    computed: str
+    bases: tuple[dict[str, Any], ...]
+    sensitivity: tuple[dict[str, Any], ...] = ()
+    decided_by: str = ""
+    primary: str = ""
+    value: float = math.nan
+    low: float = math.nan
+    high: float = math.nan
+    unit: str = "1"
+    status: str = "derived"
+    published_value: float = math.nan
+    published_unit: str = "1"
+    flips: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON row of ``trnlab claims --json``."""
+        out: dict[str, Any] = {"id": self.id, "claim": self.claim, "source": self.source,
+                               "published": self.published, "computed": self.computed,
+                               "verdict": self.verdict, "reason": self.reason,
+                               "decided_by": self.decided_by, "bases": list(self.bases),
+                               "sensitivity": list(self.sensitivity),
+                               "flips": list(self.flips), "status": self.status}
+        if math.isfinite(self.low) and math.isfinite(self.high):
+            out["range"] = [_sig(self.low), _sig(self.high)]
+            out["range_unit"] = self.unit
+        return _json_safe(out)
 
 
+def _json_safe(obj: Any) -> Any:
+    """``obj`` with NaN and infinities as None (strict JSON)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def _sig(x: float, digits: int = 3) -> float:
+    return float(f"{x:.{digits}g}") if math.isfinite(x) else x
+
+
+def _fmt(v: float, unit: str) -> str:
+    if not math.isfinite(v):
+        return "n/a"
+    if unit == "1":
+        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}x"
+    return f"{v:,.0f} {unit}" if abs(v) >= 1000 else f"{v:.3g} {unit}"
+
+
+def _published_text(claim: Claim) -> str:
+    pub = claim.published
+    number = f"{int(pub.value):,}" if float(pub.value).is_integer() else f"{pub.value:g}"
+    return number + ("" if pub.unit == "1" else f" {pub.unit}")
+
+
+def _at(inputs: Mapping[str, Input], **ends: str) -> dict[str, float]:
+    """Input values: every input central except ``name=low|high``."""
+    return {n: getattr(i, ends.get(n, "central")) for n, i in inputs.items()}
+
+
+def _point_verdict(claim: Claim, bases: Sequence[Basis]) -> str:
+    return verdict_of(claim, bases, [basis_verdict(b, claim) for b in bases])
+
+
+def evaluate(claim: Claim, ctx: _Ctx, inputs: Mapping[str, Input]) -> Verdict:
+    """Every basis of ``claim`` at the central inputs and its two corners, the verdict by the
+    rule, the tornado of its projected inputs, and the reason written from those numbers."""
+    check = CHECKS[claim.check]
+    names = INPUTS_OF.get(claim.check, ())
+    central = check(ctx, _at(inputs))
+    ends = {(n, e): check(ctx, _at(inputs, **{n: e})) for n in names for e in ("low", "high")}
+    lows, highs = [], []
+    for k, b in enumerate(central):
+        if not names:
+            lows.append(b.value)
+            highs.append(b.value)
+            continue
+        down = {n: min(("low", "high"), key=lambda e, n=n: ends[n, e][k].value) for n in names}
+        up = {n: "high" if down[n] == "low" else "low" for n in names}
+        lows.append(check(ctx, _at(inputs, **down))[k].value)
+        highs.append(check(ctx, _at(inputs, **up))[k].value)
+    verdicts = [basis_verdict(b, claim, lo, hi)
+                for b, lo, hi in zip(central, lows, highs, strict=True)]
+    verdict = verdict_of(claim, central, verdicts)
+    k_decide = _decisive(claim, central, verdicts, lows, highs, verdict)
+    k_primary = _primary(claim, central, names, ends, k_decide)
+    base_rows = tuple(
+        {"basis": b.name, "computed": _sig(b.value, 4), "unit": b.unit, "verdict": v,
+         "stated": stated(b, claim), "tags": sorted(b.tags),
+         **({"range": [_sig(lo), _sig(hi)]} if names and math.isfinite(lo) else {}),
+         **({"target": _sig(_target(b, claim)[0])} if math.isfinite(b.target) else {})}
+        for b, v, lo, hi in zip(central, verdicts, lows, highs, strict=True))
+    point = _point_verdict(claim, central)
+    sens, flips = [], []
+    for n in names:
+        i = inputs[n]
+        row = {"input": i.label, "name": n, "unit": i.unit, "low": _sig(i.low, 4),
+               "high": _sig(i.high, 4), "central": _sig(i.central, 4),
+               "computed_low": _sig(ends[n, "low"][k_primary].value, 4),
+               "computed_high": _sig(ends[n, "high"][k_primary].value, 4),
+               "verdict_low": _point_verdict(claim, ends[n, "low"]),
+               "verdict_high": _point_verdict(claim, ends[n, "high"])}
+        sens.append(row)
+        if point not in (row["verdict_low"], row["verdict_high"]) or \
+                row["verdict_low"] != row["verdict_high"]:
+            flips.append(n)
+    p = central[k_primary]
+    computed = "; ".join(f"{b.name}: {_fmt(b.value, b.unit)}" for b in central)
+    reason = _reason(claim, central, verdicts, lows, highs, verdict, k_decide, ctx, inputs)
+    return Verdict(id=claim.id, claim=claim.text, source="; ".join(claim.published.sources),
+                   published=_published_text(claim), check=claim.check, verdict=verdict,
+                   reason=reason, computed=computed, bases=base_rows, sensitivity=tuple(sens),
+                   decided_by=central[k_decide].name, primary=p.name, value=p.value,
+                   low=lows[k_primary], high=highs[k_primary], unit=p.unit,
+                   status="projected" if names else "derived",
+                   published_value=float(claim.published.value),
+                   published_unit=claim.published.unit, flips=tuple(flips))
+
+
+def _primary(claim: Claim, bases: Sequence[Basis], names: Sequence[str],
+             ends: Mapping[tuple[str, str], Sequence[Basis]], decisive: int) -> int:
+    """The basis the tornado follows: the deciding basis if its number moves with an input,
+    else the first stated basis whose number moves, else the first basis whose number moves,
+    else the first stated basis."""
+    moves = [k for k in range(len(bases)) if any(
+        ends[n, e][k].value != bases[k].value for n in names for e in ("low", "high"))]
+    for pool in ([k for k in moves if k == decisive],
+                 [k for k in moves if stated(bases[k], claim)], moves,
+                 [k for k, b in enumerate(bases) if stated(b, claim)]):
+        if pool:
+            return pool[0]
+    return 0
+
+
+def _decisive(claim: Claim, bases: Sequence[Basis], verdicts: Sequence[str],
+              lows: Sequence[float], highs: Sequence[float], verdict: str) -> int:
+    """The basis that decides the verdict: the stated basis that holds (holds), else the first
+    basis that holds or holds within the ranges (partly), else the checkable basis whose range
+    comes closest to the target (inconsistent)."""
+    order = sorted(range(len(bases)), key=lambda k: not stated(bases[k], claim))
+    for wanted in (("holds",), ("partly",)):
+        for k in order:
+            if verdicts[k] in wanted:
+                return k
+    best, gap = 0, math.inf
+    for k, b in enumerate(bases):
+        target, _, rng = _target(b, claim)
+        if verdicts[k] == "not-checkable":
+            continue
+        t = rng[0] if rng else target
+        d = min(abs(math.log(max(v, 1e-30) / t)) for v in (lows[k], highs[k], b.value)
+                if math.isfinite(v) and v > 0) if t > 0 else math.inf
+        if d < gap:
+            best, gap = k, d
+    return best
+
+
+_VERB = {"holds": "holds", "partly": "holds only partly", "inconsistent": "does not hold",
+         "not-checkable": "cannot be checked"}
+
+
+def _reason(claim: Claim, bases: Sequence[Basis], verdicts: Sequence[str],
+            lows: Sequence[float], highs: Sequence[float], verdict: str, k: int, ctx: _Ctx,
+            inputs: Mapping[str, Input]) -> str:
+    """The reason, every number from the bases."""
+    pub = _published_text(claim)
+    b = bases[k]
+    rng = (f" ({_fmt(lows[k], b.unit)}-{_fmt(highs[k], b.unit)} across the input ranges)"
+           if lows[k] != highs[k] else "")
+    good = [x.name for x, v in zip(bases, verdicts, strict=True) if v == "holds"]
+    within = [x.name for x, v in zip(bases, verdicts, strict=True) if v == "partly"]
+    n = sum(v != "not-checkable" for v in verdicts)
+    target, _, trange = _target(b, claim)
+    want = (f"{trange[0]:,.0f}-{trange[1]:,.0f}" if trange else _fmt(target, b.unit)
+            if b.unit == claim.published.unit else pub)
+    if verdict == "holds":
+        text = (f"on its stated basis ({b.name}) the catalog gives {_fmt(b.value, b.unit)}{rng} "
+                f"against {want}")
+    elif verdict == "partly":
+        text = (f"{len(good)} of {n} fair bases reproduce {pub} at the central inputs"
+                + (f", {len(within)} only within the input ranges" if within else "")
+                + f"; e.g. {b.name}: {_fmt(b.value, b.unit)}{rng}")
+        own = [x for x in bases if stated(x, claim)]
+        if own and own[0] is not b:
+            text += f"; on the stated basis ({own[0].name}) {_fmt(own[0].value, own[0].unit)}"
+    elif verdict == "inconsistent":
+        text = (f"no fair basis reproduces {want} within the input ranges; the closest is "
+                f"{b.name}: {_fmt(b.value, b.unit)}{rng}")
+    else:
+        text = "nothing public gives a number to compare with"
+    extra = NOTES.get(claim.check)
+    return text + (f"; {extra(claim, bases, ctx, inputs)}" if extra else "")
+
+
+def _note_peak(claim: Claim, bases: Sequence[Basis], ctx: _Ctx, x: Any) -> str:
+    v = {b.name.split(", ")[1].split()[0]: b.value for b in bases}
+    return (f"FP4 (MXFP4) runs at {v['FP4'] / v['FP8']:.2f}x the FP8 rate ({v['FP4']:.3g} vs "
+            f"{v['FP8']:.3g} PFLOP/s); BF16 is {v['BF16']:.3g} PFLOP/s, "
+            f"{v['FP8'] / v['BF16']:.2f}x less")
+
+
+def _note_capacity(claim: Claim, bases: Sequence[Basis], ctx: _Ctx, x: Any) -> str:
+    vals = [b.value for b in bases]
+    return (f"GB or GiB is not settled by AWS's own documents ({min(vals):.1f} vs "
+            f"{max(vals):.1f} GB, {max(vals) / min(vals) - 1:.1%} apart); either reading gives at "
+            f"least {_published_text(claim)}")
+
+
+def _note_server(claim: Claim, bases: Sequence[Basis], ctx: _Ctx, x: Any) -> str:
+    s3, s2 = ctx.cat.system(TRN3_SERVER), ctx.cat.system(TRN2_SERVER)
+    chip = next(b for b in bases if {"chip", *claim.basis} - {"server", "gen2"} <= b.tags)
+    bf16 = [b for b in bases if {"chip", "bf16"} <= b.tags and b is not chip]
+    text = (f"{s3.n_chips / s2.n_chips:.2f}x of it is more chips ({s3.n_chips} vs {s2.n_chips}); "
+            f"per chip it is {chip.value:.2f}x")
+    return text + (f", and at BF16 the chip gains {bf16[0].value:.2f}x" if bf16 else "")
+
+
+def _note_cluster(claim: Claim, bases: Sequence[Basis], ctx: _Ctx,
+                  inputs: Mapping[str, Input]) -> str:
+    p = inputs["trn3_power"]
+    return (f"at {p.central:,.0f} W per Trn3 chip ({p.low:,.0f}-{p.high:,.0f} W projected; no "
+            f"Trainium power is published) plus system overhead and PUE the cluster needs "
+            f"{bases[0].value:.2f} GW at full load; no Trn3 cluster of this size is reported")
+
+
+def _note_energy(claim: Claim, bases: Sequence[Basis], ctx: _Ctx,
+                 inputs: Mapping[str, Input]) -> str:
+    compute = _server_ratio(ctx, lambda ch: ch.peak("fp8"), "FP8")[0].value
+    less = ctx.published("less_power").published.value
+    a = ctx.assume
+    eff, w3, w2 = _efficiency(ctx, _at(inputs), "train", a.precision)
+    need = w3 * eff / claim.published.value
+    return (f"internal consistency: {compute:.2f}x compute with {1 - less:.0%} less power implies "
+            f"{compute / less:.1f}x perf/W, not {claim.published.value:g}x; on training "
+            f"{a.model} at {a.precision.upper()} Trn3 draws {w3:,.0f} W vs Trn2's {w2:,.0f} W "
+            f"per chip, and {claim.published.value:g}x would need Trn3 at {need:,.0f} W")
+
+
+def _note_less_power(claim: Claim, bases: Sequence[Basis], ctx: _Ctx, x: Any) -> str:
+    chip, server = bases[0].value, bases[1].value
+    word = "more" if chip > 1 else "less"
+    text = (f"a Trn3 chip draws {chip:.2f}x Trn2's power ({abs(chip - 1):.0%} {word}) and an "
+            f"UltraServer {server:.2f}x at the central projected TDPs")
+    rel = [b for b in bases if "relayed" in b.tags]
+    if rel:
+        text += (f"; read as '{claim.relayed.value - 1:.0%} more energy-efficient' the training "
+                 f"basis gives {rel[0].value:.2f}x")
+    return text
+
+
+def _note_cost(claim: Claim, bases: Sequence[Basis], ctx: _Ctx,
+               inputs: Mapping[str, Input]) -> str:
+    trn3 = bases[-1]
+    p = inputs["trn2_price"]
+    return (f"Trn2 at ${p.central:.2f} per chip-hour (capacity block; spot ${p.low:.2f}); "
+            f"serving precision is stated in each basis; Trn3 has no public price: it must rent "
+            f"below ${trn3.value:.2f} per chip-hour for half H100's cost per trained token")
+
+
+def _note_gpt(claim: Claim, bases: Sequence[Basis], ctx: _Ctx, x: Any) -> str:
+    a = ctx.assume
+    return (f"trnlab has no GPT-OSS preset: {a.moe_model} stands in for it (MoE), at input "
+            f"{a.input_len} / output {a.output_len} tokens, TPOT <= {a.tpot_ms:g} ms, "
+            f"TTFT <= {a.ttft_ms:g} ms, weights, activations and KV cache in each precision")
+
+
+NOTES: dict[str, Callable[..., str]] = {
+    "chip_peak": _note_peak, "hbm_capacity": _note_capacity, "server_compute": _note_server,
+    "server_bandwidth": _note_server, "cluster_size": _note_cluster,
+    "energy_efficiency": _note_energy, "less_power": _note_less_power, "cost": _note_cost,
+    "gpt_oss_throughput": _note_gpt, "gpt_oss_latency": _note_gpt,
+}
+
+
+# ------------------------------------------------------------------------------ the ledger
 def check_assumptions(assume: Assumptions) -> Assumptions:
-    """``assume`` checked: ``cluster_chips``, ``n_chips`` and ``n_samples`` integers >= 1
-    (0 would silently mean "the published cluster size"), ``seed`` >= 0, a known model and
-    precision, and each range ``[low, central, high]`` finite, increasing and physical
-    (power > 0 W, overhead >= 0, PUE >= 1)."""
+    """``assume`` checked: ``cluster_chips`` and ``n_chips`` integers >= 1, known models and
+    precision, lengths in 1..2^24, SLO targets > 0 [ms], and each range ``[low, central,
+    high]`` finite, increasing and physical (power, throughput, bandwidth, prices > 0;
+    overhead >= 0, PUE >= 1)."""
     where = "claims"
     if not isinstance(assume, Assumptions):
         raise checks.fail(where, "assume", assume, "an Assumptions (claims.assumptions(...))")
     checks.positive_int(where, "cluster_chips", assume.cluster_chips, checks.MAX_CLUSTER_CHIPS)
     checks.positive_int(where, "n_chips", assume.n_chips, checks.MAX_CHIPS)
-    checks.positive_int(where, "n_samples", assume.n_samples, checks.MAX_SAMPLES)
-    checks.integer(where, "seed", assume.seed, 0)
-    _catalog.model(checks.ident(where, "model", assume.model, CatalogError))
+    for name in ("model", "serve_model", "moe_model"):
+        _catalog.model(checks.ident(where, name, getattr(assume, name), CatalogError))
     checks.choice(where, "precision", assume.precision, precision_bytes())
+    for name in ("input_len", "output_len"):
+        checks.positive_int(where, name, getattr(assume, name), checks.MAX_TOKENS)
+    for name in ("tpot_ms", "ttft_ms"):
+        checks.positive(where, name, getattr(assume, name), unit="ms")
     for name, (low, low_open) in _RANGE_BOUNDS.items():
         v = getattr(assume, name)
         if v is None:
@@ -414,48 +915,46 @@ def ledger(assume: Assumptions | None = None,
            cat: _catalog.Catalog | None = None) -> list[Verdict]:
     """Recompute every claim of ``data/claims/trainium3.toml``; one :class:`Verdict` each.
     ``assume`` is checked first (:func:`check_assumptions`)."""
-    if assume is not None:
-        check_assumptions(assume)
+    assume = check_assumptions(assume or Assumptions())
     claims = tuple(load_claims())
-    ctx = _Ctx(cat or _catalog.default(), assume or Assumptions(), claims)
-    rows = []
-    for claim in claims:
-        found = CHECKS[claim.check](ctx, claim.published)
-        if found.verdict not in VERDICTS:
-            raise AssertionError(f"check {claim.check} gave verdict {found.verdict!r}")
-        pub = claim.published
-        number = f"{int(pub.value):,}" if pub.value.is_integer() else f"{pub.value:g}"
-        published = number + ("" if pub.unit == "1" else f" {pub.unit}")
-        numbers = {k: float(getattr(found, k)) for k in ("value", "low", "high")}
-        rows.append(Verdict(**{**vars(found), **numbers}, id=claim.id, claim=claim.text,
-                            published=published, check=claim.check,
-                            published_value=float(pub.value), published_unit=pub.unit))
-    return rows
+    ctx = _Ctx(cat or _catalog.default(), assume, claims)
+    inputs = inputs_for(assume)
+    return [evaluate(c, ctx, inputs) for c in claims]
 
 
 _STR = {"units": "1"}
 
 
 def ledger_dataset(rows: list[Verdict]) -> xr.Dataset:
-    """The ledger as a Dataset with a ``claim`` dim (strings and the computed numbers).
+    """The ledger as a Dataset with a ``claim`` dim, and the tornado on ``claim`` x ``input``.
 
-    Coordinates along ``claim``: ``check`` (the kind of check, a key of :data:`CHECKS`) and
-    ``claim_status``: ``derived`` when the computed value follows from catalog figures,
-    ``projected`` when it rests on projected power or price inputs.
+    Coordinates along ``claim``: ``check`` (a key of :data:`CHECKS`) and ``claim_status``
+    (``derived`` from catalog figures, ``projected`` when resting on projected inputs).
+    ``value``/``low``/``high`` are the claim's primary basis at the central inputs and its two
+    corners; ``bases`` and ``sensitivity`` hold the JSON lists of :meth:`Verdict.to_dict`.
     """
+    names = list(dict.fromkeys(r["name"] for row in rows for r in row.sensitivity))
+    labels = {r["name"]: r["input"] for row in rows for r in row.sensitivity}
     ds = xr.Dataset(coords={
         "claim": ("claim", [r.id for r in rows], {**_STR, "long_name": "claim id"}),
         "check": ("claim", [r.check for r in rows], {**_STR, "long_name": "kind of check"}),
         "claim_status": ("claim", [r.status for r in rows], {
             **_STR, "long_name": "derived (catalog figures) | projected (projected inputs)"}),
+        "input": ("input", names, {**_STR, "long_name": "projected input"}),
+        "input_label": ("input", [labels[n] for n in names], {**_STR,
+                                                              "long_name": "projected input"}),
     })
-    for key, long_name in (("claim_text", "claim as published"),
-                           ("published", "published value"), ("computed", "computed from catalog"),
+    for key, long_name in (("claim_text", "claim as published"), ("source", "source keys"),
+                           ("published", "published value"),
+                           ("computed", "computed on every basis"),
                            ("verdict", "holds | partly | inconsistent | not-checkable"),
-                           ("reason", "why")):
+                           ("reason", "why"), ("decided_by", "basis that decides the verdict"),
+                           ("primary", "basis of value, low, high and the tornado")):
         attr = "claim" if key == "claim_text" else key
         ds[key] = ("claim", np.array([getattr(r, attr) for r in rows]),
                    {**_STR, "long_name": long_name})
+    ds["bases"] = ("claim", np.array([json.dumps(list(r.bases)) for r in rows]),
+                   {**_STR, "long_name": "JSON list of {basis, computed, unit, verdict}"})
     ds["published_value"] = ("claim", np.array([r.published_value for r in rows]), {
         "units": "1", "long_name": "published number as a number of published_unit"})
     ds["published_unit"] = ("claim", np.array([r.published_unit for r in rows]), {
@@ -466,6 +965,23 @@ def ledger_dataset(rows: list[Verdict]) -> xr.Dataset:
                     "claim has its own unit)"})
     ds["value_unit"] = ("claim", np.array([r.unit for r in rows]),
                         {**_STR, "long_name": "unit of value, low and high (trnlab.units grammar)"})
+    shape = (len(rows), len(names))
+    grids = {k: np.full(shape, np.nan) for k in ("low", "high", "computed_low",
+                                                  "computed_high")}
+    vgrid = {k: np.full(shape, "", dtype=object) for k in ("verdict_low", "verdict_high")}
+    for i, row in enumerate(rows):
+        for r in row.sensitivity:
+            j = names.index(r["name"])
+            for k, grid in (*grids.items(), *vgrid.items()):
+                grid[i, j] = r[k]
+    for k in ("low", "high"):
+        ds[f"input_{k}"] = (("claim", "input"), grids[k], {
+            "units": "1", "long_name": f"{k} end of the input, in its own unit"})
+        ds[f"sensitivity_{k}"] = (("claim", "input"), grids[f"computed_{k}"], {
+            "units": "1", "long_name": f"primary basis with the input at its {k} end "
+                                       "(value_unit)"})
+        ds[f"verdict_{k}"] = (("claim", "input"), vgrid[f"verdict_{k}"].astype(str), {
+            **_STR, "long_name": f"verdict with the input at its {k} end"})
     return ds
 
 
@@ -510,14 +1026,19 @@ def generations_dataset(cat: _catalog.Catalog | None = None) -> xr.Dataset:
 
 def assumptions(cluster_chips: int = 1_000_000, chip_power_w: Sequence[float] = (),
                 system_overhead: Sequence[float] = (), pue: Sequence[float] = (),
-                **kwargs: Any) -> Assumptions:
+                trn2_power_w: Sequence[float] = (), trn3_mfu: Sequence[float] = (),
+                trn3_scaleup_gbps: Sequence[float] = (), trn2_price: Sequence[float] = (),
+                gpu_price: Sequence[float] = (), **kwargs: Any) -> Assumptions:
     """:class:`Assumptions` from notebook parameters: an empty list takes the catalog's range,
     otherwise ``[low, central, high]`` in increasing order; ``kwargs`` are passed on."""
     ranges = {}
     cluster_chips = checks.positive_int("claims", "cluster_chips", cluster_chips,
                                         checks.MAX_CLUSTER_CHIPS)
-    for name, v in (("chip_power_w", chip_power_w), ("system_overhead", system_overhead),
-                    ("pue", pue)):
+    given = {"chip_power_w": chip_power_w, "system_overhead": system_overhead, "pue": pue,
+             "trn2_power_w": trn2_power_w, "trn3_mfu": trn3_mfu,
+             "trn3_scaleup_gbps": trn3_scaleup_gbps, "trn2_price": trn2_price,
+             "gpu_price": gpu_price}
+    for name, v in given.items():
         if isinstance(v, str) or not isinstance(v, Sequence):
             raise ParameterError(bad_value("claims", name, v,
                                            "[] (catalog) or [low, central, high]"))
@@ -528,7 +1049,7 @@ def assumptions(cluster_chips: int = 1_000_000, chip_power_w: Sequence[float] = 
                                            "[] (catalog) or [low, central, high] in "
                                            "increasing order"))
         ranges[name] = tuple(float(x) for x in v) if v else None
-    unknown = [k for k in kwargs if k not in Assumptions.__dataclass_fields__]
+    unknown = [k for k in kwargs if k not in Assumptions.__dataclass_fields__ or k in given]
     if unknown:
         raise checks.fail("claims", "assumption", unknown[0],
                           f"allowed: {', '.join(Assumptions.__dataclass_fields__)}")
@@ -536,24 +1057,20 @@ def assumptions(cluster_chips: int = 1_000_000, chip_power_w: Sequence[float] = 
 
 
 def study(assume: Assumptions | None = None) -> xr.Dataset:
-    """The claims study: the ledger (``claim`` dim) and the generation comparison."""
+    """The claims study: the ledger (``claim`` dim, tornado on ``claim`` x ``input``) and the
+    generation comparison."""
     assume = check_assumptions(assume or Assumptions())
     rows = ledger(assume)
     ds = xr.merge([ledger_dataset(rows), generations_dataset()], combine_attrs="override")
     ds.attrs = {"title": "Trainium3 claims ledger", "assumptions": json.dumps(asdict(assume)),
                 "cluster_chips": assume.cluster_chips, "model": assume.model,
                 "n_chips": assume.n_chips, "precision": assume.precision,
-                "n_samples": assume.n_samples, "seed": assume.seed}
+                "tolerance": TOLERANCE}
     ds.attrs["headline"] = headline(ds)
     return ds
 
 
 # ------------------------------------------------------------------------------ the reading
-#: a verdict as a verb phrase
-_VERB = {"holds": "holds", "partly": "holds only partly", "inconsistent": "does not hold",
-         "not-checkable": "cannot be checked"}
-
-
 def _row(ds: xr.Dataset, check: str) -> xr.Dataset | None:
     """The ledger row of the first claim checked by ``check`` (None if there is none)."""
     hits = [i for i, c in enumerate(ds["check"].values) if str(c) == check]
@@ -564,120 +1081,56 @@ def _num(row: xr.Dataset, key: str) -> float:
     return float(row[key])
 
 
-def _verb(row: xr.Dataset) -> str:
-    return _VERB[str(row["verdict"].values)]
-
-
 def _pub(row: xr.Dataset) -> str:
     """The published number as published (``2.52 PFLOP/s``, ``4.4x``)."""
     unit = str(row["published_unit"].values)
     return f"{_num(row, 'published_value'):g}" + ("x" if unit == "1" else f" {unit}")
 
 
-def _gain(ds: xr.Dataset, metric: str, scope: str) -> float:
-    return float(ds["gain"].sel(metric=METRICS[metric][0], scope=scope))
-
-
 def headline(ds: xr.Dataset) -> str:
-    """One sentence: the verdict counts, the energy-efficiency ratio against its claim and the
-    facility power of the largest claimed cluster."""
+    """One sentence: the verdict counts, the energy-efficiency ratio on its primary basis
+    against its claim and the facility power of the largest claimed cluster."""
     counts = Counter(str(v) for v in ds["verdict"].values)
     parts = [f"{counts[v]} {v.replace('holds', 'hold')}" for v in VERDICTS if counts[v]]
     out = f"Of {ds.sizes['claim']} Trainium3 claims {', '.join(parts)}"
     eff, cl = _row(ds, "energy_efficiency"), _row(ds, "cluster_size")
     if eff is not None:
-        out += (f"; Trn3 trains {_num(eff, 'value'):.2f}x Trn2's tokens per joule (p5–p95 "
-                f"{_num(eff, 'low'):.2f}–{_num(eff, 'high'):.2f}x) where {_pub(eff)} is claimed")
-    if cl is not None:
-        out += (f"; {int(ds.attrs['cluster_chips']):,} chips need {_num(cl, 'value'):.2f} GW "
-                f"(p5–p95 {_num(cl, 'low'):.2f}–{_num(cl, 'high'):.2f})")
+        out += (f"; on {eff['primary'].values!s} Trn3 gives {_num(eff, 'value'):.2f}x Trn2's "
+                f"tokens per joule ({_num(eff, 'low'):.2f}–{_num(eff, 'high'):.2f}x across the "
+                f"input ranges) where {_pub(eff)} is claimed")
+    gw = _gw(cl) if cl is not None else None
+    if gw is not None:
+        out += (f"; {int(ds.attrs['cluster_chips']):,} chips need {gw['computed']:.2f} GW "
+                + (f"({gw['range'][0]:.2f}–{gw['range'][1]:.2f})" if "range" in gw else ""))
     return out
 
 
+def _gw(row: xr.Dataset) -> dict[str, Any] | None:
+    """The facility-power basis of the cluster claim (unit GW), from the row's ``bases``."""
+    return next((b for b in json.loads(str(row["bases"].values)) if b["unit"] == "GW"), None)
+
+
+_VERB_READ = {"holds": "holds", "partly": "holds only partly", "inconsistent": "does not hold",
+              "not-checkable": "cannot be checked"}
+
+
 def reading(ds: xr.Dataset) -> str:
-    """The reading of a :func:`study` Dataset as Markdown bullets, every number from ``ds``."""
-    a = ds.attrs
-    old, new = (str(g) for g in ds["generation"].values)
-    n_old, n_new = (int(n) for n in ds["server_chips"].values)
+    """The reading of a :func:`study` Dataset as Markdown bullets, every number from ``ds``:
+    one bullet per claim (verdict, deciding basis, reason) and the inputs that flip it."""
     lines = []
-
-    # compute
-    peak, srv = _row(ds, "chip_peak"), _row(ds, "server_compute")
-    bf16 = _gain(ds, "peak_bf16", "chip")
-    chip_fp8, server_fp8 = _gain(ds, "peak_fp8", "chip"), _gain(ds, "peak_fp8", "server")
-    fp8_new = float(ds["peak_fp8"].sel(generation=new, scope="chip"))
-    bf16_new = float(ds["peak_bf16"].sel(generation=new, scope="chip"))
-    text = "- **Compute.** "
-    if peak is not None:
-        text += (f"The published {_pub(peak)} per chip {_verb(peak)}: it is the dense "
-                 f"FP8-class peak ({fp8_new / 1e15:.2f} PFLOP/s), {fp8_new / bf16_new:.2f}x the "
-                 f"BF16 peak ({bf16_new / 1e15:.2f} PFLOP/s). ")
-    word = "about as fast as" if abs(bf16 - 1) <= AGREEMENT else \
-        ("faster than" if bf16 > 1 else "slower than")
-    text += f"At BF16 a {new} chip is {word} a {old} chip ({bf16:.2f}x). "
-    if srv is not None:
-        more_chips = n_new / n_old
-        bigger = ("more of it comes from the larger UltraServer than from the faster chip"
-                  if more_chips > chip_fp8 else
-                  "more of it comes from the faster chip than from the larger UltraServer")
-        text += (f"The {_pub(srv)} UltraServer claim {_verb(srv)}: per server it is "
-                 f"{server_fp8:.2f}x at FP8-class precision, of which {more_chips:.2f}x is "
-                 f"{n_new} vs {n_old} chips and {chip_fp8:.2f}x the chip; {bigger}.")
-    lines.append(text.rstrip())
-
-    # memory
-    mem, bw, cap = _row(ds, "memory_vs_trn2"), _row(ds, "bandwidth_vs_trn2"), \
-        _row(ds, "hbm_capacity")
-    parts = [f"{_pub(r)} {label} {_verb(r)} per chip ({_num(r, 'value'):.2f}x"
-             + (f"; {_num(r, 'low'):.2f}–{_num(r, 'high'):.2f}x across the sources' own pairs)"
-                if _num(r, "high") - _num(r, "low") > 0.005 else ")")
-             for r, label in ((mem, "capacity"), (bw, "bandwidth")) if r is not None]
-    text = "- **Memory.** " + (" and ".join(parts) + ". " if parts else "")
-    if cap is not None:
-        lo, hi = _num(cap, "low"), _num(cap, "high")
-        text += (f"Whether \"{_pub(cap)}\" means GB or GiB is not settled by AWS's own "
-                 f"documents ({lo:.1f} vs {hi:.1f} GB, a {hi / lo - 1:.1%} difference); the "
-                 f"claim {_verb(cap)}.")
-    lines.append(text.rstrip())
-
-    # power and energy
-    eff, less = _row(ds, "energy_efficiency"), _row(ds, "less_power")
-    if eff is not None:
-        text = (f"- **Power and energy.** No Trainium power is published; at the projected power "
-                f"ranges (sampled, p5–p95) the training model puts {new}'s tokens per joule at "
-                f"{_num(eff, 'value'):.2f}x {old}'s for {a['model']} at {a['precision']} on "
-                f"{int(a['n_chips']):,} chips ({_num(eff, 'low'):.2f}–{_num(eff, 'high'):.2f}x), "
-                f"so \"{_pub(eff)}\" {_verb(eff)}.")
-        if less is not None:
-            pub = _num(less, "published_value")
-            inside = _num(less, "low") <= pub <= _num(less, "high")
-            text += (f" \"{1 - pub:.0%} less power\" {_verb(less)}: energy per trained token "
-                     f"is {_num(less, 'value'):.2f}x {old}'s ({_num(less, 'low'):.2f}–"
-                     f"{_num(less, 'high'):.2f}x), a range that "
-                     f"{'includes' if inside else 'misses'} {pub:g}x.")
-            if srv is not None:
-                implied = float(power.implied_power_ratio(_num(srv, "value"),
-                                                          _num(eff, "published_value")))
-                agree = _agrees(pub, implied)
-                text += (f" With {_pub(eff)} efficiency and {_num(srv, 'value'):.2f}x compute the "
-                         f"power would be {implied:.2f}x, "
-                         + ("so the three claims agree on one basis." if agree else
-                            f"not {pub:g}x: the three claims cannot all hold on one basis."))
+    for i in range(ds.sizes["claim"]):
+        r = ds.isel(claim=i)
+        verdict = str(r["verdict"].values)
+        text = (f"- **\"{r['claim_text'].values!s}\"** {_VERB_READ[verdict]} "
+                f"(decided by {r['decided_by'].values!s}): {r['reason'].values!s}.")
+        flips = []
+        for j in range(ds.sizes.get("input", 0)):
+            lo, hi = str(r["verdict_low"].values[j]), str(r["verdict_high"].values[j])
+            if lo and (lo != hi):
+                flips.append(f"{ds['input_label'].values[j]!s} ({lo} at "
+                             f"{float(r['input_low'].values[j]):g}, {hi} at "
+                             f"{float(r['input_high'].values[j]):g})")
+        if flips:
+            text += " Flips with: " + "; ".join(flips) + "."
         lines.append(text)
-
-    # cluster and cost
-    cl, cost = _row(ds, "cluster_size"), _row(ds, "cost")
-    if cl is not None:
-        n = int(a["cluster_chips"])
-        servers = int(power.units_needed(n, n_new))
-        lines.append(f"- **Cluster.** {n:,} chips are {servers:,} {new} UltraServers of {n_new}; "
-                     f"at full load they need {_num(cl, 'value'):.2f} GW of facility power "
-                     f"(p5–p95 {_num(cl, 'low'):.2f}–{_num(cl, 'high'):.2f} GW); the claim "
-                     f"{_verb(cl)}.")
-    if cost is not None:
-        lines.append(f"- **Cost.** \"Up to {1 - _num(cost, 'published_value'):.0%} lower cost\" "
-                     f"{_verb(cost)}: Trn3 would have to rent below "
-                     f"${_num(cost, 'low'):.2f}–{_num(cost, 'high'):.2f} per chip-hour against "
-                     "on-demand GPUs (training and serving); no Trn3 price is published. "
-                     "Notebooks 04 and 05 show the power and cost models behind these verdicts.")
     return "\n".join(lines)

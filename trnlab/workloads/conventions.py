@@ -16,15 +16,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from trnlab.errors import ParameterError, bad_value
 from trnlab.workloads._array import as_float
 from trnlab.workloads.spec import TransformerSpec
 
 __all__ = [
+    "FORMULAS",
+    "RECOMPUTE_COUNTED",
+    "flops_per_iteration",
     "maxtext_flops_per_token",
     "maxtext_legacy_tflops_per_device",
     "megatron2021_flops_per_iteration",
     "megatron_core_flops_per_iteration",
+    "megatron_deepspeed_flops_per_iteration",
     "nemo_flops_per_iteration",
+    "palm_flops_per_token",
 ]
 
 
@@ -191,3 +197,90 @@ def maxtext_flops_per_token(spec: TransformerSpec, seq_len: Any) -> Any:
         attn_coef = 4.0 * a * d
     weights = 3.0 * (ffn + L * (qkv + proj) + 2.0 * h * spec.vocab)
     return weights + 3.0 * L * attn_coef * s / 2.0
+
+
+def palm_flops_per_token(spec: TransformerSpec, seq_len: Any) -> Any:
+    """PaLM's model FLOPs per token, as torchtitan and llm-foundry count them [FLOP].
+
+    ``6·N + 12·L·H·Q·T``: ``N`` = the parameters a token uses except the input embedding (the
+    logit layer counts), ``H`` heads of ``Q = head_dim``, ``T`` = sequence length; the attention
+    term counts the full ``T²`` score matrix (no causal halving: "we follow the convention and do
+    not account for sparsity in causal attention") and no recompute. For an MoE model ``N``
+    counts the routed experts a token uses (``spec.active_params``).
+
+    Parameters
+    ----------
+    spec : TransformerSpec
+        The model.
+    seq_len : int, float or array
+        ``T`` [tokens].
+
+    References
+    ----------
+    Chowdhery et al. 2022, PaLM, appendix B ("model FLOPs utilization"); ``get_num_flop_per_token``
+    in ``torchtitan/utils.py`` (pytorch/torchtitan; ``get_num_params(exclude_embedding=True)``).
+    """
+    t = as_float(seq_len, "seq_len")
+    n = float(spec.active_params - spec.embedding_params
+              + (spec.vocab * spec.hidden if spec.tied_embeddings else 0))
+    return 6.0 * n + 12.0 * spec.layers * spec.heads * spec.head_dim * t
+
+
+def megatron_deepspeed_flops_per_iteration(spec: TransformerSpec, global_batch: Any,
+                                           seq_len: Any, full_recompute: bool) -> Any:
+    """Megatron-DeepSpeed "TFLOPs" per iteration [FLOP].
+
+    ``24·c·B·s·L·h²·(1 + s/(6h) + V/(16·L·h))`` with ``c = 4`` under activation checkpointing
+    (the recomputed forward counted, HFU-like) and ``c = 3`` without: the Megatron-LM 2021 count
+    (non-causal attention, ``ffn = 4h``, MHA) with the recompute pass made optional. ``c = 4``
+    gives :func:`megatron2021_flops_per_iteration`.
+
+    References
+    ----------
+    ``throughput_calculator`` in ``megatron/utils.py`` (microsoft/Megatron-DeepSpeed;
+    ``checkpoint_activations_factor``), the formula of Narayanan et al. 2021, appendix.
+    """
+    b, s = as_float(global_batch, "global_batch"), as_float(seq_len, "seq_len")
+    L, h, v = spec.layers, spec.hidden, spec.vocab
+    c = 4.0 if full_recompute else 3.0
+    return 24.0 * c * L * h * h * b * s * (1.0 + s / (6.0 * h) + v / (16.0 * L * h))
+
+
+#: the formulas a conventions entry may name (``flops = "..."``), each with what it counts
+FORMULAS = {
+    "megatron2021": "Megatron-LM 2021: 96·B·s·L·h²·(1 + s/(6h) + V/(16Lh)), non-causal "
+                    "attention, the full-recompute forward counted",
+    "megatron_core": "Megatron-Core num_floating_point_operations: non-causal s² attention, "
+                     "GQA and SwiGLU terms, no recompute",
+    "megatron_deepspeed": "Megatron-DeepSpeed throughput_calculator: 24·c·B·s·L·h²·(...), "
+                          "c = 4 with activation checkpointing, else 3",
+    "maxtext_legacy": "MaxText 2023: 6·N·s·b + 6·L·a·d·s²·b (causal attention), no remat",
+    "maxtext": "MaxText calculate_tflops_training_per_device: per-matmul count, causal "
+               "attention, no remat",
+    "palm": "PaLM / torchtitan / llm-foundry: 6·N + 12·L·H·Q·T per token (N without the input "
+            "embedding), non-causal attention, no recompute",
+}
+#: formulas that count the recomputed forward themselves (HFU-like)
+RECOMPUTE_COUNTED = frozenset({"megatron2021"})
+
+
+def flops_per_iteration(formula: str, spec: TransformerSpec, global_batch: float, seq_len: float,
+                        n_chips: int, full_recompute: bool = False) -> float:
+    """FLOPs per iteration [FLOP] of ``global_batch`` sequences of ``seq_len`` by ``formula``
+    (a key of :data:`FORMULAS`) on ``n_chips`` chips."""
+    if formula == "megatron2021":
+        return float(megatron2021_flops_per_iteration(spec, global_batch, seq_len))
+    if formula == "megatron_core":
+        return float(megatron_core_flops_per_iteration(spec, global_batch, seq_len))
+    if formula == "megatron_deepspeed":
+        return float(megatron_deepspeed_flops_per_iteration(spec, global_batch, seq_len,
+                                                            full_recompute))
+    if formula == "maxtext_legacy":
+        return float(maxtext_legacy_tflops_per_device(spec, global_batch / n_chips, seq_len)
+                     ) * 1e12 * n_chips
+    if formula == "maxtext":
+        return float(maxtext_flops_per_token(spec, seq_len)) * global_batch * seq_len
+    if formula == "palm":
+        return float(palm_flops_per_token(spec, seq_len)) * global_batch * seq_len
+    raise ParameterError(bad_value("conventions", "flops", formula,
+                                   f"allowed: {', '.join(FORMULAS)}"))

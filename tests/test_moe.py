@@ -1,0 +1,264 @@
+"""The MoE terms of the training step (trnlab/perf/moe.py), checked against configurations
+worked by hand: a two-expert MoE layer (grouped GEMM, all-to-all bytes and time, fixed cost),
+top-k routing bytes, de-duplicated node-limited dispatch, expert-parallel folding over
+tp x dp x cp, and the constants of data/perf/moe.toml."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+from trnlab._paths import data_dir
+from trnlab.calibration import validate
+from trnlab.catalog.params import MOE_CALIBRATION, load_moe, load_training
+from trnlab.engine.hardware import moe_calibration, train_calibration
+from trnlab.engine.layouts import REASONS, reason_codes
+from trnlab.engine.shape import model_shape
+from trnlab.perf import moe
+from trnlab.perf.train import Hardware, Layout, operator_terms, step_terms, train_step
+from trnlab.workloads import TransformerSpec
+
+# ------------------------------------------------------------------ a hand-sized configuration
+H, F, E, K = 256, 512, 2, 1  # hidden, expert width, experts, top-k
+SPEC = TransformerSpec(name="moe2", layers=1, hidden=H, heads=4, kv_heads=4, vocab=512,
+                       gated_mlp=True, moe_experts=E, moe_active=K, moe_ffn=F)
+PEAK, EFF, HBM, MEM_EFF, D0 = 1e15, 0.5, 4e12, 0.8, 128.0
+UP_BW, UP_LAT, OUT_BW, OUT_LAT = 400e9, 2e-6, 40e9, 10e-6
+#: the MoE constants of the hand configuration (not data/, which may change)
+MOE = moe.MoECalibration(ep_overlap=0.25, a2a_dedup=0.0, node_limit=0.0, dispatch_bytes=2.0,
+                         combine_bytes=2.0, load_imbalance=1.0, permute_copies=8.0,
+                         router_traffic=16.0, moe_layer_overhead=50e-6)
+
+
+def _hw(domain: float = 8.0, gemm_bytes: float = 2.0) -> Hardware:
+    """The hand chip; fields the core may add later (per-chip attention rates) get 0.5."""
+    given = {"peak_gemm": PEAK, "peak_attn": PEAK, "gemm_eff": EFF, "gemm_bytes": gemm_bytes,
+             "hbm_bw": HBM, "hbm_capacity": 80e9, "up_bw": UP_BW, "up_latency": UP_LAT,
+             "domain": domain, "out_bw": OUT_BW, "out_latency": OUT_LAT}
+    names = {f.name for f in dataclasses.fields(Hardware)
+             if f.default is dataclasses.MISSING}
+    return Hardware(**given, **{n: 0.5 for n in names - set(given)})
+
+
+def _cal(**moe_values: float):
+    return dataclasses.replace(train_calibration(), gemm_half_dim=D0, mem_eff=MEM_EFF,
+                               moe=dataclasses.replace(MOE, **moe_values))
+
+
+def _layout(tp: float = 1.0, dp: float = 2.0, ep: float = 2.0, recompute: float = 0.0
+            ) -> Layout:
+    return Layout(tp=tp, pp=1.0, dp=dp, cp=1.0, ep=ep, vpp=1.0, zero=1.0, recompute=recompute,
+                  micro_batch=1.0, global_batch=8.0, seq_len=1024.0)
+
+
+def _shape(m: float, n: float, k: float) -> float:
+    return (m / (m + D0)) * (n / (n + D0)) * (k / (k + D0))
+
+
+def _gemm(m: float, n: float, k: float, b: float = 2.0) -> float:
+    """One GEMM on the roofline, by hand [s]."""
+    return max(2 * m * n * k / (PEAK * EFF * _shape(m, n, k)),
+               b * (m * k + k * n + m * n) / (HBM * MEM_EFF))
+
+
+# ------------------------------------------------------------------ grouped GEMM
+@pytest.mark.parametrize(("ep", "tp"), [(2.0, 1.0), (1.0, 1.0), (2.0, 2.0)])
+def test_two_expert_grouped_gemm_by_hand(ep, tp):
+    """T = 1024 tokens per chip, tp splits them (sequence parallelism, expert-TP 1): each
+    local expert gets rows = (T/tp) k ep / E; the chip runs E/ep of them, unsplit by TP."""
+    got = operator_terms(model_shape(SPEC), _hw(), _layout(tp=tp, ep=ep), _cal())
+    rows = 1024 / tp * K * ep / E  # ep=2, tp=1: 1024; ep=1: 512; ep=2, tp=2: 512
+    local = E / ep
+    up_flops, up_time = got["expert_up"]
+    assert up_time == pytest.approx(local * _gemm(rows, 2 * F, H), rel=1e-12)  # SwiGLU: 2F
+    assert up_flops == pytest.approx(local * 2 * rows * 2 * F * H, rel=1e-12)
+    down_time = got["expert_down"][1]
+    assert down_time == pytest.approx(local * _gemm(rows, H, F), rel=1e-12)
+
+
+def test_load_imbalance_pads_the_busiest_rank():
+    """Capacity factor 1.25: the busiest rank's experts get 1.25 x the mean rows."""
+    got = operator_terms(model_shape(SPEC), _hw(), _layout(), _cal(load_imbalance=1.25))
+    assert got["expert_down"][1] == pytest.approx(_gemm(1280.0, H, F), rel=1e-12)
+
+
+def test_grouped_gemm_efficiency_falls_with_fewer_tokens_per_expert():
+    rows = np.array([16.0, 64.0, 256.0, 1024.0, 4096.0])
+    eff = moe.grouped_gemm_efficiency(rows, 2048.0, 7168.0, 0.7, 128.0)
+    assert np.all(np.diff(eff) > 0)
+    assert eff[0] < 0.15 * 0.7 and eff[-1] > 0.9 * 0.7 * _shape(1e9, 2048, 7168)
+    # fine-grained (E = 256, k = 8, DeepSeek-V3) against coarse (E = 8, k = 2, Mixtral) at the
+    # same 4096 tokens x ep 8: 4096 x 8 x 8 / 256 = 1024 against 4096 x 2 x 8 / 8 = 8192 rows
+    fine = moe.expert_rows(4096.0, 8.0, 256.0, 8.0, 1.0)
+    coarse = moe.expert_rows(4096.0, 2.0, 8.0, 8.0, 1.0)
+    assert (fine, coarse) == (1024.0, 8192.0)
+    assert moe.grouped_gemm_efficiency(fine, 2048.0, 7168.0, 0.7, 128.0) < \
+        moe.grouped_gemm_efficiency(coarse, 14336.0, 4096.0, 0.7, 128.0)
+
+
+# ------------------------------------------------------------------ all-to-all
+def test_two_expert_all_to_all_inside_a_domain_by_hand():
+    """ep = 2 in one 8-chip domain: half of each token's k = 1 copies go to the peer over
+    scale-up. Per MoE layer: dispatch + combine forward, two gradient all-to-alls backward,
+    4 x (T h b / 2 / up_bw + alpha_up); exposed (1 - ep_overlap) of it, per micro-batch."""
+    lay, cal = _layout(), _cal()
+    one = 1024 * H * 2.0 * 0.5 / UP_BW + 1 * UP_LAT  # 1 peer message
+    per_mb = 4 * one
+    n_mb = 8 / 2  # global batch / (dp x micro-batch)
+    out = train_step(model_shape(SPEC), _hw(), lay, cal, outputs=("t_ep",))
+    assert float(out["t_ep"]) == pytest.approx(n_mb * 0.75 * per_mb, rel=1e-12)
+    # full recompute dispatches the forward again: 6 all-to-alls
+    out = train_step(model_shape(SPEC), _hw(), _layout(recompute=2.0), cal, outputs=("t_ep",))
+    assert float(out["t_ep"]) == pytest.approx(n_mb * 0.75 * 6 * one, rel=1e-12)
+
+
+def test_two_expert_all_to_all_across_domains_and_fp8_dispatch_by_hand():
+    """Each chip its own domain (domain = 1): the peer's copies go over the NIC; an FP8
+    dispatch (1 + 4/128 B) shrinks the forward dispatch only (combine and gradients BF16)."""
+    t = 1024 * H * 0.5  # elements sent per all-to-all
+    bf16 = t * 2.0 / OUT_BW + 1 * OUT_LAT
+    fp8 = t * (1 + 4 / 128) / OUT_BW + 1 * OUT_LAT
+    for cal, per_mb in ((_cal(), 4 * bf16), (_cal(dispatch_bytes=1 + 4 / 128), fp8 + 3 * bf16)):
+        out = train_step(model_shape(SPEC), _hw(domain=1.0), _layout(), cal,
+                         outputs=("t_ep",))
+        assert float(out["t_ep"]) == pytest.approx(4 * 0.75 * per_mb, rel=1e-12)
+    # the time of one all-to-all: both tiers at once, the slower sets it
+    assert moe.all_to_all_time(4.0, 2.0, 1.0, 100.0, 4.0, 2.0, 1e3, 0.0, 1e2, 0.0) == \
+        pytest.approx(max(100 * 4 * 2 / 1e3 + 0.0, 100 * 4 * 1 / 1e2 + 0.0))
+    # latency: a message to each of the n_in - 1 = 7 peers and the 32/8 - 1 = 3 other domains
+    assert moe.all_to_all_time(0.0, 0.0, 0.0, 1.0, 32.0, 8.0, 1.0, 1e-6, 1.0, 1e-5) == \
+        pytest.approx(max(7e-6, 3e-5))
+
+
+def test_top_k_routing_copies_by_hand():
+    """Without de-duplication every (token, expert) pair is a copy: k (n_in - 1)/ep inside the
+    domain, k (ep - n_in)/ep outside (ep = 32 over 4 domains of 8)."""
+    for k in (1.0, 2.0, 8.0):
+        inside, outside = moe.dispatch_copies(k, 32.0, 8.0, 0.0, 0.0)
+        assert (inside, outside) == (k * 7 / 32, k * 24 / 32)
+
+
+def test_deduplicated_node_limited_dispatch_by_hand():
+    """De-duplicated (DeepEP / DeepSeek-V3): a token crosses the scale-out network once per
+    remote domain it targets. k = 8 over D = 4 domains: 4 (1 - (3/4)^8) = 3.5995 distinct
+    domains, 3/4 of them remote = 2.6997 copies (against 6 without); node-limited to M = 2
+    domains: 2 x 3/4 = 1.5. Inside the destination domain the copies are forwarded:
+    8 x 7/8 = 7 per token over scale-up."""
+    inside, outside = moe.dispatch_copies(8.0, 32.0, 8.0, 1.0, 0.0)
+    assert outside == pytest.approx(4 * (1 - 0.75**8) * 0.75, rel=1e-12)
+    assert outside == pytest.approx(2.69966, rel=1e-5)
+    assert inside == 7.0
+    assert moe.dispatch_copies(8.0, 32.0, 8.0, 1.0, 2.0)[1] == pytest.approx(1.5)
+    # one domain: nothing crosses the scale-out network either way
+    assert moe.dispatch_copies(8.0, 8.0, 8.0, 1.0, 4.0)[1] == 0.0
+    assert moe.dispatch_copies(8.0, 8.0, 8.0, 0.0, 0.0)[1] == 0.0
+
+
+# ------------------------------------------------------------------ fixed cost per MoE layer
+def test_fixed_bytes_by_hand():
+    """T = 1024 tokens, h = 256, f = 512, k = 1 of E = 2, BF16 (2 B):
+    router 1024 x 2 x 16 B = 32768 B; permutations 8 x 1024 x 1 x 256 x 2 B = 4194304 B."""
+    assert moe.fixed_bytes(1024.0, H, F, K, E, 2.0, 2.0, MOE) == 32768 + 4194304
+    # FP8 GEMMs: the expert up input (h) and down input (f) of each routed token are cast,
+    # read at 2 B and written at 1 B: 3 x 1024 x (256 + 512) = 2359296 B
+    assert moe.fixed_bytes(1024.0, H, F, K, E, 2.0, 1.0, MOE) == 32768 + 4194304 + 2359296
+    # FP8 dispatch: the tokens are cast once before the dispatch, 1024 x 256 x (2 + 1.03125) B,
+    # and the up-projection's input arrives in FP8 already (only the down input is cast)
+    fp8 = dataclasses.replace(MOE, dispatch_bytes=1.03125)
+    assert moe.fixed_bytes(1024.0, H, F, K, E, 2.0, 1.0, fp8) == pytest.approx(
+        32768 + 4194304 + 1024 * 256 * 3.03125 + 3 * 1024 * 512)
+    # top-k: twice the routed copies, twice the permutation traffic
+    assert moe.fixed_bytes(1024.0, H, F, 2, E, 2.0, 2.0, MOE) == 32768 + 2 * 4194304
+
+
+def test_two_expert_fixed_cost_in_the_step_by_hand():
+    """The MoE layer's fixed cost enters the micro-batch forward once, the backward
+    backward_memory_factor times: (1 + bmf) x (bytes / (HBM mem_eff) + overhead)."""
+    m, hw, lay = model_shape(SPEC), _hw(), _layout()
+    with_fixed = step_terms(m, hw, lay, _cal())["mb_compute"]
+    without = step_terms(m, hw, lay, _cal(permute_copies=0.0, router_traffic=0.0,
+                                          moe_layer_overhead=0.0))["mb_compute"]
+    bmf = train_calibration().backward_memory_factor
+    fixed = (32768 + 4194304) / (HBM * MEM_EFF) + 50e-6
+    assert float(with_fixed - without) == pytest.approx((1 + bmf) * fixed, rel=1e-9)
+
+
+def test_expert_parameters_with_expert_tp_one():
+    """Expert-TP 1: a chip holds E/ep whole experts whatever tp is; their gradients are
+    reduced over the tp x dp x cp / ep ranks of the expert-data-parallel group."""
+    m = model_shape(SPEC)
+    for tp in (1.0, 2.0):
+        terms = step_terms(m, _hw(), _layout(tp=tp), _cal())
+        assert float(terms["p_expert"]) == m.params_experts / 2  # ep = 2
+
+
+# ------------------------------------------------------------------ the layout rule
+def test_expert_parallel_folded_over_tp_dp_cp():
+    """EP may span tp x dp x cp (Megatron-Core folding): ep = 8 with tp = 2, dp = 4 is valid
+    (the old rule, ep | dp, rejected it); ep = 8 over tp x dp x cp = 4 ranks is not, nor an ep
+    that does not divide the experts."""
+    spec = TransformerSpec(name="moe8", layers=4, hidden=256, heads=4, kv_heads=4, vocab=512,
+                           gated_mlp=True, moe_experts=8, moe_active=2, moe_ffn=512)
+    cols = {"tp": [2, 2, 1, 1], "pp": [1, 1, 1, 1], "dp": [4, 2, 8, 6], "cp": [1, 1, 1, 1],
+            "ep": [8, 8, 8, 3], "vpp": [1, 1, 1, 1], "micro_batch": [1, 1, 1, 1]}
+    cfg = {k: np.array(v) for k, v in cols.items()}
+    reason = reason_codes(spec, cfg, global_batch=48, seq_len=1024, domain=8)
+    assert list(reason) == [0, 5, 0, 5]
+    assert "tp x dp x cp" in REASONS[5]
+
+
+# ------------------------------------------------------------------ the data
+def test_the_moe_constants_of_the_data():
+    """data/perf/moe.toml: each constant and its derivation (a change fails here first)."""
+    f = load_moe()
+    assert set(f) >= set(MOE_CALIBRATION)
+    cal = moe_calibration()
+    assert cal == train_calibration().moe
+    assert cal.ep_overlap == 0.0  # Megatron-Core: the all-to-all on the critical path
+    assert cal.a2a_dedup == 0.0  # alltoall dispatcher: a copy per (token, expert)
+    assert cal.node_limit == 0.0  # no node-limited routing by default
+    assert cal.dispatch_bytes == 16 / 8 and cal.combine_bytes == 16 / 8  # BF16
+    assert f["dispatch_bytes"].range[0] == 1 + 4 / 128  # FP8 + an fp32 scale per 128
+    assert cal.load_imbalance == 1.0  # force-balanced / capacity factor 1
+    assert cal.permute_copies == 4 * 2  # 4 permutations, each reads and writes
+    assert cal.router_traffic == 4 + 4 + 4 + 4  # fp32 logits, scores, top-k
+    assert cal.moe_layer_overhead == pytest.approx(40e-6 + 20e-6)
+    assert all(f[k].sources for k in MOE_CALIBRATION)
+
+
+@pytest.mark.parametrize("name", MOE_CALIBRATION)
+def test_every_moe_constant_moves_the_step(name):
+    """Each constant of the MoE terms changes the step time of a configuration it acts on:
+    ep = 32 over 4 domains of 8, FP8 GEMMs, de-duplication on (the node limit acts)."""
+    spec = TransformerSpec(name="moe32", layers=2, hidden=1024, heads=8, kv_heads=8,
+                           vocab=1024, gated_mlp=True, moe_experts=64, moe_active=8,
+                           moe_ffn=512)
+    lay = Layout(tp=1.0, pp=1.0, dp=32.0, cp=1.0, ep=32.0, vpp=1.0, zero=1.0, recompute=0.0,
+                 micro_batch=1.0, global_batch=64.0, seq_len=2048.0)
+    base = {"a2a_dedup": 1.0, "node_limit": 2.0, "dispatch_bytes": 2.0}
+    changed = {"ep_overlap": 0.5, "a2a_dedup": 0.0, "node_limit": 0.0, "dispatch_bytes": 1.0,
+               "combine_bytes": 1.0, "load_imbalance": 1.2, "permute_copies": 4.0,
+               "router_traffic": 8.0, "moe_layer_overhead": 1e-4}
+    hw = _hw(domain=8.0, gemm_bytes=1.0)
+    t0 = float(train_step(model_shape(spec), hw, lay, _cal(**base),
+                          outputs=("step_time",))["step_time"])
+    t1 = float(train_step(model_shape(spec), hw, lay, _cal(**{**base, name: changed[name]}),
+                          outputs=("step_time",))["step_time"])
+    assert math.isfinite(t0) and abs(t1 / t0 - 1) > 1e-6, name
+
+
+def test_a_published_ep_folded_over_tp_dp_is_predicted():
+    """Megatron-Core Qwen3-235B on 256 H100, TP 2 x DP 16 with EP 32 (EDP 1, ETP 1): the old
+    rule (ep | dp) rejected it; it is predicted now, with the all-to-all in its breakdown."""
+    rows = {r["case_id"]: r for r in validate.read_cases(data_dir() / "measurements"
+                                                          / "cases.csv")}
+    row = rows["T-MOE-ZOO-H100-QWEN3-235B-EP32-PP8"]
+    assert (row["tp"], row["dp"], row["ep"]) == ("2", "16", "32")
+    conv = validate.load_conventions()
+    value, why, layout = validate.predict_training(
+        row, conv.get(validate.source_of(row["case_id"], conv), {}), load_training())
+    assert math.isfinite(value) and value > 0, why
+    assert (layout["tp"], layout["dp"], layout["ep"]) == (2, 16, 32)

@@ -1,0 +1,190 @@
+"""Serving physics pinned by hand: a decode step of one chip, the mean context, replica
+scaling of whole-system results, the server-scenario queueing formulas and FP4 on Blackwell.
+
+Every expected number is worked in the test from round inputs, so a change of a constant of
+trnlab/perf/serve.py (the mean context, the prefill interruption, the M/D/1 tail) fails here.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+
+import numpy as np
+import pytest
+
+from trnlab._paths import data_dir
+from trnlab.calibration import validate
+from trnlab.catalog.benchmarks import find
+from trnlab.engine import serving
+from trnlab.engine.hardware import format_bytes, hardware
+from trnlab.perf import serve as core
+from trnlab.perf.hardware import Hardware
+
+#: a toy transformer with round numbers: 2 layers, hidden 1000, 10 heads of 100, MHA
+SHAPE = core.ServeShape(name="toy", layers=2.0, moe_layers=0.0, hidden=1000.0, heads=10.0,
+                        qk_dim=100.0, v_dim=100.0, kv_heads=10.0, kv_latent=0.0,
+                        moe_experts=0.0, moe_active=0.0, attn_params=8e6, dense_params=1e9,
+                        expert_params=0.0, flop_params=1e9)
+#: one chip: 1 PFLOP/s at 50% GEMM efficiency, 1 TB/s HBM, 10 us per step, no network
+HW = Hardware(peak_gemm=1e15, peak_attn=1e15, gemm_eff=0.5, gemm_bytes=2.0, attn_fwd_eff=1.0,
+              attn_bwd_eff=1.0, hbm_bw=1e12, hbm_capacity=100e9, up_bw=1e11, up_latency=0.0,
+              domain=8.0, out_bw=1e10, out_latency=0.0, step_overhead=1e-5)
+CAL = core.ServeCalibration(mem_eff=0.5, mem_reserve=0.0, decode_half_rows=0.0,
+                            per_sequence_overhead=0.0, activation_bytes=2.0)
+LAY = core.ServeLayout(tp=1.0, pp=1.0, ep=1.0, adp=1.0, wbytes=1.0, kvbytes=2.0)
+
+
+def test_a_decode_step_of_one_chip_worked_by_hand():
+    # batch 4 at context 1000, half_dim 0 (no size penalty), decode_half_rows 0 (full rows)
+    t = core.decode_terms(SHAPE, HW, LAY, 4.0, 1000.0, CAL, 0.0)
+    # GEMMs: 2 FLOP x 1e9 params x 4 tokens = 8e9; attention: 2 x 1000 keys x 10 heads x
+    # (100 + 100) x 2 layers = 8e6 per token, x 4 tokens = 3.2e7; at 1e15 x 0.5 FLOP/s
+    assert float(t["compute"]) == pytest.approx((8e9 + 3.2e7) / 5e14, rel=1e-12)
+    # stream: 1e9 weight bytes (1 B each) + KV 4 seq x 1000 tok x (2 x 2 layers x 10 heads x
+    # 100 x 2 B = 8000 B) = 3.2e7 B, at 1e12 x 0.5 B/s
+    assert float(t["stream"]) == pytest.approx((1e9 + 3.2e7) / 5e11, rel=1e-12)
+    assert float(t["traffic"]) == 0.0  # tp = 1: no all-reduce
+    assert float(t["overhead"]) == pytest.approx(1e-5)
+    # roofline: stream 2.064 ms > compute 16.06 us, so the step is the stream plus 10 us
+    step = core.decode_step(SHAPE, HW, LAY, 4.0, 1000.0, CAL, 0.0)
+    assert float(step) == pytest.approx(2.064e-3 + 1e-5, rel=1e-12)
+
+
+def test_the_mean_context_is_the_prompt_plus_half_the_output():
+    assert core.mean_context(1000.0, 500.0) == 1250.0
+    # serve() decodes at that context: its TPOT is the decode step at input + output / 2
+    res = core.serve(SHAPE, HW, LAY, 1.0, 1000.0, 500.0, CAL, 0.0)
+    # batch 1: compute (2e9 + 2 x 1250 x 10 x 200 x 2) / 5e14 = 4.04 us, below the
+    # stream (1e9 + 1250 x 8000) B / 5e11 B/s = 2.02 ms; + 10 us
+    assert float(res["tpot"]) == pytest.approx((1e9 + 1250 * 8000) / 5e11 + 1e-5, rel=1e-12)
+
+
+def test_poisson_and_md1_quantiles_by_hand():
+    # normal approximation of a Poisson count: 100 + 2.326 x 10
+    assert float(core.poisson_quantile(100.0, 2.326)) == pytest.approx(123.26)
+    # M/D/1 at rho 0.5, service 1 s: W = 0.5 x 1 / (2 x 0.5) = 0.5 s; the conditional wait
+    # W / rho = 1 s; p99: ln(0.5 / 0.01) = ln 50 = 3.912 s
+    assert float(core.md1_wait_quantile(0.5, 1.0, 0.99)) == pytest.approx(math.log(50.0))
+    # at rho <= 1 - q at least q of the requests find the server idle: no wait at that quantile
+    assert float(core.md1_wait_quantile(0.005, 1.0, 0.99)) == 0.0
+    assert math.isinf(float(core.md1_wait_quantile(1.0, 1.0, 0.99)))
+
+
+def test_the_server_rate_keeps_littles_law_with_prefill_interruptions():
+    b = np.array([1.0, 8.0, 64.0])
+    res = core.server_scenario(SHAPE, HW, LAY, b, 1000.0, 500.0, CAL, 0.0, 2.326, 0.99)
+    t = core.serve(SHAPE, HW, LAY, b, 1000.0, 500.0, CAL, 0.0)["tpot"]
+    p1 = core.prefill_time(SHAPE, HW, LAY, 1.0, 1000.0, CAL, 0.0)
+    pb = core.prefill_time(SHAPE, HW, LAY, b, 1000.0, CAL, 0.0) / b  # batched, per prompt
+    rate = res["rate"]
+    rho = rate * pb
+    # Little's law: B = rate x (TTFT + output x TPOT), decode stretched by 1 / (1 - rho)
+    np.testing.assert_allclose(b, rate * (p1 + t + 500.0 * t / (1.0 - rho)), rtol=1e-9)
+    np.testing.assert_allclose(res["tpot"], t / (1.0 - rho), rtol=1e-12)
+    np.testing.assert_allclose(res["ttft_q"] - res["ttft"],
+                               core.md1_wait_quantile(rho, p1, 0.99), rtol=1e-12)
+    assert np.all(np.diff(rate) > 0)
+    assert np.all(pb <= p1)  # a batched prompt costs at most a prompt alone
+
+
+def test_the_server_scenario_is_below_offline_and_tighter_limits_lower_it():
+    common = {"tp": 2, "input_len": 222, "output_len": 294, "weights": "fp8",
+              "activations": "fp8", "kv": "fp8"}
+    off = serving.offline_throughput("llama2-70b", "h100-sxm", "dgx-h100", **common)
+    srv = serving.server_throughput("llama2-70b", "h100-sxm", "dgx-h100", ttft_limit_s=2.0,
+                                    tpot_limit_s=0.2, **common)
+    fast = serving.server_throughput("llama2-70b", "h100-sxm", "dgx-h100", ttft_limit_s=0.45,
+                                     tpot_limit_s=0.04, **common)
+    assert 0 < fast["output_tokens_per_s"] < srv["output_tokens_per_s"] \
+        < off["output_tokens_per_s"]
+    assert srv["tpot_q"] <= 0.2 and srv["ttft_q"] <= 2.0
+    assert fast["tpot_q"] <= 0.04 and fast["ttft_q"] <= 0.45
+    none = serving.server_throughput("llama2-70b", "h100-sxm", "dgx-h100", ttft_limit_s=2.0,
+                                     tpot_limit_s=1e-4, **common)
+    assert none["batch"] == 0 and none["limited_by"] == "tpot"
+
+
+def _row(**cells: str) -> dict[str, str]:
+    rows = validate.read_cases(data_dir() / "measurements" / "cases.csv")
+    row = dict(next(r for r in rows if r["case_id"] == "I-TRTLLM-H100-Llama3370B-TP2-2048-128"))
+    row.update(cells)
+    return row
+
+
+def _predict(rows, tmp_path):
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=validate.SCHEMA_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    (tmp_path / "c.csv").write_text(buf.getvalue(), encoding="utf-8")
+    return validate.predict(validate.read_cases(tmp_path / "c.csv"))
+
+
+def test_a_whole_system_throughput_is_the_replica_times_the_replicas(tmp_path):
+    one = _row(case_id="I-X-1", n_chips="2", tp="2")
+    four = _row(case_id="I-X-4", n_chips="8", tp="2")
+    lat1 = _row(case_id="I-X-L1", n_chips="2", tp="2", metric="tpot_ms", value="20")
+    lat4 = _row(case_id="I-X-L4", n_chips="8", tp="2", metric="tpot_ms", value="20")
+    p = _predict([one, four, lat1, lat4], tmp_path)
+    assert p[1].predicted == pytest.approx(4 * p[0].predicted, rel=1e-12)  # 8 / (2 x 1)
+    assert "4 replicas of tp 2" in p[1].why
+    assert p[3].predicted == pytest.approx(p[2].predicted, rel=1e-12)  # latency: one replica
+
+
+def test_a_named_server_scenario_uses_the_benchmark_limits(tmp_path):
+    note = "MLPerf Inference v5.0 Llama 2 70B, Server scenario"
+    srv = _row(case_id="I-X-S", input_len="", output_len="", concurrency="", metric_note=note)
+    off = _row(case_id="I-X-O", input_len="", output_len="", concurrency="offline",
+               metric_note="MLPerf Inference v5.0 Llama 2 70B, Offline")
+    p = _predict([srv, off], tmp_path)
+    assert "server scenario" in p[0].why and "2000 ms, 200 ms" in p[0].why
+    assert "input_len: default 222" in p[0].why and "output_len: default 294" in p[0].why
+    assert 0 < p[0].predicted < p[1].predicted
+    bench = find(note)
+    assert bench.ttft_limit.si == 2.0 and bench.tpot_limit.si == pytest.approx(0.2)
+
+
+def test_fp4_on_blackwell_halves_the_weights_and_doubles_the_fp8_peak():
+    fp8 = hardware("b200", "dgx-b200", "fp8")
+    fp4 = hardware("b200", "dgx-b200", "nvfp4")
+    mx = hardware("gb200", "gb200-nvl72", "mxfp4")
+    # B200 dense: FP8 4,500 TFLOP/s, FP4 9,000; GB200: FP4 10,000 (data/hardware/chips.toml)
+    assert fp4.peak_gemm / fp8.peak_gemm == pytest.approx(2.0)
+    assert mx.peak_gemm / hardware("gb200", "gb200-nvl72", "fp8").peak_gemm == pytest.approx(2.0)
+    assert format_bytes("nvfp4") == format_bytes("mxfp4") == format_bytes("fp4") == 0.5
+    m = SHAPE
+    w4 = core.weight_bytes_per_chip(m, 1.0, 1.0, 1.0, format_bytes("nvfp4"))
+    w8 = core.weight_bytes_per_chip(m, 1.0, 1.0, 1.0, format_bytes("fp8"))
+    assert float(w4) == pytest.approx(0.5e9) and float(w8) == pytest.approx(1e9)
+    r4 = serving.offline_throughput("llama2-70b", "b200", "dgx-b200", tp=1, input_len=222,
+                                    output_len=294, weights="nvfp4", activations="nvfp4",
+                                    kv="fp8")
+    r8 = serving.offline_throughput("llama2-70b", "b200", "dgx-b200", tp=1, input_len=222,
+                                    output_len=294, weights="fp8", activations="fp8", kv="fp8")
+    assert r4["batch"] > r8["batch"]  # 35 GB less of weights leaves room for more KV
+    assert r4["output_tokens_per_s"] > r8["output_tokens_per_s"]
+
+
+def test_a_stated_max_num_seqs_caps_the_offline_batch(tmp_path):
+    free = _row(case_id="I-X-F", n_chips="2", tp="2")
+    capped = _row(case_id="I-X-C", n_chips="2", tp="2",
+                  notes=free["notes"].replace("[trust A]", "[trust A] vLLM max_num_seqs=16;"))
+    p = _predict([free, capped], tmp_path)
+    assert p[1].layout["batch"] == 16 < p[0].layout["batch"]
+    assert p[1].predicted < p[0].predicted
+
+
+def test_a_stated_request_rate_sets_the_throughput_until_the_replica_saturates(tmp_path):
+    slow = _row(case_id="I-X-R", n_chips="4", tp="2", concurrency="",
+                metric_note="output tokens/s, vLLM benchmark_serving --request-rate 2")
+    fast = _row(case_id="I-X-RF", n_chips="4", tp="2", concurrency="",
+                metric_note="output tokens/s, vLLM benchmark_serving --request-rate 5000")
+    off = _row(case_id="I-X-RO", n_chips="4", tp="2", concurrency="offline")
+    p = _predict([slow, fast, off], tmp_path)
+    # 2 requests/s over 2 replicas of tp 2, 128 output tokens each: 2 x 128 tokens/s in all
+    assert p[0].predicted == pytest.approx(2 * 128)
+    assert "Poisson arrivals at the stated request rate, 1/s per replica" in p[0].why
+    assert p[1].predicted == pytest.approx(p[2].predicted)  # saturated: offline capacity
+    assert "above what a replica sustains" in p[1].why

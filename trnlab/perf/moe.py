@@ -1,0 +1,179 @@
+"""The mixture-of-experts terms of a training step, vectorized (arrays broadcast, SI units).
+
+A MoE layer routes each token to ``k`` of ``E`` experts (top-k). Under expert parallelism
+(``ep`` ranks, each holding ``E/ep`` experts) it adds four things to a dense layer's terms:
+
+- **Grouped GEMMs** (:func:`grouped_gemm_time`). Each local expert multiplies only the tokens
+  routed to it, ``rows = T k ep f / E`` on the most loaded rank (``T`` tokens per chip, ``f``
+  the load imbalance), so its GEMMs are short in ``m`` and run below a dense GEMM's efficiency:
+  the dense curve of :mod:`trnlab.perf.compute` evaluated at ``m = rows``, ``n`` and ``k`` the
+  expert's width and the hidden size (MegaBlocks, Gale et al. 2023, sec. 3 and 6: grouped /
+  block-sparse expert GEMMs against dense cuBLAS; Megatron-Core's grouped GEMM).
+- **All-to-all dispatch and combine** (:func:`all_to_all_time`), forward and backward, over a
+  two-tier network: copies to ranks in the sender's scale-up domain go over scale-up links,
+  the rest over its NIC, both at once. Without de-duplication every (token, expert) pair is one
+  copy (Megatron-Core's alltoall dispatcher); with it a token crosses the scale-out network once
+  per destination domain, at most ``node_limit`` of them (DeepSeek-V3 node-limited routing,
+  ``M = 4``), and is forwarded inside the domain (DeepEP). The dispatch may be FP8 (DeepSeek-V3:
+  1 B + a scale per 128 elements); the combine and the backward all-to-alls are BF16. The
+  exposed part is ``1 - ep_overlap`` of it, its own parameter.
+- **A fixed cost per MoE layer** (:func:`fixed_bytes`): router logits and top-k, the token
+  permutations around the all-to-all and the casts to the dispatch and GEMM formats, all
+  memory-bound, plus the layer's extra kernel launches and host synchronisation
+  (``moe_layer_overhead``).
+- **Load imbalance** ``f >= 1`` (capacity factor with padding, or max/mean load dropless): the
+  most loaded rank sets the time of the grouped GEMMs and the all-to-all.
+
+Layout: expert-model-parallel folding (Megatron-Core): the ``tp x cp x dp`` ranks of a pipeline
+stage are regrouped as ``ep x edp`` for the experts, expert-tensor-parallel size 1, the ``ep``
+group innermost (consecutive ranks), so ``ep`` divides ``tp x cp x dp`` and a token's ``T/tp``
+share (sequence parallelism) is dispatched by the rank that holds it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from trnlab.perf._xp import xp_of
+from trnlab.perf.compute import gemm_efficiency, gemm_time, memory_time
+
+
+@dataclass(frozen=True)
+class MoECalibration:
+    """Constants of the MoE terms; every value comes from ``data/perf/moe.toml``
+    (:func:`trnlab.engine.hardware.moe_calibration`), where each has its unit, status and
+    source."""
+
+    ep_overlap: float  # fraction of the expert all-to-all hidden behind compute [1]
+    a2a_dedup: float  # 1: one scale-out copy per destination domain; 0: per routed expert [1]
+    node_limit: float  # most domains a token is routed to (0 = no limit) [1]
+    dispatch_bytes: float  # per element of a dispatched token [B]
+    combine_bytes: float  # per element of a combined output and of the backward all-to-alls [B]
+    load_imbalance: float  # most loaded expert rank / mean [1]
+    permute_copies: float  # permutation traffic, in copies of the routed tokens [1]
+    router_traffic: float  # router bytes per token and expert [B]
+    moe_layer_overhead: float  # fixed time per MoE layer per forward pass [s]
+
+
+def expert_rows(tokens: Any, top_k: Any, experts: Any, ep: Any, imbalance: Any) -> Any:
+    """Rows of each local expert's GEMM on the most loaded rank [tokens]:
+    ``T k ep f / E`` (the ``ep`` ranks' ``T`` tokens each, ``k`` copies each, spread over ``E``
+    experts, ``f`` times the mean on the busiest rank)."""
+    return tokens * top_k * ep * imbalance / experts
+
+
+def grouped_gemm_efficiency(rows: Any, width: Any, hidden: Any, eff_max: Any, d0: Any) -> Any:
+    """Achieved fraction of peak of one expert's GEMM of ``rows`` tokens [1]: the dense GEMM
+    curve (:func:`trnlab.perf.compute.gemm_efficiency`) at ``m = rows``, ``n = width``,
+    ``k = hidden``; it falls as fewer tokens reach each expert (MegaBlocks, Gale et al. 2023)."""
+    return gemm_efficiency(rows, width, hidden, eff_max, d0)
+
+
+def grouped_gemm_time(rows: Any, n: Any, k: Any, local_experts: Any, peak: Any, eff_max: Any,
+                      d0: Any, hbm_bw: Any, mem_eff: Any, bytes_per_elem: Any) -> Any:
+    """Time of the grouped GEMM ``local_experts x ([rows, k] @ [k, n])`` on one chip [s]: each
+    expert's GEMM on the roofline of :func:`trnlab.perf.compute.gemm_time` (its weights are read
+    once per expert, so short GEMMs turn memory-bound)."""
+    return local_experts * gemm_time(rows, n, k, peak, eff_max, d0, hbm_bw, mem_eff,
+                                     bytes_per_elem)
+
+
+def dispatch_copies(top_k: Any, ep: Any, n_in: Any, dedup: Any, node_limit: Any
+                    ) -> tuple[Any, Any]:
+    """Copies of one token a rank sends per dispatch (or combine), (over scale-up, over
+    scale-out) [1], uniform routing over ``ep`` ranks in ``ep / n_in`` domains.
+
+    Plain: ``k (n_in - 1)/ep`` to peers in the domain, ``k (ep - n_in)/ep`` outside.
+    De-duplicated: the distinct domains among ``k`` picks, ``D (1 - (1 - 1/D)^k)`` with
+    ``D = ep / n_in`` domains, capped at ``node_limit`` (when > 0), of which ``(D - 1)/D`` are
+    remote, cross the scale-out network once each; inside the destination domain the copies
+    are forwarded to their experts' ranks, ``k (n_in - 1)/n_in`` per token over scale-up.
+    ``dedup`` and ``node_limit`` are scalars (constants of the dispatcher and the router).
+    """
+    if not dedup > 0:
+        return top_k * (n_in - 1.0) / ep, top_k * (ep - n_in) / ep
+    xp = xp_of(top_k, ep, n_in)
+    domains = ep / n_in
+    distinct = domains * (1.0 - (1.0 - 1.0 / domains) ** top_k)
+    if node_limit > 0:
+        distinct = xp.minimum(distinct, xp.asarray(float(node_limit), dtype=distinct.dtype)) \
+            if hasattr(distinct, "dtype") else min(distinct, float(node_limit))
+    return top_k * (n_in - 1.0) / n_in, distinct * (domains - 1.0) / domains
+
+
+def all_to_all_time(nbytes_token: Any, copies_in: Any, copies_out: Any, tokens: Any, ep: Any,
+                    n_in: Any, bw_in: Any, alpha_in: Any, bw_out: Any, alpha_out: Any) -> Any:
+    """One all-to-all of ``tokens`` tokens of ``nbytes_token`` [B] each, ``copies_in`` /
+    ``copies_out`` copies of each over scale-up / scale-out (:func:`dispatch_copies`) [s]: both
+    tiers at once, the slower sets the time; a message to each of the ``n_in - 1`` peers and
+    the ``ep/n_in - 1`` other domains pays its latency (as
+    :func:`trnlab.perf.comm.all_to_all`)."""
+    xp = xp_of(tokens, ep, n_in, bw_in, bw_out)
+    inside = tokens * nbytes_token * copies_in / bw_in + (n_in - 1.0) * alpha_in
+    outside = tokens * nbytes_token * copies_out / bw_out + (ep / n_in - 1.0) * alpha_out
+    return xp.maximum(inside, outside)
+
+
+def layer_all_to_all_time(tokens: Any, hidden: Any, top_k: Any, ep: Any, n_in: Any,
+                          bw_in: Any, alpha_in: Any, bw_out: Any, alpha_out: Any,
+                          cal: MoECalibration, recompute: Any) -> Any:
+    """Expert all-to-all time of one MoE layer per micro-batch on one chip, before overlap [s]:
+    forward dispatch (at ``dispatch_bytes``) and combine (``combine_bytes``), ``1 + recompute``
+    times (a recomputed forward dispatches again), and the backward's two all-to-alls of the
+    activation gradients (the combine's gradient dispatched, the dispatch's combined, at
+    ``combine_bytes``), all on the most loaded rank (x ``load_imbalance``)."""
+    c_in, c_out = dispatch_copies(top_k, ep, n_in, cal.a2a_dedup, cal.node_limit)
+
+    def one(nbytes: float) -> Any:
+        return all_to_all_time(nbytes * hidden, c_in, c_out, tokens, ep, n_in, bw_in,
+                               alpha_in, bw_out, alpha_out)
+
+    forward = one(cal.dispatch_bytes) + one(cal.combine_bytes)
+    backward = 2.0 * one(cal.combine_bytes)
+    return cal.load_imbalance * ((1.0 + recompute) * forward + backward)
+
+
+def fixed_bytes(tokens: Any, hidden: Any, width: Any, top_k: Any, experts: Any,
+                activation_bytes: Any, gemm_bytes: Any, cal: MoECalibration) -> Any:
+    """Memory-bound HBM traffic of one MoE layer's forward on one chip beyond a dense layer's
+    [B], for ``tokens`` tokens of ``hidden`` elements routed to ``top_k`` of ``experts``
+    experts of width ``width`` (the down projection's input):
+
+    - router: ``T E router_traffic`` (fp32 logits, scores, top-k);
+    - permutation: ``permute_copies x T k f h`` elements at ``activation_bytes`` (the routed
+      tokens read and written by each permutation around the all-to-all);
+    - casts: to an FP8 dispatch format before the dispatch (``T h`` read at
+      ``activation_bytes``, written at ``dispatch_bytes``); to a narrower GEMM format, the
+      expert up-projection's input (unless dispatched in it already) ``T k f h`` and the
+      down-projection's ``T k f width`` elements, each read and written once.
+    """
+    a = activation_bytes  # a scalar of the recipe, like the constants of ``cal``
+    routed = tokens * top_k * cal.load_imbalance  # token copies the rank handles
+    router = tokens * experts * cal.router_traffic
+    permute = cal.permute_copies * routed * hidden * a
+    narrow_dispatch = cal.dispatch_bytes < a
+    q_dispatch = tokens * hidden * (a + cal.dispatch_bytes) if narrow_dispatch else 0.0
+    # where the GEMMs run narrower than the activations, a cast reads and writes each input
+    if hasattr(gemm_bytes, "dtype"):
+        xp = xp_of(gemm_bytes)
+        cast = xp.where(gemm_bytes < a, a + gemm_bytes, 0.0 * gemm_bytes)
+    else:
+        cast = a + gemm_bytes if gemm_bytes < a else 0.0
+    cast_up = 0.0 if narrow_dispatch else routed * hidden
+    casts = cast * (cast_up + routed * width)
+    return router + permute + q_dispatch + casts
+
+
+def fixed_time(tokens: Any, hidden: Any, width: Any, top_k: Any, experts: Any,
+               activation_bytes: Any, gemm_bytes: Any, hbm_bw: Any, mem_eff: Any,
+               cal: MoECalibration) -> Any:
+    """Fixed cost of one MoE layer's forward on one chip [s]: :func:`fixed_bytes` at the
+    achieved HBM bandwidth plus ``moe_layer_overhead``."""
+    return memory_time(fixed_bytes(tokens, hidden, width, top_k, experts, activation_bytes,
+                                   gemm_bytes, cal), hbm_bw, mem_eff) + cal.moe_layer_overhead
+
+
+def exposed(t_a2a: Any, cal: MoECalibration) -> Any:
+    """The part of the all-to-all time ``t_a2a`` [s] left on the critical path [s]."""
+    return (1.0 - cal.ep_overlap) * t_a2a
