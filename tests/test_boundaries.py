@@ -253,7 +253,7 @@ def test_claims_cluster_chips_must_be_positive(chips):
     ({"chip_power_w": [900, 1000, math.nan]}, "chip_power_w = nan"),
     ({"chip_power_w": [-1, 0, 1]}, "chip_power_w = -1"),
     ({"pue": [0.9, 1.0, 1.1]}, "pue = 0.9"),
-    ({"n_samples": 0}, "n_samples = 0"),
+    ({"trn3_mfu": [1.1, 1.0, 0.9]}, "trn3_mfu = \\[1.1, 1.0, 0.9\\]"),
     ({"n_chipz": 5}, "assumption = 'n_chipz'"),
 ])
 def test_claims_assumptions_are_checked(kwargs, message):

@@ -258,7 +258,9 @@ def test_headline_and_reading_from_the_dataset():
     ds = DS.copy(deep=True)
     i = list(ds["claim"].values).index("energy-efficiency")
     ds["verdict"][i] = "holds"
-    assert "4x more energy-efficient than the previous generation\"** holds" in claims.reading(ds)
+    assert "4x more energy-efficient than the previous generation\" holds (decided by" in \
+        claims.reading(ds)
+    assert text.startswith("- **Compute.** ") and "- **Published results.** " in text
 
 
 def test_reading_follows_a_changed_parameter():

@@ -1114,23 +1114,41 @@ _VERB_READ = {"holds": "holds", "partly": "holds only partly", "inconsistent": "
               "not-checkable": "cannot be checked"}
 
 
+#: the reading's bullets: title -> the checks it gathers (checks not listed go to "Other")
+GROUPS = {"Compute": ("chip_peak", "server_compute"),
+          "Memory": ("hbm_capacity", "hbm_bandwidth", "memory_vs_trn2", "bandwidth_vs_trn2",
+                     "server_bandwidth"),
+          "Scale": ("chips_per_server", "cluster_size"),
+          "Power and energy": ("energy_efficiency", "less_power"),
+          "Cost": ("cost",),
+          "Published results": ("gpt_oss_throughput", "gpt_oss_latency")}
+
+
+def _claim_sentence(ds: xr.Dataset, i: int) -> str:
+    r = ds.isel(claim=i)
+    verdict = str(r["verdict"].values)
+    text = (f"\"{r['claim_text'].values!s}\" {_VERB_READ[verdict]} (decided by "
+            f"{r['decided_by'].values!s}): {r['reason'].values!s}.")
+    flips = []
+    for j in range(ds.sizes.get("input", 0)):
+        lo, hi = str(r["verdict_low"].values[j]), str(r["verdict_high"].values[j])
+        if lo and lo != hi:
+            flips.append(f"{ds['input_label'].values[j]!s} ({lo} at "
+                         f"{float(r['input_low'].values[j]):g}, {hi} at "
+                         f"{float(r['input_high'].values[j]):g})")
+    return text + (" Flips with: " + "; ".join(flips) + "." if flips else "")
+
+
 def reading(ds: xr.Dataset) -> str:
     """The reading of a :func:`study` Dataset as Markdown bullets, every number from ``ds``:
-    one bullet per claim (verdict, deciding basis, reason) and the inputs that flip it."""
+    one bullet per group of claims (compute, memory, scale, power and energy, cost, published
+    results), each claim with its verdict, deciding basis, reason and the inputs that flip it."""
+    checks_ = [str(c) for c in ds["check"].values]
+    known = {c for group in GROUPS.values() for c in group}
+    groups = {**GROUPS, "Other": tuple(c for c in checks_ if c not in known)}
     lines = []
-    for i in range(ds.sizes["claim"]):
-        r = ds.isel(claim=i)
-        verdict = str(r["verdict"].values)
-        text = (f"- **\"{r['claim_text'].values!s}\"** {_VERB_READ[verdict]} "
-                f"(decided by {r['decided_by'].values!s}): {r['reason'].values!s}.")
-        flips = []
-        for j in range(ds.sizes.get("input", 0)):
-            lo, hi = str(r["verdict_low"].values[j]), str(r["verdict_high"].values[j])
-            if lo and (lo != hi):
-                flips.append(f"{ds['input_label'].values[j]!s} ({lo} at "
-                             f"{float(r['input_low'].values[j]):g}, {hi} at "
-                             f"{float(r['input_high'].values[j]):g})")
-        if flips:
-            text += " Flips with: " + "; ".join(flips) + "."
-        lines.append(text)
+    for title, members in groups.items():
+        idx = [i for i, c in enumerate(checks_) if c in members]
+        if idx:
+            lines.append(f"- **{title}.** " + " ".join(_claim_sentence(ds, i) for i in idx))
     return "\n".join(lines)
