@@ -309,3 +309,25 @@ def test_trn2_power_range_includes_the_rainier_reading():
     low, high = catalog.chip("trn2").tdp_range
     assert low <= 2000 / 1.15 / 1.8
     assert high >= 2000 / 1.15 / 1.4
+
+
+def test_tornado_helper_draws_each_input_from_the_center_widest_on_top():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import xarray as xr
+
+    from trnlab import plot
+
+    dims = {"input": ["a", "b", "c"]}
+    low = xr.DataArray([0.9, 0.5, float("nan")], dims="input", coords=dims)
+    high = xr.DataArray([1.2, 1.0, 1.1], dims="input", coords=dims)
+    _, ax = plt.subplots()
+    lo_bars, hi_bars = plot.tornado(low, high, dim="input", center=1.0, reference=4.0, ax=ax)
+    # 'c' has no low end: skipped; 'b' swings 0.5, 'a' 0.3: 'b' on top (last)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
+    assert [(p.get_x(), p.get_width()) for p in lo_bars.patches] == \
+        [(1.0, pytest.approx(-0.1)), (1.0, pytest.approx(-0.5))]
+    assert [p.get_width() for p in hi_bars.patches] == [pytest.approx(0.2), pytest.approx(0.0)]
+    plt.close("all")

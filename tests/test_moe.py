@@ -193,6 +193,13 @@ def test_expert_parameters_with_expert_tp_one():
     for tp in (1.0, 2.0):
         terms = step_terms(m, _hw(), _layout(tp=tp), _cal())
         assert float(terms["p_expert"]) == m.params_experts / 2  # ep = 2
+    # without expert parallelism (ep = 1) the experts stay TP-sharded like a dense MLP
+    # (Megatron's default expert-TP = tp): P/tp per chip, and each expert's GEMM splits its
+    # width over tp on all T tokens routed to it: m = T k/E = 512, n = 2F/2 = 512, k = H
+    lay = _layout(tp=2.0, ep=1.0)
+    assert float(step_terms(m, _hw(), lay, _cal())["p_expert"]) == m.params_experts / 2
+    up = operator_terms(m, _hw(), lay, _cal())["expert_up"][1]
+    assert up == pytest.approx(E * _gemm(1024 * K / E, 2 * F / 2, H), rel=1e-12)
 
 
 # ------------------------------------------------------------------ the layout rule
@@ -262,3 +269,20 @@ def test_a_published_ep_folded_over_tp_dp_is_predicted():
         row, conv.get(validate.source_of(row["case_id"], conv), {}), load_training())
     assert math.isfinite(value) and value > 0, why
     assert (layout["tp"], layout["dp"], layout["ep"]) == (2, 16, 32)
+
+
+def test_neuron_expert_parallel_counts_cores():
+    """On Neuron a published rank is a NeuronCore (Trainium1: 2 per chip): EP 8 over ranks is
+    EP 4 over chips, as TP 8 is 4 chips (the chip's two cores share its E/ep experts)."""
+    row = dict(validate.read_cases(data_dir() / "measurements" / "cases.csv")[0])
+    row.update({"case_id": "T-TRN1-MOE-HAND", "chip": "trn1", "system": "trn1-32xl",
+                "scaleout": "", "n_chips": "512", "model": "moe-hand", "layers": "8",
+                "hidden": "4096", "heads": "32", "kv_heads": "8", "head_dim": "", "ffn": "",
+                "vocab": "32000", "seq_len": "4096", "moe_experts": "8", "moe_active": "2",
+                "moe_ffn": "14336", "gated_mlp": "true", "tp": "8", "pp": "1", "dp": "128",
+                "cp": "1", "ep": "8", "vpp": "1", "zero": "1", "global_batch": "1024",
+                "micro_batch": "1", "precision": "bf16", "recompute": "full",
+                "metric": "tokens_per_s_per_chip", "value": "1000", "notes": ""})
+    value, why, layout = validate.predict_training(row, {}, load_training())
+    assert math.isfinite(value), why
+    assert (layout["tp"], layout["ep"]) == (4, 4)

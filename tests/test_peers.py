@@ -88,3 +88,25 @@ def test_compare_cli_json_and_exit_2(capsys):
             "moe tokens/s", "moe tokens/J p50", "dense USD/M tokens p95"} <= set(rows[0])
     assert main(["compare", "--systems", "trn3-ultraserver,nope"]) == 2
     assert capsys.readouterr().err.startswith("trnlab: error:")
+
+
+def test_scaleup_params_scale_the_ring_bandwidth_of_one_system():
+    """hardware(): ring bandwidth = aggregate scale-up / 2 x topology factor x collective
+    efficiency, so asking for 704 GB/s on Trn3 (catalog 2,560) scales it by 704 / 2,560."""
+    from trnlab.engine.economics import scaleup_params
+    from trnlab.engine.hardware import hardware
+
+    base = hardware("trn3", "trn3-ultraserver").up_bw
+    slow = hardware("trn3", "trn3-ultraserver", "bf16", scaleup_params("trn3-ultraserver",
+                                                                       704e9)).up_bw
+    assert slow / base == pytest.approx(704 / 2560)
+    assert scaleup_params("trn3-ultraserver", None) is scaleup_params("trn2-ultraserver", None)
+
+
+def test_a_rack_slice_keeps_its_replicas_inside_the_rack():
+    free = slo_rate("qwen3-235b-a22b", "tpu-v7-pod", "fp8")["output_tokens_per_s_per_chip"]
+    rack = slo_rate("qwen3-235b-a22b", "tpu-v7-pod", "fp8",
+                    max_replica_chips=64)["output_tokens_per_s_per_chip"]
+    assert rack <= free  # a subset of the layouts
+    tps = float(DS["rack_tokens_per_s"].sel(system="tpu-v7-pod", workload="moe"))
+    assert tps == pytest.approx(64 * rack)

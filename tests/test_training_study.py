@@ -192,7 +192,9 @@ def test_roofline_operators_add_up_to_the_step_models_compute():
                        hw.hbm_bw, cal.mem_eff)
     softmax = memory_time(2.0 * cal.logits_bytes * tokens * spec.vocab / 4.0, hw.hbm_bw,
                           cal.mem_eff)
-    per_layer = (3.0 * gemm + (1.0 + cal.attention_backward_factor) * attn
+    # the backward's 2.5x work runs at the chip's backward attention rate
+    bwd_attn = cal.attention_backward_factor * hw.attn_fwd_eff / hw.attn_bwd_eff
+    per_layer = (3.0 * gemm + (1.0 + bwd_attn) * attn
                  + (1.0 + cal.backward_memory_factor) * (elem + cal.layer_overhead))
     expected = layers * per_layer + 3.0 * logits + (1.0 + cal.backward_memory_factor) * softmax
     got = float(train_step(sh, hw, lay, cal, ("t_compute",))["t_compute"])

@@ -378,3 +378,13 @@ def test_an_unstated_interleave_and_micro_batch_take_the_family_default(tmp_path
     assert "vpp: default 1 (rule: the megatron stack's default" in pred.why
     said = _predict(_edited(tmp_path, case, notes="interleaved 1F1B schedule"), case)
     assert said.layout["vpp"] > 1 and "the notes say interleaved" in said.why
+
+
+def test_a_case_that_turns_tp_overlap_on_overrides_its_familys_default():
+    """torchtitan's stack runs TP without overlap; '2D + AsyncTP' says it overlapped: the same
+    layout then exposes only (1 - layer_comm_overlap) of its TP traffic and predicts faster."""
+    preds = {p.case_id: p for p in validate.predict(
+        [ROWS["T-TTAN-H100-70B-G256-2D"], ROWS["T-TTAN-H100-70B-G256-ASYNCTP"]])}
+    plain, overlapped = preds["T-TTAN-H100-70B-G256-2D"], preds["T-TTAN-H100-70B-G256-ASYNCTP"]
+    assert plain.layout == overlapped.layout
+    assert overlapped.predicted > plain.predicted

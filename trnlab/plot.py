@@ -330,10 +330,11 @@ def tornado(low: xr.DataArray, high: xr.DataArray, *, dim: str, center: float,
                              else "input at its high end"))
         if verdicts is not None:
             for yy, i in zip(y, keep, strict=True):
+                # the side of the bar's tip; a bar of no width: low end left, high end right
+                right = values[i] > center or (values[i] == center and values is hi)
                 ax.annotate(str(verdicts.values[i]), (values[i], yy), fontsize="x-small",
-                            va="center", ha="left" if values[i] >= center else "right",
-                            xytext=(3 if values[i] >= center else -3, 0),
-                            textcoords="offset points")
+                            va="center", ha="left" if right else "right",
+                            xytext=(3 if right else -3, 0), textcoords="offset points")
     ax.axvline(center, color="black", linewidth=0.8)
     if reference is not None:
         ax.axvline(reference, color="grey", linestyle="--", label="published")

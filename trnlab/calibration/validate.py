@@ -205,6 +205,10 @@ _POWER_CAP = (re.compile(r"(\d{3,4})\s*W\b[^.;|]{0,12}?power[ -]?(?:cap|limit)",
                          re.IGNORECASE))
 
 
+#: a case that states TP communication overlap although its family's default is off
+_TP_OVERLAP = re.compile(r"async[ -]?tp\b|asynctp|tp[-_ ]comm[-_ ]overlap", re.IGNORECASE)
+
+
 def power_cap_of(row: dict[str, str]) -> float | None:
     """The power limit [W] a case's ``notes`` or ``metric_note`` states, if below the chip's
     TDP (a part run at or above its TDP runs at its nominal clock), else None."""
@@ -314,6 +318,8 @@ def _predict_training(row: dict[str, str], conv: dict[str, Any], params: Trainin
         if dp and tp < ranks:  # a chip holds ranks/tp DP replicas: dp counts ranks, not chips
             dp = max(1, dp * tp // ranks)
         tp = max(1, tp // ranks)
+    if ep and ranks > 1:  # EP counts NeuronCores too: a chip's cores share its E/ep experts
+        ep = max(1, ep // ranks)
     zero = {"": conv.get("zero", 1), "fsdp": 3}.get(row["zero"])
     zero = int(row["zero"]) if zero is None else zero
     if not row["zero"]:
@@ -324,6 +330,8 @@ def _predict_training(row: dict[str, str], conv: dict[str, Any], params: Trainin
     stacks = load_stacks()
     family = conv.get("family", "")
     stack = stacks.get(family, stacks["default"])
+    if not stack.tp_overlap and _TP_OVERLAP.search(f"{row['metric_note']} {row['notes']}"):
+        stack = dataclasses.replace(stack, tp_overlap=True)  # the case turned it on
     params = with_stack(params, stack)
     mb = _int(row, "micro_batch")
     mbs = [mb] if mb else [stack.micro_batch] if stack.micro_batch else [1, 2, 4, 8]

@@ -307,11 +307,14 @@ def training_rate(model: str, system: str, n_chips: int, precision: str,
 @lru_cache(maxsize=512)
 def slo_rate(model: str, system: str, precision: str, input_len: int = 2048,
              output_len: int = 512, tpot_ms: float = 50.0, ttft_ms: float = 2000.0,
-             scaleup_bw: float | None = None) -> dict[str, float]:
+             scaleup_bw: float | None = None,
+             max_replica_chips: int | None = None) -> dict[str, float]:
     """Serving ``model`` on ``system`` with weights, activations and KV cache in ``precision``
     under the SLO, over the layout grid of :func:`trnlab.engine.serving.frontier` (tp a divisor
     of the scale-up domain, pp 1/2/4, attention-DP for MLA models, batch 1..4096), with the
-    scale-up bandwidth at ``scaleup_bw`` [B/s] (None: the catalog's).
+    scale-up bandwidth at ``scaleup_bw`` [B/s] (None: the catalog's) and, when
+    ``max_replica_chips`` is given, replicas of at most that many chips (tp x pp; e.g. a rack
+    that is a slice of a larger domain).
 
     Returns ``output_tokens_per_s_per_chip`` [token/s] of the best layout meeting both TPOT and
     TTFT, its ``compute_share`` [1] (delivered / achievable FLOP/s, as
@@ -325,6 +328,9 @@ def slo_rate(model: str, system: str, precision: str, input_len: int = 2048,
         np.array(divisors(sysrec.n_chips)), np.array([1, 2, 4]), adps,
         2.0 ** np.arange(13), indexing="ij"))
     keep = serving.attention_tp_ok(spec, tp, adp) & ((tp * pp) <= sysrec.n_chips * 4)
+    if max_replica_chips is not None:
+        keep &= (tp * pp) <= checks.positive_int("slo_rate", "max_replica_chips",
+                                                 max_replica_chips)
     tp, pp, adp, batch = tp[keep], pp[keep], adp[keep], batch[keep]
     res = serving.evaluate(spec, sysrec.chip, system, tp=tp, pp=pp,
                            ep=np.where(spec.moe_experts > 0, tp, 1), adp=adp, batch=batch,

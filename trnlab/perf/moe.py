@@ -25,9 +25,11 @@ A MoE layer routes each token to ``k`` of ``E`` experts (top-k). Under expert pa
   most loaded rank sets the time of the grouped GEMMs and the all-to-all.
 
 Layout: expert-model-parallel folding (Megatron-Core): the ``tp x cp x dp`` ranks of a pipeline
-stage are regrouped as ``ep x edp`` for the experts, expert-tensor-parallel size 1, the ``ep``
-group innermost (consecutive ranks), so ``ep`` divides ``tp x cp x dp`` and a token's ``T/tp``
-share (sequence parallelism) is dispatched by the rank that holds it.
+stage are regrouped as ``ep x edp`` for the experts, expert-tensor-parallel size 1 (what the
+MoE recipes set: Megatron-Core's flag defaults to the TP size), the ``ep`` group innermost
+(consecutive ranks), so ``ep`` divides ``tp x cp x dp`` and a token's ``T/tp`` share (sequence
+parallelism) is dispatched by the rank that holds it. Without expert parallelism (``ep = 1``)
+the experts stay TP-sharded like a dense MLP (expert-TP = ``tp``).
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@ whole grid) or flat arrays of equal length (a list of configurations). Units are
 Model of the step (references in brackets):
 
 - Layout: ranks ordered tp (innermost), cp, dp, pp (outermost); the experts regroup the
-  tp x cp x dp ranks of a stage as ep (innermost) x edp with expert-TP 1 (Megatron-Core
-  expert-parallel folding; MoE terms in :mod:`trnlab.perf.moe`). ``tp`` uses sequence
-  parallelism (Korthikanti et al. 2022).
+  tp x cp x dp ranks of a stage as ep (innermost) x edp with expert-TP 1, or keep the experts
+  TP-sharded when ep = 1 (Megatron-Core expert-parallel folding; MoE terms in
+  :mod:`trnlab.perf.moe`). ``tp`` uses sequence parallelism (Korthikanti et al. 2022).
 - Per micro-batch and pipeline stage, forward time = GEMMs (roofline with shape-dependent
   efficiency, :mod:`trnlab.perf.compute`) + attention core (its own per-chip kernel rates,
   forward and backward, of a FlashAttention-class kernel whose backward does
@@ -204,14 +204,6 @@ def _gemm_op(g: LayerGemm, tokens: Any, lay: Layout, hw: Hardware, cal: Calibrat
     """
     split = lay.tp * hw.ranks_per_chip
     m, count = tokens * g.m_per_token, g.count
-    if g.name in EXPERT and cal.moe is not None:  # grouped GEMM, expert-TP 1 (perf.moe)
-        cores = hw.ranks_per_chip  # the chip's E/ep experts spread over its cores
-        rows = moe.expert_rows(tokens / lay.tp, g.m_per_token * g.count, g.count, lay.ep,
-                               cal.moe.load_imbalance)
-        time = moe.grouped_gemm_time(rows, g.n, g.k, count / (lay.ep * cores),
-                                     hw.peak_gemm / cores, hw.gemm_eff, cal.gemm_half_dim,
-                                     hw.hbm_bw / cores, cal.mem_eff, hw.gemm_bytes)
-        return 2.0 * rows * g.n * g.k * count / lay.ep, time
     if g.name in EXPERT:  # E/ep experts per chip, each gets the tokens of the ep group
         m, count = m * lay.ep, count / lay.ep
     n = g.n / split if g.name in TP_COLUMN else g.n
@@ -219,7 +211,22 @@ def _gemm_op(g: LayerGemm, tokens: Any, lay: Layout, hw: Hardware, cal: Calibrat
     cores = hw.ranks_per_chip if g.name in TP_COLUMN or g.name in TP_ROW else 1.0
     time = count * gemm_time(m, n, k, hw.peak_gemm / cores, hw.gemm_eff, cal.gemm_half_dim,
                              hw.hbm_bw / cores, cal.mem_eff, hw.gemm_bytes)
-    return 2.0 * m * n * k * count * cores, time  # 2 FLOPs per multiply-add, on every core
+    flops = 2.0 * m * n * k * count * cores  # 2 FLOPs per multiply-add, on every core
+    if g.name not in EXPERT or cal.moe is None:
+        return flops, time
+    # with expert parallelism, a grouped GEMM at expert-TP 1 (perf.moe): the chip's E/ep whole
+    # experts (spread over its cores) on the tokens its ep group routes to them; without
+    # (ep = 1) the experts stay TP-sharded like a dense MLP (expert-TP = tp), as above
+    cores = hw.ranks_per_chip
+    rows = moe.expert_rows(tokens / lay.tp, g.m_per_token * g.count, g.count, lay.ep,
+                           cal.moe.load_imbalance)
+    folded = moe.grouped_gemm_time(rows, g.n, g.k, g.count / (lay.ep * cores),
+                                   hw.peak_gemm / cores, hw.gemm_eff, cal.gemm_half_dim,
+                                   hw.hbm_bw / cores, cal.mem_eff, hw.gemm_bytes)
+    xp = xp_of(lay.ep, rows, time)
+    on = lay.ep > 1.0
+    return (xp.where(on, 2.0 * rows * g.n * g.k * g.count / lay.ep, flops),
+            xp.where(on, folded, time))
 
 
 def _gemms_time(gemms: tuple[LayerGemm, ...], tokens: Any, lay: Layout, hw: Hardware,
@@ -339,6 +346,16 @@ def _recomputed(m: ModelShape, recompute: Any, ft: Any) -> tuple[Any, Any, Any]:
             _by_mode(recompute, m.recompute_elementwise, ft))
 
 
+def _expert_tp(lay: Layout, cal: Calibration) -> Any:
+    """Expert-tensor-parallel size [1]: 1 with expert parallelism (the MoE recipes' folding:
+    whole experts per chip), ``tp`` without it (ep = 1: TP-sharded like a dense MLP, Megatron's
+    default) and in the earlier MoE model."""
+    if cal.moe is None:
+        return lay.tp
+    xp = xp_of(lay.ep, lay.tp)
+    return xp.where(lay.ep > 1.0, 1.0 + 0.0 * lay.tp, lay.tp)
+
+
 def _ep_overlap(cal: Calibration) -> float:
     """Fraction of the expert all-to-all hidden behind compute [1]: its own parameter
     (``moe.ep_overlap``), or the TP overlap in the earlier MoE model."""
@@ -443,10 +460,12 @@ def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
         p_expert = lm * m.params_experts / (ep * tp)
         expert_ar = comm.all_reduce(cal.grad_reduce_bytes * p_expert,
                                     *_group(dp * cp / ep, tp * cp * ep, hw))
-    else:  # expert-TP 1: E/ep whole experts per chip, reduced over tp cp dp / ep ranks
-        p_expert = lm * m.params_experts / ep
+    else:  # folding: ETP (innermost) x EP x EDP = tp x cp x dp; the gradients of the chip's
+        # experts are reduced over the EDP group, ranks ep x ETP apart
+        etp = _expert_tp(lay, cal)
+        p_expert = lm * m.params_experts / (ep * etp)
         expert_ar = comm.all_reduce(cal.grad_reduce_bytes * p_expert,
-                                    *_group(tp * dp * cp / ep, ep, hw))
+                                    *_group(tp * dp * cp / (ep * etp), ep * etp, hw))
     return {"mb_compute": mb_compute, "t_tp": t_tp, "t_ep": t_ep, "t_cp": t_cp, "t_mb": t_mb,
             "p_dense": p_dense, "p_expert": p_expert, "t_dp_raw": dense_ar + expert_ar,
             "r_gemms": r_gemms, "r_attn": r_attn, "r_elem": r_elem}
@@ -511,7 +530,8 @@ def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration,
     # ---- data parallel and optimizer (sub-grid: tp, pp, dp, cp, ep, zero, hardware)
     window = cal.dp_overlap * t_mb
     regather = cal.zero3_regather_per_microbatch > 0.0  # ZeRO-3 reshard policy (a scalar)
-    shard_d, shard_e = dp * cp, dp * cp / ep if cal.moe is None else tp * dp * cp / ep
+    shard_d, shard_e = dp * cp, dp * cp / ep if cal.moe is None \
+        else tp * dp * cp / (ep * _expert_tp(lay, cal))
     p_all, p_shard = p_dense + p_expert, p_dense / shard_d + p_expert / shard_e
     t_opt = memory_time(cal.optimizer_traffic * xp.where(lay.zero >= 1, p_shard, p_all),
                         hw.hbm_bw, cal.mem_eff)

@@ -523,9 +523,7 @@ def _cost(c: _Ctx, x: Mapping[str, float]) -> list[Basis]:
                          tags=_tags("trainium", "trn2", "serving", label))
                    for label in ("BF16", "FP8"))
     out.append(Basis(f"Trn1 vs on-demand A100 40 GB (p4d), training {a.model} BF16, per token",
-                     _cost_ratio(c, x, "train", "bf16", TRN1, A100_40,
-                                 cloud_price(TRN1) * x["trn2_price"] / default_inputs()[
-                                     "trn2_price"].central),
+                     _cost_ratio(c, x, "train", "bf16", TRN1, A100_40, cloud_price(TRN1)),
                      tags=_tags("trainium", "trn1", "training")))
     # Trn3 has no price: the break-even price per chip-hour against on-demand H100 (no verdict)
     rates = {"tokens_per_s_per_chip": np.array([[training_rate(

@@ -11,7 +11,8 @@ on-demand price, else none), with p5/p50/p95 bands over the ranged power and pri
 
 Serving rates are the best layout meeting TPOT and TTFT inside the system's scale-up domain
 (:func:`trnlab.engine.economics.slo_rate`); a rack of several domains (MI355X: 16 x 8 GPUs)
-runs one replica per domain. Energy: chip power follows the tensor activity of the served
+runs replicas inside each domain, and a rack that is a slice of a larger domain (a 64-chip
+TPU7x rack of the pod) keeps each replica inside the rack. Energy: chip power follows the tensor activity of the served
 layout (:func:`trnlab.perf.power.chip_power`), times (1 + overhead) and PUE.
 """
 
@@ -138,7 +139,9 @@ def study(systems: Sequence[str] = DEFAULT_SYSTEMS, *, dense_model: str = "llama
     tps, per_j, usd = np.full(shape[:2], np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
     for j, model in enumerate(workloads.values()):
         rates = [slo_rate(model, s, w["precision"], w["input_len"], w["output_len"],
-                          w["tpot_ms"], w["ttft_ms"]) for s in systems]
+                          w["tpot_ms"], w["ttft_ms"], None,
+                          int(n) if n < cat.system(s).n_chips else None)
+                 for s, n in zip(systems, chips_per_rack, strict=True)]
         rate = np.array([r["output_tokens_per_s_per_chip"] for r in rates])
         act = np.array([[r["compute_share"]] for r in rates])
         chip_w = power.chip_power(x["tdp"], x["idle"], act, 1.0 - act, x["memory_weight"])
