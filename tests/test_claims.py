@@ -11,6 +11,7 @@ import pytest
 from trnlab import catalog, io
 from trnlab.catalog.params import load_economics
 from trnlab.cli import main
+from trnlab.engine import verdicts
 from trnlab.engine.economics import cloud_price, slo_rate, training_rate
 from trnlab.studies import claims
 
@@ -24,37 +25,37 @@ def _basis(row, start):
 # ------------------------------------------------------------------------------- the rule
 def _claim(sense="equal", quantifier="all", basis=("chip",)):
     c = claims.load_claims()[0]
-    return claims.Claim("t", "test", c.check, c.published.__class__(
+    return verdicts.Claim("t", "test", c.check, c.published.__class__(
         "published", 1.0, "1", "announced", ("TC-TRN3",)), tuple(basis), sense, quantifier)
 
 
 def test_basis_rule_equal_at_least_at_most_and_ranges():
     eq, least, most = _claim(), _claim("at_least"), _claim("at_most")
-    b = lambda v: claims.Basis("b", v, tags=frozenset({"chip"}))
-    assert claims.basis_verdict(b(1.04), eq) == "holds"  # 4% off, tolerance 5%
-    assert claims.basis_verdict(b(1.06), eq) == "inconsistent"
-    assert claims.basis_verdict(b(1.3), eq, 0.9, 1.5) == "partly"  # 1.0 lies in 0.9..1.5
-    assert claims.basis_verdict(b(1.3), eq, 1.1, 1.5) == "inconsistent"
-    assert claims.basis_verdict(b(1.5), least) == "holds"
-    assert claims.basis_verdict(b(0.9), least) == "inconsistent"
-    assert claims.basis_verdict(b(0.5), most) == "holds"
-    assert claims.basis_verdict(b(1.2), most, 0.8, 1.4) == "partly"
-    assert claims.basis_verdict(claims.Basis("b", 1.0, checkable=False), eq) == "not-checkable"
+    b = lambda v: verdicts.Basis("b", v, tags=frozenset({"chip"}))
+    assert verdicts.basis_verdict(b(1.04), eq) == "holds"  # 4% off, tolerance 5%
+    assert verdicts.basis_verdict(b(1.06), eq) == "inconsistent"
+    assert verdicts.basis_verdict(b(1.3), eq, 0.9, 1.5) == "partly"  # 1.0 lies in 0.9..1.5
+    assert verdicts.basis_verdict(b(1.3), eq, 1.1, 1.5) == "inconsistent"
+    assert verdicts.basis_verdict(b(1.5), least) == "holds"
+    assert verdicts.basis_verdict(b(0.9), least) == "inconsistent"
+    assert verdicts.basis_verdict(b(0.5), most) == "holds"
+    assert verdicts.basis_verdict(b(1.2), most, 0.8, 1.4) == "partly"
+    assert verdicts.basis_verdict(verdicts.Basis("b", 1.0, checkable=False), eq) == "not-checkable"
 
 
 def test_claim_rule_holds_partly_inconsistent_not_checkable():
     c = _claim(basis=("server",))
-    own = claims.Basis("own", 1.0, tags=frozenset({"server"}))
-    other = claims.Basis("other", 1.0, tags=frozenset({"chip"}))
-    assert claims.verdict_of(c, [own, other], ["holds", "inconsistent"]) == "holds"
-    assert claims.verdict_of(c, [own, other], ["inconsistent", "holds"]) == "partly"
-    assert claims.verdict_of(c, [own, other], ["partly", "inconsistent"]) == "partly"
-    assert claims.verdict_of(c, [own, other], ["inconsistent"] * 2) == "inconsistent"
-    assert claims.verdict_of(c, [own], ["not-checkable"]) == "not-checkable"
-    two = [own, claims.Basis("own2", 1.0, tags=frozenset({"server", "gen1"}))]
-    assert claims.verdict_of(c, two, ["holds", "inconsistent"]) == "partly"  # all must hold
+    own = verdicts.Basis("own", 1.0, tags=frozenset({"server"}))
+    other = verdicts.Basis("other", 1.0, tags=frozenset({"chip"}))
+    assert verdicts.verdict_of(c, [own, other], ["holds", "inconsistent"]) == "holds"
+    assert verdicts.verdict_of(c, [own, other], ["inconsistent", "holds"]) == "partly"
+    assert verdicts.verdict_of(c, [own, other], ["partly", "inconsistent"]) == "partly"
+    assert verdicts.verdict_of(c, [own, other], ["inconsistent"] * 2) == "inconsistent"
+    assert verdicts.verdict_of(c, [own], ["not-checkable"]) == "not-checkable"
+    two = [own, verdicts.Basis("own2", 1.0, tags=frozenset({"server", "gen1"}))]
+    assert verdicts.verdict_of(c, two, ["holds", "inconsistent"]) == "partly"  # all must hold
     any_claim = _claim(quantifier="any", basis=("server",))
-    assert claims.verdict_of(any_claim, two, ["holds", "inconsistent"]) == "holds"
+    assert verdicts.verdict_of(any_claim, two, ["holds", "inconsistent"]) == "holds"
 
 
 def test_no_typed_numbers_or_verdicts_in_reason_strings():
@@ -78,8 +79,8 @@ def test_every_claim_has_bases_and_projected_ones_a_tornado():
     assert set(ROWS) == {c.id for c in claims.load_claims()}
     assert len(ROWS) >= 14
     for r in ROWS.values():
-        assert r.verdict in claims.VERDICTS and r.reason and r.bases
-        assert all(b["verdict"] in claims.VERDICTS for b in r.bases)
+        assert r.verdict in verdicts.VERDICTS and r.reason and r.bases
+        assert all(b["verdict"] in verdicts.VERDICTS for b in r.bases)
         if r.check in claims.INPUTS_OF:
             assert {s["name"] for s in r.sensitivity} == set(claims.INPUTS_OF[r.check])
         else:
@@ -250,7 +251,7 @@ DS = claims.study()
 
 def test_headline_and_reading_from_the_dataset():
     assert DS.attrs["headline"] == claims.headline(DS)
-    counts = {v: list(DS["verdict"].values).count(v) for v in claims.VERDICTS}
+    counts = {v: list(DS["verdict"].values).count(v) for v in verdicts.VERDICTS}
     assert f"{counts['holds']} hold" in DS.attrs["headline"]
     text = claims.reading(DS)
     for r in ROWS.values():

@@ -17,6 +17,7 @@ from trnlab.catalog.params import MOE_CALIBRATION, load_moe, load_training
 from trnlab.engine.hardware import moe_calibration, train_calibration
 from trnlab.engine.layouts import REASONS, reason_codes
 from trnlab.engine.shape import model_shape
+from trnlab.errors import ParameterError
 from trnlab.perf import moe
 from trnlab.perf.train import Hardware, Layout, operator_terms, step_terms, train_step
 from trnlab.workloads import TransformerSpec
@@ -286,3 +287,23 @@ def test_neuron_expert_parallel_counts_cores():
     value, why, layout = validate.predict_training(row, {}, load_training())
     assert math.isfinite(value), why
     assert (layout["tp"], layout["ep"]) == (4, 4)
+
+
+def test_a_family_or_a_case_sets_its_moe_stack():
+    """DeepSeek-V3's stack (data/perf/moe.toml [stack.deepseek]: DualPipe, de-duplicated
+    node-limited FP8 dispatch) and a case's own `moe:` entries override the defaults."""
+    ds = moe_calibration("deepseek")
+    assert (ds.ep_overlap, ds.a2a_dedup, ds.node_limit) == (1.0, 1.0, 4.0)
+    assert ds.dispatch_bytes == 1 + 4 / 128 and ds.combine_bytes == 2.0
+    assert moe_calibration("megatron") == moe_calibration()  # no MoE stack of its own
+    with pytest.raises(ParameterError, match="dedup"):
+        moe_calibration(dedup=1.0)
+    row = {"notes": "[trust A] x || Normalization: moe: a2a_dedup=1, ep_overlap=1 (DeepEP); "
+                    "arch: no shared experts || Original: moe: ep_overlap=0.5"}
+    cal, note = validate._moe_stack(row, "megatron")
+    assert (cal.a2a_dedup, cal.ep_overlap) == (1.0, 1.0)  # Original is not read
+    assert "a2a_dedup=1" in note
+    # the DeepSeek-V3 report's own runs are recognised as that family
+    fams = validate.load_families()
+    assert validate.family_of({"source": "DeepSeek-V3 Technical Report (arXiv 2412.19437)",
+                               "metric_note": "", "notes": ""}, fams) == "deepseek"

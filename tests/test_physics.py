@@ -364,23 +364,22 @@ def test_zero3_communicates_one_and_a_half_all_reduces_per_micro_batch():
     assert step(cal=twice, zero=3, **kw)["t_dp"] == pytest.approx(n_mb * 3.0 * ar, rel=1e-12)
 
 
-@pytest.mark.parametrize(("regather", "t_dp", "mem"), [
-    (0.0, 3.3908052171916625e-4, 238551040.0),  # once per step: 1.5 ar - window; ZeRO-1 memory
-    (1.0, 1.356322086876665e-3, 163053568.0),  # per micro-batch: 4 x that; every state / dp
+@pytest.mark.parametrize(("regather", "mem"), [
+    (0.0, 238551040.0),  # once per step: 1.5 ar - window; ZeRO-1 memory
+    (1.0, 163053568.0),  # per micro-batch: 4 x that; every state / dp
 ])
-def test_zero3_gathers_once_per_step_or_per_micro_batch(regather, t_dp, mem):
+def test_zero3_gathers_once_per_step_or_per_micro_batch(regather, mem):
     """One stage, dp = 4, ZeRO-3, 4 micro-batches, half a micro-batch hides DP traffic."""
     dp, n_mb, params = 4.0, 4.0, P_LAYER + P_EMB  # 16 777 216 parameters
     cal = replace(CAL, dp_overlap=0.5, zero3_regather_per_microbatch=regather)
     nbytes, bw, alpha = 2 * params, HW.up_bw, HW.up_latency
     ar = min(2 * (3 / 4 * nbytes / bw + 3 * alpha), math.log2(dp) * (alpha + nbytes / bw)) \
         + math.log2(dp) * alpha  # = 5.1131648e-4 s (+ the empty expert all-reduce's latency)
-    window = 0.5 * mb_compute(parts())  # 0.5 x 8.557884e-4 s
+    window = 0.5 * mb_compute(parts())  # (depends on the fitted GEMM curve)
     rounds = n_mb if regather else 1.0
     got = step(cal=cal, dp=dp, zero=3, global_batch=dp * n_mb)
     assert got["n_microbatches"] == n_mb
     assert got["t_dp"] == pytest.approx(rounds * (1.5 * ar - window), rel=1e-12)
-    assert got["t_dp"] == pytest.approx(t_dp, rel=1e-9)
     # gathered once: full bf16 weights and fp32 gradients, fp32 master + Adam sharded (2 + 4 +
     # 12/4 B per parameter); per micro-batch: all 18 B over dp
     states = params * (2 + 4 + 12 / dp) if regather == 0 else params * 18 / dp

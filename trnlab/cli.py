@@ -85,27 +85,37 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------ claims
-def claim_rows() -> list[dict[str, Any]]:
-    """Every ledger's rows as JSON dicts (keys id, claim, source, verdict, reason, bases,
-    sensitivity, ...); a further ledger appends its ``to_dict()`` rows here."""
-    from trnlab.studies import claims
+def claim_ledgers() -> list[tuple[str, list[dict[str, Any]]]]:
+    """(title, rows) of each claims ledger, both under the one verdict rule of
+    :mod:`trnlab.engine.verdicts`: Trainium3, then Trainium4."""
+    from trnlab.studies import claims, trainium4
 
-    return [r.to_dict() for r in claims.ledger()]
+    return [("Trainium3 claims", [r.to_dict() for r in claims.ledger()]),
+            ("Trainium4 claims", [r.to_dict() for r in trainium4.claims()])]
+
+
+def claim_rows() -> list[dict[str, Any]]:
+    """Every ledger's rows as JSON dicts (keys id, claim, source, published, computed, verdict,
+    reason, decided_by, bases, sensitivity, flips, status, range): the Trainium3 rows followed by
+    the Trainium4 rows."""
+    return [r for _, rows in claim_ledgers() for r in rows]
 
 
 def cmd_claims(args: argparse.Namespace) -> int:
-    rows = claim_rows()
+    ledgers = claim_ledgers()
     if args.json:
-        _print_json(rows)
+        _print_json([r for _, rows in ledgers for r in rows])
         return 0
-    for r in rows:
-        print(f"[{r['verdict']}] {r['claim']}\n    published:  {r['published']}\n    "
-              f"decided by: {r['decided_by']}\n    reason:     {r['reason']}")
-        for s in r["sensitivity"]:
-            print(f"    {s['input']:<26} {s['low']:>8g} -> {s['computed_low']:<8g} "
-                  f"({s['verdict_low']}); {s['high']:>8g} -> {s['computed_high']:<8g} "
-                  f"({s['verdict_high']})")
-        print()
+    for title, rows in ledgers:
+        print(f"== {title} ({len(rows)}) ==\n")
+        for r in rows:
+            print(f"[{r['verdict']}] {r['claim']}\n    published:  {r['published']}\n    "
+                  f"decided by: {r['decided_by']}\n    reason:     {r['reason']}")
+            for s in r["sensitivity"]:
+                print(f"    {s['input']:<26} {s['low']:>8g} -> {s['computed_low']:<8g} "
+                      f"({s['verdict_low']}); {s['high']:>8g} -> {s['computed_high']:<8g} "
+                      f"({s['verdict_high']})")
+            print()
     return 0
 
 
@@ -366,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_catalog)
 
-    p = sub.add_parser("claims", help="the Trainium3 claims ledger")
+    p = sub.add_parser("claims", help="the Trainium3 and Trainium4 claims ledgers")
     p.add_argument("--json", action="store_true",
                    help="print a JSON list of {id, claim, source, published, verdict, reason, "
                    "bases, sensitivity}")

@@ -5,7 +5,10 @@ parameter bounded by the physical range written next to it in ``data/perf/*.toml
 parameters are fitted on the training cases, then the serving parameters on the inference cases
 (the GEMM efficiencies are shared). Leave-one-source-out (LOSO): refit without one source,
 predict that source; a vendor family left without any case takes the ``default`` efficiency, as
-an uncalibrated chip would.
+an uncalibrated chip would. The vendor efficiencies are those of each vendor's reference chip;
+every other chip scales them by its microbenchmark ratio (``data/perf/chip_efficiency.toml``),
+and each case runs its framework family's stack (``data/perf/stacks.toml``), so the fit keeps
+only what the framework and its overheads add.
 
 Reproducible: every fit starts from the middle of each parameter's range (not from the values
 in the file, which a previous fit wrote), cases and sources are taken in a fixed order, and the

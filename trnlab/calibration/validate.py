@@ -39,9 +39,21 @@ from trnlab._paths import data_dir
 from trnlab.calibration import defaults as rules
 from trnlab.calibration.cases import spec_from_case
 from trnlab.catalog.loader import read_toml
-from trnlab.catalog.params import ServingParams, TrainingParams, load_stacks, load_training
+from trnlab.catalog.params import (
+    ServingParams,
+    TrainingParams,
+    load_moe_stacks,
+    load_stacks,
+    load_training,
+)
 from trnlab.engine import serving as serving_engine
-from trnlab.engine.hardware import chip_inputs_band, hardware, system_of, with_stack
+from trnlab.engine.hardware import (
+    chip_inputs_band,
+    hardware,
+    moe_calibration,
+    system_of,
+    with_stack,
+)
 from trnlab.engine.layouts import enumerate_layouts, reason_codes
 from trnlab.engine.shape import model_shape
 from trnlab.engine.training import divisors_or_one, evaluate
@@ -371,7 +383,9 @@ def _predict_training(row: dict[str, str], conv: dict[str, Any], params: Trainin
                                  attn_bwd_eff=hw.attn_bwd_eff * stack.attention_rate)
     domain = catalog.system(system).n_chips
     reason = reason_codes(spec, cfg, gb, s, domain, tp_outside_domain=True)
-    res = evaluate(spec, hw, cfg, gb, s, params)
+    moe, moe_note = _moe_stack(row, family) if spec.is_moe else (None, "")
+    notes += [moe_note] if moe_note else []
+    res = evaluate(spec, hw, cfg, gb, s, params, moe=moe)
     ok = (reason == 0) & res["fits"]
     if not ok.any():
         ok = reason == 0
@@ -402,11 +416,31 @@ def _predict_training(row: dict[str, str], conv: dict[str, Any], params: Trainin
     if band:
         lo_hw, hi_hw = _band_hardware(hw, band)
         one = {k: v[i:i + 1] for k, v in cfg.items()}
-        ends = [_metric_value(metric, float(evaluate(spec, h, one, gb, s, params)["step_time"][0]),
+        ends = [_metric_value(metric, float(evaluate(spec, h, one, gb, s, params,
+                                                     moe=moe)["step_time"][0]),
                               gb, s, n, flops, row["chip"], precision) for h in (lo_hw, hi_hw)]
         caveats.append(f"band {min(ends):.4g} to {max(ends):.4g}: projected chip inputs "
                        f"({', '.join(band)}, data/perf/chip_efficiency.toml)")
     return value, "; ".join(caveats), layout, notes
+
+
+_MOE_ENTRY = re.compile(r"moe:\s*([^;|]*)")
+
+
+def _moe_stack(row: dict[str, str], family: str) -> tuple[Any, str]:
+    """The MoE constants of a MoE case (:func:`trnlab.engine.hardware.moe_calibration`): the
+    defaults, its family's ``[stack.<family>]`` of data/perf/moe.toml, then the case's own
+    ``moe: key=value, ...`` entries (Normalization notes: the dispatcher or all-to-all overlap
+    the source states); and the note saying which applied."""
+    norm = row["notes"].split("|| Normalization:", 1)[-1].split("|| Original:", 1)[0]
+    values = {key: float(val) for entry in _MOE_ENTRY.findall(norm)
+              for key, val in re.findall(r"([a-z_0-9]+)\s*=\s*([0-9.]+)", entry)}
+    stacked = family in load_moe_stacks()
+    note = "; ".join(x for x in (
+        f"MoE stack of family {family} (data/perf/moe.toml)" if stacked else "",
+        "the case's MoE stack: " + ", ".join(f"{k}={v:g}" for k, v in values.items())
+        if values else "") if x)
+    return moe_calibration(family, **values), note
 
 
 def _metric_value(metric: str, t: float, gb: int, s: int, n: int, flops: float, chip: str,

@@ -135,6 +135,27 @@ def _load_moe(path_str: str) -> dict[str, Field]:
     return t["param"]
 
 
+def load_moe_stacks(path: Path | None = None) -> dict[str, dict[str, Field]]:
+    """The ``[stack.<family>]`` tables of ``data/perf/moe.toml``: family -> the MoE constants
+    its stack sets differently from ``[param]`` (each a :data:`MOE_CALIBRATION` name)."""
+    return _load_moe_stacks(str(path or data_dir() / "perf" / "moe.toml"))
+
+
+@lru_cache(maxsize=4)
+def _load_moe_stacks(path_str: str) -> dict[str, dict[str, Field]]:
+    path = Path(path_str)
+    doc = read_toml(path)
+    sources, out = _sources(), {}
+    for family, raw in doc.get("stack", {}).items():
+        where = f"{path.name}: [stack.{family}]"
+        for key in raw:
+            if key not in MOE_CALIBRATION:
+                raise CatalogError(bad_value(where, key, raw[key],
+                                             f"allowed: {', '.join(MOE_CALIBRATION)}"))
+        out[family] = parse_table(raw, where, sources)
+    return out
+
+
 @lru_cache(maxsize=2)
 def load_defaults(path: Path | None = None) -> dict[str, Field]:
     """Read and validate ``data/perf/defaults.toml``: values the engine uses where a user or a

@@ -23,6 +23,7 @@ from trnlab.catalog.params import (
     load_economics,
     load_formats,
     load_moe,
+    load_moe_stacks,
     load_serving,
     load_training,
 )
@@ -62,10 +63,16 @@ def train_calibration(params: TrainingParams | None = None) -> Calibration:
                        moe=moe_calibration())
 
 
-def moe_calibration() -> MoECalibration:
-    """The MoE terms' :class:`~trnlab.perf.moe.MoECalibration` from data/perf/moe.toml."""
-    fields = load_moe()
-    return MoECalibration(**{k: fields[k].si for k in MOE_CALIBRATION})
+def moe_calibration(family: str = "", **values: float) -> MoECalibration:
+    """The MoE terms' :class:`~trnlab.perf.moe.MoECalibration` from data/perf/moe.toml: its
+    ``[param]`` defaults, the ``[stack.<family>]`` values of a framework family, then
+    ``values`` [SI] (a case's own stack)."""
+    unknown = sorted(set(values) - set(MOE_CALIBRATION))
+    if unknown:
+        raise ParameterError(bad_value("moe_calibration", unknown[0], values[unknown[0]],
+                                       f"allowed: {', '.join(MOE_CALIBRATION)}"))
+    fields = {**load_moe(), **load_moe_stacks().get(family, {})}
+    return MoECalibration(**{k: values.get(k, fields[k].si) for k in MOE_CALIBRATION})
 
 
 def serve_calibration(params: ServingParams | None = None) -> ServeCalibration:

@@ -6,6 +6,7 @@ in chunks of bounded size; chunks can run on a dask.distributed cluster (``clien
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -26,6 +27,7 @@ from trnlab.engine.layouts import (
 from trnlab.engine.shape import model_shape
 from trnlab.engine.variables import attrs
 from trnlab.errors import CatalogError
+from trnlab.perf.moe import MoECalibration
 from trnlab.perf.train import OUTPUTS, RECOMPUTE, Hardware, Layout, train_step
 from trnlab.workloads import TransformerSpec
 
@@ -49,13 +51,16 @@ def check_power_cap(where: str, chip_id: str, power_cap_w: Any) -> float | None:
 
 def evaluate(spec: TransformerSpec, hw: Hardware, cfg: dict[str, np.ndarray], global_batch: Any,
              seq_len: Any, params: TrainingParams | None = None,
-             chunk: int = CHUNK) -> dict[str, np.ndarray]:
+             chunk: int = CHUNK, moe: MoECalibration | None = None) -> dict[str, np.ndarray]:
     """Run the step model over flat configuration arrays, chunk by chunk, on the backend.
 
-    Returns NumPy arrays of every output of :func:`~trnlab.perf.train.train_step`.
+    Returns NumPy arrays of every output of :func:`~trnlab.perf.train.train_step`. ``moe``:
+    the MoE constants of a stack (default: data/perf/moe.toml's, through ``params``).
     """
     params = params or load_training()
     shape, cal = model_shape(spec), train_calibration(params)
+    if moe is not None:
+        cal = dataclasses.replace(cal, moe=moe)
     n = next(iter(cfg.values())).size
     out: dict[str, list[np.ndarray]] = {}
     for lo in range(0, n, chunk):  # chunks of configurations, each one vectorized call

@@ -7,23 +7,10 @@ FP8/MXFP8 and FP4; Trn2 and Trn3 where the claim is about "Trainium"), as a func
 projected inputs (chip powers, Trn3's delivered throughput, Trn3's scale-up bandwidth, prices,
 system overhead, PUE; each ``[low, central, high]``, overridable through :class:`Assumptions`).
 
-**The rule** (applied by :func:`verdict_of` to numbers; no verdict is written per claim). A
-basis reproduces a published number when, at the central inputs, the computed number agrees
-within :data:`TOLERANCE` (``equal``), or is no worse than it (``at_least`` / ``at_most``), or
-falls in the published range. Each basis gets ``holds`` (reproduces it at the central inputs),
-``partly`` (reproduces it only somewhere within the input ranges: between its two corners, every
-input at the end that lowers, resp. raises, the number), ``inconsistent`` (nowhere within the
-ranges) or ``not-checkable`` (no number to compare with). The claim then:
-
-- **holds** when its own stated basis reproduces it: every basis carrying the tags the source
-  states (``basis`` in the TOML) holds (``quantifier = "any"``, the 'up to' claims: one does);
-- **partly** when only some fair bases reproduce it (hold, or hold within the input ranges);
-- **inconsistent** when no fair basis reproduces it anywhere within the input ranges;
-- **not-checkable** when nothing public constrains it (no basis has a number to compare with).
-
-Reasons are written from the computed numbers. Claims resting on a projected input carry a
-``sensitivity`` (tornado): the number on the claim's primary basis and the verdict with each
-input at its low and its high end, the others central.
+The verdicts follow the one rule of :mod:`trnlab.engine.verdicts` (stated there once, shared
+with the Trainium4 claims of :func:`trnlab.studies.trainium4.claims`); no verdict is written per
+claim. Reasons are written from the computed numbers; claims resting on a projected input carry
+a ``sensitivity`` (tornado).
 """
 
 from __future__ import annotations
@@ -32,7 +19,7 @@ import json
 import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,14 +36,27 @@ from trnlab.catalog.units import dimension
 from trnlab.engine.economics import break_even_prices, cloud_price, slo_rate, training_rate
 from trnlab.engine.hardware import precision_bytes
 from trnlab.engine.variables import attrs
+from trnlab.engine.verdicts import (
+    QUANTIFIERS,
+    SENSES,
+    TOLERANCE,
+    VERDICTS,
+    Basis,
+    Claim,
+    Input,
+    Verdict,
+    assess,
+    at,
+    corners,
+    published_text,
+    reason,
+)
+from trnlab.engine.verdicts import (
+    row as verdict_row,
+)
 from trnlab.errors import CatalogError, ParameterError, bad_value
 from trnlab.perf import power
 
-VERDICTS = ("holds", "partly", "inconsistent", "not-checkable")
-TOLERANCE = 0.05  # relative difference within which a computed number reproduces a published one
-AGREEMENT = TOLERANCE  # the name earlier versions used
-SENSES = ("equal", "at_least", "at_most")
-QUANTIFIERS = ("all", "any")
 TRN2, TRN3 = "trn2", "trn3"
 TRN2_SERVER, TRN3_SERVER, TRN3_SERVER_64 = "trn2-ultraserver", "trn3-ultraserver", \
     "trn3-ultraserver-64"
@@ -68,21 +68,6 @@ PRECISIONS = {"BF16": "bf16", "FP8": "fp8", "FP4": "mxfp4"}
 
 
 # ------------------------------------------------------------------------------- the claims
-@dataclass(frozen=True)
-class Claim:
-    """A published claim as written in ``data/claims``."""
-
-    id: str
-    text: str
-    check: str
-    published: Field
-    basis: tuple[str, ...] = ()
-    sense: str = "equal"
-    quantifier: str = "all"
-    target: Field | None = None  # what the checked quantity must reach, when not ``published``
-    relayed: Field | None = None  # a likely relayed wording, tested as its own basis
-
-
 def load_claims(path: Path | None = None) -> list[Claim]:
     """Read and validate ``data/claims/trainium3.toml``."""
     path = path or data_dir() / "claims" / "trainium3.toml"
@@ -125,18 +110,6 @@ def _claim_inputs(path: Path | None = None) -> dict[str, Field]:
 
 
 # ------------------------------------------------------------------------- projected inputs
-@dataclass(frozen=True)
-class Input:
-    """A projected input: label, unit of its values, and ``[low, central, high]``."""
-
-    name: str
-    label: str
-    unit: str
-    low: float
-    central: float
-    high: float
-
-
 def _triple(f: Field, scale: float = 1.0) -> tuple[float, float, float]:
     return f.low / scale, f.si / scale, f.high / scale
 
@@ -217,98 +190,6 @@ def inputs_for(assume: Assumptions) -> dict[str, Input]:
             i = out[name]
             out[name] = Input(name, i.label, i.unit, *(float(x) for x in v))
     return out
-
-
-# ----------------------------------------------------------------------------- bases, rule
-@dataclass(frozen=True)
-class Basis:
-    """One reading of a claim and the number it gives (``value`` in ``unit``; NaN: none).
-
-    ``target`` (NaN: the claim's) and ``target_range`` override what the number must reach;
-    ``sense`` overrides the claim's."""
-
-    name: str
-    value: float
-    unit: str = "1"
-    tags: frozenset[str] = frozenset()
-    target: float = math.nan
-    target_range: tuple[float, float] | None = None
-    sense: str | None = None
-    checkable: bool = True
-
-
-def _reproduces(value: float, target: float, sense: str,
-                target_range: tuple[float, float] | None) -> bool:
-    if not math.isfinite(value):
-        return False
-    if target_range is not None:
-        return target_range[0] <= value <= target_range[1]
-    if sense == "at_least":
-        return value >= target * (1 - TOLERANCE)
-    if sense == "at_most":
-        return value <= target * (1 + TOLERANCE)
-    return abs(value / target - 1) <= TOLERANCE
-
-
-def _reproduces_within(low: float, high: float, target: float, sense: str,
-                       target_range: tuple[float, float] | None) -> bool:
-    """Whether some number between ``low`` and ``high`` reproduces the target."""
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return False
-    lo, hi = min(low, high), max(low, high)
-    if target_range is not None:
-        return hi >= target_range[0] and lo <= target_range[1]
-    if sense == "at_least":
-        return hi >= target * (1 - TOLERANCE)
-    if sense == "at_most":
-        return lo <= target * (1 + TOLERANCE)
-    return hi >= target * (1 - TOLERANCE) and lo <= target * (1 + TOLERANCE)
-
-
-def basis_verdict(b: Basis, claim: Claim, low: float | None = None,
-                  high: float | None = None) -> str:
-    """The rule on one basis: holds / partly (only within the input ranges, ``low``..``high``)
-    / inconsistent / not-checkable (no number, or nothing to compare it with)."""
-    target, sense, rng = _target(b, claim)
-    if not b.checkable or not math.isfinite(b.value) or not (
-            math.isfinite(target) or rng is not None):
-        return "not-checkable"
-    if _reproduces(b.value, target, sense, rng):
-        return "holds"
-    lo = b.value if low is None else low
-    hi = b.value if high is None else high
-    return "partly" if _reproduces_within(lo, hi, target, sense, rng) else "inconsistent"
-
-
-def _target(b: Basis, claim: Claim) -> tuple[float, str, tuple[float, float] | None]:
-    sense = b.sense or claim.sense
-    if b.target_range is not None or math.isfinite(b.target):
-        return b.target, sense, b.target_range
-    if claim.target is not None:
-        t = claim.target
-        return t.value, sense, (t.range if t.range else None)
-    return claim.published.value, sense, None
-
-
-def stated(b: Basis, claim: Claim) -> bool:
-    """Whether ``b`` is the claim's own stated basis: it carries every tag the source states and
-    is not an alternative reading (tag ``alt``, ``relayed``, ``claims``)."""
-    return set(claim.basis) <= b.tags and not ({"alt", "relayed", "claims"} & b.tags)
-
-
-def verdict_of(claim: Claim, bases: Sequence[Basis], verdicts: Sequence[str]) -> str:
-    """The claim's verdict from its bases' verdicts (the rule of the module docstring)."""
-    checkable = [(b, v) for b, v in zip(bases, verdicts, strict=True) if v != "not-checkable"]
-    if not checkable:
-        return "not-checkable"
-    own = [v for b, v in checkable if stated(b, claim)]
-    if own:
-        agg = all if claim.quantifier == "all" else any
-        if agg(v == "holds" for v in own):
-            return "holds"
-    if any(v in ("holds", "partly") for _, v in checkable):
-        return "partly"
-    return "inconsistent"
 
 
 # ------------------------------------------------------------------------------- the checks
@@ -592,211 +473,17 @@ INPUTS_OF: dict[str, tuple[str, ...]] = {
 
 
 # ---------------------------------------------------------------------- evaluating a claim
-@dataclass(frozen=True, kw_only=True)
-class Verdict:
-    """One row of the ledger."""
-
-    id: str
-    claim: str
-    source: str
-    published: str
-    check: str
-    verdict: str
-    reason: str
-    computed: str
-    bases: tuple[dict[str, Any], ...]
-    sensitivity: tuple[dict[str, Any], ...] = ()
-    decided_by: str = ""
-    primary: str = ""
-    value: float = math.nan
-    low: float = math.nan
-    high: float = math.nan
-    unit: str = "1"
-    status: str = "derived"
-    published_value: float = math.nan
-    published_unit: str = "1"
-    flips: tuple[str, ...] = field(default=())
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON row of ``trnlab claims --json``."""
-        out: dict[str, Any] = {"id": self.id, "claim": self.claim, "source": self.source,
-                               "published": self.published, "computed": self.computed,
-                               "verdict": self.verdict, "reason": self.reason,
-                               "decided_by": self.decided_by, "bases": list(self.bases),
-                               "sensitivity": list(self.sensitivity),
-                               "flips": list(self.flips), "status": self.status}
-        if math.isfinite(self.low) and math.isfinite(self.high):
-            out["range"] = [_sig(self.low), _sig(self.high)]
-            out["range_unit"] = self.unit
-        return _json_safe(out)
-
-
-def _json_safe(obj: Any) -> Any:
-    """``obj`` with NaN and infinities as None (strict JSON)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
-    return obj
-
-
-def _sig(x: float, digits: int = 3) -> float:
-    return float(f"{x:.{digits}g}") if math.isfinite(x) else x
-
-
-def _fmt(v: float, unit: str) -> str:
-    if not math.isfinite(v):
-        return "n/a"
-    if unit == "1":
-        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}x"
-    return f"{v:,.0f} {unit}" if abs(v) >= 1000 else f"{v:.3g} {unit}"
-
-
-def _published_text(claim: Claim) -> str:
-    pub = claim.published
-    number = f"{int(pub.value):,}" if float(pub.value).is_integer() else f"{pub.value:g}"
-    return number + ("" if pub.unit == "1" else f" {pub.unit}")
-
-
-def _at(inputs: Mapping[str, Input], **ends: str) -> dict[str, float]:
-    """Input values: every input central except ``name=low|high``."""
-    return {n: getattr(i, ends.get(n, "central")) for n, i in inputs.items()}
-
-
-def _point_verdict(claim: Claim, bases: Sequence[Basis]) -> str:
-    return verdict_of(claim, bases, [basis_verdict(b, claim) for b in bases])
-
-
 def evaluate(claim: Claim, ctx: _Ctx, inputs: Mapping[str, Input]) -> Verdict:
     """Every basis of ``claim`` at the central inputs and its two corners, the verdict by the
-    rule, the tornado of its projected inputs, and the reason written from those numbers."""
+    rule (:mod:`trnlab.engine.verdicts`), the tornado of its projected inputs, and the reason
+    written from those numbers."""
     check = CHECKS[claim.check]
     names = INPUTS_OF.get(claim.check, ())
-    central = check(ctx, _at(inputs))
-    ends = {(n, e): check(ctx, _at(inputs, **{n: e})) for n in names for e in ("low", "high")}
-    lows, highs = [], []
-    for k, b in enumerate(central):
-        if not names:
-            lows.append(b.value)
-            highs.append(b.value)
-            continue
-        down = {n: min(("low", "high"), key=lambda e, n=n: ends[n, e][k].value) for n in names}
-        up = {n: "high" if down[n] == "low" else "low" for n in names}
-        lows.append(check(ctx, _at(inputs, **down))[k].value)
-        highs.append(check(ctx, _at(inputs, **up))[k].value)
-    verdicts = [basis_verdict(b, claim, lo, hi)
-                for b, lo, hi in zip(central, lows, highs, strict=True)]
-    verdict = verdict_of(claim, central, verdicts)
-    k_decide = _decisive(claim, central, verdicts, lows, highs, verdict)
-    k_primary = _primary(claim, central, names, ends, k_decide)
-    base_rows = tuple(
-        {"basis": b.name, "computed": _sig(b.value, 4), "unit": b.unit, "verdict": v,
-         "stated": stated(b, claim), "tags": sorted(b.tags),
-         **({"range": [_sig(lo), _sig(hi)]} if names and math.isfinite(lo) else {}),
-         **({"target": _sig(_target(b, claim)[0])} if math.isfinite(b.target) else {})}
-        for b, v, lo, hi in zip(central, verdicts, lows, highs, strict=True))
-    point = _point_verdict(claim, central)
-    sens, flips = [], []
-    for n in names:
-        i = inputs[n]
-        row = {"input": i.label, "name": n, "unit": i.unit, "low": _sig(i.low, 4),
-               "high": _sig(i.high, 4), "central": _sig(i.central, 4),
-               "computed_low": _sig(ends[n, "low"][k_primary].value, 4),
-               "computed_high": _sig(ends[n, "high"][k_primary].value, 4),
-               "verdict_low": _point_verdict(claim, ends[n, "low"]),
-               "verdict_high": _point_verdict(claim, ends[n, "high"])}
-        sens.append(row)
-        if point not in (row["verdict_low"], row["verdict_high"]) or \
-                row["verdict_low"] != row["verdict_high"]:
-            flips.append(n)
-    p = central[k_primary]
-    computed = "; ".join(f"{b.name}: {_fmt(b.value, b.unit)}" for b in central)
-    reason = _reason(claim, central, verdicts, lows, highs, verdict, k_decide, ctx, inputs)
-    return Verdict(id=claim.id, claim=claim.text, source="; ".join(claim.published.sources),
-                   published=_published_text(claim), check=claim.check, verdict=verdict,
-                   reason=reason, computed=computed, bases=base_rows, sensitivity=tuple(sens),
-                   decided_by=central[k_decide].name, primary=p.name, value=p.value,
-                   low=lows[k_primary], high=highs[k_primary], unit=p.unit,
-                   status="projected" if names else "derived",
-                   published_value=float(claim.published.value),
-                   published_unit=claim.published.unit, flips=tuple(flips))
-
-
-def _primary(claim: Claim, bases: Sequence[Basis], names: Sequence[str],
-             ends: Mapping[tuple[str, str], Sequence[Basis]], decisive: int) -> int:
-    """The basis the tornado follows: the deciding basis if its number moves with an input,
-    else the first stated basis whose number moves, else the first basis whose number moves,
-    else the first stated basis."""
-    moves = [k for k in range(len(bases)) if any(
-        ends[n, e][k].value != bases[k].value for n in names for e in ("low", "high"))]
-    for pool in ([k for k in moves if k == decisive],
-                 [k for k in moves if stated(bases[k], claim)], moves,
-                 [k for k, b in enumerate(bases) if stated(b, claim)]):
-        if pool:
-            return pool[0]
-    return 0
-
-
-def _decisive(claim: Claim, bases: Sequence[Basis], verdicts: Sequence[str],
-              lows: Sequence[float], highs: Sequence[float], verdict: str) -> int:
-    """The basis that decides the verdict: the stated basis that holds (holds), else the first
-    basis that holds or holds within the ranges (partly), else the checkable basis whose range
-    comes closest to the target (inconsistent)."""
-    order = sorted(range(len(bases)), key=lambda k: not stated(bases[k], claim))
-    for wanted in (("holds",), ("partly",)):
-        for k in order:
-            if verdicts[k] in wanted:
-                return k
-    best, gap = 0, math.inf
-    for k, b in enumerate(bases):
-        target, _, rng = _target(b, claim)
-        if verdicts[k] == "not-checkable":
-            continue
-        t = rng[0] if rng else target
-        d = min(abs(math.log(max(v, 1e-30) / t)) for v in (lows[k], highs[k], b.value)
-                if math.isfinite(v) and v > 0) if t > 0 else math.inf
-        if d < gap:
-            best, gap = k, d
-    return best
-
-
-_VERB = {"holds": "holds", "partly": "holds only partly", "inconsistent": "does not hold",
-         "not-checkable": "cannot be checked"}
-
-
-def _reason(claim: Claim, bases: Sequence[Basis], verdicts: Sequence[str],
-            lows: Sequence[float], highs: Sequence[float], verdict: str, k: int, ctx: _Ctx,
-            inputs: Mapping[str, Input]) -> str:
-    """The reason, every number from the bases."""
-    pub = _published_text(claim)
-    b = bases[k]
-    rng = (f" ({_fmt(lows[k], b.unit)}-{_fmt(highs[k], b.unit)} across the input ranges)"
-           if lows[k] != highs[k] else "")
-    good = [x.name for x, v in zip(bases, verdicts, strict=True) if v == "holds"]
-    within = [x.name for x, v in zip(bases, verdicts, strict=True) if v == "partly"]
-    n = sum(v != "not-checkable" for v in verdicts)
-    target, _, trange = _target(b, claim)
-    want = (f"{trange[0]:,.0f}-{trange[1]:,.0f}" if trange else _fmt(target, b.unit)
-            if b.unit == claim.published.unit else pub)
-    if verdict == "holds":
-        text = (f"on its stated basis ({b.name}) the catalog gives {_fmt(b.value, b.unit)}{rng} "
-                f"against {want}")
-    elif verdict == "partly":
-        text = (f"{len(good)} of {n} fair bases reproduce {pub} at the central inputs"
-                + (f", {len(within)} only within the input ranges" if within else "")
-                + f"; e.g. {b.name}: {_fmt(b.value, b.unit)}{rng}")
-        own = [x for x in bases if stated(x, claim)]
-        if own and own[0] is not b:
-            text += f"; on the stated basis ({own[0].name}) {_fmt(own[0].value, own[0].unit)}"
-    elif verdict == "inconsistent":
-        text = (f"no fair basis reproduces {want} within the input ranges; the closest is "
-                f"{b.name}: {_fmt(b.value, b.unit)}{rng}")
-    else:
-        text = "nothing public gives a number to compare with"
+    central, ends, lows, highs = corners(lambda x: check(ctx, x), inputs, names)
+    a = assess(claim, central, ends, lows, highs, inputs, names)
     extra = NOTES.get(claim.check)
-    return text + (f"; {extra(claim, bases, ctx, inputs)}" if extra else "")
+    text = reason(claim, a) + (f"; {extra(claim, a.bases, ctx, inputs)}" if extra else "")
+    return verdict_row(claim, a, text, "projected" if names else "derived")
 
 
 def _note_peak(claim: Claim, bases: Sequence[Basis], ctx: _Ctx, x: Any) -> str:
@@ -810,7 +497,7 @@ def _note_capacity(claim: Claim, bases: Sequence[Basis], ctx: _Ctx, x: Any) -> s
     vals = [b.value for b in bases]
     return (f"GB or GiB is not settled by AWS's own documents ({min(vals):.1f} vs "
             f"{max(vals):.1f} GB, {max(vals) / min(vals) - 1:.1%} apart); either reading gives at "
-            f"least {_published_text(claim)}")
+            f"least {published_text(claim)}")
 
 
 def _note_server(claim: Claim, bases: Sequence[Basis], ctx: _Ctx, x: Any) -> str:
@@ -835,7 +522,7 @@ def _note_energy(claim: Claim, bases: Sequence[Basis], ctx: _Ctx,
     compute = _server_ratio(ctx, lambda ch: ch.peak("fp8"), "FP8")[0].value
     less = ctx.published("less_power").published.value
     a = ctx.assume
-    eff, w3, w2 = _efficiency(ctx, _at(inputs), "train", a.precision)
+    eff, w3, w2 = _efficiency(ctx, at(inputs), "train", a.precision)
     need = w3 * eff / claim.published.value
     return (f"internal consistency: {compute:.2f}x compute with {1 - less:.0%} less power implies "
             f"{compute / less:.1f}x perf/W, not {claim.published.value:g}x; on training "

@@ -21,15 +21,17 @@ cross-vendor data leaves over EFA), ``rdma`` (DMA put/get over NVLink Fusion, th
 assumption), ``rdma+loadstore`` (fine-grained access without descriptor posting: the
 homogeneous NVLink latency) and ``full`` (plus in-switch reductions). The unknown inputs
 (:func:`trnlab.engine.hetero.unknowns`) are sampled (p5/p50/p95) and swung one at a time for
-the tornado. :func:`claims` checks the Trainium4 claims of ``data/claims/trainium4.toml``.
+the tornado. :func:`claims` checks the Trainium4 claims of ``data/claims/trainium4.toml`` under
+the verdict rule shared with the Trainium3 ledger (:mod:`trnlab.engine.verdicts`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -44,7 +46,22 @@ from trnlab.engine.hardware import format_bytes, half_dim, serve_calibration
 from trnlab.engine.sampling import PERCENTILES, bands
 from trnlab.engine.shape import serve_shape
 from trnlab.engine.variables import attrs
-from trnlab.errors import ParameterError, bad_value
+from trnlab.engine.verdicts import (
+    QUANTIFIERS,
+    SENSES,
+    TOLERANCE,
+    Assessment,
+    Basis,
+    Claim,
+    Input,
+    Verdict,
+    assess,
+    corners,
+    fmt,
+    reason,
+)
+from trnlab.engine.verdicts import row as verdict_row
+from trnlab.errors import CatalogError, ParameterError, bad_value
 from trnlab.perf import hetero
 from trnlab.perf.serve import ServeLayout, decode_terms
 
@@ -549,127 +566,182 @@ def reading(ds: xr.Dataset) -> str:
 
 # ------------------------------------------------------------------------------ claims
 CLAIMS_FILE = "trainium4.toml"
-_TRN3_BASIS = {"fp4": ("mxfp4", "peak_fp4"), "fp8": ("mxfp8", "peak_fp8"),
-               "hbm_bandwidth": ("hbm_bandwidth", "hbm_bandwidth"),
-               "hbm_capacity": ("hbm_capacity", "hbm_capacity")}
+#: check -> (Trainium4 field, Trainium3 field it is a multiple of, label, unit, unit in SI)
+MULTIPLES = {"fp4": ("peak_fp4", "peak_mxfp4", "FP4 peak", "TFLOP/s", 1e12),
+             "fp8": ("peak_fp8", "peak_mxfp8", "FP8 peak", "TFLOP/s", 1e12),
+             "hbm_bandwidth": ("hbm_bandwidth", "hbm_bandwidth", "HBM bandwidth", "TB/s", 1e12),
+             "hbm_capacity": ("hbm_capacity", "hbm_capacity", "HBM capacity", "GiB", 2.0**30)}
+CLAIM_CHECKS = (*MULTIPLES, "interop")
+CLAIM_SAMPLES = 64  # draws of the study behind the interoperability claim (about 0.2 s)
+_SYSTEMS = ("trn4-nvl72", "trn3-ultraserver")  # the racks of the per-rack reading
 
 
-def _claims_doc() -> dict[str, Any]:
-    return read_toml(data_dir() / "claims" / CLAIMS_FILE).get("claim", {})
-
-
-def _trn_value(chip_id: str, key: str, end: str = "value") -> float:
-    """A Trainium field in SI: a peak (via the fallback chain) or a memory field."""
-    chip = catalog.chip(chip_id)
-    f = chip.fields.get(f"peak_{key}") or chip.fields.get(key)
-    if f is None:
-        return chip.peak(key)
-    return {"value": f.si, "low": f.low, "high": f.high}[end]
-
-
-def _multiple(cid: str, raw: dict[str, Any], sources: set[str]) -> dict[str, Any]:
-    """A 'N x Trainium3' claim: the catalog's Trn4 / Trn3 ratio on each basis."""
-    pub = parse_field(raw["published"], f"{CLAIMS_FILE}: [claim.{cid}]", "published", "count",
-                      sources).si
-    trn3_key, trn4_key = _TRN3_BASIS[raw["check"]]
-    trn4_key = trn4_key.removeprefix("peak_")
-    t3 = _trn_value("trn3", trn3_key)
-    bases = []
-    for end in ("value", "low", "high"):
-        ratio = _trn_value("trn4", trn4_key, end) / t3
-        bases.append({"basis": f"catalog Trainium4 {trn4_key} ({end}) / Trainium3 {trn3_key}",
-                      "computed": ratio, "verdict": "holds" if ratio >= pub * 0.97 else
-                      "inconsistent"})
-    verdicts = {b["verdict"] for b in bases}
-    verdict = "holds" if verdicts == {"holds"} else "partly" if "holds" in verdicts else \
-        "inconsistent"
-    ratio = bases[0]["computed"]
-    # consistency with the other multiples: implied FP4:FP8 ratio of Trainium4
-    extra = ""
-    if raw["check"] in ("fp4", "fp8"):
-        fp4 = _trn_value("trn4", "fp4") / _trn_value("trn3", "mxfp4")
-        fp8 = _trn_value("trn4", "fp8") / _trn_value("trn3", "mxfp8")
-        implied = (fp4 * _trn_value("trn3", "mxfp4")) / (fp8 * _trn_value("trn3", "mxfp8"))
-        extra = (f"; with the FP4 and FP8 multiples together Trainium4's FP4 runs at "
-                 f"{implied:.3g}x its FP8 (Trainium3: "
-                 f"{_trn_value('trn3', 'mxfp4') / _trn_value('trn3', 'mxfp8'):.3g}x), i.e. a "
-                 "native 4-bit path")
-        bases.append({"basis": "implied Trainium4 FP4 / FP8 ratio", "computed": implied,
-                      "verdict": "holds" if 1.0 <= implied <= 4.0 else "inconsistent"})
-    if raw["check"] in ("hbm_bandwidth", "hbm_capacity"):
-        # consistency with the memory the multiples imply: per HBM stack, against Rubin's HBM4
-        key = raw["check"]
-        per_stack = _trn_value("trn4", key) / _trn_value("trn4", "hbm_stacks")
-        rubin = catalog.chip("rubin")
-        ref = getattr(rubin, key) / rubin.fields["hbm_stacks"].si
-        bases.append({"basis": f"implied Trainium4 {key} per HBM stack / Rubin's HBM4 stack",
-                      "computed": per_stack / ref,
-                      "verdict": "holds" if per_stack <= ref * 1.03 else "partly"})
-        extra = (f"; over {_trn_value('trn4', 'hbm_stacks'):.0f} stacks that is "
-                 f"{per_stack / ref:.3g}x a Rubin HBM4 stack")
-    lo_r = min(b["computed"] for b in bases[:3])
-    hi_r = max(b["computed"] for b in bases[:3])
-    extra += f"; across the catalog's Trainium4 range {lo_r:.3g}x-{hi_r:.3g}x"
-    unit = "TFLOP/s" if raw["check"] in ("fp4", "fp8") else \
-        "TB/s" if raw["check"] == "hbm_bandwidth" else "GiB"
-    scale = {"TFLOP/s": 1e12, "TB/s": 1e12, "GiB": 2**30}[unit]
-    reason = (f"{pub:g}x Trainium3's {trn3_key} ({t3 / scale:.4g} {unit}) implies "
-              f"{pub * t3 / scale:.4g} {unit}; the catalog's Trainium4 value "
-              f"{_trn_value('trn4', trn4_key) / scale:.4g} {unit} is {ratio:.3g}x" + extra)
-    sens = []
-    for name, key in (("trainium3 " + trn3_key, trn3_key),):
-        f = catalog.chip("trn3").fields.get(f"peak_{key}") or catalog.chip("trn3").fields[key]
-        lo_alt = min([a.si for a in f.alt] + [f.low])
-        hi_alt = max([a.si for a in f.alt] + [f.high])
-        sens.append({"input": name, "low": lo_alt, "high": hi_alt,
-                     "computed_low": _trn_value("trn4", trn4_key) / hi_alt,
-                     "computed_high": _trn_value("trn4", trn4_key) / lo_alt})
-    return {"verdict": verdict, "reason": reason, "bases": bases, "sensitivity": sens}
-
-
-def _interop(ds: xr.Dataset | None) -> dict[str, Any]:
-    """'Works with NVIDIA GPUs over NVLink Fusion': what the mixed rack buys (the studies)."""
-    ds = ds if ds is not None else study(n_samples=64)
-    bases, sens = [], []
-    for w in (str(v) for v in ds["conclusion"].values):
-        lo, mid, hi = _band(ds, w, "usd_per_m_tokens")
-        efa = _band(ds, w, "usd_per_m_tokens", "efa-only")[1]
-        bases.append({"basis": f"{w}: best mixed / best homogeneous tokens per dollar "
-                      f"(p5, p50, p95 = {_fmt(lo)}, {_fmt(mid)}, {_fmt(hi)}; EFA only "
-                      f"{_fmt(efa)})", "computed": mid,
-                      "verdict": "holds" if lo > 1.0 else "partly" if hi > 1.0 else
-                      "inconsistent"})
-        name, a, b = decisive_input(ds, w)
-        field = eng.unknowns(str(ds.attrs["precision"]))[name]
-        sens.append({"input": f"{w}: {name}", "low": field.low, "high": field.high,
-                     "computed_low": a, "computed_high": b})
-    best = max(bases, key=lambda b: np.nan_to_num(b["computed"], nan=-1.0))
-    gains = [b["computed"] for b in bases if np.isfinite(b["computed"])]
-    wins = [b for b in bases if b["verdict"] == "holds"]
-    verdict = "holds" if wins else "partly" if any(g > 1.0 for g in gains) else \
-        "inconsistent" if gains else "not-checkable"
-    reason = (f"Interoperability is not checkable as a fact (no product, no cross-vendor "
-              f"semantics published); what it would buy, computed: {best['basis']}. "
-              f"{len(wins)} of {len(bases)} workloads gain at p5 with cross-vendor RDMA")
-    return {"verdict": verdict, "reason": reason, "bases": bases, "sensitivity": sens}
-
-
-def claims(ds: xr.Dataset | None = None) -> list[dict[str, Any]]:
-    """The Trainium4 claims of ``data/claims/trainium4.toml``, each checked: ``id``, ``claim``,
-    ``source``, ``verdict`` (holds | partly | inconsistent | not-checkable), ``reason`` (from
-    computed numbers), ``bases`` and ``sensitivity``. ``ds``: a :func:`study` result for the
-    interoperability claim (default: a small study run)."""
+def load_claims() -> list[Claim]:
+    """Read and validate ``data/claims/trainium4.toml`` (keys as in the Trainium3 file)."""
+    path = data_dir() / "claims" / CLAIMS_FILE
     sources = set(catalog.default().sources)
     out = []
-    for cid, raw in _claims_doc().items():
-        check = raw.get("check")
-        if check in _TRN3_BASIS:
-            res = _multiple(cid, raw, sources)
-        elif check == "interop":
-            res = _interop(ds)
+    for cid, raw in read_toml(path).get("claim", {}).items():
+        where = f"{CLAIMS_FILE}: [claim.{cid}]"
+        for key in ("text", "check", "published"):
+            if key not in raw:
+                raise CatalogError(f"{where}: missing required field '{key}'")
+        for key, allowed in (("check", CLAIM_CHECKS), ("sense", SENSES),
+                             ("quantifier", QUANTIFIERS)):
+            if key in raw and raw[key] not in allowed:
+                raise CatalogError(bad_value(where, key, raw[key],
+                                             f"allowed: {', '.join(allowed)}"))
+        basis = raw.get("basis", [])
+        if not isinstance(basis, list) or not all(isinstance(t, str) for t in basis):
+            raise CatalogError(bad_value(where, "basis", basis, "a list of tags"))
+        out.append(Claim(cid, raw["text"], raw["check"],
+                         parse_field(raw["published"], where, "published", "count", sources),
+                         tuple(basis), raw.get("sense", "equal"), raw.get("quantifier", "all")))
+    return out
+
+
+def claim_inputs(overrides: Mapping[str, Sequence[float]] | None = None) -> dict[str, Input]:
+    """The projected inputs of the multiples, each ``[low, central, high]`` in its unit: every
+    Trainium4 field (its catalog range) and the Trainium3 field it multiplies (its range over
+    the readings the sources give, e.g. 4.7-4.9 TB/s, 144 GB or GiB). ``overrides``: input ->
+    ``[low, central, high]`` in the input's unit."""
+    out: dict[str, Input] = {}
+    for k4, k3, label, unit, scale in MULTIPLES.values():
+        f4, f3 = catalog.chip("trn4").fields[k4], catalog.chip("trn3").fields[k3]
+        alt = [a.si for a in f3.alt]
+        out[f"trn4_{k4}"] = Input(f"trn4_{k4}", f"Trainium4 {label}", unit, f4.low / scale,
+                                  f4.si / scale, f4.high / scale)
+        out[f"trn3_{k3}"] = Input(f"trn3_{k3}", f"Trainium3 {label}", unit,
+                                  min([f3.low, *alt]) / scale, f3.si / scale,
+                                  max([f3.high, *alt]) / scale)
+    for name, v in (overrides or {}).items():
+        if name not in out:
+            raise ParameterError(bad_value("trainium4 claims", "overrides", name,
+                                           f"one of {', '.join(out)}"))
+        vals = [checks.finite("trainium4 claims", name, x, 0.0, low_open=True) for x in v]
+        if len(vals) != 3 or not vals[0] <= vals[1] <= vals[2]:
+            raise ParameterError(bad_value("trainium4 claims", name, list(v),
+                                           "[low, central, high] in increasing order"))
+        out[name] = dataclasses.replace(out[name], low=vals[0], central=vals[1], high=vals[2])
+    return out
+
+
+def _multiple_check(check: str) -> Callable[[Mapping[str, float]], list[Basis]]:
+    """The bases of an 'N x Trainium3' claim: per chip (stated) and per rack (Trainium4 NVL72
+    vs Trn3 Gen2 UltraServer), and the numbers it implies, shown but not judged."""
+    k4, k3, label = MULTIPLES[check][:3]
+    n4, n3 = (catalog.system(s).n_chips for s in _SYSTEMS)
+
+    def bases(x: Mapping[str, float]) -> list[Basis]:
+        ratio = x[f"trn4_{k4}"] / x[f"trn3_{k3}"]
+        out = [Basis(f"per chip, Trainium4 / Trainium3 {label}", ratio,
+                     tags=frozenset({"chip"})),
+               Basis(f"per rack, {n4} Trainium4 / {n3} Trainium3 (Gen2 UltraServer), {label}",
+                     ratio * n4 / n3, tags=frozenset({"server"}))]
+        if check in ("fp4", "fp8"):
+            out.append(Basis("Trainium4 FP4 / FP8 peak, as the catalog's two peaks imply",
+                             x["trn4_peak_fp4"] / x["trn4_peak_fp8"], checkable=False,
+                             tags=frozenset({"claims"})))
         else:
-            raise ParameterError(bad_value(f"{CLAIMS_FILE}: [claim.{cid}]", "check", check,
-                                           f"one of {', '.join([*_TRN3_BASIS, 'interop'])}"))
-        out.append({"id": cid, "claim": raw["text"],
-                    "source": raw["published"]["source"], **res})
+            rubin = catalog.chip("rubin")
+            stacks = catalog.chip("trn4").fields["hbm_stacks"].si
+            ref = getattr(rubin, check) / rubin.fields["hbm_stacks"].si
+            scale = MULTIPLES[check][4]
+            out.append(Basis(f"Trainium4 {label} per HBM stack ({stacks:.0f} stacks) / Rubin's "
+                             "HBM4 stack", x[f"trn4_{k4}"] * scale / stacks / ref,
+                             checkable=False, tags=frozenset({"claims"})))
+        return out
+    return bases
+
+
+def _multiple_note(claim: Claim, a: Assessment, inputs: Mapping[str, Input]) -> str:
+    k4, k3, label, unit, _ = MULTIPLES[claim.check]
+    t4, t3 = inputs[f"trn4_{k4}"], inputs[f"trn3_{k3}"]
+    pub = float(claim.published.value)
+    f4 = catalog.chip("trn4").fields[k4]
+    text = (f"{pub:g} x Trainium3's {fmt(t3.central, unit)} is {fmt(pub * t3.central, unit)}; "
+            f"the catalog's Trainium4 {label} is {fmt(t4.central, unit)} ({f4.status}, "
+            f"{fmt(t4.low, unit)} to {fmt(t4.high, unit)})")
+    if math.isclose(t4.central / t3.central, pub, rel_tol=1e-9):
+        text += (" - exactly the claimed multiple, i.e. the catalog takes it from this claim, "
+                 "so the per-chip basis cannot disagree at the central inputs")
+    return text + f"; {a.bases[-1].name}: {fmt(a.bases[-1].value, '1')}"
+
+
+def _interop_bases(ds: xr.Dataset) -> tuple[list[Basis], dict[tuple[str, str], list[Basis]],
+                                             list[float], list[float], dict[str, Input]]:
+    """Per workload of ``ds``: the gain on tokens per dollar of the best mixed rack (cross-vendor
+    RDMA) over the best homogeneous one at the central inputs, each input at each end (the
+    tornado), and its lowest and highest value within the ranges (p5/p95 of the draws and the
+    tornado ends)."""
+    k = "usd_per_m_tokens"
+    ws = [str(w) for w in ds["conclusion"].values]
+    names = [str(n) for n in ds["input"].values]
+    fields = eng.unknowns(str(ds.attrs["precision"]))
+    inputs = {}
+    for n in names:
+        f = fields[n]
+        scale = f.si / f.value if f.value else 1.0
+        inputs[n] = Input(n, n, f.unit, f.low / scale, float(f.value), f.high / scale)
+
+    def basis(w: str, v: float) -> Basis:
+        return Basis(f"{w}: best mixed / best homogeneous rack, tokens per dollar", v,
+                     tags=frozenset({"rack", w}))
+
+    central = [basis(w, float(ds["gain_central"].sel(conclusion=w, metric=k))) for w in ws]
+    tor = ds["tornado_gain"].sel(metric=k)
+    ends = {(n, e): [basis(w, float(tor.sel(conclusion=w, input=n, end=e))) for w in ws]
+            for n in names for e in ("low", "high")}
+    lows, highs = [], []
+    for w, b in zip(ws, central, strict=True):
+        vals = np.array([b.value, *_band(ds, w, k)[::2],
+                         *tor.sel(conclusion=w).values.ravel()], dtype=float)
+        vals = vals[np.isfinite(vals)]
+        lows.append(float(vals.min()) if vals.size else np.nan)
+        highs.append(float(vals.max()) if vals.size else np.nan)
+    return central, ends, lows, highs, inputs
+
+
+def _interop_note(ds: xr.Dataset, a: Assessment) -> str:
+    k = "usd_per_m_tokens"
+    n = sum(v != "not-checkable" for v in a.verdicts)
+    n_gain = sum(b.value > 1.0 for b in a.bases)
+    n_tol = sum(v == "holds" for v in a.verdicts) - n_gain
+    w = str(a.bases[a.decisive].name).split(":")[0]
+    name, lo, hi = decisive_input(ds, w)
+    efa = _band(ds, w, k, "efa-only")[1]
+    return (f"checked as 'a mixed Trainium4 + Rubin rack gains over the best homogeneous rack'; "
+            f"{n_gain} of {n} workloads gain (> 1) at the central inputs"
+            + (f", {n_tol} more come within the {TOLERANCE:.0%} tolerance" if n_tol > 0 else "")
+            + f"; for {w} the best mixed "
+            f"option is {best_option(ds, w, 'heterogeneous')} against "
+            f"{best_option(ds, w, 'homogeneous')}, {name} moves the gain from {_fmt(lo)}x to "
+            f"{_fmt(hi)}x, and without cross-vendor RDMA (EFA only) the median gain is "
+            f"{_fmt(efa)}x")
+
+
+def claims(ds: xr.Dataset | None = None,
+           overrides: Mapping[str, Sequence[float]] | None = None,
+           n_samples: int = CLAIM_SAMPLES) -> list[Verdict]:
+    """The Trainium4 claims of ``data/claims/trainium4.toml`` under the one verdict rule of
+    :mod:`trnlab.engine.verdicts`: one :class:`~trnlab.engine.verdicts.Verdict` each (rows of
+    the same shape as the Trainium3 ledger's). The multiples are checked per chip and per rack
+    over the ranges of :func:`claim_inputs` (``overrides`` move them); the interoperability
+    claim reads ``ds``, a :func:`study` result (default: a study of ``n_samples`` draws)."""
+    inputs = claim_inputs(overrides)
+    out = []
+    for claim in load_claims():
+        if claim.check in MULTIPLES:
+            k4, k3 = MULTIPLES[claim.check][:2]
+            names = (f"trn4_{k4}", f"trn3_{k3}")
+            central, ends, lows, highs = corners(_multiple_check(claim.check), inputs, names)
+            a = assess(claim, central, ends, lows, highs, inputs, names)
+            text = f"{reason(claim, a)}; {_multiple_note(claim, a, inputs)}"
+        else:
+            ds = ds if ds is not None else study(n_samples=n_samples)
+            central, ends, lows, highs, t_inputs = _interop_bases(ds)
+            names = tuple(t_inputs)
+            a = assess(claim, central, ends, lows, highs, t_inputs, names)
+            text = f"{reason(claim, a)}; {_interop_note(ds, a)}"
+        out.append(verdict_row(claim, a, text, "projected"))
     return out
