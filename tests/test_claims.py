@@ -13,7 +13,7 @@ from trnlab.catalog.params import load_economics
 from trnlab.cli import main
 from trnlab.engine import verdicts
 from trnlab.engine.economics import cloud_price, slo_rate, training_rate
-from trnlab.studies import claims
+from trnlab.studies import claims, trainium4
 
 ROWS = {r.id: r for r in claims.ledger()}
 
@@ -146,7 +146,8 @@ def test_less_power_verdict_and_reason_move_together_with_the_power_inputs():
     base = ROWS["less-power"]
     chip = _basis(base, "power per chip")
     assert chip["computed"] > 1 and "more)" in base.reason
-    assert f"draws {chip['computed']:.2f}x Trn2's power" in base.reason
+    said = re.search(r"draws ([\d.]+)x Trn2's power", base.reason)  # the row keeps 4 digits
+    assert said and float(said[1]) == pytest.approx(chip["computed"], abs=0.0051)
     trn2_w = 500.0
     s3, s2 = _shares("trn3-ultraserver"), _shares("trn2-ultraserver")
     trn3_w = 0.6 * _chip_w(trn2_w, s2) / _chip_w(1.0, s3)  # chip power is linear in TDP
@@ -197,11 +198,33 @@ def test_scaleup_bandwidth_is_swept_between_the_sources_readings():
     r = ROWS["gpt-oss-throughput"]
     row = next(s for s in r.sensitivity if s["name"] == "trn3_scaleup")
     assert (row["low"], row["high"]) == (704.0, 2560.0)
-    moe3 = slo_rate("qwen3-235b-a22b", "trn3-ultraserver", "bf16")["output_tokens_per_s_per_chip"]
-    moe3_slow = slo_rate("qwen3-235b-a22b", "trn3-ultraserver", "bf16",
+    moe3 = slo_rate("gpt-oss-120b", "trn3-ultraserver", "bf16")["output_tokens_per_s_per_chip"]
+    moe3_slow = slo_rate("gpt-oss-120b", "trn3-ultraserver", "bf16",
                          scaleup_bw=704e9)["output_tokens_per_s_per_chip"]
     assert moe3_slow < moe3  # MoE all-to-all on the scale-up links
     assert row["computed_low"] < row["computed_high"]
+
+
+def test_gpt_oss_claims_run_on_the_gpt_oss_preset():
+    # gpt-oss-120b by hand: experts 36 x 128 x (3 x 2880 x 2880 + 2 x 2880 + 2880 biases)
+    # = 114.70e9; attention 36 x (2880 x (64 + 16) x 64 + 64 x 64 x 2880 + 80 x 64 + 2880)
+    # = 0.956e9; router 36 x 2880 x 128 = 0.013e9; two 201,088 x 2,880 embeddings 1.158e9;
+    # norms 0.0002e9: 116.83e9 (OpenAI: 117B)
+    by_hand = (36 * 128 * (3 * 2880 * 2880 + 3 * 2880)
+               + 36 * (2880 * 80 * 64 + 64 * 64 * 2880 + 80 * 64 + 2880)
+               + 36 * 2880 * 128 + 2 * 201088 * 2880 + (2 * 36 + 1) * 2880)
+    assert catalog.spec("gpt-oss-120b").total_params == pytest.approx(by_hand, rel=1e-4)
+    for cid in ("gpt-oss-throughput", "gpt-oss-latency"):
+        r = ROWS[cid]
+        moe = [b for b in r.bases if "moe" in b["tags"]]
+        assert moe and all(b["basis"].startswith("gpt-oss-120b (moe)") for b in moe)
+        assert "gpt-oss-120b" in r.reason and "qwen" not in r.reason
+    fp8 = _basis(ROWS["gpt-oss-throughput"], "gpt-oss-120b (moe), FP8")
+    a = claims.Assumptions()
+    t3, t2 = (slo_rate("gpt-oss-120b", s, "fp8", a.input_len, a.output_len, a.tpot_ms,
+                       a.ttft_ms)["output_tokens_per_s_per_chip"]
+              for s in ("trn3-ultraserver", "trn2-ultraserver"))
+    assert fp8["computed"] == pytest.approx(t3 / t2, rel=1e-3)  # trn3_mfu central = 1
 
 
 def test_cluster_power_by_hand_and_ultraserver_count():
@@ -332,3 +355,79 @@ def test_tornado_helper_draws_each_input_from_the_center_widest_on_top():
         [(1.0, pytest.approx(-0.1)), (1.0, pytest.approx(-0.5))]
     assert [p.get_width() for p in hi_bars.patches] == [pytest.approx(0.2), pytest.approx(0.0)]
     plt.close("all")
+
+
+# --------------------------------------------------------------- both ledgers, one rule
+T4_DS = trainium4.study(n_samples=16, workloads=["serving", "afd"])
+T4 = {r.id: r for r in trainium4.claims(T4_DS)}
+
+
+def test_trainium4_rows_have_the_trainium3_row_shape():
+    t3 = [r.to_dict() for r in ROWS.values()]
+    ranged = {frozenset(r) for r in t3 if "range" in r}
+    assert len(ranged) == 1  # every Trainium3 row with a range has one key set
+    for r in (v.to_dict() for v in T4.values()):
+        assert frozenset(r) in ranged, set(r) ^ set(next(iter(ranged)))
+        assert {frozenset(b) for b in r["bases"]} <= {frozenset(b) for x in t3
+                                                      for b in x["bases"]}
+        assert {frozenset(s) for s in r["sensitivity"]} == {frozenset(s) for x in t3
+                                                            for s in x["sensitivity"]}
+
+
+def test_one_rule_gives_the_same_verdict_for_the_same_numbers():
+    # FP8 'at least 3x': Trainium4 at 2.9 x 2,517 = 7,299.3 TFLOP/s is 2.9x, no worse than
+    # 3 x (1 - 0.05) = 2.85: holds (the earlier Trainium4 rule, ratio >= 0.97 x 3 = 2.91, said
+    # no); at 2.8x with a high end of 4x it holds only within the range: partly; at 2.8x
+    # throughout: inconsistent
+    t3_claim = claims.load_claims()[0]
+    for lo, mid, hi, want in ((2.9, 2.9, 2.9, "holds"), (2.8, 2.8, 4.0, "partly"),
+                              (2.8, 2.8, 2.8, "inconsistent")):
+        rows = {r.id: r for r in trainium4.claims(T4_DS, overrides={
+            "trn4_peak_fp8": [v * 2517 for v in (lo, mid, hi)]})}
+        assert rows["fp8-vs-trn3"].verdict == want, (mid, rows["fp8-vs-trn3"].reason)
+        # the same numbers as a Trainium3-ledger claim 'at least 3' on its per-chip basis
+        same = verdicts.Claim("t", "test", t3_claim.check, t3_claim.published.__class__(
+            "published", 3.0, "1", "announced", ("TC-TRN3",)), ("chip",), "at_least")
+        b = verdicts.Basis("per chip", mid, tags=frozenset({"chip"}))
+        v = verdicts.basis_verdict(b, same, lo, hi)
+        assert verdicts.verdict_of(same, [b], [v]) == want
+
+
+def test_moving_an_input_moves_a_trainium4_verdict_and_its_reason_together():
+    base = T4["bandwidth-vs-trn3"]
+    # Trainium3 at 5.6 TB/s: 19.6 / 5.6 = 3.5x at best (18.8 / 5.6 = 3.36x at worst), more
+    # than 5 % short of 4x
+    moved = {r.id: r for r in trainium4.claims(T4_DS, overrides={
+        "trn3_hbm_bandwidth": [5.6, 5.6, 5.6]})}["bandwidth-vs-trn3"]
+    assert base.verdict == "holds" and moved.verdict == "inconsistent"
+    assert "3.5x" in moved.reason and "3.5x" not in base.reason
+    assert moved.reason.startswith("no fair basis reproduces")
+    # Trainium4's FP8 peak down to 5,000 TFLOP/s at its low end: the central 3x still holds,
+    # the low end (5,000 / 2,517 = 1.99x) does not: the tornado flips and the range reads it
+    low = {r.id: r for r in trainium4.claims(T4_DS, overrides={
+        "trn4_peak_fp8": [5000, 7551, 10068]})}["fp8-vs-trn3"]
+    assert low.verdict == "holds" and "trn4_peak_fp8" in low.flips
+    s = next(x for x in low.sensitivity if x["name"] == "trn4_peak_fp8")
+    assert s["computed_low"] == pytest.approx(5000 / 2517, rel=1e-3)
+    assert (s["verdict_low"], s["verdict_high"]) == ("inconsistent", "holds")
+    assert "1.99x" in low.reason and "1.99x" not in T4["fp8-vs-trn3"].reason
+
+
+def test_claims_cli_holds_both_ledgers(capsys):
+    import tomllib
+
+    from trnlab._paths import data_dir
+
+    ids = {f: set(tomllib.loads((data_dir() / "claims" / f).read_text())["claim"])
+           for f in ("trainium3.toml", "trainium4.toml")}
+    assert main(["claims", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    got = [r["id"] for r in rows]
+    assert ids["trainium3.toml"] <= set(got) and ids["trainium4.toml"] <= set(got)
+    assert len(got) == sum(len(v) for v in ids.values())
+    # Trainium3 rows first, then Trainium4's
+    assert set(got[:len(ids["trainium3.toml"])]) == ids["trainium3.toml"]
+    assert main(["claims"]) == 0
+    out = capsys.readouterr().out
+    assert out.index("== Trainium3 claims") < out.index("== Trainium4 claims")
+    assert "NVLink Fusion" in out.split("== Trainium4 claims")[1]

@@ -174,7 +174,8 @@ class Assumptions:
     n_chips: int = 16384
     precision: str = "fp8"  # training precision of the power and cost bases
     serve_model: str = "llama3-70b"  # dense serving workload
-    moe_model: str = "qwen3-235b-a22b"  # MoE serving workload (the GPT-OSS proxy)
+    moe_model: str = "qwen3-235b-a22b"  # MoE serving workload of the energy bases
+    gpt_oss_model: str = "gpt-oss-120b"  # the GPT-OSS claims' model (the size is not stated)
     input_len: int = 2048
     output_len: int = 512
     tpot_ms: float = 50.0
@@ -423,7 +424,7 @@ def _gpt_oss(metric: str) -> Check:
     def check(c: _Ctx, x: Mapping[str, float]) -> list[Basis]:
         a = c.assume
         out = []
-        for model, kind in ((a.moe_model, "moe"), (a.serve_model, "dense")):
+        for model, kind in ((a.gpt_oss_model, "moe"), (a.serve_model, "dense")):
             for label, p in PRECISIONS.items():
                 bw = x["trn3_scaleup"] * 1e9
                 if math.isclose(bw, c.cat.system(TRN3_SERVER).scaleup_bandwidth):
@@ -553,9 +554,13 @@ def _note_cost(claim: Claim, bases: Sequence[Basis], ctx: _Ctx,
 
 def _note_gpt(claim: Claim, bases: Sequence[Basis], ctx: _Ctx, x: Any) -> str:
     a = ctx.assume
-    return (f"trnlab has no GPT-OSS preset: {a.moe_model} stands in for it (MoE), at input "
-            f"{a.input_len} / output {a.output_len} tokens, TPOT <= {a.tpot_ms:g} ms, "
-            f"TTFT <= {a.ttft_ms:g} ms, weights, activations and KV cache in each precision")
+    spec = _catalog.spec(a.gpt_oss_model)
+    return (f"GPT-OSS is {a.gpt_oss_model} ({spec.total_params / 1e9:.1f}B parameters, "
+            f"{spec.moe_active} of {spec.moe_experts} experts per token; the source states no "
+            f"size, and its alternating sliding-window attention is modelled as full "
+            f"attention), at input {a.input_len} / output {a.output_len} tokens, TPOT <= "
+            f"{a.tpot_ms:g} ms, TTFT <= {a.ttft_ms:g} ms, weights, activations and KV cache in "
+            f"each precision")
 
 
 NOTES: dict[str, Callable[..., str]] = {
@@ -577,7 +582,7 @@ def check_assumptions(assume: Assumptions) -> Assumptions:
         raise checks.fail(where, "assume", assume, "an Assumptions (claims.assumptions(...))")
     checks.positive_int(where, "cluster_chips", assume.cluster_chips, checks.MAX_CLUSTER_CHIPS)
     checks.positive_int(where, "n_chips", assume.n_chips, checks.MAX_CHIPS)
-    for name in ("model", "serve_model", "moe_model"):
+    for name in ("model", "serve_model", "moe_model", "gpt_oss_model"):
         _catalog.model(checks.ident(where, name, getattr(assume, name), CatalogError))
     checks.choice(where, "precision", assume.precision, precision_bytes())
     for name in ("input_len", "output_len"):
