@@ -684,6 +684,27 @@ def test_a_power_cap_lowers_the_clock_of_the_compute_peaks_by_hand():
     assert capped.hbm_bw == free.hbm_bw and capped.up_bw == free.up_bw
 
 
+def test_a_4bit_training_recipe_keeps_its_bf16_share_by_hand():
+    """GB200 (10 PF NVFP4, 2.5 PF BF16 dense), 16% of the GEMM work in BF16, narrow factor k:
+    1/P = 0.84/10 PF + 0.16 k/2.5 PF; at k = 0.87 P = 7.159 PF. Serving keeps the FP4 peak."""
+    from trnlab import catalog
+
+    chip = catalog.chip("gb200")
+    params = load_training().replace(fp8_gemm_factor=0.87, fp4_recipe_bf16_fraction=0.16)
+    train = hardware("gb200", "gb200-nvl72", "nvfp4", params, training=True)
+    serve = hardware("gb200", "gb200-nvl72", "nvfp4", params)
+    by_hand = 1 / (0.84 / chip.peak("nvfp4") + 0.16 * 0.87 / chip.peak("bf16"))
+    assert chip.peak("nvfp4") == pytest.approx(4 * chip.peak("bf16"))
+    assert train.peak_gemm == pytest.approx(by_hand, rel=1e-12)
+    assert by_hand == pytest.approx(0.7159 * chip.peak("nvfp4"), rel=1e-3)
+    assert serve.peak_gemm == chip.peak("nvfp4")
+    fp8 = hardware("gb200", "gb200-nvl72", "fp8", params, training=True)
+    assert fp8.peak_gemm == chip.peak("fp8")  # the recipe concerns 4-bit formats only
+    all_fp4 = load_training().replace(fp4_recipe_bf16_fraction=0.0)
+    assert hardware("gb200", "gb200-nvl72", "nvfp4", all_fp4,
+                    training=True).peak_gemm == pytest.approx(chip.peak("nvfp4"))
+
+
 def test_a_framework_stack_sets_overlap_reshard_and_attention():
     from trnlab.catalog.params import load_stacks
     from trnlab.engine.hardware import with_stack

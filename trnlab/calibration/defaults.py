@@ -81,7 +81,9 @@ RULES: tuple[Rule, ...] = (
     Rule("precision", "both", "bf16, which every framework of the cases runs",
          "the compute format every training framework and serving runtime of the cases "
          "supports; a narrower format is a choice a source states. A format the training model "
-         "lacks (nvfp4, fp4, int8-weights) is also computed as bf16, and said so."),
+         "lacks (int8-weights) is computed as bf16, and said so; a 4-bit format (fp4, mxfp4, "
+         "nvfp4) runs the 4-bit training recipe, fp4_recipe_bf16_fraction of the GEMM work in "
+         "BF16 (training.toml)."),
     Rule("vocab", "both", "the source's declared vocab, else a preset of the same shape, "
                           f"else {FALLBACK_VOCAB}",
          "the vocabulary belongs to the architecture: first the padded vocabulary the source's "

@@ -71,7 +71,7 @@ INT_COLUMNS = {**dict.fromkeys(("n_chips", "layers", "hidden", "heads", "kv_head
                                 "global_batch", "micro_batch", "input_len", "output_len"), 1),
                **dict.fromkeys(("ffn", "moe_experts", "moe_active", "moe_ffn"), 0)}
 #: the precisions the training model computes in; another is computed as bf16 (and said so)
-TRAINING_PRECISIONS = ("bf16", "fp16", "fp8", "mxfp8")
+TRAINING_PRECISIONS = ("bf16", "fp16", "fp8", "mxfp8", "fp4", "mxfp4", "nvfp4")
 
 
 @dataclass
@@ -377,7 +377,7 @@ def _predict_training(row: dict[str, str], conv: dict[str, Any], params: Trainin
     if cap is not None:
         caveats.append(f"power limit {cap:.0f} W: the clock the chip holds under it "
                        "(data/perf/power.toml clock law)")
-    hw = hardware(row["chip"], system, precision, params, power_cap_w=cap)
+    hw = hardware(row["chip"], system, precision, params, power_cap_w=cap, training=True)
     if stack.attention_rate != 1.0:  # another kernel generation than the chip's FA2-class one
         hw = dataclasses.replace(hw, attn_fwd_eff=hw.attn_fwd_eff * stack.attention_rate,
                                  attn_bwd_eff=hw.attn_bwd_eff * stack.attention_rate)

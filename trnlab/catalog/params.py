@@ -78,7 +78,8 @@ def load_training(path: Path | None = None) -> TrainingParams:
 def _load_training(path_str: str) -> TrainingParams:
     path = Path(path_str)
     doc, t = _tables(path, ("param", "gemm_eff", "topology"))
-    _require(path, "param", t["param"], (*TRAIN_CALIBRATION, "collective_eff", "fp8_gemm_factor"))
+    _require(path, "param", t["param"], (*TRAIN_CALIBRATION, "collective_eff", "fp8_gemm_factor",
+                                                   "fp4_recipe_bf16_fraction"))
     _require(path, "gemm_eff", t["gemm_eff"], ("default",))
     return TrainingParams(t["param"], t["gemm_eff"], t["topology"], doc.get("fit", {}), path)
 

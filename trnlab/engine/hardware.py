@@ -156,10 +156,22 @@ def format_bytes(fmt: str, field: str = "format") -> float:
     return sizes[fmt]
 
 
+def fp4_training_peak(peak_fp4: float, peak_bf16: float, narrow_factor: float,
+                      bf16_fraction: float) -> float:
+    """The GEMM peak of training under a 4-bit recipe [FLOP/s], in units of the FP4 peak's
+    efficiency: a fraction ``bf16_fraction`` of the linear layers' GEMM work stays in BF16 and
+    the rest runs at the FP4 peak, so the time per FLOP is the weighted sum
+    ``1/P = (1 - f) / P_fp4 + f x k / P_bf16``, where ``k`` (the narrow-format GEMM factor)
+    puts the BF16 share on the same efficiency footing as the FP4 share
+    (NVIDIA 2025, "Pretraining Large Language Models with NVFP4", arXiv:2509.25149, sec. 4:
+    about 16% of the linear layers in BF16)."""
+    return 1.0 / ((1.0 - bf16_fraction) / peak_fp4 + bf16_fraction * narrow_factor / peak_bf16)
+
+
 def hardware(chip_id: str, system_id: str, precision: str = "bf16",
              params: TrainingParams | None = None, network_id: str | None = None,
-             power_cap_w: float | None = None, serving: ServingParams | None = None
-             ) -> Hardware:
+             power_cap_w: float | None = None, serving: ServingParams | None = None,
+             training: bool = False) -> Hardware:
     """The :class:`~trnlab.perf.train.Hardware` of ``chip_id`` in ``system_id`` at ``precision``
     (the GEMM precision of training, the activation format of serving).
 
@@ -168,6 +180,9 @@ def hardware(chip_id: str, system_id: str, precision: str = "bf16",
     collective efficiency. Under ``power_cap_w`` [W] the compute peaks scale with the clock the
     chip can hold (:func:`clock_fraction`); memory and link bandwidths do not.
     ``step_overhead`` is the runtime cost per serving step of the chip vendor's serving stack.
+    With ``training`` a 4-bit precision (fp4, mxfp4, nvfp4) means the 4-bit training recipe,
+    which keeps ``fp4_recipe_bf16_fraction`` (training.toml) of the GEMM work in BF16
+    (:func:`fp4_training_peak`); serving quantizes every linear layer.
     """
     params = params or load_training()
     gemm_bytes = format_bytes(precision, "precision")
@@ -179,8 +194,13 @@ def hardware(chip_id: str, system_id: str, precision: str = "bf16",
     eff = chip_gemm_eff(chip_id, params) * (
         params.fields["fp8_gemm_factor"].si if precision in narrow_formats() else 1.0)
     clock = clock_fraction(chip_id, power_cap_w)
+    peak_gemm = chip.peak(precision)
+    if training and format_bytes(precision) < 1:
+        peak_gemm = fp4_training_peak(peak_gemm, chip.peak("bf16"),
+                                      params.fields["fp8_gemm_factor"].si,
+                                      params.fields["fp4_recipe_bf16_fraction"].si)
     return Hardware(
-        peak_gemm=chip.peak(precision) * clock, peak_attn=chip.peak("bf16") * clock, gemm_eff=eff,
+        peak_gemm=peak_gemm * clock, peak_attn=chip.peak("bf16") * clock, gemm_eff=eff,
         gemm_bytes=gemm_bytes, attn_fwd_eff=rates["attn_fwd"].si,
         attn_bwd_eff=rates["attn_bwd"].si, hbm_bw=chip.hbm_bandwidth, hbm_capacity=chip.hbm_capacity,
         up_bw=system.scaleup_bandwidth / 2 * params.topology[system.scaleup_topology].si * coll,

@@ -132,7 +132,7 @@ def search(model: Any, system: str, n_chips: int, *, precision: str | None = Non
     global_batch = default_global_batch(n_chips, seq_len, tokens)
     sysrec = catalog.system(system)
     params = load_training()
-    hw = hardware(sysrec.chip, system, precision, params)
+    hw = hardware(sysrec.chip, system, precision, params, training=True)
     opts = SCALE_OPTIONS
     cfg = enumerate_layouts(spec, n_chips, micro_batches=opts["micro_batches"],
                             zeros=opts["zeros"], recomputes=opts["recomputes"],

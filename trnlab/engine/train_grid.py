@@ -144,7 +144,8 @@ def _problem(spec: TransformerSpec, axes: Mapping[str, Any], scalars: dict[str, 
     domain = np.ones([len(v) for v in hw_vals], dtype=np.int64)
     for idx in product(*(range(len(v)) for v in hw_vals)):
         system, chip, precision = (v[i] for v, i in zip(hw_vals, idx, strict=True))
-        rec = hardware(chip or catalog.system(system).chip, system, precision, params)
+        rec = hardware(chip or catalog.system(system).chip, system, precision, params,
+                       training=True)
         domain[idx] = catalog.system(system).n_chips
         for k, v in vars(rec).items():
             fields.setdefault(k, np.empty(domain.shape))[idx] = v

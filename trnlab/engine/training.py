@@ -160,7 +160,8 @@ def search(model_id: TransformerSpec | str, system: str, n_chips: int, *,
         catalog.chip(checks.ident(where, "chip", chip, CatalogError))
     power_cap_w = check_power_cap(where, chip or sysrec.chip, power_cap_w)
     params = params or load_training()
-    hw = hardware(chip or sysrec.chip, system, precision, params, power_cap_w=power_cap_w)
+    hw = hardware(chip or sysrec.chip, system, precision, params, power_cap_w=power_cap_w,
+                  training=True)
     global_batch = global_batch or default_global_batch(n_chips, seq_len)
     ep_values = divisors_or_one(spec)
     cfg = enumerate_layouts(spec, n_chips, micro_batches=micro_batches, zeros=zeros,

@@ -224,7 +224,7 @@ def roofline(spec: TransformerSpec, chips: Sequence[str], *, precision: str, seq
                 nbytes_of[op.name] = act * (op.read + op.write) * t / tp
     names = list(kind_of)
     nbytes = np.array([nbytes_of[o] for o in names])
-    hws = [hardware(c, system_of(c), precision, params) for c in chips]
+    hws = [hardware(c, system_of(c), precision, params, training=True) for c in chips]
     peak = np.array([h.peak_gemm for h in hws])
     bw = np.array([h.hbm_bw for h in hws])
     lay = Layout(tp=float(tp), pp=1.0, dp=1.0, cp=1.0, ep=1.0, vpp=1.0, zero=0.0,
