@@ -451,6 +451,41 @@ def test_selective_recompute_time_and_memory_by_hand():
                                                  rel=1e-12)
 
 
+@pytest.mark.parametrize("policy", ["op", "layer"])
+def test_a_frameworks_selective_policy_by_hand(policy):
+    """torchtitan's op-level policy recomputes every second weight GEMM (with its share of the
+    fixed cost) and every memory-bound op, not the attention core; its layer-level option '2'
+    recomputes every second layer whole."""
+    r = wf.SELECTIVE[policy]
+    sel = replace(shape(), recompute_gemms=(0.0, r.gemms, 1.0),
+                  recompute_attention=(0.0, r.attention, 1.0),
+                  recompute_elementwise=(0.0, r.elementwise, 1.0))
+    p = parts()
+    fwd = p["gemm"] + p["attn"] + p["elem"] + p["fixed"]
+    redo = {"op": 0.5 * (p["gemm"] + p["fixed"]) + p["elem"], "layer": 0.5 * fwd}[policy]
+    none, got = step(sel, recompute=0), step(sel, recompute=1)
+    assert got["t_compute"] - none["t_compute"] == pytest.approx(GB * redo, rel=1e-9)
+    assert wf.SELECTIVE["attention"] == wf.RECOMPUTED["selective"]
+    built = model_shape(model("llama3-8b"), policy)
+    assert built.recompute_gemms == (0.0, r.gemms, 1.0)
+    assert built.recompute_attention == (0.0, r.attention, 1.0)
+
+
+def test_torchtitan_selective_is_its_op_policy_and_a_case_may_name_the_layer_one():
+    from trnlab.calibration.validate import _selective_policy
+    from trnlab.catalog.params import load_stacks
+
+    from trnlab.catalog.params import STACK_KEYS
+
+    assert set(STACK_KEYS["selective"]) == set(wf.SELECTIVE)  # the data names the policies
+    stacks = load_stacks()
+    assert stacks["torchtitan"].selective == "op"
+    assert stacks["megatron"].selective == stacks["default"].selective == "attention"
+    row = {"metric_note": "", "notes": "recompute 'selective layer' -> selective"}
+    assert _selective_policy(row, "op") == "layer"
+    assert _selective_policy({"metric_note": "", "notes": "no AC"}, "op") == "op"
+
+
 @pytest.mark.parametrize("mid", ["llama3-8b", "mixtral-8x7b", "deepseek-v3"])
 def test_hfu_counts_the_hardware_flops_of_each_recompute_mode(mid):
     spec = model(mid)

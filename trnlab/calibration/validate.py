@@ -217,6 +217,18 @@ _POWER_CAP = (re.compile(r"(\d{3,4})\s*W\b[^.;|]{0,12}?power[ -]?(?:cap|limit)",
                          re.IGNORECASE))
 
 
+#: a case's own selective-recompute policy (torchtitan's 'selective op' / 'selective layer')
+_SELECTIVE = re.compile(r"recompute '?selective (op|layer)\b", re.IGNORECASE)
+
+
+def _selective_policy(row: dict[str, str], stack_policy: str) -> str:
+    """What "selective" recompute runs again for a case (trnlab.workloads.flops.SELECTIVE):
+    the policy its notes name ("recompute 'selective op'" / "'selective layer'"), else its
+    framework stack's."""
+    m = _SELECTIVE.search(f"{row['metric_note']} {row['notes']}")
+    return m.group(1).lower() if m else stack_policy
+
+
 #: a case that states TP communication overlap although its family's default is off
 _TP_OVERLAP = re.compile(r"async[ -]?tp\b|asynctp|tp[-_ ]comm[-_ ]overlap", re.IGNORECASE)
 
@@ -345,6 +357,7 @@ def _predict_training(row: dict[str, str], conv: dict[str, Any], params: Trainin
     if not stack.tp_overlap and _TP_OVERLAP.search(f"{row['metric_note']} {row['notes']}"):
         stack = dataclasses.replace(stack, tp_overlap=True)  # the case turned it on
     params = with_stack(params, stack)
+    selective = _selective_policy(row, stack.selective)
     mb = _int(row, "micro_batch")
     mbs = [mb] if mb else [stack.micro_batch] if stack.micro_batch else [1, 2, 4, 8]
     interleaved = re.search(r"interleav", f"{row['metric_note']} {row['notes']}", re.IGNORECASE)
@@ -385,7 +398,7 @@ def _predict_training(row: dict[str, str], conv: dict[str, Any], params: Trainin
     reason = reason_codes(spec, cfg, gb, s, domain, tp_outside_domain=True)
     moe, moe_note = _moe_stack(row, family) if spec.is_moe else (None, "")
     notes += [moe_note] if moe_note else []
-    res = evaluate(spec, hw, cfg, gb, s, params, moe=moe)
+    res = evaluate(spec, hw, cfg, gb, s, params, moe=moe, selective=selective)
     ok = (reason == 0) & res["fits"]
     if not ok.any():
         ok = reason == 0
@@ -416,8 +429,8 @@ def _predict_training(row: dict[str, str], conv: dict[str, Any], params: Trainin
     if band:
         lo_hw, hi_hw = _band_hardware(hw, band)
         one = {k: v[i:i + 1] for k, v in cfg.items()}
-        ends = [_metric_value(metric, float(evaluate(spec, h, one, gb, s, params,
-                                                     moe=moe)["step_time"][0]),
+        ends = [_metric_value(metric, float(evaluate(spec, h, one, gb, s, params, moe=moe,
+                                                     selective=selective)["step_time"][0]),
                               gb, s, n, flops, row["chip"], precision) for h in (lo_hw, hi_hw)]
         caveats.append(f"band {min(ends):.4g} to {max(ends):.4g}: projected chip inputs "
                        f"({', '.join(band)}, data/perf/chip_efficiency.toml)")

@@ -246,7 +246,7 @@ def _load_formats(path_str: str) -> Formats:
 
 #: the keys of a [stack.<family>] table of data/perf/stacks.toml and their allowed values
 STACK_KEYS = {"attention": ("fused", "materialised"), "tp_overlap": (True, False),
-              "fsdp_reshard": ("step", "microbatch")}
+              "fsdp_reshard": ("step", "microbatch"), "selective": ("attention", "op", "layer")}
 
 
 @dataclass(frozen=True)
@@ -260,6 +260,7 @@ class Stack:
     fsdp_reshard: str  # ZeRO-3/FSDP gathers: once per "step" or per "microbatch"
     micro_batch: int  # default micro-batch when unstated (0 = search)
     vpp: int  # default interleave when unstated
+    selective: str  # what "selective" recompute runs again (trnlab.workloads.flops.SELECTIVE)
     source: str
     note: str
 
@@ -285,7 +286,8 @@ def load_stacks(path: Path | None = None) -> dict[str, Stack]:
             raise CatalogError(bad_value(where, "attention_rate", rate, "a number in (0, 2]"))
         out[family] = Stack(family, t["attention"], float(rate), t["tp_overlap"],
                             t["fsdp_reshard"],
-                            t["micro_batch"], t["vpp"], t.get("source", ""), t.get("note", ""))
+                            t["micro_batch"], t["vpp"], t["selective"], t.get("source", ""),
+                            t.get("note", ""))
     if "default" not in out:
         raise CatalogError(f"{path.name}: needs a [stack.default] table")
     return out

@@ -7,9 +7,9 @@ from __future__ import annotations
 from functools import lru_cache
 
 from trnlab.perf.serve import ServeShape
-from trnlab.perf.train import RECOMPUTE, LayerGemm, ModelShape
+from trnlab.perf.train import LayerGemm, ModelShape
 from trnlab.workloads import TransformerSpec
-from trnlab.workloads.flops import RECOMPUTED
+from trnlab.workloads.flops import RECOMPUTED, SELECTIVE
 from trnlab.workloads.gemms import layer_gemms
 from trnlab.workloads.traffic import memory_bound_ops, stored_activations
 
@@ -54,8 +54,10 @@ def _activations(spec: TransformerSpec, kind: str) -> dict[str, float]:
 
 
 @lru_cache(maxsize=64)
-def model_shape(spec: TransformerSpec) -> ModelShape:
-    """The :class:`~trnlab.perf.train.ModelShape` of ``spec``."""
+def model_shape(spec: TransformerSpec, selective: str = "attention") -> ModelShape:
+    """The :class:`~trnlab.perf.train.ModelShape` of ``spec``; ``selective`` names what the
+    "selective" recompute mode runs again (:data:`trnlab.workloads.flops.SELECTIVE`: a
+    framework's policy)."""
     pc = spec.param_counts()
     elem = {k: float(sum(op.read + op.write for op in memory_bound_ops(spec, k)))
             if spec.moe_layers or k == "dense" else 0.0 for k in ("dense", "moe")}
@@ -63,7 +65,7 @@ def model_shape(spec: TransformerSpec) -> ModelShape:
     moe_shared = (spec.attention_params_per_layer + spec.norm_params_per_layer
                   + spec.router_params_per_layer
                   + spec.moe_shared_experts * spec.expert_params) if spec.moe_layers else 0.0
-    none, selective, full = (RECOMPUTED[mode] for mode in RECOMPUTE)  # codes 0, 1, 2
+    none, sel, full = RECOMPUTED["none"], SELECTIVE[selective], RECOMPUTED["full"]  # codes 0-2
     return ModelShape(
         name=spec.name, dense_layers=spec.dense_layers, moe_layers=spec.moe_layers,
         hidden=spec.hidden, heads=spec.heads, kv_heads=spec.kv_heads, qk_dim=spec.qk_head_dim,
@@ -82,9 +84,9 @@ def model_shape(spec: TransformerSpec) -> ModelShape:
         params_embedding=pc.embedding + pc.lm_head,
         flop_params=spec.flop_params,
         layer_flop_params=spec.flop_params - spec.vocab * spec.hidden,
-        recompute_gemms=(none.gemms, selective.gemms, full.gemms),
-        recompute_attention=(none.attention, selective.attention, full.attention),
-        recompute_elementwise=(none.elementwise, selective.elementwise, full.elementwise),
+        recompute_gemms=(none.gemms, sel.gemms, full.gemms),
+        recompute_attention=(none.attention, sel.attention, full.attention),
+        recompute_elementwise=(none.elementwise, sel.elementwise, full.elementwise),
     )
 
 

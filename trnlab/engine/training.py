@@ -51,14 +51,16 @@ def check_power_cap(where: str, chip_id: str, power_cap_w: Any) -> float | None:
 
 def evaluate(spec: TransformerSpec, hw: Hardware, cfg: dict[str, np.ndarray], global_batch: Any,
              seq_len: Any, params: TrainingParams | None = None,
-             chunk: int = CHUNK, moe: MoECalibration | None = None) -> dict[str, np.ndarray]:
+             chunk: int = CHUNK, moe: MoECalibration | None = None,
+             selective: str = "attention") -> dict[str, np.ndarray]:
     """Run the step model over flat configuration arrays, chunk by chunk, on the backend.
 
     Returns NumPy arrays of every output of :func:`~trnlab.perf.train.train_step`. ``moe``:
-    the MoE constants of a stack (default: data/perf/moe.toml's, through ``params``).
+    the MoE constants of a stack (default: data/perf/moe.toml's, through ``params``);
+    ``selective``: the stack's selective-recompute policy (:data:`~trnlab.workloads.flops.SELECTIVE`).
     """
     params = params or load_training()
-    shape, cal = model_shape(spec), train_calibration(params)
+    shape, cal = model_shape(spec, selective), train_calibration(params)
     if moe is not None:
         cal = dataclasses.replace(cal, moe=moe)
     n = next(iter(cfg.values())).size

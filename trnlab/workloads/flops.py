@@ -31,6 +31,7 @@ from trnlab.workloads.spec import TransformerSpec
 __all__ = [
     "RECOMPUTE",
     "RECOMPUTED",
+    "SELECTIVE",
     "Recompute",
     "attention_flops_per_token",
     "decode_flops_per_token",
@@ -69,6 +70,24 @@ RECOMPUTED = {
     "none": Recompute(gemms=0.0, attention=0.0, elementwise=0.0),
     "selective": Recompute(gemms=0.0, attention=1.0, elementwise=0.0),
     "full": Recompute(gemms=1.0, attention=1.0, elementwise=1.0),
+}
+
+#: What "selective" recompute runs again under each framework's policy (a framework family's
+#: ``selective`` in data/perf/stacks.toml, or a case's notes):
+#:
+#: * ``"attention"``: Korthikanti et al. 2022, as ``RECOMPUTED["selective"]`` (Megatron-LM,
+#:   NeMo, Megatron-Bridge).
+#: * ``"op"``: torchtitan's op-level selective checkpointing
+#:   (torchtitan/distributed/activation_checkpoint.py ``_custom_policy``): the outputs of the
+#:   matmuls, of SDPA and of reduce-scatter are saved "except every second mm", every other op
+#:   is recomputed: half the weight GEMMs and all memory-bound ops run again, the attention core
+#:   does not.
+#: * ``"layer"``: torchtitan's layer-level option ``selective_ac_option = '2'``: full
+#:   recompute on every second decoder layer, half of everything.
+SELECTIVE = {
+    "attention": RECOMPUTED["selective"],
+    "op": Recompute(gemms=0.5, attention=0.0, elementwise=1.0),
+    "layer": Recompute(gemms=0.5, attention=0.5, elementwise=0.5),
 }
 
 
