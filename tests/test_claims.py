@@ -189,9 +189,10 @@ def test_cost_holds_for_trn2_customers_per_trained_token():
     assert any("serving llama3-70b at FP8" in x["basis"] for x in r.bases)
     price = next(s for s in r.sensitivity if s["name"] == "trn2_price")
     assert price["low"] == pytest.approx(14.56 / 16, rel=1e-3)  # the spot read
-    # cost per token is linear in the price
-    assert price["computed_low"] == pytest.approx(b["computed"] * price["low"] / price["high"],
-                                                  rel=1e-2)
+    # cost per token is linear in the price (on the basis that decides the verdict)
+    decides = _basis(r, r.decided_by)
+    assert price["computed_low"] == pytest.approx(
+        decides["computed"] * price["low"] / price["high"], rel=1e-2)
 
 
 def test_scaleup_bandwidth_is_swept_between_the_sources_readings():

@@ -473,9 +473,7 @@ def test_a_frameworks_selective_policy_by_hand(policy):
 
 def test_torchtitan_selective_is_its_op_policy_and_a_case_may_name_the_layer_one():
     from trnlab.calibration.validate import _selective_policy
-    from trnlab.catalog.params import load_stacks
-
-    from trnlab.catalog.params import STACK_KEYS
+    from trnlab.catalog.params import STACK_KEYS, load_stacks
 
     assert set(STACK_KEYS["selective"]) == set(wf.SELECTIVE)  # the data names the policies
     stacks = load_stacks()
@@ -484,6 +482,34 @@ def test_torchtitan_selective_is_its_op_policy_and_a_case_may_name_the_layer_one
     row = {"metric_note": "", "notes": "recompute 'selective layer' -> selective"}
     assert _selective_policy(row, "op") == "layer"
     assert _selective_policy({"metric_note": "", "notes": "no AC"}, "op") == "op"
+
+
+def test_a_policy_that_keeps_named_outputs_recomputes_the_rest_by_hand():
+    """Llama 3 8B, GEMM widths per layer [M multiply-adds per token]: qkv 4096 x (32 + 2x8) x
+    128 = 25.17, attn_out 4096^2 = 16.78, mlp_up 4096 x 2 x 14336 = 117.44, mlp_down 58.72;
+    total 218.10. MaxText's custom policy keeping q, k, v and attn_out recomputes
+    1 - 41.94/218.10 = 0.8077 of the GEMMs, the attention core and the memory-bound ops."""
+    from trnlab.calibration.validate import _selective_policy
+
+    spec = model("llama3-8b")
+    total = 4096 * 48 * 128 + 4096**2 + 4096 * 2 * 14336 + 14336 * 4096
+    assert total == 218_103_808
+    kept = wf.saving_recompute(spec, frozenset({"q", "k", "v", "attn_out"}))
+    assert kept.gemms == pytest.approx(1 - (4096 * 48 * 128 + 4096**2) / total, rel=1e-12)
+    assert kept.gemms == pytest.approx(0.8077, abs=1e-4)
+    assert (kept.attention, kept.elementwise) == (1.0, 1.0)
+    q_only = wf.saving_recompute(spec, frozenset({"q"}))  # q is 32 of the 48 qkv heads
+    assert q_only.gemms == pytest.approx(1 - 4096 * 32 * 128 / total, rel=1e-12)
+    assert wf.saving_recompute(spec, frozenset()) == wf.RECOMPUTED["full"]
+    assert wf.saving_recompute(spec, frozenset({"attention"})).attention == 0.0
+    note = ("remat_policy custom (offload decoder_layer_input, out_proj, query_proj, key_proj, "
+            "value_proj; the rest recomputed)")
+    assert _selective_policy({"metric_note": "", "notes": note}, "attention", spec) == kept
+    named = _selective_policy({"metric_note": "", "notes": "remat_policy 'qkv_proj_offloaded'"},
+                              "attention", spec)
+    assert named == wf.saving_recompute(spec, frozenset({"q", "k", "v"}))
+    assert _selective_policy({"metric_note": "", "notes": "remat_policy full"}, "attention",
+                             spec) == "attention"
 
 
 @pytest.mark.parametrize("mid", ["llama3-8b", "mixtral-8x7b", "deepseek-v3"])

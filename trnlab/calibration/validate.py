@@ -60,6 +60,7 @@ from trnlab.engine.training import divisors_or_one, evaluate
 from trnlab.errors import CatalogError, TrnlabError, bad_value
 from trnlab.perf.train import RECOMPUTE
 from trnlab.workloads import TransformerSpec, conventions
+from trnlab.workloads.flops import Recompute, saving_recompute
 
 SCHEMA_COLUMNS = ["case_id", "kind", "source", "trust", "chip", "system", "scaleout", "n_chips", "model", "params_b", "layers", "hidden", "heads", "kv_heads", "head_dim", "ffn", "vocab", "seq_len", "moe_experts", "moe_active", "moe_ffn", "gated_mlp", "tp", "pp", "dp", "cp", "ep", "vpp", "zero", "global_batch", "micro_batch", "precision", "recompute", "input_len", "output_len", "concurrency", "metric", "value", "metric_note", "notes"]
 METRICS = ("model_tflops_per_chip", "hw_tflops_per_chip", "mfu", "tokens_per_s_per_chip",
@@ -221,12 +222,37 @@ _POWER_CAP = (re.compile(r"(\d{3,4})\s*W\b[^.;|]{0,12}?power[ -]?(?:cap|limit)",
 _SELECTIVE = re.compile(r"recompute '?selective (op|layer)\b", re.IGNORECASE)
 
 
-def _selective_policy(row: dict[str, str], stack_policy: str) -> str:
+#: MaxText's remat policy in a case's notes: a named policy, or "custom (offload a, b, ...)"
+_REMAT = re.compile(r"remat_policy '?(\w+)'?(?: \((?:offload|device) ([\w, ]+))?")
+#: MaxText's checkpoint names (src/MaxText/layers: checkpoint_name(...)) -> trnlab's GEMM
+#: outputs (trnlab.workloads.gemms) or the attention core's output
+_MAXTEXT_NAMES = {"query_proj": ("q",), "key_proj": ("k",), "value_proj": ("v",),
+                  "qkv_proj": ("q", "k", "v"), "out_proj": ("attn_out",),
+                  "mlpwi": ("mlp_up",), "mlpwo": ("mlp_down",), "context": ("attention",)}
+#: MaxText's named remat policies that keep some outputs (base.yml remat_policy)
+_MAXTEXT_POLICIES = {"qkv_proj_offloaded": ("qkv_proj",), "save_qkv_proj": ("qkv_proj",),
+                     "out_proj_offloaded": ("out_proj",), "save_out_proj": ("out_proj",),
+                     "minimal": ("qkv_proj", "out_proj", "mlpwi", "mlpwo"),
+                     "minimal_offloaded": ("qkv_proj", "out_proj", "mlpwi", "mlpwo")}
+
+
+def _selective_policy(row: dict[str, str], stack_policy: str,
+                      spec: TransformerSpec | None = None) -> str | Recompute:
     """What "selective" recompute runs again for a case (trnlab.workloads.flops.SELECTIVE):
-    the policy its notes name ("recompute 'selective op'" / "'selective layer'"), else its
-    framework stack's."""
-    m = _SELECTIVE.search(f"{row['metric_note']} {row['notes']}")
-    return m.group(1).lower() if m else stack_policy
+    the policy its notes name ("recompute 'selective op'" / "'selective layer'"; a MaxText
+    ``remat_policy`` that keeps named outputs, as :func:`~trnlab.workloads.flops.saving_recompute`
+    of ``spec``), else its framework stack's."""
+    text = f"{row['metric_note']} {row['notes']}"
+    if m := _SELECTIVE.search(text):
+        return m.group(1).lower()
+    if spec is not None and (m := _REMAT.search(text)):
+        names = _MAXTEXT_POLICIES.get(m.group(1)) or (
+            [n.strip() for n in m.group(2).split(",")] if m.group(1) == "custom" and m.group(2)
+            else None)
+        if names is not None:
+            return saving_recompute(spec, frozenset(
+                part for n in names for part in _MAXTEXT_NAMES.get(n, ())))
+    return stack_policy
 
 
 #: a case that states TP communication overlap although its family's default is off
@@ -357,7 +383,7 @@ def _predict_training(row: dict[str, str], conv: dict[str, Any], params: Trainin
     if not stack.tp_overlap and _TP_OVERLAP.search(f"{row['metric_note']} {row['notes']}"):
         stack = dataclasses.replace(stack, tp_overlap=True)  # the case turned it on
     params = with_stack(params, stack)
-    selective = _selective_policy(row, stack.selective)
+    selective = _selective_policy(row, stack.selective, spec)
     mb = _int(row, "micro_batch")
     mbs = [mb] if mb else [stack.micro_batch] if stack.micro_batch else [1, 2, 4, 8]
     interleaved = re.search(r"interleav", f"{row['metric_note']} {row['notes']}", re.IGNORECASE)

@@ -9,7 +9,7 @@ from functools import lru_cache
 from trnlab.perf.serve import ServeShape
 from trnlab.perf.train import LayerGemm, ModelShape
 from trnlab.workloads import TransformerSpec
-from trnlab.workloads.flops import RECOMPUTED, SELECTIVE
+from trnlab.workloads.flops import RECOMPUTED, SELECTIVE, Recompute
 from trnlab.workloads.gemms import layer_gemms
 from trnlab.workloads.traffic import memory_bound_ops, stored_activations
 
@@ -54,10 +54,11 @@ def _activations(spec: TransformerSpec, kind: str) -> dict[str, float]:
 
 
 @lru_cache(maxsize=64)
-def model_shape(spec: TransformerSpec, selective: str = "attention") -> ModelShape:
-    """The :class:`~trnlab.perf.train.ModelShape` of ``spec``; ``selective`` names what the
-    "selective" recompute mode runs again (:data:`trnlab.workloads.flops.SELECTIVE`: a
-    framework's policy)."""
+def model_shape(spec: TransformerSpec, selective: str | Recompute = "attention") -> ModelShape:
+    """The :class:`~trnlab.perf.train.ModelShape` of ``spec``; ``selective`` is what the
+    "selective" recompute mode runs again: a framework's policy by name
+    (:data:`trnlab.workloads.flops.SELECTIVE`) or a :class:`~trnlab.workloads.flops.Recompute`
+    (:func:`trnlab.workloads.flops.saving_recompute`)."""
     pc = spec.param_counts()
     elem = {k: float(sum(op.read + op.write for op in memory_bound_ops(spec, k)))
             if spec.moe_layers or k == "dense" else 0.0 for k in ("dense", "moe")}
@@ -65,7 +66,8 @@ def model_shape(spec: TransformerSpec, selective: str = "attention") -> ModelSha
     moe_shared = (spec.attention_params_per_layer + spec.norm_params_per_layer
                   + spec.router_params_per_layer
                   + spec.moe_shared_experts * spec.expert_params) if spec.moe_layers else 0.0
-    none, sel, full = RECOMPUTED["none"], SELECTIVE[selective], RECOMPUTED["full"]  # codes 0-2
+    sel = SELECTIVE[selective] if isinstance(selective, str) else selective
+    none, full = RECOMPUTED["none"], RECOMPUTED["full"]  # codes 0 and 2
     return ModelShape(
         name=spec.name, dense_layers=spec.dense_layers, moe_layers=spec.moe_layers,
         hidden=spec.hidden, heads=spec.heads, kv_heads=spec.kv_heads, qk_dim=spec.qk_head_dim,

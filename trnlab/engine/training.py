@@ -30,6 +30,7 @@ from trnlab.errors import CatalogError
 from trnlab.perf.moe import MoECalibration
 from trnlab.perf.train import OUTPUTS, RECOMPUTE, Hardware, Layout, train_step
 from trnlab.workloads import TransformerSpec
+from trnlab.workloads.flops import Recompute
 
 CHUNK = 1 << 16  # configurations per evaluation chunk (bounded memory)
 
@@ -52,12 +53,12 @@ def check_power_cap(where: str, chip_id: str, power_cap_w: Any) -> float | None:
 def evaluate(spec: TransformerSpec, hw: Hardware, cfg: dict[str, np.ndarray], global_batch: Any,
              seq_len: Any, params: TrainingParams | None = None,
              chunk: int = CHUNK, moe: MoECalibration | None = None,
-             selective: str = "attention") -> dict[str, np.ndarray]:
+             selective: str | Recompute = "attention") -> dict[str, np.ndarray]:
     """Run the step model over flat configuration arrays, chunk by chunk, on the backend.
 
     Returns NumPy arrays of every output of :func:`~trnlab.perf.train.train_step`. ``moe``:
     the MoE constants of a stack (default: data/perf/moe.toml's, through ``params``);
-    ``selective``: the stack's selective-recompute policy (:data:`~trnlab.workloads.flops.SELECTIVE`).
+    ``selective``: what selective recompute runs again (:func:`~trnlab.engine.shape.model_shape`).
     """
     params = params or load_training()
     shape, cal = model_shape(spec, selective), train_calibration(params)

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 
 from trnlab.errors import ParameterError, bad_value
 from trnlab.workloads._array import as_float
+from trnlab.workloads.gemms import layer_gemms
 from trnlab.workloads.spec import TransformerSpec
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "hardware_flops_per_token",
     "model_flops_per_token",
     "recompute_flops_per_token",
+    "saving_recompute",
 ]
 
 RECOMPUTE = ("none", "selective", "full")
@@ -89,6 +91,30 @@ SELECTIVE = {
     "op": Recompute(gemms=0.5, attention=0.0, elementwise=1.0),
     "layer": Recompute(gemms=0.5, attention=0.5, elementwise=0.5),
 }
+
+
+def saving_recompute(spec: TransformerSpec, saved: frozenset[str]) -> Recompute:
+    """What a policy that keeps only the outputs ``saved`` runs again in the backward pass
+    (MaxText's ``remat_policy``: named checkpoints kept on device or offloaded to the host,
+    every other tensor recomputed) [1].
+
+    ``saved`` names weight GEMMs of :func:`trnlab.workloads.gemms.layer_gemms` (``"q"``,
+    ``"k"``, ``"v"`` for the parts of a fused ``qkv`` by their output width,
+    ``"attn_out"``, ``"mlp_up"``, ``"mlp_down"``, ...) and ``"attention"`` for the attention
+    core's output. The recomputed GEMM share is ``1 - (FLOPs of the saved GEMMs) / (FLOPs of
+    all layer GEMMs)``; the attention core runs again unless its output is saved; the
+    memory-bound ops always do.
+    """
+    kinds = [k for k, n in (("dense", spec.dense_layers), ("moe", spec.moe_layers)) if n]
+    gemms = [g for k in kinds for g in layer_gemms(spec, k)]
+    total = sum(g.flops_per_token for g in gemms)
+    q, kv = spec.heads, spec.kv_heads  # a fused qkv splits by output width: q a, k and v g
+    parts = {"q": q / (q + 2 * kv), "k": kv / (q + 2 * kv), "v": kv / (q + 2 * kv)}
+    kept = sum(g.flops_per_token * (1.0 if g.name in saved else
+                                    sum(f for p, f in parts.items() if p in saved)
+                                    if g.name == "qkv" else 0.0) for g in gemms)
+    return Recompute(gemms=1.0 - kept / total if total else 0.0,
+                     attention=0.0 if "attention" in saved else 1.0, elementwise=1.0)
 
 
 def attention_flops_per_token(spec: TransformerSpec, seq_len: Any, causal: bool = True) -> Any:
