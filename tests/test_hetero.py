@@ -13,7 +13,7 @@ import pytest
 from tests._cli import run
 from trnlab import catalog
 from trnlab.engine import hetero as eng
-from trnlab.engine.hardware import hardware
+from trnlab.engine.hardware import half_dim, hardware, serve_calibration
 from trnlab.errors import CatalogError
 from trnlab.perf import hetero
 from trnlab.studies import trainium4
@@ -169,6 +169,54 @@ def test_afd_and_rl_steps_by_hand():
     # 1e6 tokens at 1e5/s = 10 s, 5e6 at 1e6/s = 5 s, sync 1 s: 11 s overlapped, 16 s in turn
     assert float(hetero.rl_step_time(1e6, 1e5, 5e6, 1e6, 1.0, 1.0)) == pytest.approx(11.0)
     assert float(hetero.rl_step_time(1e6, 1e5, 5e6, 1e6, 1.0, 0.0)) == pytest.approx(16.0)
+
+
+def test_afd_baseline_is_a_wide_ep_pool_worked_by_hand():
+    # two micro-batches: terms of one, doubled (weights read once each): 2 x (max(1, 2) + 0.5) ms
+    assert float(hetero.pingpong_time(1e-3, 2e-3, 0.5e-3)) == pytest.approx(5e-3)
+    # co-located: attention and experts add on the chip, the all-to-all hides behind them
+    assert float(hetero.colocated_ep_step(6e-3, 5e-3, 3e-3, 58.0, 2.5e-6)) == \
+        pytest.approx(11e-3 + 2 * 58 * 2.5e-6)
+    # DeepSeek-V3 decode on 72 Rubin (central inputs), the wide-EP decode pool: every chip runs
+    # attention on its own 512 sequences (attention-DP) and holds 1/72 of the experts; context
+    # 2,048 + 512 / 2 = 2,304; two micro-batches of 256 sequences.
+    x, _ = eng.design("fp8", 0)
+    x = {k: v[:1] for k, v in x.items()}
+    hw = eng.member_hardware("rubin", "vera-rubin-nvl72", "fp8", x)
+    cal, hd = serve_calibration(), half_dim()
+    peak, hbm = float(np.ravel(hw.peak_gemm)[0]), float(np.ravel(hw.hbm_bw)[0]) * cal.mem_eff
+    assert peak == pytest.approx(16.7e15) and hbm == pytest.approx(22e12 * cal.mem_eff)
+    r, ov, ps = cal.decode_half_rows, hw.step_overhead, cal.per_sequence_overhead
+    attn_w, ffn_dense, expert = 11.413547e9, 5.704087e9, 2.554331e9  # params (1 B in FP8)
+    kv_seq = 2304 * 61 * 576  # MLA latent + rope, 61 layers, 1 B: 80.95 MB read per sequence
+    # attention, per chip: weights twice + the KV of 512 sequences = 64.3 GB -> 4.22 ms
+    a_stream = (2 * attn_w + 512 * kv_seq) / hbm
+    eff_a = hw.gemm_eff * 256 / (256 + r) * (7168 / (7168 + hd)) ** 2
+    a_flops = 512 * (2 * attn_w + 2 * 2304 * 128 * (192 + 128) * 61)  # 17.6 TFLOP -> 3.1 ms
+    t_attn = max(a_stream, a_flops / (peak * eff_a)) + 2 * ov + 512 * ps  # + 2.6 ms runtime
+    # experts: 72 x 512 = 36,864 tokens over 72 chips, 2 x 25.2 GFLOP each -> 25.8 TFLOP/chip
+    eff_e = hw.gemm_eff * 18432 / (18432 + r) * (7168 / 72) / (7168 / 72 + hd) \
+        * 7168 / (7168 + hd)
+    e_flops = 36864 * 2 * (36.624597e9 - attn_w) / 72
+    e_stream = 2 * (ffn_dense + 256 * expert) / 72 / hbm  # 2 x 9.16 GB -> 1.2 ms
+    t_exp = max(e_flops / (peak * eff_e), e_stream) + 2 * ov
+    # all-to-all: 512 x 7,168 x top-8 x 58 layers x (1 + 2) B, 71/72 off-chip, at 3.6/2 x 0.8
+    t_a2a = 512 * 7168 * 8 * 58 * 3 * 71 / 72 / (3.6e12 / 2 * 0.8)  # 3.5 ms, hidden
+    assert t_a2a < t_attn + t_exp
+    step = t_attn + t_exp + 2 * 58 * 2.5e-6  # about 12.8 ms, within the 50 ms TPOT
+    assert 0.012 < step < 0.0135
+    p = trainium4._check("llama3-70b", "deepseek-v3", "llama3-70b", 2048, 512, 50.0, 2000.0,
+                         "fp8", 1, 0, 4e6, 4e6, 100.0, ["afd"])
+    rows = {r["label"]: float(np.ravel(r["tokens_per_s_per_rack"])[0])
+            for r in trainium4.evaluate(x, p, ["afd"])}
+    # 36,864 / 12.8 ms = 2.9 M tokens/s per rack, 40 k per GPU (was 0.45 M: a TP-attention
+    # pool re-reading every sequence's MLA latent on each of its TP ranks, un-overlapped)
+    assert rows["rubin decode pool (EP)"] == pytest.approx(72 * 512 / step, rel=1e-3)
+    # AFD moves the same KV cache, weights and tokens on the same chips: no 7x, at most the
+    # 1.5-2x reported for AFD over EP (MegaScale-Infer, StepMesh)
+    for chip in ("rubin", "trn4"):
+        gain = rows[f"attention {chip} / experts {chip}"] / rows[f"{chip} decode pool (EP)"]
+        assert 0.8 < gain < 2.0, chip
 
 
 # ------------------------------------------------------------------------------ reduction

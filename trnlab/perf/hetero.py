@@ -97,6 +97,27 @@ def afd_step(t_attention: Any, t_experts: Any, t_exchange: Any, layers: Any,
         + 2.0 * layers * latency
 
 
+def pingpong_time(compute: Any, stream: Any, overhead: Any) -> Any:
+    """Time of one chip's part of a decode step run as two micro-batches [s], from the terms
+    of ONE micro-batch (half the sequences): ``2 x (max(compute, stream) + overhead)``. Each
+    micro-batch is its own pass through the layers, so the weights stream from HBM once per
+    micro-batch (the KV cache and the FLOPs are split between them)."""
+    xp = xp_of(compute, stream, overhead)
+    return 2.0 * (xp.maximum(compute, stream) + overhead)
+
+
+def colocated_ep_step(t_attention: Any, t_experts: Any, t_exchange: Any, layers: Any,
+                      latency: Any) -> Any:
+    """Decode step of a wide expert-parallel pool where every chip runs attention on its own
+    sequences (attention-DP) and holds a share of the experts [s]. Two micro-batches overlap
+    one's all-to-all with the other's compute (DeepSeek-V3 dual micro-batch overlap, SGLang
+    two-batch overlap), but attention and experts share the chip, so their times add:
+    ``max(t_attention + t_experts, t_exchange) + 2 x layers x latency`` (compare
+    :func:`afd_step`, where they run on different chips at once)."""
+    xp = xp_of(t_attention, t_experts, t_exchange)
+    return xp.maximum(t_attention + t_experts, t_exchange) + 2.0 * layers * latency
+
+
 def afd_exchange_bytes(tokens: Any, hidden: Any, top_k: Any, layers: Any, dispatch_bytes: Any,
                        combine_bytes: Any) -> Any:
     """Bytes sent between attention and expert chips in one decode step [B]: each token's

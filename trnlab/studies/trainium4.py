@@ -63,7 +63,7 @@ from trnlab.engine.verdicts import (
 from trnlab.engine.verdicts import row as verdict_row
 from trnlab.errors import CatalogError, ParameterError, bad_value
 from trnlab.perf import hetero
-from trnlab.perf.serve import ServeLayout, decode_terms
+from trnlab.perf.serve import ServeLayout, decode_terms, kv_bytes_per_token
 
 FABRIC_MODES = ("efa-only", "rdma", "rdma+loadstore", "full")
 WORKLOADS = ("serving", "afd", "training", "rl")
@@ -184,6 +184,11 @@ def _afd_parts(model: str) -> tuple[Any, Any, Any]:
 
 
 def _afd(x: dict[str, np.ndarray], p: dict[str, Any]) -> list[dict[str, Any]]:
+    """AFD options and their baseline, all as two ping-pong micro-batches per decode step
+    (weights read once per micro-batch), the same per-chip batches and the same overlap: the
+    baseline is a wide-EP decode pool of one type (attention-DP on every chip, experts spread
+    over the rack, DeepSeek-V3 / SGLang large-scale EP), so the two differ only in where
+    attention and experts run, not in how much KV cache, weights and traffic they move."""
     m, attn, ffn = _afd_parts(p["moe_model"])
     cal, hd = serve_calibration(), half_dim()
     fmt = format_bytes(p["precision"])
@@ -193,14 +198,43 @@ def _afd(x: dict[str, np.ndarray], p: dict[str, Any]) -> list[dict[str, Any]]:
     per_chip = 2.0 ** np.arange(0, 10)  # sequences per attention chip
     na, b = n_attn[None, :, None], per_chip[None, None, :]
     one = ServeLayout(tp=1.0, pp=1.0, ep=1.0, adp=1.0, wbytes=fmt, kvbytes=fmt)
+    kv_need = attn.attn_params * fmt + b * (p["input_len"] + p["output_len"]) \
+        * kv_bytes_per_token(attn, 1.0, 1.0, 1.0, fmt)  # an attention chip's HBM [B]
+    expert_bytes = (ffn.dense_params + ffn.expert_params * ffn.moe_experts) * fmt
+
+    def attention(hw: Any, seqs: Any) -> Any:  # attention of `seqs` sequences on one chip
+        t = decode_terms(attn, hw, one, seqs / 2.0, context, cal, hd)
+        return hetero.pingpong_time(t["compute"], t["stream"], t["overhead"])
+
+    def experts(hw: Any, tokens: Any, chips: Any) -> Any:  # FFN of `tokens` over `chips`
+        lay = ServeLayout(tp=chips, pp=1.0, ep=1.0, adp=1.0, wbytes=fmt, kvbytes=fmt)
+        t = decode_terms(ffn, hw, lay, tokens / 2.0, 0.0, cal, hd)
+        return hetero.pingpong_time(t["compute"], t["stream"], hw.step_overhead)
+
+    def exchange(tokens: Any) -> Any:  # bytes of the busier direction: dispatch or combine
+        return np.maximum(
+            hetero.afd_exchange_bytes(tokens, m.hidden, m.moe_active, m.moe_layers, fmt, 0.0),
+            hetero.afd_exchange_bytes(tokens, m.hidden, m.moe_active, m.moe_layers, 0.0,
+                                      cal.activation_bytes))
+
     rows = []
-    for chip in ("trn4", "rubin"):  # decode-only pools of one type, the baseline
-        kw = {"input_len": p["input_len"], "output_len": p["output_len"], "tpot_s": tpot,
-              "ttft_s": p["ttft_ms"] / 1e3, "precision": p["precision"]}
-        r = eng.serving_rates(p["moe_model"], chip, eng.HOMOGENEOUS[chip], x, **kw)
+    for chip in ("trn4", "rubin"):  # wide-EP decode pools of one type, the baseline
+        hw = eng.member_hardware(chip, eng.HOMOGENEOUS[chip], p["precision"], x)
+        bw, lat = _fabric(x, "-", chip, chip)
+        bw, lat = bw[:, None, None], lat[:, None, None]
+        # each chip sends its dispatches and the combines of the tokens its experts ran:
+        # both formats in each direction, (RACK - 1) / RACK of them to other chips
+        t_x = hetero.afd_exchange_bytes(b, m.hidden, m.moe_active, m.moe_layers, fmt,
+                                        cal.activation_bytes) * (RACK - 1.0) / RACK / bw
+        step = hetero.colocated_ep_step(attention(hw, b), experts(hw, RACK * b, float(RACK)),
+                                        t_x, m.moe_layers, lat)
+        ok = (step <= tpot) & (kv_need + expert_bytes / RACK
+                               <= hw.hbm_capacity * (1 - cal.mem_reserve))
+        rate = np.where(ok, RACK * b / step, -np.inf).max(axis=(1, 2))
         price, power = _rack(x, {chip: RACK})
-        rows.append(_row(RACK * r["decode"], price, power, workload="afd", kind="homogeneous",
-                         fabric_mode="-", label=f"{chip} decode pool (EP)",
+        rows.append(_row(np.where(np.isfinite(rate), rate, np.nan), price, power,
+                         workload="afd", kind="homogeneous", fabric_mode="-",
+                         label=f"{chip} decode pool (EP)",
                          share=np.full(price.shape, np.nan), chips=RACK))
     cases = [("trn4", "trn4", "-"), ("rubin", "rubin", "-")] + [
         (a, e, mode) for a, e in (("trn4", "rubin"), ("rubin", "trn4"))
@@ -208,21 +242,14 @@ def _afd(x: dict[str, np.ndarray], p: dict[str, Any]) -> list[dict[str, Any]]:
     for a_chip, e_chip, mode in cases:
         hw_a = eng.member_hardware(a_chip, eng.HOMOGENEOUS[a_chip], p["precision"], x)
         hw_e = eng.member_hardware(e_chip, eng.HOMOGENEOUS[e_chip], p["precision"], x)
-        ta = decode_terms(attn, hw_a, one, b, context, cal, hd)
-        t_attn = np.maximum(ta["compute"], ta["stream"]) + ta["overhead"]
+        t_attn = attention(hw_a, b)
         tokens = b * na  # sequences in the step
-        lay_e = ServeLayout(tp=RACK - na, pp=1.0, ep=1.0, adp=1.0, wbytes=fmt, kvbytes=fmt)
-        te = decode_terms(ffn, hw_e, lay_e, tokens, 0.0, cal, hd)
-        t_exp = np.maximum(te["compute"], te["stream"]) + hw_e.step_overhead
+        t_exp = experts(hw_e, tokens, RACK - na)
         bw, lat = _fabric(x, mode, a_chip, e_chip)
         bw, lat = bw[:, None, None], lat[:, None, None]
-        nbytes = hetero.afd_exchange_bytes(tokens, m.hidden, m.moe_active, m.moe_layers,
-                                           fmt, cal.activation_bytes) / 2.0
-        t_x = nbytes / (np.minimum(na, RACK - na) * bw)
+        t_x = exchange(tokens) / (np.minimum(na, RACK - na) * bw)
         step = hetero.afd_step(t_attn, t_exp, t_x, m.moe_layers, lat)
-        kv_need = attn.attn_params * fmt + b * (p["input_len"] + p["output_len"]) \
-            * attn.layers * attn.kv_latent * fmt
-        e_need = (ffn.dense_params + ffn.expert_params * ffn.moe_experts) * fmt / (RACK - na)
+        e_need = expert_bytes / (RACK - na)
         ok = (step <= tpot) & (kv_need <= hw_a.hbm_capacity * (1 - cal.mem_reserve)) \
             & (e_need <= hw_e.hbm_capacity * (1 - cal.mem_reserve))
         rate = np.where(ok, tokens / step, np.nan).max(axis=2, initial=-np.inf)
