@@ -188,3 +188,36 @@ def test_a_stated_request_rate_sets_the_throughput_until_the_replica_saturates(t
     assert "Poisson arrivals at the stated request rate, 1/s per replica" in p[0].why
     assert p[1].predicted == pytest.approx(p[2].predicted)  # saturated: offline capacity
     assert "above what a replica sustains" in p[1].why
+
+
+def test_mla_decodes_with_absorbed_attention_by_hand():
+    """DeepSeek-V3 decode: 128 heads score the 512 + 64 latent and sum the 512 values in each
+    of 61 layers: 2 x 1000 keys x 128 x (576 + 512) x 61 = 1.699e10 FLOP per token at 1,000
+    keys, 3.4x the decompressed (192 + 128) count that prefill uses."""
+    from trnlab.catalog import model
+    from trnlab.engine.shape import serve_shape
+
+    m = serve_shape(model("deepseek-v3"))
+    assert (m.kv_latent, m.kv_rank, m.heads, m.layers) == (576.0, 512.0, 128, 61)
+    assert float(m.decode_attention_flops(1000.0)) == pytest.approx(
+        2 * 1000 * 128 * (576 + 512) * 61, rel=1e-12)
+    assert float(m.attention_flops(1000.0)) == pytest.approx(2 * 1000 * 128 * (192 + 128) * 61)
+    assert float(SHAPE.decode_attention_flops(1000.0)) == float(SHAPE.attention_flops(1000.0))
+
+
+def test_attention_dp_groups_exchange_their_own_sequences():
+    """Eight attention-DP groups of one chip each (tp = adp = 8) exchange in a MoE layer what
+    one chip serving an eighth of the batch exchanges: the EP all-to-all of B / 8 tokens, and
+    no TP all-reduce (each group is one chip)."""
+    moe = core.ServeShape(name="moe", layers=2.0, moe_layers=2.0, hidden=1000.0, heads=8.0,
+                          qk_dim=100.0, v_dim=100.0, kv_heads=8.0, kv_latent=0.0,
+                          moe_experts=8.0, moe_active=2.0, attn_params=8e6, dense_params=1e8,
+                          expert_params=1e8, flop_params=1e9)
+    wide = core.ServeLayout(tp=8.0, pp=1.0, ep=8.0, adp=8.0, wbytes=1.0, kvbytes=2.0)
+    one = core.ServeLayout(tp=1.0, pp=1.0, ep=8.0, adp=1.0, wbytes=1.0, kvbytes=2.0)
+    t_wide = core.decode_terms(moe, HW, wide, 64.0, 1000.0, CAL, 0.0)["traffic"]
+    t_one = core.decode_terms(moe, HW, one, 8.0, 1000.0, CAL, 0.0)["traffic"]
+    assert float(t_wide) == pytest.approx(float(t_one), rel=1e-12)
+    # by hand: 8 tokens x 1000 x 2 B x 2 experts = 32 kB per chip per all-to-all, 7/8 of it
+    # leaves the chip at 1e11 B/s; dispatch and combine in each of 2 MoE layers
+    assert float(t_one) == pytest.approx(4 * 32e3 * 7 / 8 / 1e11, rel=1e-12)

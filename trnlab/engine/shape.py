@@ -102,6 +102,7 @@ def serve_shape(spec: TransformerSpec) -> ServeShape:
         name=spec.name, layers=spec.layers, moe_layers=spec.moe_layers, hidden=spec.hidden,
         heads=spec.heads, qk_dim=spec.qk_head_dim, v_dim=spec.v_dim,
         kv_heads=0.0 if spec.is_mla else spec.kv_heads, kv_latent=latent,
+        kv_rank=float(spec.kv_lora_rank) if spec.is_mla else 0.0,
         moe_experts=spec.moe_experts, moe_active=spec.moe_active,
         attn_params=spec.layers * spec.attention_params_per_layer,
         dense_params=pc.total - pc.experts + (0 if spec.lm_head_params else

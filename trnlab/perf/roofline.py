@@ -67,7 +67,7 @@ def decode_step_intensity(m: ServeShape, batch: Any, context: Any, wbytes: Any, 
     flops, nbytes = gemm_traffic(m, batch, wbytes, abytes)
     one = 1.0 + 0.0 * batch  # an array, so the core sees the namespace of the inputs
     kv = batch * context * kv_bytes_per_token(m, one, one, one, kvbytes)
-    return (flops + m.attention_flops(context) * batch) / (nbytes + kv)
+    return (flops + m.decode_attention_flops(context) * batch) / (nbytes + kv)
 
 
 def ridge(peak: Any, hbm_bw: Any) -> Any:

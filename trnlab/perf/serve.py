@@ -58,11 +58,23 @@ class ServeShape:
     dense_params: float  # all non-routed-expert weights (attention, dense MLP, shared, logits)
     expert_params: float  # one routed expert, all MoE layers
     flop_params: float  # weights multiplied per token, logits included
+    kv_rank: float = 0.0  # MLA: kv_lora_rank, the value width of absorbed attention; 0 otherwise
 
     def attention_flops(self, context: Any) -> Any:
         """Attention score + context FLOPs of one token over ``context`` keys [FLOP]
         (``Q·Kᵀ`` and ``P·V``, 2 FLOPs per multiply-add)."""
         return 2.0 * context * self.heads * (self.qk_dim + self.v_dim) * self.layers
+
+    def decode_attention_flops(self, context: Any) -> Any:
+        """Attention FLOPs of one decoded token over ``context`` keys [FLOP]. MLA decodes with
+        the up-projections absorbed into the query and output (DeepSeek-V2, sec. 2.1.3;
+        FlashMLA): every head scores the ``kv_lora_rank + rope`` latent and sums the
+        ``kv_lora_rank`` values, ``2·context·heads·(kv_latent + kv_rank)`` per layer, 3.4x the
+        ``qk_dim + v_dim`` of the decompressed form for DeepSeek-V3 (576 + 512 vs 192 + 128);
+        other attention as :meth:`attention_flops`."""
+        if self.kv_latent:
+            return 2.0 * context * self.heads * (self.kv_latent + self.kv_rank) * self.layers
+        return self.attention_flops(context)
 
 
 @dataclass(frozen=True)
@@ -151,13 +163,14 @@ def decode_terms(m: ServeShape, hw: Hardware, lay: ServeLayout, batch: Any, cont
     ``overhead`` (the runtime's per-step and per-sequence cost). :func:`decode_step` combines
     them; studies read them to say which term sets the step."""
     tp, pp, ep, adp, wbytes, kvbytes = lay.tp, lay.pp, lay.ep, lay.adp, lay.wbytes, lay.kvbytes
-    flops = (2.0 * m.flop_params * batch + m.attention_flops(context) * batch) / (tp * pp)
+    flops = (2.0 * m.flop_params * batch + m.decode_attention_flops(context) * batch) / (tp * pp)
     eff = _efficiency(m, hw, batch, tp, cal.decode_half_rows, half_dim)
     stream = (weight_bytes_per_chip(m, tp, pp, adp, wbytes, batch)
               + batch / adp * context * kv_bytes_per_token(m, tp, pp, adp, kvbytes)) / (
         hw.hbm_bw * cal.mem_eff)
     return {"compute": flops / (hw.peak_gemm * eff), "stream": stream,
-            "traffic": _tp_traffic(m, batch, tp / adp, ep, pp, hw, cal.activation_bytes),
+            # each of the adp attention groups exchanges its own batch / adp sequences
+            "traffic": _tp_traffic(m, batch / adp, tp / adp, ep, pp, hw, cal.activation_bytes),
             "overhead": hw.step_overhead + cal.per_sequence_overhead * batch}
 
 
@@ -181,7 +194,7 @@ def prefill_time(m: ServeShape, hw: Hardware, lay: ServeLayout, requests: Any, i
     eff = _efficiency(m, hw, tokens, tp, half_dim, half_dim)
     weights = weight_bytes_per_chip(m, tp, pp, adp, wbytes) * pp / (hw.hbm_bw * cal.mem_eff)
     return xp.maximum(flops / (hw.peak_gemm * eff), weights) \
-        + _tp_traffic(m, tokens, tp / adp, ep, 1.0, hw, cal.activation_bytes) \
+        + _tp_traffic(m, tokens / adp, tp / adp, ep, 1.0, hw, cal.activation_bytes) \
         + hw.step_overhead \
         + cal.per_sequence_overhead * requests
 
