@@ -149,7 +149,11 @@ Path({pid_file!r}).write_text(str(os.getpid()))
 time.sleep(300)"""
 
 #: ``trnlab report`` on a folder of test notebooks, in a process of its own
-DRIVER = """import sys
+#: the CLI on a folder of test notebooks, with Python's own SIGINT handler as from a terminal
+#: (tests started in the background of a non-interactive shell inherit SIGINT ignored, and the
+#: runner rightly leaves an ignored signal ignored)
+DRIVER = """import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from pathlib import Path
 from trnlab.report import runner
 runner.notebooks_dir = lambda: Path(sys.argv[1])
