@@ -388,3 +388,13 @@ def test_a_case_that_turns_tp_overlap_on_overrides_its_familys_default():
     plain, overlapped = preds["T-TTAN-H100-70B-G256-2D"], preds["T-TTAN-H100-70B-G256-ASYNCTP"]
     assert plain.layout == overlapped.layout
     assert overlapped.predicted > plain.predicted
+
+
+def test_a_held_out_source_is_predicted_but_never_fitted():
+    rows = validate.read_cases(data_dir() / "measurements" / "cases.csv")
+    fitted = {r["case_id"] for r in fit._fitted_rows(rows, "inference")}
+    mlperf = {r["case_id"] for r in rows if r["case_id"].startswith("I-MLPERF50")}
+    assert mlperf and not mlperf & fitted  # conventions.toml: [source.I-MLPERF50] fit = false
+    assert any(c.startswith("I-TRTLLM") for c in fitted)
+    preds = {p.case_id: p for p in validate.predict([r for r in rows if r["case_id"] in mlperf])}
+    assert all(math.isfinite(p.predicted) for p in preds.values())

@@ -144,13 +144,21 @@ def _kind(rows: Rows, kind: str) -> Rows:
             and r["value"].strip() and r["chip"] in chips]
 
 
+def _fitted_rows(rows: Rows, kind: str) -> Rows:
+    """The rows of ``kind`` a fit uses: comparable (:func:`_kind`) and from a source not held
+    out (conventions.toml ``[source.<prefix>] fit = false``: predicted, never fitted)."""
+    conv = load_conventions()
+    return [r for r in _kind(rows, kind)
+            if conv.get(source_of(r["case_id"], conv), {}).get("fit", True)]
+
+
 def fit(rows: Rows, params: TrainingParams | None = None, progress: Progress = None,
         label: str = "training fit", info: dict | None = None
         ) -> tuple[TrainingParams, list[str]]:
     """Fit the training parameters to the training ``rows``; returns them and the names fitted
     (``info``: see :func:`_solve`)."""
     params = params or load_training()
-    rows = _kind(rows, "training")
+    rows = _fitted_rows(rows, "training")
     vendors = _vendors(rows)
     names = [*SHARED, *(f"gemm_eff_{v}" for v in vendors)]
     if not any(r["precision"] in ("fp8", "mxfp8") for r in rows):
@@ -166,7 +174,7 @@ def fit_serving(rows: Rows, serving: ServingParams | None = None,
     """Fit the serving parameters to the inference ``rows`` (training parameters ``params``
     fixed; default: data/perf/training.toml)."""
     serving = serving or load_serving()
-    rows = _kind(rows, "inference")
+    rows = _fitted_rows(rows, "inference")
     vendors = _vendors(rows)
     names = [*SERVING, *(f"step_overhead_{v}" for v in vendors)]
     fitted = _solve(serving, names, lambda s: _log_errors(predict(rows, params, s)), progress,
