@@ -225,10 +225,15 @@ def loso(rows: Rows, kind: str = "training", params: TrainingParams | None = Non
 
 def _summary(names: list[str], preds: list[Prediction],
              loso_preds: list[Prediction] | None) -> str:
+    conv = load_conventions()
+    held = sorted({p.source for p in preds
+                   if not conv.get(source_of(p.case_id, conv), {}).get("fit", True)})
     lines = ['method = "least squares on log(predicted/measured), bounds = the ranges below '
              '(scipy least_squares, trf)"',
              f'fitted = "{", ".join(names)}"',
              f"cases = {sum(math.isfinite(p.rel_error) for p in preds)}",
+             *([f'held_out = "{", ".join(held)} (predicted, not fitted; in the MAPE below)"']
+               if held else []),
              f'date = "{dt.date.today().isoformat()}"',
              f"mape = {mape(preds):.4f}"]
     groups = [("mape_by_source", preds)]
