@@ -144,12 +144,16 @@ def _kind(rows: Rows, kind: str) -> Rows:
             and r["value"].strip() and r["chip"] in chips]
 
 
+def _held_out(case_id: str, conv: dict[str, dict[str, Any]]) -> bool:
+    """Whether a case's source is held out of the fits (conventions.toml
+    ``[source.<prefix>] fit = false``: predicted and reported, never fitted)."""
+    return not conv.get(source_of(case_id, conv), {}).get("fit", True)
+
+
 def _fitted_rows(rows: Rows, kind: str) -> Rows:
-    """The rows of ``kind`` a fit uses: comparable (:func:`_kind`) and from a source not held
-    out (conventions.toml ``[source.<prefix>] fit = false``: predicted, never fitted)."""
+    """The rows of ``kind`` a fit uses: comparable (:func:`_kind`), not held out."""
     conv = load_conventions()
-    return [r for r in _kind(rows, kind)
-            if conv.get(source_of(r["case_id"], conv), {}).get("fit", True)]
+    return [r for r in _kind(rows, kind) if not _held_out(r["case_id"], conv)]
 
 
 def fit(rows: Rows, params: TrainingParams | None = None, progress: Progress = None,
@@ -226,8 +230,7 @@ def loso(rows: Rows, kind: str = "training", params: TrainingParams | None = Non
 def _summary(names: list[str], preds: list[Prediction],
              loso_preds: list[Prediction] | None) -> str:
     conv = load_conventions()
-    held = sorted({p.source for p in preds
-                   if not conv.get(source_of(p.case_id, conv), {}).get("fit", True)})
+    held = sorted({p.source for p in preds if _held_out(p.case_id, conv)})
     lines = ['method = "least squares on log(predicted/measured), bounds = the ranges below '
              '(scipy least_squares, trf)"',
              f'fitted = "{", ".join(names)}"',

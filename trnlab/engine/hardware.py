@@ -195,7 +195,7 @@ def hardware(chip_id: str, system_id: str, precision: str = "bf16",
         params.fields["fp8_gemm_factor"].si if precision in narrow_formats() else 1.0)
     clock = clock_fraction(chip_id, power_cap_w)
     peak_gemm = chip.peak(precision)
-    if training and format_bytes(precision) < 1:
+    if training and gemm_bytes < 1:  # a 4-bit format: the 4-bit training recipe
         peak_gemm = fp4_training_peak(peak_gemm, chip.peak("bf16"),
                                       params.fields["fp8_gemm_factor"].si,
                                       params.fields["fp4_recipe_bf16_fraction"].si)

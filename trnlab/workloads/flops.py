@@ -105,14 +105,18 @@ def saving_recompute(spec: TransformerSpec, saved: frozenset[str]) -> Recompute:
     all layer GEMMs)``; the attention core runs again unless its output is saved; the
     memory-bound ops always do.
     """
+    width = spec.heads + 2 * spec.kv_heads  # a fused qkv splits by output width: a, g, g
+    qkv = {"q": spec.heads / width, "k": spec.kv_heads / width, "v": spec.kv_heads / width}
+
+    def kept_share(name: str) -> float:  # the part of one GEMM's output that is saved
+        if name == "qkv":
+            return sum(f for part, f in qkv.items() if part in saved)
+        return 1.0 if name in saved else 0.0
+
     kinds = [k for k, n in (("dense", spec.dense_layers), ("moe", spec.moe_layers)) if n]
     gemms = [g for k in kinds for g in layer_gemms(spec, k)]
     total = sum(g.flops_per_token for g in gemms)
-    q, kv = spec.heads, spec.kv_heads  # a fused qkv splits by output width: q a, k and v g
-    parts = {"q": q / (q + 2 * kv), "k": kv / (q + 2 * kv), "v": kv / (q + 2 * kv)}
-    kept = sum(g.flops_per_token * (1.0 if g.name in saved else
-                                    sum(f for p, f in parts.items() if p in saved)
-                                    if g.name == "qkv" else 0.0) for g in gemms)
+    kept = sum(g.flops_per_token * kept_share(g.name) for g in gemms)
     return Recompute(gemms=1.0 - kept / total if total else 0.0,
                      attention=0.0 if "attention" in saved else 1.0, elementwise=1.0)
 
