@@ -512,6 +512,39 @@ def test_a_policy_that_keeps_named_outputs_recomputes_the_rest_by_hand():
                              spec) == "attention"
 
 
+def test_megatron_module_and_block_recompute_by_hand():
+    """Llama 3 8B, memory-bound traffic per layer and token [elements, read + write]: attn_norm
+    8192, rope (q 4096 + k 1024) 10240, attn_residual 12288, mlp_norm 8192, mlp_act (SwiGLU:
+    reads 2 x 14336, writes 14336) 43008, mlp_residual 12288; total 94208. Megatron's
+    ``layernorm`` module recomputes the two norms: 16384 / 94208 = 0.1739 of it; ``mlp`` the MLP
+    GEMMs (176.16 of 218.10 M multiply-adds, 0.8077) and its activation (43008 / 94208);
+    ``core_attn`` the attention core. Block recompute of 5 layers per chunk: 5 x 2 chunks / 32
+    layers of full recompute."""
+    from trnlab.calibration.validate import _selective_policy
+    from trnlab.errors import ParameterError
+
+    spec = model("llama3-8b")
+    norms = wf.module_recompute(spec, frozenset({"layernorm"}))
+    assert norms == pytest.approx((0.0, 0.0, 16384 / 94208), rel=1e-12)
+    mlp = wf.module_recompute(spec, frozenset({"mlp", "core_attn"}))
+    assert mlp == pytest.approx(((117_440_512 + 58_720_256) / 218_103_808, 1.0, 43008 / 94208),
+                                rel=1e-12)
+    assert wf.block_recompute(spec, 5, 2) == pytest.approx((10 / 32,) * 3)
+    assert wf.block_recompute(spec, 40, 1) == wf.RECOMPUTED["full"]
+    with pytest.raises(ParameterError, match="modules"):
+        wf.module_recompute(spec, frozenset({"attention"}))
+    row = {"metric_note": "", "recompute": "selective", "pp": "", "vpp": "",
+           "notes": "recompute_modules=[layernorm, mlp, core_attn] (selective)"}
+    assert _selective_policy(row, "attention", spec) == wf.module_recompute(
+        spec, frozenset({"layernorm", "mlp", "core_attn"}))
+    row = {"metric_note": "", "recompute": "full", "pp": "2", "vpp": "",
+           "notes": "recompute_num_layers=5 (block)"}
+    assert _selective_policy(row, "attention", spec) == wf.block_recompute(spec, 5, 2)
+    moe = model("deepseek-v3")
+    act = wf.module_recompute(moe, frozenset({"moe_act"}))
+    assert act.gemms == 0.0 and 0.0 < act.elementwise < 1.0
+
+
 @pytest.mark.parametrize("mid", ["llama3-8b", "mixtral-8x7b", "deepseek-v3"])
 def test_hfu_counts_the_hardware_flops_of_each_recompute_mode(mid):
     spec = model(mid)

@@ -60,7 +60,7 @@ from trnlab.engine.training import divisors_or_one, evaluate
 from trnlab.errors import CatalogError, TrnlabError, bad_value
 from trnlab.perf.train import RECOMPUTE
 from trnlab.workloads import TransformerSpec, conventions
-from trnlab.workloads.flops import Recompute, saving_recompute
+from trnlab.workloads.flops import Recompute, block_recompute, module_recompute, saving_recompute
 
 SCHEMA_COLUMNS = ["case_id", "kind", "source", "trust", "chip", "system", "scaleout", "n_chips", "model", "params_b", "layers", "hidden", "heads", "kv_heads", "head_dim", "ffn", "vocab", "seq_len", "moe_experts", "moe_active", "moe_ffn", "gated_mlp", "tp", "pp", "dp", "cp", "ep", "vpp", "zero", "global_batch", "micro_batch", "precision", "recompute", "input_len", "output_len", "concurrency", "metric", "value", "metric_note", "notes"]
 METRICS = ("model_tflops_per_chip", "hw_tflops_per_chip", "mfu", "tokens_per_s_per_chip",
@@ -222,6 +222,10 @@ _POWER_CAP = (re.compile(r"(\d{3,4})\s*W\b[^.;|]{0,12}?power[ -]?(?:cap|limit)",
 _SELECTIVE = re.compile(r"recompute '?selective (op|layer)\b", re.IGNORECASE)
 
 
+#: Megatron-Core's selective recompute of named modules: "recompute_modules=[layernorm, moe_act]"
+_MODULES = re.compile(r"recompute_modules\s*=\s*\[([^\]]*)\]")
+#: Megatron's block recompute: "recompute_num_layers=5" (full granularity, method block)
+_BLOCK = re.compile(r"recompute_num_layers\s*=\s*(\d+)")
 #: MaxText's remat policy in a case's notes: a named policy, or "custom (offload a, b, ...)"
 _REMAT = re.compile(r"remat_policy '?(\w+)'?(?: \((?:offload|device) ([\w, ]+))?")
 #: MaxText's checkpoint names (src/MaxText/layers: checkpoint_name(...)) -> trnlab's GEMM
@@ -239,10 +243,20 @@ _MAXTEXT_POLICIES = {"qkv_proj_offloaded": ("qkv_proj",), "save_qkv_proj": ("qkv
 def _selective_policy(row: dict[str, str], stack_policy: str,
                       spec: TransformerSpec | None = None) -> str | Recompute:
     """What "selective" recompute runs again for a case (trnlab.workloads.flops.SELECTIVE):
-    the policy its notes name ("recompute 'selective op'" / "'selective layer'"; a MaxText
-    ``remat_policy`` that keeps named outputs, as :func:`~trnlab.workloads.flops.saving_recompute`
-    of ``spec``), else its framework stack's."""
+    the policy its notes name ("recompute 'selective op'" / "'selective layer'"; Megatron's
+    ``recompute_modules=[...]``, as :func:`~trnlab.workloads.flops.module_recompute`; a
+    MaxText ``remat_policy`` that keeps named outputs, as
+    :func:`~trnlab.workloads.flops.saving_recompute` of ``spec``), else its framework stack's.
+    A "full" case whose notes give Megatron's block ``recompute_num_layers=N`` recomputes
+    only those layers: :func:`~trnlab.workloads.flops.block_recompute`, evaluated in the
+    selective slot (:func:`_predict_training`)."""
     text = f"{row['metric_note']} {row['notes']}"
+    if spec is not None and row.get("recompute") == "full" and (m := _BLOCK.search(text)):
+        chunks = (_int(row, "pp") or 1) * (_int(row, "vpp") or 1)
+        return block_recompute(spec, int(m.group(1)), chunks)
+    if spec is not None and (m := _MODULES.search(text)):
+        return module_recompute(spec, frozenset(
+            n.strip(" '\"") for n in m.group(1).split(",") if n.strip(" '\"")))
     if m := _SELECTIVE.search(text):
         return m.group(1).lower()
     if spec is not None and (m := _REMAT.search(text)):
@@ -291,12 +305,13 @@ def _spec(row: dict[str, str], conv: dict[str, Any]) -> TransformerSpec:
 
 
 def _flops_per_iteration(kind: str, spec: TransformerSpec, gb: int, s: int, n: int,
-                         recompute: int = 0, hardware_flops: bool = False
-                         ) -> tuple[float, str]:
+                         recompute: int = 0, hardware_flops: bool = False,
+                         selective: str | Recompute = "attention") -> tuple[float, str]:
     """FLOPs per iteration by the source's formula ``kind`` (conventions.toml ``flops``) and
     the caveat to report: a source without a known formula gets PaLM's count, said so. With
     ``hardware_flops`` (``hw_tflops_per_chip``) the recomputed forward of the layout's
-    ``recompute`` mode is added where the formula does not count it."""
+    ``recompute`` mode (``selective``: what its selective slot runs again) is added where the
+    formula does not count it."""
     caveat = ""
     if kind not in conventions.FORMULAS:
         caveat = ("FLOP convention unknown for this source: PaLM's 6N + 12·L·H·Q·T (non-causal,"
@@ -305,7 +320,7 @@ def _flops_per_iteration(kind: str, spec: TransformerSpec, gb: int, s: int, n: i
     flops = conventions.flops_per_iteration(kind, spec, gb, s, n, full_recompute=recompute == 2)
     if hardware_flops and kind not in conventions.RECOMPUTE_COUNTED and not (
             kind == "megatron_deepspeed" and recompute == 2):
-        shape = model_shape(spec)
+        shape = model_shape(spec, selective)
         r_g = shape.recompute_gemms[recompute]
         r_a = shape.recompute_attention[recompute]
         flops += float(shape.recompute_flops_per_token(s, r_g, r_a)) * gb * s
@@ -375,8 +390,6 @@ def _predict_training(row: dict[str, str], conv: dict[str, Any], params: Trainin
     if not row["zero"]:
         notes.append(rules.note("zero", zero, "training",
                                 rules.DECLARED if "zero" in conv else ""))
-    rc = row["recompute"]
-    recomputes = [RECOMPUTE.index(rc)] if rc in RECOMPUTE else [0, 1, 2]
     stacks = load_stacks()
     family = conv.get("family", "")
     stack = stacks.get(family, stacks["default"])
@@ -384,6 +397,11 @@ def _predict_training(row: dict[str, str], conv: dict[str, Any], params: Trainin
         stack = dataclasses.replace(stack, tp_overlap=True)  # the case turned it on
     params = with_stack(params, stack)
     selective = _selective_policy(row, stack.selective, spec)
+    rc = row["recompute"]
+    recomputes = [RECOMPUTE.index(rc)] if rc in RECOMPUTE else [0, 1, 2]
+    if rc == "full" and isinstance(selective, Recompute) and \
+            _BLOCK.search(f"{row['metric_note']} {row['notes']}"):
+        recomputes = [1]  # block recompute: a share of full, in the selective slot
     mb = _int(row, "micro_batch")
     mbs = [mb] if mb else [stack.micro_batch] if stack.micro_batch else [1, 2, 4, 8]
     interleaved = re.search(r"interleav", f"{row['metric_note']} {row['notes']}", re.IGNORECASE)
@@ -444,7 +462,8 @@ def _predict_training(row: dict[str, str], conv: dict[str, Any], params: Trainin
     metric = row["metric"]
     if metric in ("model_tflops_per_chip", "hw_tflops_per_chip", "mfu"):
         flops, caveat = _flops_per_iteration(conv.get("flops", ""), spec, gb, s, n,
-                                             layout["recompute"], metric == "hw_tflops_per_chip")
+                                             layout["recompute"], metric == "hw_tflops_per_chip",
+                                             selective)
         caveats += [caveat] if caveat else []
     else:
         flops = 0.0

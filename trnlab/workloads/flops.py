@@ -39,6 +39,8 @@ __all__ = [
     "forward_flops_per_token",
     "hardware_flops_per_token",
     "model_flops_per_token",
+    "block_recompute",
+    "module_recompute",
     "recompute_flops_per_token",
     "saving_recompute",
 ]
@@ -119,6 +121,61 @@ def saving_recompute(spec: TransformerSpec, saved: frozenset[str]) -> Recompute:
     kept = sum(g.flops_per_token * kept_share(g.name) for g in gemms)
     return Recompute(gemms=1.0 - kept / total if total else 0.0,
                      attention=0.0 if "attention" in saved else 1.0, elementwise=1.0)
+
+
+#: Megatron-Core's ``recompute_modules`` (``recompute_granularity = "selective"``,
+#: megatron/core/transformer/transformer_config.py): the weight GEMMs
+#: (:func:`trnlab.workloads.gemms.layer_gemms`) and memory-bound ops
+#: (:func:`trnlab.workloads.traffic.memory_bound_ops`) each module runs again; ``core_attn`` is
+#: the attention core.
+MEGATRON_MODULES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "core_attn": (frozenset(), frozenset()),
+    "layernorm": (frozenset(), frozenset({"attn_norm", "mlp_norm"})),
+    "mla_up_proj": (frozenset({"q_up", "kv_up"}), frozenset({"rope"})),
+    "mlp": (frozenset({"mlp_up", "mlp_down"}), frozenset({"mlp_act"})),
+    "moe_act": (frozenset(), frozenset({"expert_act"})),
+    "moe": (frozenset({"router", "expert_up", "expert_down", "shared_up", "shared_down"}),
+            frozenset({"router_topk", "moe_dispatch", "expert_act", "moe_combine"})),
+    "shared_experts": (frozenset({"shared_up", "shared_down"}), frozenset()),
+}
+
+
+def module_recompute(spec: TransformerSpec, modules: frozenset[str]) -> Recompute:
+    """What Megatron-Core's selective recompute of ``modules`` (:data:`MEGATRON_MODULES`) runs
+    again in the backward pass [1].
+
+    The GEMM share is the recomputed GEMMs' FLOPs over all layer GEMM FLOPs, the memory-bound
+    share their HBM traffic over all memory-bound traffic (each weighted by the layers of its
+    kind), the attention core 1 with ``core_attn`` else 0.
+    """
+    from trnlab.workloads.traffic import memory_bound_ops  # traffic imports this module
+
+    unknown = sorted(modules - MEGATRON_MODULES.keys())
+    if unknown:
+        raise ParameterError(bad_value("module_recompute", "modules", unknown[0],
+                                       f"one of {', '.join(sorted(MEGATRON_MODULES))}"))
+    gemm_names = frozenset().union(*(MEGATRON_MODULES[m][0] for m in modules))
+    op_names = frozenset().union(*(MEGATRON_MODULES[m][1] for m in modules))
+    kinds = [(k, n) for k, n in (("dense", spec.dense_layers), ("moe", spec.moe_layers)) if n]
+    gemms = [g for k, _ in kinds for g in layer_gemms(spec, k)]
+    total = sum(g.flops_per_token for g in gemms)
+    again = sum(g.flops_per_token for g in gemms if g.name in gemm_names)
+    ops = [(op, n) for k, n in kinds for op in memory_bound_ops(spec, k)]
+    traffic = sum((op.read + op.write) * n for op, n in ops)
+    redone = sum((op.read + op.write) * n for op, n in ops if op.name in op_names)
+    return Recompute(gemms=again / total if total else 0.0,
+                     attention=1.0 if "core_attn" in modules else 0.0,
+                     elementwise=redone / traffic if traffic else 0.0)
+
+
+def block_recompute(spec: TransformerSpec, layers_per_chunk: int, chunks: int) -> Recompute:
+    """Megatron's full recompute with ``recompute_method = "block"``: the first
+    ``layers_per_chunk`` (``recompute_num_layers``) decoder layers of each of the ``chunks``
+    (pipeline stages x virtual stages) model chunks run their forward again, the others keep
+    their activations: a share ``min(1, layers_per_chunk x chunks / L)`` of full recompute
+    (megatron/core/transformer/transformer_block.py ``_checkpointed_forward``) [1]."""
+    share = min(1.0, layers_per_chunk * chunks / spec.layers)
+    return Recompute(gemms=share, attention=share, elementwise=share)
 
 
 def attention_flops_per_token(spec: TransformerSpec, seq_len: Any, causal: bool = True) -> Any:
