@@ -30,16 +30,17 @@ from trnlab.workloads.gemms import layer_gemms
 from trnlab.workloads.spec import TransformerSpec
 
 __all__ = [
+    "MEGATRON_MODULES",
     "RECOMPUTE",
     "RECOMPUTED",
     "SELECTIVE",
     "Recompute",
     "attention_flops_per_token",
+    "block_recompute",
     "decode_flops_per_token",
     "forward_flops_per_token",
     "hardware_flops_per_token",
     "model_flops_per_token",
-    "block_recompute",
     "module_recompute",
     "recompute_flops_per_token",
     "saving_recompute",
