@@ -537,6 +537,9 @@ def test_megatron_module_and_block_recompute_by_hand():
            "notes": "recompute_modules=[layernorm, mlp, core_attn] (selective)"}
     assert _selective_policy(row, "attention", spec) == wf.module_recompute(
         spec, frozenset({"layernorm", "mlp", "core_attn"}))
+    row = {"metric_note": "", "recompute": "selective", "pp": "", "vpp": "",
+           "notes": "recompute_modules=[layernorm, mhc]"}  # an unknown module is not counted
+    assert _selective_policy(row, "attention", spec) == norms
     row = {"metric_note": "", "recompute": "full", "pp": "2", "vpp": "",
            "notes": "recompute_num_layers=5 (block)"}
     assert _selective_policy(row, "attention", spec) == wf.block_recompute(spec, 5, 2)

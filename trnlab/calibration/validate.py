@@ -60,7 +60,13 @@ from trnlab.engine.training import divisors_or_one, evaluate
 from trnlab.errors import CatalogError, TrnlabError, bad_value
 from trnlab.perf.train import RECOMPUTE
 from trnlab.workloads import TransformerSpec, conventions
-from trnlab.workloads.flops import Recompute, block_recompute, module_recompute, saving_recompute
+from trnlab.workloads.flops import (
+    MEGATRON_MODULES,
+    Recompute,
+    block_recompute,
+    module_recompute,
+    saving_recompute,
+)
 
 SCHEMA_COLUMNS = ["case_id", "kind", "source", "trust", "chip", "system", "scaleout", "n_chips", "model", "params_b", "layers", "hidden", "heads", "kv_heads", "head_dim", "ffn", "vocab", "seq_len", "moe_experts", "moe_active", "moe_ffn", "gated_mlp", "tp", "pp", "dp", "cp", "ep", "vpp", "zero", "global_batch", "micro_batch", "precision", "recompute", "input_len", "output_len", "concurrency", "metric", "value", "metric_note", "notes"]
 METRICS = ("model_tflops_per_chip", "hw_tflops_per_chip", "mfu", "tokens_per_s_per_chip",
@@ -240,6 +246,19 @@ _MAXTEXT_POLICIES = {"qkv_proj_offloaded": ("qkv_proj",), "save_qkv_proj": ("qkv
                      "minimal_offloaded": ("qkv_proj", "out_proj", "mlpwi", "mlpwo")}
 
 
+def _block_layers(row: dict[str, str]) -> int | None:
+    """Megatron's ``recompute_num_layers`` a case's notes state (block method), or None."""
+    m = _BLOCK.search(f"{row['metric_note']} {row['notes']}")
+    return int(m.group(1)) if m else None
+
+
+def _recompute_modules(row: dict[str, str]) -> frozenset[str] | None:
+    """The Megatron ``recompute_modules`` a case's notes list, or None."""
+    m = _MODULES.search(f"{row['metric_note']} {row['notes']}")
+    return None if m is None else frozenset(
+        n.strip(" '\"") for n in m.group(1).split(",") if n.strip(" '\""))
+
+
 def _selective_policy(row: dict[str, str], stack_policy: str,
                       spec: TransformerSpec | None = None) -> str | Recompute:
     """What "selective" recompute runs again for a case (trnlab.workloads.flops.SELECTIVE):
@@ -251,12 +270,11 @@ def _selective_policy(row: dict[str, str], stack_policy: str,
     only those layers: :func:`~trnlab.workloads.flops.block_recompute`, evaluated in the
     selective slot (:func:`_predict_training`)."""
     text = f"{row['metric_note']} {row['notes']}"
-    if spec is not None and row.get("recompute") == "full" and (m := _BLOCK.search(text)):
+    if spec is not None and row.get("recompute") == "full" and (layers := _block_layers(row)):
         chunks = (_int(row, "pp") or 1) * (_int(row, "vpp") or 1)
-        return block_recompute(spec, int(m.group(1)), chunks)
-    if spec is not None and (m := _MODULES.search(text)):
-        return module_recompute(spec, frozenset(
-            n.strip(" '\"") for n in m.group(1).split(",") if n.strip(" '\"")))
+        return block_recompute(spec, layers, chunks)
+    if spec is not None and (modules := _recompute_modules(row)) is not None:
+        return module_recompute(spec, modules & MEGATRON_MODULES.keys())
     if m := _SELECTIVE.search(text):
         return m.group(1).lower()
     if spec is not None and (m := _REMAT.search(text)):
@@ -399,9 +417,12 @@ def _predict_training(row: dict[str, str], conv: dict[str, Any], params: Trainin
     selective = _selective_policy(row, stack.selective, spec)
     rc = row["recompute"]
     recomputes = [RECOMPUTE.index(rc)] if rc in RECOMPUTE else [0, 1, 2]
-    if rc == "full" and isinstance(selective, Recompute) and \
-            _BLOCK.search(f"{row['metric_note']} {row['notes']}"):
+    if rc == "full" and _block_layers(row):
         recomputes = [1]  # block recompute: a share of full, in the selective slot
+    unknown = sorted((_recompute_modules(row) or frozenset()) - MEGATRON_MODULES.keys())
+    if unknown:
+        notes.append(f"recompute modules {', '.join(unknown)} not modelled (allowed: "
+                     f"{', '.join(sorted(MEGATRON_MODULES))}): not counted")
     mb = _int(row, "micro_batch")
     mbs = [mb] if mb else [stack.micro_batch] if stack.micro_batch else [1, 2, 4, 8]
     interleaved = re.search(r"interleav", f"{row['metric_note']} {row['notes']}", re.IGNORECASE)
