@@ -102,11 +102,19 @@ def test_collinear_parameters_correlate():
     x = rng.uniform(0, 1, 50)
     # residual r = a*x + b*x + c*x**2: a and b enter only through a + b
     col = np.column_stack([x, x * (1 + 1e-6 * rng.standard_normal(50)), x**2])
-    c = scores.correlations_of(col, ["a", "b", "c"], x=np.array([0.0, 0.5, 1.0]),
+    c = scores.correlations_of(col, ["a", "b", "c"], x=np.array([0.5, 0.5, 1.0]),
                                lo=np.array([1.0, 0, 0]), hi=np.array([2.0, 1, 1]))
     assert abs(c.matrix[0, 1]) > 0.99
     assert c.strong[0][:2] == ("a", "b")
-    assert c.at_bounds == [("a", "lower", 1.0), ("c", "upper", 1.0)]
+    assert c.at_bounds == [("c", "upper", 1.0)]
+    assert np.isnan(c.matrix[2]).all()  # held at its bound: no correlation
+    # a parameter at a bound with a (near) zero column once gave |r| = 2 through the
+    # pseudo-inverse of an ill-conditioned JᵀJ: the free ones stay within [-1, 1]
+    tiny = np.column_stack([x, 1e-12 * x**3, x**2 + 0.1 * x])
+    t = scores.correlations_of(tiny, ["p", "q", "r"], x=np.array([0.5, 0.0, 0.5]))
+    finite = t.matrix[np.isfinite(t.matrix)]
+    assert finite.size == 4 and np.all(np.abs(finite) <= 1.0)
+    assert t.at_bounds == [("q", "lower", 0.0)]
     independent = scores.correlations_of(rng.standard_normal((50, 2)), ["p", "q"])
     assert abs(independent.matrix[0, 1]) < 0.5 and not independent.strong
 

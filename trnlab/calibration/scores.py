@@ -41,6 +41,8 @@ FEATURES = ("moe", "long-context", "fsdp", "fp8", "pipeline")
 LONG_CONTEXT = 32768
 FP8_CLASS = ("fp8", "mxfp8")
 NVIDIA_ARCH = {"A": "ampere", "H": "hopper", "B": "blackwell"}
+#: singular values of the Jacobian below this fraction of the largest are treated as zero
+CUTOFF = 1e-10
 #: |correlation| above which two fitted parameters are reported as not separately determined
 STRONG = 0.8
 #: a scaled parameter within this of 0 or 1 is at its bound
@@ -138,18 +140,13 @@ class Correlations:
 def correlations_of(jac: np.ndarray, names: list[str], x: np.ndarray | None = None,
                     lo: np.ndarray | None = None, hi: np.ndarray | None = None,
                     params: Any = None) -> Correlations:
-    """Correlations from a Jacobian: cov ~ (JᵀJ)⁻¹ (pseudo-inverse), r_ij = cov_ij /
-    sqrt(cov_ii cov_jj); ``x`` in [0, 1] per parameter marks those at a bound."""
+    """Correlations from a Jacobian: cov ~ (JᵀJ)⁻¹, r_ij = cov_ij / sqrt(cov_ii cov_jj), of the
+    free parameters; ``x`` in [0, 1] per parameter marks those at a bound, which the bounded fit
+    holds fixed (their rows are NaN). The inverse is taken from the singular values of J with a
+    relative cutoff (``CUTOFF``), so the covariance stays positive semi-definite and |r| <= 1
+    however ill-conditioned the problem."""
     jac = np.asarray(jac, dtype=float)
-    cov = np.linalg.pinv(jac.T @ jac)
-    sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        corr = cov / np.outer(sd, sd)
-    corr[~np.isfinite(corr)] = np.nan
     n = len(names)
-    strong = sorted(((names[i], names[j], float(corr[i, j])) for i in range(n)
-                     for j in range(i + 1, n) if abs(corr[i, j]) > STRONG),
-                    key=lambda t: -abs(t[2]))
     bounds = []
     if x is not None:
         for i, u in enumerate(np.asarray(x, dtype=float)):
@@ -158,6 +155,19 @@ def correlations_of(jac: np.ndarray, names: list[str], x: np.ndarray | None = No
                 value = (lo[i] + u * (hi[i] - lo[i])) if lo is not None and hi is not None \
                     else float(u)
                 bounds.append((names[i], side, float(value)))
+    free = np.array([name not in {b[0] for b in bounds} for name in names])
+    corr = np.full((n, n), np.nan)
+    if free.any():
+        _, sv, vt = np.linalg.svd(jac[:, free], full_matrices=False)
+        keep = sv > CUTOFF * sv.max() if sv.size and sv.max() > 0 else np.zeros(sv.shape, bool)
+        cov = (vt[keep].T / sv[keep] ** 2) @ vt[keep]
+        sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sub = np.clip(cov / np.outer(sd, sd), -1.0, 1.0)
+        corr[np.ix_(free, free)] = np.where(np.isfinite(sub), sub, np.nan)
+    strong = sorted(((names[i], names[j], float(corr[i, j])) for i in range(n)
+                     for j in range(i + 1, n) if abs(corr[i, j]) > STRONG),
+                    key=lambda t: -abs(t[2]))
     return Correlations(list(names), corr, strong, bounds, params)
 
 
