@@ -48,6 +48,16 @@ def test_an_edited_prediction_changes_the_reading(ds):
     assert accuracy.headline(edited) != accuracy.headline(ds)
 
 
+def test_the_reading_names_the_sources_held_out_of_the_fit(ds):
+    conv = validate.load_conventions()
+    held = {src for src, entry in conv.items() if entry.get("fit", True) is False}
+    text = accuracy.reading(ds)
+    assert held and all(src in text for src in held)
+    fitted = {str(s) for s in ds["source"].values} - held
+    line = next(x for x in text.splitlines() if "held-out sources" in x)
+    assert not any(f" {src}," in line or f" {src} " in line for src in fitted)
+
+
 def test_units_parse_and_the_dataset_saves(ds, tmp_path):
     path = io.save(ds, tmp_path / "acc.nc", parameters={"cases": ""})
     back = io.load(path)

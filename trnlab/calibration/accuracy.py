@@ -173,6 +173,11 @@ def reading(ds: xr.Dataset) -> str:
     worst_text = ", ".join(f"{c} {100 * float(e):+.0f}%" for c, e in
                            zip(worst["case"].values, worst.values, strict=True)) or "none"
     missed = ds["predicted"].isnull().values
+    conv = validate.load_conventions()
+    held = sorted({str(src) for src in ds["source"].values
+                   if not conv.get(str(src), {}).get("fit", True)})
+    held_text = ("the held-out sources " + ", ".join(held) + " (conventions.toml `fit = false`: "
+                 "predicted, never fitted)") if held else "no held-out source"
     return "\n".join([
         f"- **Training.** MAPE {_pct(a['training_mape'])}, median |error| "
         f"{_pct(a['training_median_abs_error'])}, over {a['training_predicted']} of "
@@ -185,8 +190,8 @@ def reading(ds: xr.Dataset) -> str:
         f"- **By feature (training).** {_groups(a['mape_by_feature'])}.",
         f"- **Not predicted.** {int(missed.sum())} of {ds.sizes['case']} rows "
         "(the `why` variable says why).",
-        "- **In-sample.** The training parameters were fitted on these cases, so these are "
-        "in-sample errors; `trnlab calibrate --scores` gives the held-out scores "
+        f"- **In-sample, but for {held_text}.** The parameters were fitted on the other cases, "
+        "so their errors are in-sample; `trnlab calibrate --scores` gives the held-out scores "
         "(leave-one-source-, chip-family- and feature-out), which are the honest guide for a "
         "chip generation not measured here.",
     ])
