@@ -132,3 +132,22 @@ def test_real_fit_correlations_and_group_scores(rows, monkeypatch):
     assert set(sc.by_group) == {"aws-trainium1", "google-tpu-v5p", "nvidia-ampere",
                                 "nvidia-hopper"}
     assert math.isfinite(sc.mape)
+
+
+def test_a_fold_that_removes_only_held_out_rows_reuses_the_fit(rows, monkeypatch):
+    """Leaving out a held-out source (conventions.toml fit = false) leaves the fitted rows as
+    they are: the fold is fitted once, not again."""
+    subset = _by_id(rows, "T-MLM21-01", "T-MLM21-06", "T-MOE-ZOO-H100-QWEN3-235B-EP32-PP8",
+                    "T-MOE-MBR2511-GB200-DSV3-256G-EP32")
+    calls = []
+
+    def counting_fit(fit_rows, params=None, progress=None, label="", info=None):
+        calls.append(sorted(r["case_id"] for r in fitmod._fitted_rows(fit_rows, "training")))
+        return fitmod.load_training(), []
+
+    monkeypatch.setattr(fitmod, "fit", counting_fit)
+    out = fitmod.leave_out(subset, lambda r: r["case_id"].rsplit("-", 1)[0])
+    assert set(out) == {"T-MLM21", "T-MOE-ZOO-H100-QWEN3-235B-EP32",
+                        "T-MOE-MBR2511-GB200-DSV3-256G"}
+    assert sorted(calls) == [[], ["T-MLM21-01", "T-MLM21-06"]]  # the two MoE folds share one fit
+    assert sum(len(p) for p in out.values()) == 4

@@ -201,6 +201,7 @@ def leave_out(rows: Rows, group_of: Callable[[dict[str, str]], str | set[str] | 
     member = [(r, {g} if isinstance(g := group_of(r), str) else set(g)) for r in cases]
     groups = sorted(set().union(*(m for _, m in member)))
     out: dict[str, list[Prediction]] = {}
+    fits: dict[frozenset[str], Any] = {}  # a fold that removes only held-out rows fits the same
     for k, group in enumerate(groups, start=1):
         if progress:
             progress(f"  leave out {what}{group} ({k}/{len(groups)})")
@@ -208,8 +209,11 @@ def leave_out(rows: Rows, group_of: Callable[[dict[str, str]], str | set[str] | 
         rest = [r for r, m in member if group not in m]
         table = "step_overhead" if kind == "inference" else "gemm_eff"
         label = f"without {group}"
-        fitted = fit_serving(rest, serving, params, progress, label)[0] \
-            if kind == "inference" else fit(rest, params, progress, label)[0]
+        key = frozenset(r["case_id"] for r in _fitted_rows(rest, kind))
+        if key not in fits:
+            fits[key] = fit_serving(rest, serving, params, progress, label)[0] \
+                if kind == "inference" else fit(rest, params, progress, label)[0]
+        fitted = fits[key]
         for vendor in set(_vendors(held)) - set(_vendors(rest)):  # uncalibrated: the default
             fitted = fitted.replace(**{f"{table}_{vendor}":
                                        getattr(fitted, table)["default"].value})
