@@ -405,3 +405,15 @@ def test_bench_quick_reports_every_key():
         assert isinstance(out[key], int | float) and out[key] > 0, key
     assert out["backend"].startswith("numpy")
     assert json.loads(json.dumps(out)) == out  # JSON as it is
+
+
+def test_the_embedding_and_the_loss_may_fill_two_pipeline_slots():
+    """Llama 3.1 405B has 126 decoder layers; NVIDIA's GB200 recipes run 16 stages x 8 virtual
+    stages = 128 chunks (the embedding and the loss count as one layer each): valid; 129 slots
+    (pp 3 x vpp 43) leave a chunk without a layer: rule 2."""
+    spec = model("llama3-405b")
+    assert spec.layers == 126
+    cfg = {k: np.array(v) for k, v in {"tp": [4, 4], "pp": [16, 3], "dp": [4, 4], "cp": [1, 1],
+                                       "ep": [1, 1], "vpp": [8, 43], "micro_batch": [1, 1]}.items()}
+    reason = reason_codes(spec, cfg, global_batch=64, seq_len=8192, domain=72)
+    assert reason.tolist() == [0, 2]

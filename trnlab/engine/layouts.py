@@ -23,7 +23,8 @@ from trnlab.workloads import TransformerSpec
 REASONS = {
     0: "ok",
     1: "tp does not divide the attention heads / kv heads",
-    2: "fewer than one layer per pipeline chunk (pp x vpp > layers)",
+    2: "fewer than one layer per pipeline chunk (pp x vpp > layers + 2: the embedding and the "
+       "loss may count as one pipeline layer each)",
     3: "dp x micro_batch does not divide the global batch",
     4: "tp spans more than one scale-up domain",
     5: "ep does not divide the experts or tp x dp x cp",
@@ -32,6 +33,11 @@ REASONS = {
     8: "misses the time-per-output-token target",
     9: "misses the time-to-first-token target",
 }
+#: pipeline slots beyond the decoder layers: Megatron-Core can place the input embedding and the
+#: loss as one pipeline layer each (``account_for_embedding_in_pipeline_split``,
+#: ``account_for_loss_in_pipeline_split``), so Llama 3.1 405B's 126 layers fill 16 stages x 8
+#: virtual stages (NVIDIA's GB200 recipes); a stage then holds ceil(layers / pp) decoder layers
+PIPELINE_EXTRA_LAYERS = 2
 #: codes by meaning, for the code that sets them
 OK, NO_FIT, MISSES_TPOT, MISSES_TTFT = 0, 7, 8, 9
 FIELDS = ("tp", "pp", "dp", "cp", "ep", "vpp", "zero", "recompute", "micro_batch")
@@ -73,7 +79,7 @@ def broken_rules(spec: TransformerSpec, tp: Any, pp: Any, dp: Any, cp: Any, ep: 
     kv_ok = (spec.kv_heads % tp == 0) | (tp % spec.kv_heads == 0)
     return [
         (spec.heads % tp != 0) | ~kv_ok,
-        pp * vpp > spec.dense_layers + spec.moe_layers,
+        pp * vpp > spec.dense_layers + spec.moe_layers + PIPELINE_EXTRA_LAYERS,
         global_batch % (dp * micro_batch) != 0,
         (tp > domain) & (not tp_outside_domain),
         ((tp * dp * cp) % ep != 0) | ((spec.moe_experts or 1) % ep != 0),
