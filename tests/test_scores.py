@@ -151,3 +151,18 @@ def test_a_fold_that_removes_only_held_out_rows_reuses_the_fit(rows, monkeypatch
                         "T-MOE-MBR2511-GB200-DSV3-256G"}
     assert sorted(calls) == [[], ["T-MLM21-01", "T-MLM21-06"]]  # the two MoE folds share one fit
     assert sum(len(p) for p in out.values()) == 4
+
+
+def test_a_fold_leaving_a_vendor_without_a_fitted_value_takes_the_default(rows, monkeypatch):
+    """An inference fold whose held rows name a vendor the serving tables have no entry for
+    (AMD) predicts them at the default per-step cost instead of failing."""
+    from trnlab.catalog.params import load_serving
+
+    subset = _by_id(rows, "I-TRTLLM-H100-Llama318B-TP1-128-128",
+                    "I-MLPERF50-AMD-MI325XX8-L2-70B-OFFLINE")
+    monkeypatch.setattr(fitmod, "fit_serving",
+                        lambda fit_rows, serving=None, params=None, progress=None, label="",
+                        info=None: (load_serving(), []))
+    out = fitmod.leave_out(subset, lambda r: r["case_id"].split("-")[1], kind="inference")
+    assert set(out) == {"TRTLLM", "MLPERF50"}
+    assert all(math.isfinite(p.predicted) for group in out.values() for p in group)

@@ -214,7 +214,9 @@ def leave_out(rows: Rows, group_of: Callable[[dict[str, str]], str | set[str] | 
             fits[key] = fit_serving(rest, serving, params, progress, label)[0] \
                 if kind == "inference" else fit(rest, params, progress, label)[0]
         fitted = fits[key]
-        for vendor in set(_vendors(held)) - set(_vendors(rest)):  # uncalibrated: the default
+        # a vendor the fold leaves uncalibrated takes the default (one never in the table
+        # already does)
+        for vendor in (set(_vendors(held)) - set(_vendors(rest))) & set(getattr(fitted, table)):
             fitted = fitted.replace(**{f"{table}_{vendor}":
                                        getattr(fitted, table)["default"].value})
         out[group] = predict(held, params, fitted) if kind == "inference" else \
