@@ -754,16 +754,19 @@ def test_per_chip_gemm_efficiency_and_attention_rates_come_from_the_chip_file():
 
     ce, params = load_chip_efficiency(), load_training()
     nvidia = params.gemm_eff["nvidia"].si
-    rate = {c: ce.chips[c]["gemm"].si for c in ("h100-sxm", "a100-sxm-80gb", "mi300x")}
+    rate = {c: ce.chips[c]["gemm"].si for c in ("h100-sxm", "a100-sxm-80gb", "mi300x",
+                                                  "mi325x", "mi355x")}
     assert ce.reference["nvidia"] == "h100-sxm"
     assert chip_gemm_eff("h100-sxm", params) == pytest.approx(nvidia, rel=1e-12)
     # A100: the vendor's fitted value x 0.85 / 0.75 (its microbenchmark over H100's)
     assert chip_gemm_eff("a100-sxm-80gb", params) == pytest.approx(
         nvidia * rate["a100-sxm-80gb"] / rate["h100-sxm"], rel=1e-12)
-    # AMD has no calibration: the NVIDIA framework efficiency x 0.50 / 0.75
-    assert "amd" not in params.gemm_eff and ce.proxy["amd"] == "nvidia"
-    assert chip_gemm_eff("mi300x", params) == pytest.approx(
-        nvidia * rate["mi300x"] / rate["h100-sxm"], rel=1e-12)
+    # AMD is fitted on its reference MI325X; MI355X x 0.55 / 0.50 (its microbenchmark ratio)
+    amd = params.gemm_eff["amd"].si
+    assert ce.reference["amd"] == "mi325x"
+    assert chip_gemm_eff("mi325x", params) == pytest.approx(amd, rel=1e-12)
+    assert chip_gemm_eff("mi355x", params) == pytest.approx(
+        amd * rate["mi355x"] / rate["mi325x"], rel=1e-12)
     hw = hardware("a100-sxm-80gb", "dgx-a100", "bf16", params)
     assert (hw.attn_fwd_eff, hw.attn_bwd_eff) == (ce.chips["a100-sxm-80gb"]["attn_fwd"].si,
                                                   ce.chips["a100-sxm-80gb"]["attn_bwd"].si)
