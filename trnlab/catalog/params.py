@@ -160,10 +160,11 @@ def _load_moe_stacks(path_str: str) -> dict[str, dict[str, Field]]:
 @lru_cache(maxsize=2)
 def load_defaults(path: Path | None = None) -> dict[str, Field]:
     """Read and validate ``data/perf/defaults.toml``: values the engine uses where a user or a
-    measurement leaves one unstated (``tokens_per_step``)."""
+    measurement leaves one unstated (``tokens_per_step``), and the layout rules' pipeline slack
+    (``pipeline_extra_layers``)."""
     path = path or data_dir() / "perf" / "defaults.toml"
     _, t = _tables(path, ("param",))
-    _require(path, "param", t["param"], ("tokens_per_step",))
+    _require(path, "param", t["param"], ("tokens_per_step", "pipeline_extra_layers"))
     return t["param"]
 
 

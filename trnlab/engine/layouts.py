@@ -33,11 +33,6 @@ REASONS = {
     8: "misses the time-per-output-token target",
     9: "misses the time-to-first-token target",
 }
-#: pipeline slots beyond the decoder layers: Megatron-Core can place the input embedding and the
-#: loss as one pipeline layer each (``account_for_embedding_in_pipeline_split``,
-#: ``account_for_loss_in_pipeline_split``), so Llama 3.1 405B's 126 layers fill 16 stages x 8
-#: virtual stages (NVIDIA's GB200 recipes); a stage then holds ceil(layers / pp) decoder layers
-PIPELINE_EXTRA_LAYERS = 2
 #: codes by meaning, for the code that sets them
 OK, NO_FIT, MISSES_TPOT, MISSES_TTFT = 0, 7, 8, 9
 FIELDS = ("tp", "pp", "dp", "cp", "ep", "vpp", "zero", "recompute", "micro_batch")
@@ -79,7 +74,9 @@ def broken_rules(spec: TransformerSpec, tp: Any, pp: Any, dp: Any, cp: Any, ep: 
     kv_ok = (spec.kv_heads % tp == 0) | (tp % spec.kv_heads == 0)
     return [
         (spec.heads % tp != 0) | ~kv_ok,
-        pp * vpp > spec.dense_layers + spec.moe_layers + PIPELINE_EXTRA_LAYERS,
+        # the embedding and the loss may take a pipeline slot each (data/perf/defaults.toml)
+        pp * vpp > spec.dense_layers + spec.moe_layers
+        + load_defaults()["pipeline_extra_layers"].si,
         global_batch % (dp * micro_batch) != 0,
         (tp > domain) & (not tp_outside_domain),
         ((tp * dp * cp) % ep != 0) | ((spec.moe_experts or 1) % ep != 0),
