@@ -174,8 +174,7 @@ def reading(ds: xr.Dataset) -> str:
                            zip(worst["case"].values, worst.values, strict=True)) or "none"
     missed = ds["predicted"].isnull().values
     conv = validate.load_conventions()
-    held = sorted({str(src) for src in ds["source"].values
-                   if not conv.get(str(src), {}).get("fit", True)})
+    held = sorted({str(src) for src in ds["source"].values if validate.held_out(str(src), conv)})
     held_text = ("the held-out sources " + ", ".join(held) + " (conventions.toml `fit = false`: "
                  "predicted, never fitted)") if held else "no held-out source"
     return "\n".join([

@@ -38,6 +38,7 @@ from trnlab.calibration.validate import (
     METRICS,
     Prediction,
     by_source,
+    held_out,
     load_conventions,
     mape,
     predict,
@@ -144,16 +145,10 @@ def _kind(rows: Rows, kind: str) -> Rows:
             and r["value"].strip() and r["chip"] in chips]
 
 
-def _held_out(case_id: str, conv: dict[str, dict[str, Any]]) -> bool:
-    """Whether a case's source is held out of the fits (conventions.toml
-    ``[source.<prefix>] fit = false``: predicted and reported, never fitted)."""
-    return not conv.get(source_of(case_id, conv), {}).get("fit", True)
-
-
 def _fitted_rows(rows: Rows, kind: str) -> Rows:
     """The rows of ``kind`` a fit uses: comparable (:func:`_kind`), not held out."""
     conv = load_conventions()
-    return [r for r in _kind(rows, kind) if not _held_out(r["case_id"], conv)]
+    return [r for r in _kind(rows, kind) if not held_out(source_of(r["case_id"], conv), conv)]
 
 
 def fit(rows: Rows, params: TrainingParams | None = None, progress: Progress = None,
@@ -236,7 +231,7 @@ def loso(rows: Rows, kind: str = "training", params: TrainingParams | None = Non
 def _summary(names: list[str], preds: list[Prediction],
              loso_preds: list[Prediction] | None) -> str:
     conv = load_conventions()
-    held = sorted({p.source for p in preds if _held_out(p.case_id, conv)})
+    held = sorted({p.source for p in preds if held_out(p.source, conv)})
     lines = ['method = "least squares on log(predicted/measured), bounds = the ranges below '
              '(scipy least_squares, trf)"',
              f'fitted = "{", ".join(names)}"',

@@ -155,7 +155,8 @@ def correlations_of(jac: np.ndarray, names: list[str], x: np.ndarray | None = No
                 value = (lo[i] + u * (hi[i] - lo[i])) if lo is not None and hi is not None \
                     else float(u)
                 bounds.append((names[i], side, float(value)))
-    free = np.array([name not in {b[0] for b in bounds} for name in names])
+    at_bound = {b[0] for b in bounds}
+    free = np.array([name not in at_bound for name in names])
     corr = np.full((n, n), np.nan)
     if free.any():
         _, sv, vt = np.linalg.svd(jac[:, free], full_matrices=False)

@@ -246,15 +246,20 @@ _MAXTEXT_POLICIES = {"qkv_proj_offloaded": ("qkv_proj",), "save_qkv_proj": ("qkv
                      "minimal_offloaded": ("qkv_proj", "out_proj", "mlpwi", "mlpwo")}
 
 
+def _text(row: dict[str, str]) -> str:
+    """A case's ``metric_note`` and ``notes``, where it states what its columns cannot."""
+    return f"{row.get('metric_note') or ''} {row.get('notes') or ''}"
+
+
 def _block_layers(row: dict[str, str]) -> int | None:
     """Megatron's ``recompute_num_layers`` a case's notes state (block method), or None."""
-    m = _BLOCK.search(f"{row['metric_note']} {row['notes']}")
+    m = _BLOCK.search(_text(row))
     return int(m.group(1)) if m else None
 
 
 def _recompute_modules(row: dict[str, str]) -> frozenset[str] | None:
     """The Megatron ``recompute_modules`` a case's notes list, or None."""
-    m = _MODULES.search(f"{row['metric_note']} {row['notes']}")
+    m = _MODULES.search(_text(row))
     return None if m is None else frozenset(
         n.strip(" '\"") for n in m.group(1).split(",") if n.strip(" '\""))
 
@@ -269,7 +274,7 @@ def _selective_policy(row: dict[str, str], stack_policy: str,
     A "full" case whose notes give Megatron's block ``recompute_num_layers=N`` recomputes
     only those layers: :func:`~trnlab.workloads.flops.block_recompute`, evaluated in the
     selective slot (:func:`_predict_training`)."""
-    text = f"{row['metric_note']} {row['notes']}"
+    text = _text(row)
     if spec is not None and row.get("recompute") == "full" and (layers := _block_layers(row)):
         chunks = (_int(row, "pp") or 1) * (_int(row, "vpp") or 1)
         return block_recompute(spec, layers, chunks)
@@ -294,12 +299,18 @@ _TP_OVERLAP = re.compile(r"async[ -]?tp\b|asynctp|tp[-_ ]comm[-_ ]overlap", re.I
 def power_cap_of(row: dict[str, str]) -> float | None:
     """The power limit [W] a case's ``notes`` or ``metric_note`` states, if below the chip's
     TDP (a part run at or above its TDP runs at its nominal clock), else None."""
-    text = f"{row.get('metric_note') or ''} {row.get('notes') or ''}"
+    text = _text(row)
     for pattern in _POWER_CAP:
         if m := pattern.search(text):
             cap = float(m.group(1))
             return cap if cap < catalog.chip(row["chip"]).tdp else None
     return None
+
+
+def held_out(source: str, conv: dict[str, dict[str, Any]]) -> bool:
+    """Whether a source is held out of the fits (conventions.toml ``[source.<prefix>]
+    fit = false``: its rows are predicted and reported, never fitted)."""
+    return not conv.get(source, {}).get("fit", True)
 
 
 def source_of(case_id: str, conv: dict[str, dict[str, Any]]) -> str:
@@ -411,7 +422,7 @@ def _predict_training(row: dict[str, str], conv: dict[str, Any], params: Trainin
     stacks = load_stacks()
     family = conv.get("family", "")
     stack = stacks.get(family, stacks["default"])
-    if not stack.tp_overlap and _TP_OVERLAP.search(f"{row['metric_note']} {row['notes']}"):
+    if not stack.tp_overlap and _TP_OVERLAP.search(_text(row)):
         stack = dataclasses.replace(stack, tp_overlap=True)  # the case turned it on
     params = with_stack(params, stack)
     selective = _selective_policy(row, stack.selective, spec)
@@ -425,7 +436,7 @@ def _predict_training(row: dict[str, str], conv: dict[str, Any], params: Trainin
                      f"{', '.join(sorted(MEGATRON_MODULES))}): not counted")
     mb = _int(row, "micro_batch")
     mbs = [mb] if mb else [stack.micro_batch] if stack.micro_batch else [1, 2, 4, 8]
-    interleaved = re.search(r"interleav", f"{row['metric_note']} {row['notes']}", re.IGNORECASE)
+    interleaved = re.search(r"interleav", _text(row), re.IGNORECASE)
     vpps = [vpp] if vpp else list(range(2, 13)) if interleaved else [stack.vpp]
     cfg = enumerate_layouts(spec, n, micro_batches=mbs, zeros=[zero],
                             recomputes=recomputes, vpps=vpps,

@@ -22,6 +22,7 @@ array-API namespace and returns the same kind; integer arrays are computed in fl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from trnlab.errors import ParameterError, bad_value
@@ -116,12 +117,20 @@ def saving_recompute(spec: TransformerSpec, saved: frozenset[str]) -> Recompute:
             return sum(f for part, f in qkv.items() if part in saved)
         return 1.0 if name in saved else 0.0
 
-    kinds = [k for k, n in (("dense", spec.dense_layers), ("moe", spec.moe_layers)) if n]
-    gemms = [g for k in kinds for g in layer_gemms(spec, k)]
-    total = sum(g.flops_per_token for g in gemms)
-    kept = sum(g.flops_per_token * kept_share(g.name) for g in gemms)
-    return Recompute(gemms=1.0 - kept / total if total else 0.0,
+    return Recompute(gemms=1.0 - _gemm_share(spec, kept_share),
                      attention=0.0 if "attention" in saved else 1.0, elementwise=1.0)
+
+
+def _layer_kinds(spec: TransformerSpec) -> list[tuple[str, int]]:
+    """The layer kinds ``spec`` has and how many layers of each."""
+    return [(k, n) for k, n in (("dense", spec.dense_layers), ("moe", spec.moe_layers)) if n]
+
+
+def _gemm_share(spec: TransformerSpec, share: Callable[[str], float]) -> float:
+    """FLOP-weighted mean of ``share(gemm name)`` over all layer GEMMs of ``spec`` [1]."""
+    gemms = [g for k, _ in _layer_kinds(spec) for g in layer_gemms(spec, k)]
+    total = sum(g.flops_per_token for g in gemms)
+    return sum(g.flops_per_token * share(g.name) for g in gemms) / total if total else 0.0
 
 
 #: Megatron-Core's ``recompute_modules`` (``recompute_granularity = "selective"``,
@@ -157,14 +166,10 @@ def module_recompute(spec: TransformerSpec, modules: frozenset[str]) -> Recomput
                                        f"one of {', '.join(sorted(MEGATRON_MODULES))}"))
     gemm_names = frozenset().union(*(MEGATRON_MODULES[m][0] for m in modules))
     op_names = frozenset().union(*(MEGATRON_MODULES[m][1] for m in modules))
-    kinds = [(k, n) for k, n in (("dense", spec.dense_layers), ("moe", spec.moe_layers)) if n]
-    gemms = [g for k, _ in kinds for g in layer_gemms(spec, k)]
-    total = sum(g.flops_per_token for g in gemms)
-    again = sum(g.flops_per_token for g in gemms if g.name in gemm_names)
-    ops = [(op, n) for k, n in kinds for op in memory_bound_ops(spec, k)]
+    ops = [(op, n) for k, n in _layer_kinds(spec) for op in memory_bound_ops(spec, k)]
     traffic = sum((op.read + op.write) * n for op, n in ops)
     redone = sum((op.read + op.write) * n for op, n in ops if op.name in op_names)
-    return Recompute(gemms=again / total if total else 0.0,
+    return Recompute(gemms=_gemm_share(spec, lambda name: float(name in gemm_names)),
                      attention=1.0 if "core_attn" in modules else 0.0,
                      elementwise=redone / traffic if traffic else 0.0)
 
