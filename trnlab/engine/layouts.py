@@ -76,7 +76,7 @@ def broken_rules(spec: TransformerSpec, tp: Any, pp: Any, dp: Any, cp: Any, ep: 
         (spec.heads % tp != 0) | ~kv_ok,
         # the embedding and the loss may take a pipeline slot each (data/perf/defaults.toml)
         pp * vpp > spec.dense_layers + spec.moe_layers
-        + load_defaults()["pipeline_extra_layers"].si,
+        + int(load_defaults()["pipeline_extra_layers"].si),
         global_batch % (dp * micro_batch) != 0,
         (tp > domain) & (not tp_outside_domain),
         ((tp * dp * cp) % ep != 0) | ((spec.moe_experts or 1) % ep != 0),
