@@ -817,3 +817,76 @@ def test_a_framework_stack_sets_overlap_reshard_and_attention():
     assert titan.fields["zero3_regather_per_microbatch"].si == 1.0  # FSDP2 reshards
     assert titan.fields["fused_attention"].si == 1.0
     assert with_stack(params, stacks["default"]) is params
+
+
+def test_eager_pytorch_moves_the_unfused_bytes_of_norm_rope_and_swiglu_by_hand():
+    """Llama 3 8B (h 4096, q 4096 + k 1024 RoPE'd, SwiGLU ffn 14336), forward elements per
+    token per layer, fused: two norms 2 x 2h, RoPE 2 x 1.25h, two residuals 2 x 3h, SwiGLU
+    2 x 3.5h + 3.5h = 10.5h: 23h. Eager (torchtitan's modules, bf16 with fp32 upcasts):
+    RMSNorm 36 B per element = 18 elements (9x), RoPE 20 B = 10 (5x), SwiGLU 10 B per output
+    element (5/3x): 2 x 18h + 12.5h + 6h + 17.5h = 72h; a fused RMSNorm kernel: 40h.
+    A LayerNorm model with a plain GELU (F.layer_norm, one kernel each) keeps only RoPE's."""
+    from trnlab.workloads.traffic import EAGER_TRAFFIC, elementwise_traffic
+
+    spec, h = model("llama3-8b"), 4096
+    every = frozenset(EAGER_TRAFFIC)
+    assert elementwise_traffic(spec) == 23 * h
+    assert elementwise_traffic(spec, "dense", every) == pytest.approx(72 * h, rel=1e-12)
+    assert elementwise_traffic(spec, "dense", every - {"norm"}) == pytest.approx(40 * h,
+                                                                                 rel=1e-12)
+    gpt = replace(spec, norm="layernorm", gated_mlp=False)
+    fused_gpt = elementwise_traffic(gpt)
+    assert elementwise_traffic(gpt, "dense", every) == pytest.approx(
+        fused_gpt + (5 - 1) * 2 * 1.25 * h, rel=1e-12)
+    with pytest.raises(ParameterError, match="eager"):
+        elementwise_traffic(spec, "dense", frozenset({"softmax"}))
+    eager = model_shape(spec, "attention", every)
+    assert eager.elem_traffic_dense == pytest.approx(72 * h, rel=1e-12)
+    assert model_shape(spec).elem_traffic_dense == 23 * h
+
+
+def test_the_unfused_bytes_reach_the_step_as_memory_time():
+    """One chip, one micro-batch, no recompute: the step grows by the extra bytes' memory time
+    in the forward and backward_memory_factor times it in the backward."""
+    spec = model("llama3-8b")
+    every = frozenset({"norm", "rope", "act"})
+    hw = hardware("h100-sxm", "dgx-h100", "bf16", load_training(), training=True)
+    one = {"tp": 1, "pp": 1, "dp": 1, "cp": 1, "ep": 1, "vpp": 1, "micro_batch": 1, "zero": 1,
+           "recompute": 0}
+    cfg = {k: np.array([v]) for k, v in one.items()}
+    from trnlab.engine.training import evaluate
+
+    fused = evaluate(spec, hw, cfg, 1, 4096, selective="attention")
+    eager = evaluate(spec, hw, cfg, 1, 4096, selective="attention", eager=every)
+    cal = train_calibration(load_training())
+    extra = (72 - 23) * 4096 * cal.activation_bytes * 4096 * spec.layers
+    want = extra / (hw.hbm_bw * cal.mem_eff) * (1 + cal.backward_memory_factor)
+    assert eager["t_compute"][0] - fused["t_compute"][0] == pytest.approx(want, rel=1e-6)
+
+
+def test_a_compiled_case_runs_fused_and_a_fused_rmsnorm_case_fuses_the_norm():
+    from trnlab.calibration.validate import eager_kinds
+    from trnlab.catalog.params import EAGER_KINDS, load_stacks
+    from trnlab.workloads.traffic import EAGER_TRAFFIC
+
+    assert set(EAGER_KINDS) == set(EAGER_TRAFFIC)
+    titan = load_stacks()["torchtitan"]
+    assert set(titan.eager) == {"norm", "rope", "act"}  # training.compile = false by default
+    assert load_stacks()["megatron"].eager == ()
+    row = {"metric_note": "", "notes": "Verbatim row: | FSDP | 5762 |; eager"}
+    assert eager_kinds(row, titan) == {"norm", "rope", "act"}
+    row["notes"] = "Verbatim row: | FSDP + torch.compile | 6667 |"
+    assert eager_kinds(row, titan) == frozenset()
+    row["notes"] = "norm_type = 'fused_rmsnorm' and compile = false (eager PyTorch)"
+    assert eager_kinds(row, titan) == {"rope", "act"}
+
+
+def test_a_stack_with_an_unknown_eager_kind_is_refused(tmp_path):
+    from trnlab.catalog.params import load_stacks
+
+    bad = tmp_path / "stacks.toml"
+    bad.write_text('[stack.default]\nattention = "fused"\nattention_rate = 1.0\n'
+                   'tp_overlap = true\nfsdp_reshard = "step"\nmicro_batch = 1\nvpp = 1\n'
+                   'selective = "attention"\neager = ["softmax"]\n')
+    with pytest.raises(CatalogError, match="eager.*softmax"):
+        load_stacks(bad)

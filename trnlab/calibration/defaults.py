@@ -55,6 +55,8 @@ PRETRAIN_CONTEXT: dict[str, tuple[int, str]] = {
     "mixtral-": (32768, "Jiang et al. 2024, Mixtral of Experts, sec. 2 (context size 32k)"),
     "deepseek-v3": (4096, "DeepSeek-V3 Technical Report, sec. 4.2 (maximum sequence length 4K "
                           "during pre-training)"),
+    "gpt-oss-": (4096, "OpenAI gpt-oss, gpt_oss/torch/model.py ModelConfig "
+                       "(initial_context_length 4096, extended by YaRN)"),
     "qwen3-": (4096, "Qwen3 Technical Report, sec. 3.2 (stages S1 and S2 at 4,096 tokens)"),
     "nemotron-4-": (4096, "Nemotron-4 340B Technical Report (sequence length 4096)"),
 }

@@ -293,6 +293,22 @@ def _selective_policy(row: dict[str, str], stack_policy: str,
 
 
 #: a case that states TP communication overlap although its family's default is off
+#: a case run under torch.compile fuses the memory-bound ops an eager stack runs unfused; a
+#: fused RMSNorm kernel (torchtitan's norm_type "fused_rmsnorm") fuses the norm alone
+_COMPILED = re.compile(r"torch\.compile|\bcompile\s*=\s*true", re.IGNORECASE)
+_FUSED_NORM = re.compile(r"fused_rms_?norm", re.IGNORECASE)
+
+
+def eager_kinds(row: dict[str, str], stack: Any) -> frozenset[str]:
+    """The memory-bound op kinds a training case runs unfused: its stack's ``eager`` kinds
+    (data/perf/stacks.toml), none under torch.compile, the norm fused where the case names a
+    fused RMSNorm kernel."""
+    text = _text(row)
+    if _COMPILED.search(text):
+        return frozenset()
+    return frozenset(stack.eager) - ({"norm"} if _FUSED_NORM.search(text) else set())
+
+
 _TP_OVERLAP = re.compile(r"async[ -]?tp\b|asynctp|tp[-_ ]comm[-_ ]overlap", re.IGNORECASE)
 
 
@@ -474,7 +490,11 @@ def _predict_training(row: dict[str, str], conv: dict[str, Any], params: Trainin
     reason = reason_codes(spec, cfg, gb, s, domain, tp_outside_domain=True)
     moe, moe_note = _moe_stack(row, family) if spec.is_moe else (None, "")
     notes += [moe_note] if moe_note else []
-    res = evaluate(spec, hw, cfg, gb, s, params, moe=moe, selective=selective)
+    eager = eager_kinds(row, stack)
+    if eager:
+        notes.append(f"eager PyTorch: {', '.join(sorted(eager))} unfused "
+                     "(data/perf/stacks.toml; trnlab.workloads.traffic.EAGER_TRAFFIC)")
+    res = evaluate(spec, hw, cfg, gb, s, params, moe=moe, selective=selective, eager=eager)
     ok = (reason == 0) & res["fits"]
     if not ok.any():
         ok = reason == 0
@@ -507,7 +527,8 @@ def _predict_training(row: dict[str, str], conv: dict[str, Any], params: Trainin
         lo_hw, hi_hw = _band_hardware(hw, band)
         one = {k: v[i:i + 1] for k, v in cfg.items()}
         ends = [_metric_value(metric, float(evaluate(spec, h, one, gb, s, params, moe=moe,
-                                                     selective=selective)["step_time"][0]),
+                                                     selective=selective,
+                                                     eager=eager)["step_time"][0]),
                               gb, s, n, flops, row["chip"], precision) for h in (lo_hw, hi_hw)]
         caveats.append(f"band {min(ends):.4g} to {max(ends):.4g}: projected chip inputs "
                        f"({', '.join(band)}, data/perf/chip_efficiency.toml)")

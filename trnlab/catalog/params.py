@@ -248,6 +248,9 @@ def _load_formats(path_str: str) -> Formats:
 #: the keys of a [stack.<family>] table of data/perf/stacks.toml and their allowed values
 STACK_KEYS = {"attention": ("fused", "materialised"), "tp_overlap": (True, False),
               "fsdp_reshard": ("step", "microbatch"), "selective": ("attention", "op", "layer")}
+#: memory-bound op kinds a stack may run one PyTorch kernel per operator (``eager`` in
+#: data/perf/stacks.toml; their traffic is trnlab.workloads.traffic.EAGER_TRAFFIC)
+EAGER_KINDS = ("norm", "rope", "act")
 
 
 @dataclass(frozen=True)
@@ -262,6 +265,7 @@ class Stack:
     micro_batch: int  # default micro-batch when unstated (0 = search)
     vpp: int  # default interleave when unstated
     selective: str  # what "selective" recompute runs again (trnlab.workloads.flops.SELECTIVE)
+    eager: tuple[str, ...]  # memory-bound op kinds run unfused, one kernel per operator
     source: str
     note: str
 
@@ -285,10 +289,13 @@ def load_stacks(path: Path | None = None) -> dict[str, Stack]:
         rate = t.get("attention_rate")
         if not isinstance(rate, float | int) or not 0 < rate <= 2:
             raise CatalogError(bad_value(where, "attention_rate", rate, "a number in (0, 2]"))
+        eager = t.get("eager", [])
+        if not isinstance(eager, list) or not set(eager) <= set(EAGER_KINDS):
+            raise CatalogError(bad_value(where, "eager", eager,
+                                         f"a list of {', '.join(EAGER_KINDS)}"))
         out[family] = Stack(family, t["attention"], float(rate), t["tp_overlap"],
-                            t["fsdp_reshard"],
-                            t["micro_batch"], t["vpp"], t["selective"], t.get("source", ""),
-                            t.get("note", ""))
+                            t["fsdp_reshard"], t["micro_batch"], t["vpp"], t["selective"],
+                            tuple(eager), t.get("source", ""), t.get("note", ""))
     if "default" not in out:
         raise CatalogError(f"{path.name}: needs a [stack.default] table")
     return out

@@ -11,7 +11,7 @@ from trnlab.perf.train import LayerGemm, ModelShape
 from trnlab.workloads import TransformerSpec
 from trnlab.workloads.flops import RECOMPUTED, SELECTIVE, Recompute
 from trnlab.workloads.gemms import layer_gemms
-from trnlab.workloads.traffic import memory_bound_ops, stored_activations
+from trnlab.workloads.traffic import elementwise_traffic, stored_activations
 
 _ACTIVATIONS = ("gemm_in", "attn_in", "attn_out", "elementwise", "stats")
 
@@ -54,13 +54,16 @@ def _activations(spec: TransformerSpec, kind: str) -> dict[str, float]:
 
 
 @lru_cache(maxsize=64)
-def model_shape(spec: TransformerSpec, selective: str | Recompute = "attention") -> ModelShape:
+def model_shape(spec: TransformerSpec, selective: str | Recompute = "attention",
+                eager: frozenset[str] = frozenset()) -> ModelShape:
     """The :class:`~trnlab.perf.train.ModelShape` of ``spec``; ``selective`` is what the
     "selective" recompute mode runs again: a framework's policy by name
     (:data:`trnlab.workloads.flops.SELECTIVE`) or a :class:`~trnlab.workloads.flops.Recompute`
-    (:func:`trnlab.workloads.flops.saving_recompute`)."""
+    (:func:`trnlab.workloads.flops.saving_recompute`); ``eager``: the memory-bound op kinds
+    the framework runs one PyTorch kernel per operator
+    (:data:`trnlab.workloads.traffic.EAGER_TRAFFIC`)."""
     pc = spec.param_counts()
-    elem = {k: float(sum(op.read + op.write for op in memory_bound_ops(spec, k)))
+    elem = {k: elementwise_traffic(spec, k, eager)
             if spec.moe_layers or k == "dense" else 0.0 for k in ("dense", "moe")}
     act = {k: _activations(spec, k) for k in ("dense", "moe")}
     moe_shared = (spec.attention_params_per_layer + spec.norm_params_per_layer

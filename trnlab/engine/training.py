@@ -53,15 +53,17 @@ def check_power_cap(where: str, chip_id: str, power_cap_w: Any) -> float | None:
 def evaluate(spec: TransformerSpec, hw: Hardware, cfg: dict[str, np.ndarray], global_batch: Any,
              seq_len: Any, params: TrainingParams | None = None,
              chunk: int = CHUNK, moe: MoECalibration | None = None,
-             selective: str | Recompute = "attention") -> dict[str, np.ndarray]:
+             selective: str | Recompute = "attention",
+             eager: frozenset[str] = frozenset()) -> dict[str, np.ndarray]:
     """Run the step model over flat configuration arrays, chunk by chunk, on the backend.
 
     Returns NumPy arrays of every output of :func:`~trnlab.perf.train.train_step`. ``moe``:
     the MoE constants of a stack (default: data/perf/moe.toml's, through ``params``);
-    ``selective``: what selective recompute runs again (:func:`~trnlab.engine.shape.model_shape`).
+    ``selective``: what selective recompute runs again, ``eager``: the memory-bound op kinds
+    run unfused (:func:`~trnlab.engine.shape.model_shape`).
     """
     params = params or load_training()
-    shape, cal = model_shape(spec, selective), train_calibration(params)
+    shape, cal = model_shape(spec, selective, eager), train_calibration(params)
     if moe is not None:
         cal = dataclasses.replace(cal, moe=moe)
     n = next(iter(cfg.values())).size

@@ -26,8 +26,8 @@ from trnlab.workloads.flops import RECOMPUTE, RECOMPUTED
 from trnlab.workloads.gemms import layer_gemms
 from trnlab.workloads.spec import TransformerSpec
 
-__all__ = ["GEMM_INPUT", "STORES", "ElementwiseOp", "StoredTensor",
-           "activation_bytes_per_token_per_layer", "memory_bound_ops",
+__all__ = ["EAGER_TRAFFIC", "GEMM_INPUT", "STORES", "ElementwiseOp", "StoredTensor",
+           "activation_bytes_per_token_per_layer", "elementwise_traffic", "memory_bound_ops",
            "stored_activation_bytes_per_token_per_layer", "stored_activations",
            "weight_bytes_per_layer"]
 
@@ -40,6 +40,20 @@ __all__ = ["GEMM_INPUT", "STORES", "ElementwiseOp", "StoredTensor",
 FLOPS_PER_READ = {"norm": 4.0, "rope": 3.0, "residual": 0.5, "act": 2.5, "router_topk": 4.0,
                   "moe_combine": 2.0, "moe_dispatch": 0.0}
 
+#: traffic of an op kind run eagerly (one PyTorch kernel per operator, no fusion) over the fused
+#: kernel's read-once-write-once traffic, bf16 activations with fp32 upcasts at 4 B per element,
+#: from the decomposition of the reference Llama modules (torchtitan@9dec370
+#: torchtitan/models/norms.py RMSNorm, models/llama/model.py apply_rotary_emb and FeedForward;
+#: Hugging Face LlamaRMSNorm is the same):
+#:   norm: x.float() R2 W4, pow(2) R4 W4, mean R4, x * rsqrt R4 W4, type_as R4 W2, * weight
+#:         R2 W2 = 36 B per element against R2 W2 = 4 B: 9 (RMSNorm only: F.layer_norm is one
+#:         kernel);
+#:   rope: x.float() R2 W4, complex multiply R4 W4, type_as R4 W2 = 20 B against 4 B: 5;
+#:   act:  silu(g) R2 W2, then silu(g) * u R4 W2 = 10 B per output element against the fused
+#:         R4 W2 = 6 B: 5/3 (gated MLPs only: a plain GELU is one kernel).
+#: Residual adds, MoE routing, dispatch and combine are one kernel each either way.
+EAGER_TRAFFIC = {"norm": 9.0, "rope": 5.0, "act": 5.0 / 3.0}
+
 
 class ElementwiseOp(NamedTuple):
     """A memory-bound op of one layer, per token [elements]."""
@@ -49,14 +63,19 @@ class ElementwiseOp(NamedTuple):
     write: float
 
     @property
-    def flops(self) -> float:
-        """Forward FLOPs per token [FLOP]: ``read`` x :data:`FLOPS_PER_READ` of its kind (the
-        kind is the last part of the name: ``attn_norm`` is a ``norm``)."""
+    def kind(self) -> str:
+        """The op's kind, the last part of its name (``attn_norm`` is a ``norm``): a key of
+        :data:`FLOPS_PER_READ`."""
         kind = next((k for k in FLOPS_PER_READ if self.name == k or self.name.endswith(k)), None)
         if kind is None:
             raise ParameterError(bad_value("memory_bound_ops", "op", self.name,
                                            f"one of the kinds {', '.join(FLOPS_PER_READ)}"))
-        return FLOPS_PER_READ[kind] * self.read
+        return kind
+
+    @property
+    def flops(self) -> float:
+        """Forward FLOPs per token [FLOP]: ``read`` x :data:`FLOPS_PER_READ` of its kind."""
+        return FLOPS_PER_READ[self.kind] * self.read
 
 
 def memory_bound_ops(spec: TransformerSpec, layer_kind: str = "dense") -> list[ElementwiseOp]:
@@ -94,6 +113,21 @@ def memory_bound_ops(spec: TransformerSpec, layer_kind: str = "dense") -> list[E
                 ElementwiseOp("moe_combine", k * h + k, h)]
     ops.append(ElementwiseOp("mlp_residual", 2 * h, h))
     return ops
+
+
+def elementwise_traffic(spec: TransformerSpec, layer_kind: str = "dense",
+                        eager: frozenset[str] = frozenset()) -> float:
+    """Elements the memory-bound ops of one layer's forward pass move per token [elements]:
+    the reads and writes of :func:`memory_bound_ops`, the kinds in ``eager`` (run one PyTorch
+    kernel per operator, a subset of :data:`EAGER_TRAFFIC`) times their eager traffic; an
+    RMSNorm-free model's norms (LayerNorm) and an ungated activation stay one kernel."""
+    unknown = sorted(eager - EAGER_TRAFFIC.keys())
+    if unknown:
+        raise ParameterError(bad_value("elementwise_traffic", "eager", ", ".join(unknown),
+                                       f"kinds among {', '.join(EAGER_TRAFFIC)}"))
+    one_kernel = {"norm": spec.norm != "rmsnorm", "act": not spec.gated_mlp}
+    return sum((EAGER_TRAFFIC[op.kind] if op.kind in eager and not one_kernel.get(op.kind)
+                else 1.0) * (op.read + op.write) for op in memory_bound_ops(spec, layer_kind))
 
 
 def activation_bytes_per_token_per_layer(spec: TransformerSpec, bytes_per_elem: Any,
