@@ -307,3 +307,46 @@ def test_a_family_or_a_case_sets_its_moe_stack():
     fams = validate.load_families()
     assert validate.family_of({"source": "DeepSeek-V3 Technical Report (arXiv 2412.19437)",
                                "metric_note": "", "notes": ""}, fams) == "deepseek"
+
+
+def test_the_overlap_hides_no_more_all_to_all_than_the_compute_beside_it_by_hand():
+    """exposed = t_a2a - ep_overlap min(t_a2a, t_compute): 0.5 s of all-to-all beside 1 s of
+    compute at overlap 0.25 leaves 0.375 s; 3 s beside 1 s at full overlap leaves 2 s."""
+    assert moe.exposed(0.5, 1.0, MOE) == pytest.approx(0.5 - 0.25 * 0.5)
+    full = dataclasses.replace(MOE, ep_overlap=1.0)
+    assert moe.exposed(3.0, 1.0, full) == pytest.approx(2.0)
+    assert moe.exposed(np.array([0.5, 3.0]), np.array([1.0, 1.0]), full).tolist() == [0.0, 2.0]
+    # in the step: every chip its own domain, a slow NIC: the all-to-all outlasts the compute
+    # and full overlap hides exactly the compute's length of it
+    hw, t = _hw(domain=1.0), 1024 * H * 0.5
+    slow = dataclasses.replace(hw, out_bw=1e8)
+    per_mb = 4 * (t * 2.0 / 1e8 + OUT_LAT)
+    out = train_step(model_shape(SPEC), slow, _layout(), _cal(ep_overlap=1.0),
+                     outputs=("t_ep", "t_compute"))
+    n_mb = 8 / 2
+    assert float(out["t_ep"]) == pytest.approx(n_mb * per_mb - float(out["t_compute"]),
+                                               rel=1e-9)
+    assert 0 < float(out["t_compute"]) < n_mb * per_mb
+
+
+def test_a_case_recipe_sets_the_all_to_all_overlap_and_the_deduplicating_dispatcher():
+    """Megatron-Bridge recipes state moe_a2a_overlap (Megatron-Core's
+    --overlap-moe-expert-parallel-comm) and the flex dispatcher (DeepEP / HybridEP)."""
+    def stack(text: str):
+        row = {"metric_note": "", "notes": f"[trust A] x || Normalization: y || Original: z "
+                                           f"|| MoE settings: {text}"}
+        return validate._moe_stack(row, "nemo")[0]
+
+    base = moe_calibration("nemo")
+    assert (base.ep_overlap, base.a2a_dedup) == (0.0, 0.0)
+    on = stack("moe_token_dispatcher_type=flex, moe_flex_dispatcher_backend=hybridep; "
+               "moe_a2a_overlap=True")
+    assert (on.ep_overlap, on.a2a_dedup) == (1.0, 1.0)
+    off = stack("moe_token_dispatcher_type=alltoall; overlap_moe_expert_parallel_comm=false")
+    assert (off.ep_overlap, off.a2a_dedup) == (0.0, 0.0)
+    assert stack("overlap_moe_expert_parallel_comm=true").ep_overlap == 1.0
+    assert stack("moe_enable_deepep=True").a2a_dedup == 1.0
+    # a case's own `moe:` entry wins over what its recipe's flags imply
+    row = {"metric_note": "", "notes": "x || Normalization: moe: ep_overlap=0.5 || Original: "
+                                       "moe_a2a_overlap=True"}
+    assert validate._moe_stack(row, "nemo")[0].ep_overlap == 0.5

@@ -536,6 +536,18 @@ def _predict_training(row: dict[str, str], conv: dict[str, Any], params: Trainin
 
 
 _MOE_ENTRY = re.compile(r"moe:\s*([^;|]*)")
+#: MoE settings a case's recipe states, as the MoE constants they set (data/perf/moe.toml
+#: notes): Megatron-Core's 1F1B all-to-all overlap (--overlap-moe-expert-parallel-comm,
+#: Megatron-Bridge moe_a2a_overlap) hides the expert all-to-all behind another micro-batch's
+#: compute; its flex dispatcher (DeepEP / HybridEP backends) sends a token across the
+#: scale-out network once per destination domain
+_MOE_FLAGS = (
+    ("ep_overlap", re.compile(r"moe_a2a_overlap\s*=\s*true|overlap[-_]moe[-_]expert[-_]"
+                              r"parallel[-_]comm(?!\s*=\s*false)", re.IGNORECASE), 1.0),
+    ("a2a_dedup", re.compile(r"moe_token_dispatcher_type\s*=\s*flex|moe_enable_deepep\s*=\s*"
+                             r"true|moe_flex_dispatcher_backend\s*=\s*(?:deepep|hybridep)",
+                             re.IGNORECASE), 1.0),
+)
 
 
 def _moe_stack(row: dict[str, str], family: str) -> tuple[Any, str]:
@@ -544,8 +556,10 @@ def _moe_stack(row: dict[str, str], family: str) -> tuple[Any, str]:
     ``moe: key=value, ...`` entries (Normalization notes: the dispatcher or all-to-all overlap
     the source states); and the note saying which applied."""
     norm = row["notes"].split("|| Normalization:", 1)[-1].split("|| Original:", 1)[0]
-    values = {key: float(val) for entry in _MOE_ENTRY.findall(norm)
-              for key, val in re.findall(r"([a-z_0-9]+)\s*=\s*([0-9.]+)", entry)}
+    text = _text(row)
+    values = {key: val for key, pattern, val in _MOE_FLAGS if pattern.search(text)}
+    values |= {key: float(val) for entry in _MOE_ENTRY.findall(norm)
+               for key, val in re.findall(r"([a-z_0-9]+)\s*=\s*([0-9.]+)", entry)}
     stacked = family in load_moe_stacks()
     note = "; ".join(x for x in (
         f"MoE stack of family {family} (data/perf/moe.toml)" if stacked else "",

@@ -16,7 +16,8 @@ A MoE layer routes each token to ``k`` of ``E`` experts (top-k). Under expert pa
   per destination domain, at most ``node_limit`` of them (DeepSeek-V3 node-limited routing,
   ``M = 4``), and is forwarded inside the domain (DeepEP). The dispatch may be FP8 (DeepSeek-V3:
   1 B + a scale per 128 elements); the combine and the backward all-to-alls are BF16. The
-  exposed part is ``1 - ep_overlap`` of it, its own parameter.
+  ``ep_overlap`` share of it hides behind compute, its own parameter, but never more than the
+  micro-batch's compute (:func:`exposed`).
 - **A fixed cost per MoE layer** (:func:`fixed_bytes`): router logits and top-k, the token
   permutations around the all-to-all and the casts to the dispatch and GEMM formats, all
   memory-bound, plus the layer's extra kernel launches and host synchronisation
@@ -176,6 +177,11 @@ def fixed_time(tokens: Any, hidden: Any, width: Any, top_k: Any, experts: Any,
                                    gemm_bytes, cal), hbm_bw, mem_eff) + cal.moe_layer_overhead
 
 
-def exposed(t_a2a: Any, cal: MoECalibration) -> Any:
-    """The part of the all-to-all time ``t_a2a`` [s] left on the critical path [s]."""
-    return (1.0 - cal.ep_overlap) * t_a2a
+def exposed(t_a2a: Any, t_compute: Any, cal: MoECalibration) -> Any:
+    """The part of the all-to-all time ``t_a2a`` [s] left on the critical path [s]: the
+    ``ep_overlap`` share of it hidden behind compute, but never more than the compute
+    ``t_compute`` [s] it runs beside (a 1F1B all-to-all overlap or DualPipe pairs one
+    micro-batch's all-to-all with another's compute): ``t_a2a - ep_overlap min(t_a2a,
+    t_compute)``."""
+    xp = xp_of(t_a2a, t_compute)
+    return t_a2a - cal.ep_overlap * xp.minimum(t_a2a, t_compute)

@@ -356,10 +356,13 @@ def _expert_tp(lay: Layout, cal: Calibration) -> Any:
     return xp.where(lay.ep > 1.0, 1.0 + 0.0 * lay.tp, lay.tp)
 
 
-def _ep_overlap(cal: Calibration) -> float:
-    """Fraction of the expert all-to-all hidden behind compute [1]: its own parameter
-    (``moe.ep_overlap``), or the TP overlap in the earlier MoE model."""
-    return cal.layer_comm_overlap if cal.moe is None else cal.moe.ep_overlap
+def _ep_exposed(t_ep: Any, t_compute: Any, cal: Calibration) -> Any:
+    """The expert all-to-all time ``t_ep`` [s] left on the critical path of a micro-batch whose
+    compute takes ``t_compute`` [s]: :func:`trnlab.perf.moe.exposed` (no more hidden than the
+    compute it hides behind), or the TP overlap's share in the earlier MoE model."""
+    if cal.moe is None:
+        return (1.0 - cal.layer_comm_overlap) * t_ep
+    return moe.exposed(t_ep, t_compute, cal.moe)
 
 
 def _moe_fixed(m: ModelShape, tokens: Any, hw: Hardware, cal: Calibration) -> Any:
@@ -386,7 +389,8 @@ def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
 
     Per micro-batch and pipeline stage (on tp, pp, cp, ep, micro_batch, seq_len, recompute and
     the hardware; not on dp, zero, vpp or the global batch): ``mb_compute`` (forward, backward,
-    recompute and logits), ``t_tp``, ``t_ep`` (TP and EP communication, before overlap),
+    recompute and logits), ``t_tp`` (TP communication, before overlap), ``t_ep`` (exposed EP
+    all-to-all),
     ``t_cp`` (exposed CP communication) and ``t_mb`` (all of it, exposed) [s]. Per chip:
     ``p_dense``, ``p_expert`` (parameters, not sharded by ZeRO) [1] and ``t_dp_raw`` (the
     gradient all-reduce before overlap, on tp, pp, dp, cp, ep and the hardware) [s]; and the
@@ -445,11 +449,11 @@ def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
     t_cp_raw = 3.0 * (ld + lm) * (cp - 1.0) * comm.send_recv(kv, cp_bw, cp_lat)
     # ... hidden behind the attention core of the forward and the backward
     t_cp = xp.maximum(t_cp_raw - cal.cp_overlap * (t_attn + t_attn_bwd), 0.0)
-    exposed = (1.0 - cal.layer_comm_overlap) * t_tp + (1.0 - _ep_overlap(cal)) * t_ep
     # logits: forward + backward (the logits are never recomputed)
     t_logits = 3.0 * t_logits_gemm + (1.0 + cal.backward_memory_factor) * t_logits_mem
     mb_compute = fwd + bwd + recompute + t_logits
-    t_mb = mb_compute + exposed + t_cp
+    t_ep = _ep_exposed(t_ep, mb_compute, cal)
+    t_mb = mb_compute + (1.0 - cal.layer_comm_overlap) * t_tp + t_ep + t_cp
 
     # ---- data-parallel gradient all-reduce (sub-grid: tp, pp, dp, cp, ep, hardware)
     emb = m.params_embedding / tp
@@ -627,7 +631,7 @@ def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration,
     if "t_tp" in want:
         out["t_tp"] = n_mb * (1.0 - cal.layer_comm_overlap) * t_tp
     if "t_ep" in want:
-        out["t_ep"] = n_mb * (1.0 - _ep_overlap(cal)) * t_ep
+        out["t_ep"] = n_mb * t_ep
     if "t_cp" in want:
         out["t_cp"] = n_mb * t_cp
     if "t_pp" in want:
