@@ -8,6 +8,7 @@ trnlab/perf/serve.py (the mean context, the prefill interruption, the M/D/1 tail
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 
@@ -16,9 +17,12 @@ import pytest
 
 from trnlab._paths import data_dir
 from trnlab.calibration import validate
+from trnlab.catalog import model
 from trnlab.catalog.benchmarks import find
 from trnlab.engine import serving
 from trnlab.engine.hardware import format_bytes, hardware
+from trnlab.engine.shape import serve_shape
+from trnlab.errors import CatalogError
 from trnlab.perf import serve as core
 from trnlab.perf.hardware import Hardware
 
@@ -31,8 +35,9 @@ SHAPE = core.ServeShape(name="toy", layers=2.0, moe_layers=0.0, hidden=1000.0, h
 HW = Hardware(peak_gemm=1e15, peak_attn=1e15, gemm_eff=0.5, gemm_bytes=2.0, attn_fwd_eff=1.0,
               attn_bwd_eff=1.0, hbm_bw=1e12, hbm_capacity=100e9, up_bw=1e11, up_latency=0.0,
               domain=8.0, out_bw=1e10, out_latency=0.0, step_overhead=1e-5)
-CAL = core.ServeCalibration(mem_eff=0.5, mem_reserve=0.0, decode_half_rows=0.0,
-                            per_sequence_overhead=0.0, activation_bytes=2.0)
+CAL = core.ServeCalibration(mem_eff=0.5, mem_reserve=0.0, kv_free_fraction=1.0,
+                            decode_half_rows=0.0, per_sequence_overhead=0.0,
+                            activation_bytes=2.0)
 LAY = core.ServeLayout(tp=1.0, pp=1.0, ep=1.0, adp=1.0, wbytes=1.0, kvbytes=2.0)
 
 
@@ -195,7 +200,6 @@ def test_mla_decodes_with_absorbed_attention_by_hand():
     of 61 layers: 2 x 1000 keys x 128 x (576 + 512) x 61 = 1.699e10 FLOP per token at 1,000
     keys, 3.4x the decompressed (192 + 128) count that prefill uses."""
     from trnlab.catalog import model
-    from trnlab.engine.shape import serve_shape
 
     m = serve_shape(model("deepseek-v3"))
     assert (m.kv_latent, m.kv_rank, m.heads, m.layers) == (576.0, 512.0, 128, 61)
@@ -221,3 +225,43 @@ def test_attention_dp_groups_exchange_their_own_sequences():
     # by hand: 8 tokens x 1000 x 2 B x 2 experts = 32 kB per chip per all-to-all, 7/8 of it
     # leaves the chip at 1e11 B/s; dispatch and combine in each of 2 MoE layers
     assert float(t_one) == pytest.approx(4 * 32e3 * 7 / 8 / 1e11, rel=1e-12)
+
+
+def test_the_kv_cache_gets_the_runtime_share_of_what_the_weights_leave_by_hand():
+    """Llama 3 70B at FP8 on one 80 GB chip, 8K context: weights 70.55 GB (serve_shape), KV
+    2 x 80 layers x 8 heads x 128 x 1 B = 163,840 B per token. TensorRT-LLM: 0.9 x (80 GB x
+    (1 - 0.03) - W); vLLM at gpu_memory_utilization 0.9: 80 GB x 0.9 - W."""
+    m = serve_shape(model("llama3-70b"))
+    w = float(core.weight_bytes_per_chip(m, 1.0, 1.0, 1.0, 1.0))
+    per_req = 2 * 80 * 8 * 128 * 1.0 * 8192
+    trt = dataclasses.replace(CAL, mem_reserve=0.03, kv_free_fraction=0.9)
+    vllm = dataclasses.replace(CAL, mem_reserve=0.1, kv_free_fraction=1.0)
+    for cal, free in ((trt, 0.9 * (80e9 * 0.97 - w)), (vllm, 80e9 * 0.9 - w)):
+        got = core.max_concurrency(m, 80e9, 1.0, 1.0, 1.0, 1.0, 1.0, 8192.0, cal)
+        assert float(got) == math.floor(free / per_req)
+
+
+def test_a_case_naming_tensorrt_llm_takes_its_kv_sizing_and_a_stated_utilization_holds(
+        tmp_path):
+    from trnlab.calibration.validate import serving_runtime
+    from trnlab.catalog.params import load_serving
+
+    base = load_serving()
+    assert (base.fields["mem_reserve"].si, base.fields["kv_free_fraction"].si) == (0.1, 1.0)
+    row = {"source": "x", "metric_note": "", "notes": "vLLM 0.6.4 + FlashInfer"}
+    assert serving_runtime(row, base) == (base, "")  # vLLM's rule is the default
+    row["notes"] = "NVIDIA/TensorRT-LLM perf-overview (trtllm-bench)"
+    params, note = serving_runtime(row, base)
+    assert params.fields["kv_free_fraction"].si == 0.9 and "runtime.tensorrt-llm" in note
+    assert params.fields["mem_reserve"].si == 0.03
+    row["notes"] = "vLLM 0.6.5; llm_config gpu_memory_utilization: 0.98"
+    params, note = serving_runtime(row, base)
+    assert params.fields["mem_reserve"].si == pytest.approx(0.02)
+    assert "0.98 from the case" in note
+    bad = tmp_path / "serving.toml"
+    text = (base.path.read_text(encoding="utf-8")
+            + '\n[runtime.sglang]\nmem_fraction = { value = 0.9, unit = "1", '
+              'status = "announced", source = "VLLM-ENGINE-ARGS" }\n')
+    bad.write_text(text, encoding="utf-8")
+    with pytest.raises(CatalogError, match="mem_fraction"):
+        load_serving(bad)

@@ -51,7 +51,7 @@ from trnlab.catalog.params import ServingParams, TrainingParams, load_serving, l
 #: fitted training parameters: the shared ones, then the vendor efficiencies present in the data
 SHARED = ("gemm_half_dim", "layer_overhead", "layer_comm_overlap", "dp_overlap",
           "fp8_gemm_factor", "step_overhead")
-SERVING = ("mem_eff", "mem_reserve", "decode_half_rows", "per_sequence_overhead")
+SERVING = ("mem_eff", "decode_half_rows", "per_sequence_overhead")
 Rows = list[dict[str, str]]
 Progress = Callable[[str], None] | None
 #: residual evaluations between two progress lines of a fit

@@ -43,6 +43,7 @@ from trnlab.catalog.params import (
     ServingParams,
     TrainingParams,
     load_moe_stacks,
+    load_serving,
     load_stacks,
     load_training,
 )
@@ -744,6 +745,25 @@ def _replica(spec: TransformerSpec, row: dict[str, str], chip: str, system: str,
     return {"batch": batch, **{k: float(v) for k, v in raw.items()}}, ""
 
 
+_TRTLLM = re.compile(r"tensorrt[-_ ]?llm|\btrt[-_ ]?llm", re.IGNORECASE)
+_GPU_MEMORY = re.compile(r"gpu_memory_utilization\s*[:=]\s*([0-9.]+)")
+
+
+def serving_runtime(row: dict[str, str], serving: ServingParams) -> tuple[ServingParams, str]:
+    """The serving parameters of an inference case's runtime and the note saying so:
+    TensorRT-LLM's KV-cache sizing (serving.toml ``[runtime.tensorrt-llm]``) when the case names
+    it, else the default (vLLM's rule) with the ``gpu_memory_utilization`` the case states."""
+    text = _text(row)
+    if _TRTLLM.search(text):
+        return serving.for_runtime("tensorrt-llm"), ("TensorRT-LLM sizes the KV cache "
+                                                     "(serving.toml [runtime.tensorrt-llm])")
+    if m := _GPU_MEMORY.search(text):
+        util = float(m.group(1))
+        return serving.replace(mem_reserve=1.0 - util), (f"gpu_memory_utilization {util:g} "
+                                                         "from the case")
+    return serving, ""
+
+
 def _predict_inference(row: dict[str, str], conv: dict[str, Any],
                        serving: ServingParams | None = None,
                        training: TrainingParams | None = None
@@ -789,6 +809,8 @@ def _predict_inference(row: dict[str, str], conv: dict[str, Any],
         tps = _tp_candidates(spec, total, pp, ranks)
     else:
         tps = [total // pp]
+    serving, runtime_note = serving_runtime(row, serving or load_serving())
+    notes += [runtime_note] if runtime_note else []
     best: tuple[float, int, dict[str, float], str] | None = None
     for tp_ranks in tps:
         tp = max(1, tp_ranks // ranks)

@@ -7,6 +7,7 @@ The engine (:mod:`trnlab.engine.hardware`) turns them into the core's inputs.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -29,8 +30,11 @@ TRAIN_CALIBRATION = ("gemm_half_dim", "mem_eff", "layer_overhead", "layer_comm_o
                      "optimizer_bytes", "optimizer_traffic", "zero3_regather_per_microbatch",
                      "fused_attention")
 #: fields of [param] in serving.toml that make up the serving model's calibration
-SERVE_CALIBRATION = ("mem_eff", "mem_reserve", "decode_half_rows", "per_sequence_overhead",
-                     "activation_bytes")
+SERVE_CALIBRATION = ("mem_eff", "mem_reserve", "kv_free_fraction", "decode_half_rows",
+                     "per_sequence_overhead", "activation_bytes")
+#: what a serving runtime's ``[runtime.<name>]`` table of serving.toml may set: how it sizes
+#: its KV cache
+RUNTIME_FIELDS = ("mem_reserve", "kv_free_fraction")
 
 
 def _sources() -> set[str]:
@@ -92,6 +96,13 @@ class ServingParams:
     step_overhead: dict[str, Field]  # runtime cost per step, per vendor family (+ default)
     fit: dict[str, Any]
     path: Path
+    runtimes: dict[str, dict[str, Field]] = dataclasses.field(default_factory=dict)
+
+    def for_runtime(self, runtime: str) -> ServingParams:
+        """A copy with a serving runtime's ``[runtime.<name>]`` KV-cache sizing (this one if
+        the file has no such table)."""
+        table = self.runtimes.get(runtime, {})
+        return dataclasses.replace(self, fields={**self.fields, **table}) if table else self
 
     def vendor_step_overhead(self, vendor: str) -> float:
         """Runtime cost per step of a vendor family's serving stack [s] (``default`` if none)."""
@@ -100,7 +111,7 @@ class ServingParams:
     def replace(self, **values: float) -> ServingParams:
         """A copy with values changed [SI] (``step_overhead_<vendor>`` for the vendor table)."""
         t = update_tables({"fields": self.fields, "step_overhead": self.step_overhead}, values)
-        return ServingParams(t["fields"], t["step_overhead"], self.fit, self.path)
+        return ServingParams(t["fields"], t["step_overhead"], self.fit, self.path, self.runtimes)
 
 
 def load_serving(path: Path | None = None) -> ServingParams:
@@ -114,7 +125,15 @@ def _load_serving(path_str: str) -> ServingParams:
     doc, t = _tables(path, ("param", "step_overhead"))
     _require(path, "param", t["param"], SERVE_CALIBRATION)
     _require(path, "step_overhead", t["step_overhead"], ("default",))
-    return ServingParams(t["param"], t["step_overhead"], doc.get("fit", {}), path)
+    runtimes = {}
+    for name, raw in doc.get("runtime", {}).items():
+        where = f"{path.name}: [runtime.{name}]"
+        for key in raw:
+            if key not in RUNTIME_FIELDS:
+                raise CatalogError(bad_value(where, key, raw[key],
+                                             f"allowed: {', '.join(RUNTIME_FIELDS)}"))
+        runtimes[name] = parse_table(raw, where, _sources())
+    return ServingParams(t["param"], t["step_overhead"], doc.get("fit", {}), path, runtimes)
 
 
 #: fields of [param] in moe.toml: the MoE terms of the training step

@@ -82,7 +82,8 @@ class ServeCalibration:
     """Serving parameters (data/perf/serving.toml, with units and sources; no defaults)."""
 
     mem_eff: float  # achieved fraction of HBM bandwidth when streaming weights and KV [1]
-    mem_reserve: float  # fraction of HBM not usable by weights + KV (runtime, activations) [1]
+    mem_reserve: float  # fraction of HBM the runtime holds back (context, activations) [1]
+    kv_free_fraction: float  # share of what is left beside the weights given to the KV cache [1]
     decode_half_rows: float  # GEMM rows (tokens) at which a decode GEMM is half-efficient [1]
     per_sequence_overhead: float  # runtime cost per sequence in a step (scheduling, sampling) [s]
     activation_bytes: float  # per element of the activations TP, EP and PP traffic carries [B]
@@ -126,10 +127,15 @@ def max_concurrency(m: ServeShape, hbm_capacity: Any, tp: Any, pp: Any, adp: Any
                     kvbytes: Any, context: Any, cal: ServeCalibration) -> Any:
     """Requests of ``context`` tokens whose KV cache fits beside the weights [1] (<= 0: none).
 
-    Each of the ``adp`` attention groups holds the KV cache of its own ``1/adp`` of the requests.
+    The KV cache gets ``kv_free_fraction x (HBM x (1 - mem_reserve) - weights)``: vLLM
+    everything below ``gpu_memory_utilization`` = 0.9 of HBM (mem_reserve 0.1, fraction 1),
+    TensorRT-LLM 0.9 of the memory free after the weights (KvCacheConfig.
+    free_gpu_memory_fraction); data/perf/serving.toml. Each of the ``adp`` attention groups holds the KV cache of its
+    own ``1/adp`` of the requests.
     """
     xp = xp_of(hbm_capacity, tp, context)
-    free = hbm_capacity * (1.0 - cal.mem_reserve) - weight_bytes_per_chip(m, tp, pp, adp, wbytes)
+    free = cal.kv_free_fraction * (hbm_capacity * (1.0 - cal.mem_reserve)
+                                   - weight_bytes_per_chip(m, tp, pp, adp, wbytes))
     return xp.floor(adp * free / (kv_bytes_per_token(m, tp, pp, adp, kvbytes) * context))
 
 
