@@ -304,6 +304,10 @@ def training_rate(model: str, system: str, n_chips: int, precision: str,
             "memory_share": comm / step}
 
 
+#: decode batches the SLO search tries: 1..4096 in steps of sqrt(2), rounded [requests]
+SLO_BATCHES = np.unique(np.round(2.0 ** (np.arange(25) / 2.0)))
+
+
 @lru_cache(maxsize=512)
 def slo_rate(model: str, system: str, precision: str, input_len: int = 2048,
              output_len: int = 512, tpot_ms: float = 50.0, ttft_ms: float = 2000.0,
@@ -311,7 +315,8 @@ def slo_rate(model: str, system: str, precision: str, input_len: int = 2048,
              max_replica_chips: int | None = None) -> dict[str, float]:
     """Serving ``model`` on ``system`` with weights, activations and KV cache in ``precision``
     under the SLO, over the layout grid of :func:`trnlab.engine.serving.frontier` (tp a divisor
-    of the scale-up domain, pp 1/2/4, attention-DP for MLA models, batch 1..4096), with the
+    of the scale-up domain, pp 1/2/4, attention-DP for MLA models, batch 1..4096 in steps of
+    sqrt(2), so that a small change of a rate does not jump a power of two), with the
     scale-up bandwidth at ``scaleup_bw`` [B/s] (None: the catalog's) and, when
     ``max_replica_chips`` is given, replicas of at most that many chips (tp x pp; e.g. a rack
     that is a slice of a larger domain).
@@ -326,7 +331,7 @@ def slo_rate(model: str, system: str, precision: str, input_len: int = 2048,
     adps = np.array([d for d in divisors(top) if d & (d - 1) == 0])
     tp, pp, adp, batch = (g.ravel() for g in np.meshgrid(
         np.array(divisors(sysrec.n_chips)), np.array([1, 2, 4]), adps,
-        2.0 ** np.arange(13), indexing="ij"))
+        SLO_BATCHES, indexing="ij"))
     keep = serving.attention_tp_ok(spec, tp, adp) & ((tp * pp) <= sysrec.n_chips * 4)
     if max_replica_chips is not None:
         keep &= (tp * pp) <= checks.positive_int("slo_rate", "max_replica_chips",
