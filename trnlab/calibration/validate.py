@@ -293,7 +293,6 @@ def _selective_policy(row: dict[str, str], stack_policy: str,
     return stack_policy
 
 
-#: a case that states TP communication overlap although its family's default is off
 #: a case run under torch.compile fuses the memory-bound ops an eager stack runs unfused; a
 #: fused RMSNorm kernel (torchtitan's norm_type "fused_rmsnorm") fuses the norm alone
 _COMPILED = re.compile(r"torch\.compile|\bcompile\s*=\s*true", re.IGNORECASE)
@@ -310,6 +309,7 @@ def eager_kinds(row: dict[str, str], stack: Any) -> frozenset[str]:
     return frozenset(stack.eager) - ({"norm"} if _FUSED_NORM.search(text) else set())
 
 
+#: a case that states TP communication overlap although its family's default is off
 _TP_OVERLAP = re.compile(r"async[ -]?tp\b|asynctp|tp[-_ ]comm[-_ ]overlap", re.IGNORECASE)
 
 

@@ -130,8 +130,8 @@ def max_concurrency(m: ServeShape, hbm_capacity: Any, tp: Any, pp: Any, adp: Any
     The KV cache gets ``kv_free_fraction x (HBM x (1 - mem_reserve) - weights)``: vLLM
     everything below ``gpu_memory_utilization`` = 0.9 of HBM (mem_reserve 0.1, fraction 1),
     TensorRT-LLM 0.9 of the memory free after the weights (KvCacheConfig.
-    free_gpu_memory_fraction); data/perf/serving.toml. Each of the ``adp`` attention groups holds the KV cache of its
-    own ``1/adp`` of the requests.
+    free_gpu_memory_fraction); data/perf/serving.toml. Each of the ``adp`` attention groups
+    holds the KV cache of its own ``1/adp`` of the requests.
     """
     xp = xp_of(hbm_capacity, tp, context)
     free = cal.kv_free_fraction * (hbm_capacity * (1.0 - cal.mem_reserve)

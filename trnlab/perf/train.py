@@ -389,9 +389,9 @@ def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
 
     Per micro-batch and pipeline stage (on tp, pp, cp, ep, micro_batch, seq_len, recompute and
     the hardware; not on dp, zero, vpp or the global batch): ``mb_compute`` (forward, backward,
-    recompute and logits), ``t_tp`` (TP communication, before overlap), ``t_ep`` (exposed EP
-    all-to-all),
-    ``t_cp`` (exposed CP communication) and ``t_mb`` (all of it, exposed) [s]. Per chip:
+    recompute and logits), ``t_tp`` (TP communication, before overlap), ``t_ep`` (the EP
+    all-to-all, exposed), ``t_cp`` (exposed CP communication) and ``t_mb`` (all of it,
+    exposed) [s]. Per chip:
     ``p_dense``, ``p_expert`` (parameters, not sharded by ZeRO) [1] and ``t_dp_raw`` (the
     gradient all-reduce before overlap, on tp, pp, dp, cp, ep and the hardware) [s]; and the
     recompute factors ``r_gemms``, ``r_attn``, ``r_elem`` [1] (on recompute).
