@@ -35,6 +35,19 @@ def test_training_mape_is_the_mean_absolute_training_error(ds):
     assert f"{100 * ds.attrs['training_mape']:.1f}%" in ds.attrs["headline"]
 
 
+def test_the_headline_splits_fitted_and_held_out_rows(ds):
+    conv = validate.load_conventions()
+    held = np.array([validate.held_out(str(s), conv) for s in ds["source"].values])
+    train = ds["kind"].values == "training"
+    err = np.abs(ds["rel_error"].values)
+    for part, mask in (("fitted", train & ~held), ("held_out", train & held)):
+        assert ds.attrs[f"training_{part}_cases"] == int(mask.sum()) > 0
+        assert ds.attrs[f"training_{part}_mape"] == pytest.approx(np.nanmean(err[mask]))
+    assert ds.attrs["training_fitted_mape"] < ds.attrs["training_mape"]
+    assert (f"{int((train & ~held).sum())} fitted {100 * ds.attrs['training_fitted_mape']:.1f}%"
+            in ds.attrs["headline"])
+
+
 def _training_mape(text: str) -> str:
     return re.search(r"\*\*Training\.\*\* MAPE ([0-9.]+)%", text).group(1)
 

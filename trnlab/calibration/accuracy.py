@@ -77,6 +77,8 @@ def scores_of(ds: xr.Dataset) -> dict:
     rows predicted, and MAPE per source, chip family and feature of the training rows (JSON)."""
     err = ds["predicted"].values / ds["measured"].values - 1.0
     kind = ds["kind"].values.astype(str)
+    conv = validate.load_conventions()
+    held = np.array([validate.held_out(str(s), conv) for s in ds["source"].values], dtype=bool)
     out: dict = {}
     for k in KINDS:
         e = err[kind == k]
@@ -84,6 +86,9 @@ def scores_of(ds: xr.Dataset) -> dict:
         out[f"{k}_predicted"] = int(np.isfinite(e).sum())
         out[f"{k}_mape"] = _mape(e)
         out[f"{k}_median_abs_error"] = _median(e)
+        for part, mask in (("fitted", ~held), ("held_out", held)):
+            out[f"{k}_{part}_cases"] = int(((kind == k) & mask).sum())
+            out[f"{k}_{part}_mape"] = _mape(err[(kind == k) & mask])
     out["share_predicted"] = float(np.isfinite(err).mean()) if err.size else math.nan
     train = kind == "training"
     feats = [str(f).split(",") for f in ds["features"].values]
@@ -152,11 +157,14 @@ def _pct(x: float) -> str:
 
 
 def headline(ds: xr.Dataset) -> str:
-    """One sentence: MAPE and median |error| of training and inference, and the share
-    predicted."""
+    """One sentence: MAPE and median |error| of training and inference, the MAPE of the rows
+    fitted and of those held out of the fits, and the share predicted."""
     a = scores_of(ds)
     parts = [f"{k} MAPE {_pct(a[f'{k}_mape'])} (median {_pct(a[f'{k}_median_abs_error'])}) over "
-             f"{a[f'{k}_predicted']} of {a[f'{k}_cases']} cases" for k in KINDS]
+             f"{a[f'{k}_predicted']} of {a[f'{k}_cases']} cases: "
+             f"{a[f'{k}_fitted_cases']} fitted {_pct(a[f'{k}_fitted_mape'])}, "
+             f"{a[f'{k}_held_out_cases']} held out {_pct(a[f'{k}_held_out_mape'])}"
+             for k in KINDS]
     return f"{'; '.join(parts)}; {_pct(a['share_predicted'])} of all rows predicted"
 
 
