@@ -44,26 +44,36 @@ LAY = core.ServeLayout(tp=1.0, pp=1.0, ep=1.0, adp=1.0, wbytes=1.0, kvbytes=2.0)
 def test_a_decode_step_of_one_chip_worked_by_hand():
     # batch 4 at context 1000, half_dim 0 (no size penalty), decode_half_rows 0 (full rows)
     t = core.decode_terms(SHAPE, HW, LAY, 4.0, 1000.0, CAL, 0.0)
-    # GEMMs: 2 FLOP x 1e9 params x 4 tokens = 8e9; attention: 2 x 1000 keys x 10 heads x
-    # (100 + 100) x 2 layers = 8e6 per token, x 4 tokens = 3.2e7; at 1e15 x 0.5 FLOP/s
-    assert float(t["compute"]) == pytest.approx((8e9 + 3.2e7) / 5e14, rel=1e-12)
-    # stream: 1e9 weight bytes (1 B each) + KV 4 seq x 1000 tok x (2 x 2 layers x 10 heads x
-    # 100 x 2 B = 8000 B) = 3.2e7 B, at 1e12 x 0.5 B/s
-    assert float(t["stream"]) == pytest.approx((1e9 + 3.2e7) / 5e11, rel=1e-12)
+    # weight GEMMs: 2 FLOP x 1e9 params x 4 tokens = 8e9 at 1e15 x 0.5 FLOP/s = 16 us
+    assert float(t["compute"]) == pytest.approx(8e9 / 5e14, rel=1e-12)
+    # weights: 1e9 B (1 B each) at 1e12 x 0.5 B/s = 2 ms
+    assert float(t["stream"]) == pytest.approx(1e9 / 5e11, rel=1e-12)
+    # attention kernels: KV 4 seq x 1000 tok x (2 x 2 layers x 10 heads x 100 x 2 B = 8000 B)
+    # = 3.2e7 B at 5e11 B/s = 64 us, against 2 x 1000 keys x 10 heads x (100 + 100) x 2 layers
+    # = 8e6 FLOP per token x 4 = 3.2e7 FLOP at 5e14 FLOP/s = 64 ns: the KV read sets it
+    assert float(t["kv"]) == pytest.approx(3.2e7 / 5e11, rel=1e-12)
+    assert float(t["attention_compute"]) == pytest.approx(3.2e7 / 5e14, rel=1e-12)
+    assert float(t["attention"]) == float(t["kv"])
     assert float(t["traffic"]) == 0.0  # tp = 1: no all-reduce
     assert float(t["overhead"]) == pytest.approx(1e-5)
-    # roofline: stream 2.064 ms > compute 16.06 us, so the step is the stream plus 10 us
+    # the weight GEMMs' roofline (stream 2 ms > compute 16 us), then the attention kernels,
+    # which do not hide behind the GEMMs (64 us), plus 10 us
     step = core.decode_step(SHAPE, HW, LAY, 4.0, 1000.0, CAL, 0.0)
-    assert float(step) == pytest.approx(2.064e-3 + 1e-5, rel=1e-12)
+    assert float(step) == pytest.approx(2e-3 + 6.4e-5 + 1e-5, rel=1e-12)
 
 
 def test_the_mean_context_is_the_prompt_plus_half_the_output():
     assert core.mean_context(1000.0, 500.0) == 1250.0
     # serve() decodes at that context: its TPOT is the decode step at input + output / 2
     res = core.serve(SHAPE, HW, LAY, 1.0, 1000.0, 500.0, CAL, 0.0)
-    # batch 1: compute (2e9 + 2 x 1250 x 10 x 200 x 2) / 5e14 = 4.04 us, below the
-    # stream (1e9 + 1250 x 8000) B / 5e11 B/s = 2.02 ms; + 10 us
-    assert float(res["tpot"]) == pytest.approx((1e9 + 1250 * 8000) / 5e11 + 1e-5, rel=1e-12)
+    # batch 1: weights 1e9 B / 5e11 B/s = 2 ms (above the 4 us of GEMMs), then the KV read
+    # 1250 x 8000 B / 5e11 B/s = 20 us; + 10 us
+    assert float(res["tpot"]) == pytest.approx(1e9 / 5e11 + 1250 * 8000 / 5e11 + 1e-5,
+                                               rel=1e-12)
+    # a runtime compiled for 4096 tokens reads its whole KV buffer every step
+    fixed = core.serve(SHAPE, HW, LAY, 1.0, 1000.0, 500.0, CAL, 0.0, context=4096.0)
+    assert float(fixed["tpot"]) == pytest.approx(1e9 / 5e11 + 4096 * 8000 / 5e11 + 1e-5,
+                                                 rel=1e-12)
 
 
 def test_poisson_and_md1_quantiles_by_hand():
@@ -265,3 +275,16 @@ def test_a_case_naming_tensorrt_llm_takes_its_kv_sizing_and_a_stated_utilization
     bad.write_text(text, encoding="utf-8")
     with pytest.raises(CatalogError, match="mem_fraction"):
         load_serving(bad)
+
+
+def test_a_runtime_compiled_for_a_length_decodes_over_all_of_it():
+    """Transformers NeuronX rows (conventions.toml kv_context = "compiled"): Llama 3 8B at
+    batch 8 on inf2, 128/8064 and 4096/4096 tokens, both compiled for 8192, are published at
+    15.22 and 15.31 ms; the model reads the same 8192-token KV buffer for both."""
+    rows = [r for r in validate.read_cases(data_dir() / "measurements" / "cases.csv")
+            if r["case_id"] in ("I-NEURON-INF2-L3-8B-B8-128-8064",
+                                "I-NEURON-INF2-L3-8B-B8-4096-4096")]
+    assert [r["seq_len"] for r in rows] == ["8192", "8192"]
+    a, b = validate.predict(rows)
+    assert a.predicted == pytest.approx(b.predicted, rel=1e-12)
+    assert "decode attends the compiled 8192 tokens" in a.why

@@ -741,8 +741,13 @@ def _replica(spec: TransformerSpec, row: dict[str, str], chip: str, system: str,
     if scenario == "offline":
         return serving_engine.offline_throughput(spec, chip, system, **extra, **common), ""
     batch = max(1.0, float(row["concurrency"]) / replicas)
-    raw = serving_engine.evaluate(spec, chip, system, batch=batch, **common)
-    return {"batch": batch, **{k: float(v) for k, v in raw.items()}}, ""
+    compiled = conv.get("kv_context") == "compiled" and row["seq_len"]
+    raw = serving_engine.evaluate(spec, chip, system, batch=batch,
+                                  kv_context=float(row["seq_len"]) if compiled else None,
+                                  **common)
+    return {"batch": batch, **{k: float(v) for k, v in raw.items()}}, (
+        f"decode attends the compiled {int(row['seq_len'])} tokens (conventions.toml "
+        "kv_context)" if compiled else "")
 
 
 _TRTLLM = re.compile(r"tensorrt[-_ ]?llm|\btrt[-_ ]?llm", re.IGNORECASE)

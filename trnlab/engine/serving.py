@@ -86,11 +86,14 @@ def evaluate(spec: TransformerSpec | str, chip: str, system: str, *, tp: Any, pp
              ep: Any = 1, adp: Any = 1, batch: Any, input_len: Any, output_len: Any,
              weights: str = "bf16", activations: str = "bf16", kv: str = "bf16",
              params: ServingParams | None = None, power_cap_w: float | None = None,
-             training: TrainingParams | None = None) -> dict[str, np.ndarray]:
+             training: TrainingParams | None = None,
+             kv_context: Any = None) -> dict[str, np.ndarray]:
     """Serve ``spec`` on ``chip`` in ``system``; arguments broadcast (NumPy arrays or scalars).
     ``power_cap_w`` [W] lowers the compute peak to the clock the chip holds under the cap.
     ``training``: the training parameters whose GEMM efficiencies serving shares (default
-    data/perf/training.toml; a calibration passes the ones it is fitting)."""
+    data/perf/training.toml; a calibration passes the ones it is fitting). ``kv_context``
+    [tokens]: what each decode step attends to, for a runtime compiled for a fixed sequence
+    length (None: the live context, prompt plus half the output)."""
     params = params or load_serving()
     m = serve_shape(catalog.spec(spec))
     hw = hardware(chip, system, activations, training, power_cap_w=power_cap_w, serving=params)
@@ -99,8 +102,10 @@ def evaluate(spec: TransformerSpec | str, chip: str, system: str, *, tp: Any, pp
         for v in (tp, pp, ep, adp, batch, input_len, output_len))
     lay = ServeLayout(tp=tp, pp=pp, ep=ep, adp=adp, wbytes=format_bytes(weights),
                       kvbytes=format_bytes(kv))
+    context = None if kv_context is None else backend.asarray(
+        np.asarray(kv_context, dtype=np.float64))
     res = serve(m, hw, lay, batch, input_len, output_len, serve_calibration(params),
-                half_dim(training))
+                half_dim(training), context=context)
     return {k: np.asarray(backend.to_numpy(v)) for k, v in res.items()}
 
 

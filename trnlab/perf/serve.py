@@ -164,17 +164,21 @@ def _tp_traffic(m: ServeShape, tokens: Any, tp: Any, ep: Any, pp: Any, hw: Hardw
 def decode_terms(m: ServeShape, hw: Hardware, lay: ServeLayout, batch: Any, context: Any,
                  cal: ServeCalibration, half_dim: float) -> dict[str, Any]:
     """The terms of one decode step of one pipeline stage for ``batch`` sequences [s]:
-    ``compute`` (GEMMs and attention at the row-dependent efficiency), ``stream`` (weights and
-    KV cache read from HBM), ``traffic`` (un-overlapped TP all-reduces, EP all-to-alls) and
-    ``overhead`` (the runtime's per-step and per-sequence cost). :func:`decode_step` combines
-    them; studies read them to say which term sets the step."""
+    ``compute`` (the weight GEMMs at the row-dependent efficiency), ``stream`` (the weights
+    read from HBM), ``attention`` (the attention kernels: ``kv``, the KV cache read from HBM,
+    or ``attention_compute``, their FLOPs at the same efficiency, whichever is larger),
+    ``traffic`` (un-overlapped TP all-reduces, EP all-to-alls) and ``overhead`` (the
+    runtime's per-step and per-sequence cost).
+    :func:`decode_step` combines them; studies read them to say which term sets the step."""
     tp, pp, ep, adp, wbytes, kvbytes = lay.tp, lay.pp, lay.ep, lay.adp, lay.wbytes, lay.kvbytes
-    flops = (2.0 * m.flop_params * batch + m.decode_attention_flops(context) * batch) / (tp * pp)
+    xp = xp_of(batch, context, tp)
     eff = _efficiency(m, hw, batch, tp, cal.decode_half_rows, half_dim)
-    stream = (weight_bytes_per_chip(m, tp, pp, adp, wbytes, batch)
-              + batch / adp * context * kv_bytes_per_token(m, tp, pp, adp, kvbytes)) / (
-        hw.hbm_bw * cal.mem_eff)
-    return {"compute": flops / (hw.peak_gemm * eff), "stream": stream,
+    bw = hw.hbm_bw * cal.mem_eff
+    kv = batch / adp * context * kv_bytes_per_token(m, tp, pp, adp, kvbytes) / bw
+    attn = m.decode_attention_flops(context) * batch / (tp * pp) / (hw.peak_gemm * eff)
+    return {"compute": 2.0 * m.flop_params * batch / (tp * pp) / (hw.peak_gemm * eff),
+            "stream": weight_bytes_per_chip(m, tp, pp, adp, wbytes, batch) / bw,
+            "kv": kv, "attention_compute": attn, "attention": xp.maximum(kv, attn),
             # each of the adp attention groups exchanges its own batch / adp sequences
             "traffic": _tp_traffic(m, batch / adp, tp / adp, ep, pp, hw, cal.activation_bytes),
             "overhead": hw.step_overhead + cal.per_sequence_overhead * batch}
@@ -182,11 +186,14 @@ def decode_terms(m: ServeShape, hw: Hardware, lay: ServeLayout, batch: Any, cont
 
 def decode_step(m: ServeShape, hw: Hardware, lay: ServeLayout, batch: Any, context: Any,
                 cal: ServeCalibration, half_dim: float) -> Any:
-    """Time of one decode step of one pipeline stage for ``batch`` sequences [s]: a roofline,
-    ``max(compute, stream) + traffic + overhead`` of :func:`decode_terms`."""
+    """Time of one decode step of one pipeline stage for ``batch`` sequences [s]: the weight
+    GEMMs' roofline, then the attention kernels (a separate kernel: their KV reads do not hide
+    behind the GEMMs), ``max(compute, stream) + attention + traffic + overhead`` of
+    :func:`decode_terms`."""
     t = decode_terms(m, hw, lay, batch, context, cal, half_dim)
     xp = xp_of(t["compute"], t["stream"])
-    return xp.maximum(t["compute"], t["stream"]) + t["traffic"] + t["overhead"]
+    return xp.maximum(t["compute"], t["stream"]) + t["attention"] + t["traffic"] \
+        + t["overhead"]
 
 
 def prefill_time(m: ServeShape, hw: Hardware, lay: ServeLayout, requests: Any, input_len: Any,
@@ -213,9 +220,11 @@ def mean_context(input_len: Any, output_len: Any) -> Any:
 
 def serve(m: ServeShape, hw: Hardware, lay: ServeLayout, batch: Any, input_len: Any,
           output_len: Any, cal: ServeCalibration, half_dim: float,
-          minimal: bool = False) -> dict[str, Any]:
+          minimal: bool = False, context: Any = None) -> dict[str, Any]:
     """Steady-state continuous batching of one replica of ``tp x pp`` chips holding ``batch``
-    requests of ``input_len`` prompt and ``output_len`` generated tokens.
+    requests of ``input_len`` prompt and ``output_len`` generated tokens. ``context``: the
+    tokens each decode step attends to [tokens] (None: :func:`mean_context`; a runtime compiled
+    for a fixed sequence length reads its whole KV buffer every step).
 
     Returns ``ttft`` [s] (prefill of one request's prompt with the batch in flight),
     ``tpot`` [s], ``output_tokens_per_s`` and ``input_tokens_per_s`` of the replica [1/s],
@@ -225,7 +234,7 @@ def serve(m: ServeShape, hw: Hardware, lay: ServeLayout, batch: Any, input_len: 
     """
     tp, pp, adp, wbytes, kvbytes = lay.tp, lay.pp, lay.adp, lay.wbytes, lay.kvbytes
     xp = xp_of(tp, batch, input_len, output_len)
-    context = mean_context(input_len, output_len)
+    context = mean_context(input_len, output_len) if context is None else context
     per_stage = batch / pp
     stage = decode_step(m, hw, lay, per_stage, context, cal, half_dim)
     across = tp * pp > hw.domain  # a replica larger than the domain pipelines over scale-out

@@ -239,16 +239,19 @@ _SLO_VARS = {
 
 def _decode_terms(m: ServeShape, chip: str, system: str, row: dict[str, Any], context: float,
                   wb: float, kb: float, params: ServingParams) -> tuple[float, float]:
-    """Compute and streaming terms of :func:`trnlab.perf.serve.decode_step` for ``row`` [s].
+    """Compute and streaming terms of :func:`trnlab.perf.serve.decode_step` for ``row`` [s]:
+    the weight GEMMs and the attention FLOPs, and the weight and KV-cache reads.
 
-    The step is ``max(compute, stream) + traffic + overhead``; the core returns its terms.
+    The step is ``max(compute, stream) + attention + traffic + overhead``; the core returns
+    its terms.
     """
     hw = hardware(chip, system, serving=params)
     lay = ServeLayout(tp=float(row["tp"]), pp=1.0, ep=float(row["ep"]), adp=float(row["adp"]),
                       wbytes=wb, kvbytes=kb)
     terms = decode_terms(m, hw, lay, row["batch"] / row["pp"], context,
                          serve_calibration(params), half_dim())
-    return float(terms["compute"]), float(terms["stream"])
+    return (float(terms["compute"] + terms["attention_compute"]),
+            float(terms["stream"] + terms["kv"]))
 
 
 def _reason(front: xr.Dataset, tpot_ms: float, ttft_ms: float) -> str:

@@ -204,7 +204,7 @@ def _afd(x: dict[str, np.ndarray], p: dict[str, Any]) -> list[dict[str, Any]]:
 
     def attention(hw: Any, seqs: Any) -> Any:  # attention of `seqs` sequences on one chip
         t = decode_terms(attn, hw, one, seqs / 2.0, context, cal, hd)
-        return hetero.pingpong_time(t["compute"], t["stream"], t["overhead"])
+        return hetero.pingpong_time(t["compute"], t["stream"], t["attention"] + t["overhead"])
 
     def experts(hw: Any, tokens: Any, chips: Any) -> Any:  # FFN of `tokens` over `chips`
         lay = ServeLayout(tp=chips, pp=1.0, ep=1.0, adp=1.0, wbytes=fmt, kvbytes=fmt)
