@@ -54,7 +54,12 @@ def test_features_from_fields():
     assert scores.features(base) == frozenset()
     assert scores.features({**base, "moe_experts": "8", "seq_len": "32768", "zero": "3",
                             "precision": "mxfp8", "pp": "2"}) == set(scores.FEATURES)
-    assert scores.features({**base, "notes": "trained with FSDP"}) == {"fsdp"}
+    # the zero field says FSDP, or the source's declared stage for an empty cell; a page's
+    # text naming FSDP ("FSDP = 0: use DDP") does not
+    assert scores.features({**base, "zero": "fsdp"}) == {"fsdp"}
+    assert scores.features(base, declared_zero=3) == {"fsdp"}
+    assert scores.features({**base, "zero": "1"}, declared_zero=3) == frozenset()
+    assert scores.features({**base, "notes": "FSDP = 0: use DDP"}) == frozenset()
     assert scores.features({**base, "notes": "fsdpx", "pp": "1", "seq_len": "32767"}) == set()
 
 

@@ -17,7 +17,9 @@ matches none of these takes the chip id.
 
 **Feature rule** (from the row's own fields; a row has any number of them):
 ``moe`` if ``moe_experts`` > 0; ``long-context`` if ``seq_len`` >= 32768; ``fsdp`` if ``zero``
-is ``3`` or ``fsdp`` or the notes say FSDP; ``fp8`` if ``precision`` is ``fp8`` or ``mxfp8``
+is ``3`` or ``fsdp``, or empty and the source's conventions declare ZeRO-3 (not the notes' text:
+a page's "FSDP = 0: use DDP" or "no FSDP column" names it without using it); ``fp8`` if
+``precision`` is ``fp8`` or ``mxfp8``
 (the precisions the fit's FP8 factor applies to); ``pipeline`` if ``pp`` > 1. An empty cell
 gives no feature.
 """
@@ -33,7 +35,14 @@ import numpy as np
 
 from trnlab import catalog
 from trnlab.calibration import fit as fitmod
-from trnlab.calibration.validate import Prediction, load_conventions, mape, source_of
+from trnlab.calibration.validate import (
+    Prediction,
+    load_conventions,
+    load_families,
+    mape,
+    source_of,
+    training_conventions,
+)
 
 Rows = list[dict[str, str]]
 
@@ -70,15 +79,16 @@ def _int(row: dict[str, str], col: str) -> int:
     return int(float(cell)) if cell else 0
 
 
-def features(row: dict[str, str]) -> frozenset[str]:
-    """The features of a case row (module docstring)."""
+def features(row: dict[str, str], declared_zero: Any = "") -> frozenset[str]:
+    """The features of a case row (module docstring); ``declared_zero``: the ZeRO stage its
+    source's conventions declare for an empty ``zero`` cell."""
     out = set()
     if _int(row, "moe_experts") > 0:
         out.add("moe")
     if _int(row, "seq_len") >= LONG_CONTEXT:
         out.add("long-context")
-    if row.get("zero", "").strip().lower() in ("3", "fsdp") or \
-            re.search(r"\bFSDP\b", row.get("notes", ""), re.IGNORECASE):
+    zero = row.get("zero", "").strip().lower() or str(declared_zero)
+    if zero in ("3", "fsdp"):
         out.add("fsdp")
     if row.get("precision", "").strip().lower() in FP8_CLASS:
         out.add("fp8")
@@ -90,7 +100,10 @@ def features(row: dict[str, str]) -> frozenset[str]:
 def groups(rows: Rows) -> dict[str, tuple[str, frozenset[str]]]:
     """case_id -> (chip family, features) of every row whose chip is in the catalog."""
     chips = catalog.default().chips
-    return {r["case_id"]: (family(r["chip"]), features(r)) for r in rows if r["chip"] in chips}
+    conv, families = load_conventions(), load_families()
+    return {r["case_id"]: (family(r["chip"]), features(
+        r, training_conventions(r, conv, families).get("zero", "")))
+        for r in rows if r["chip"] in chips}
 
 
 @dataclass
