@@ -80,9 +80,11 @@ def test_replica_is_the_smallest_power_of_two_that_holds_one_request(ds):
             row = ds.sel(model="llama3-405b", chip=chip, context=ctx)
             tp = float(row["replica_tp"])
             cap = float(ds["hbm_capacity"].sel(chip=chip))
-            got = core.max_concurrency(m, cap, tp, 1.0, 1.0, 2.0, 2.0, float(ctx), CAL)
+            r = float(catalog.chip(str(chip)).ranks_per_chip)  # Neuron: logical cores per chip
+            got = core.max_concurrency(m, cap, tp, 1.0, 1.0, 2.0, 2.0, float(ctx), CAL, r)
             assert float(row["max_concurrency"]) == float(got) >= 1
-            smaller = core.max_concurrency(m, cap, tp / 2, 1.0, 1.0, 2.0, 2.0, float(ctx), CAL)
+            smaller = core.max_concurrency(m, cap, tp / 2, 1.0, 1.0, 2.0, 2.0, float(ctx), CAL,
+                                           r)
             assert tp == 1 or float(smaller) < 1
             assert float(row["max_concurrency_per_chip"]) == float(got) / tp
     conc = ds["max_concurrency"].sel(model="llama3-70b", chip="trn3")

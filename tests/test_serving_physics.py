@@ -25,6 +25,7 @@ from trnlab.engine.shape import serve_shape
 from trnlab.errors import CatalogError
 from trnlab.perf import serve as core
 from trnlab.perf.hardware import Hardware
+from trnlab.workloads import TransformerSpec
 
 #: a toy transformer with round numbers: 2 layers, hidden 1000, 10 heads of 100, MHA
 SHAPE = core.ServeShape(name="toy", layers=2.0, moe_layers=0.0, hidden=1000.0, heads=10.0,
@@ -288,3 +289,22 @@ def test_a_runtime_compiled_for_a_length_decodes_over_all_of_it():
     a, b = validate.predict(rows)
     assert a.predicted == pytest.approx(b.predicted, rel=1e-12)
     assert "decode attends the compiled 8192 tokens" in a.why
+
+
+def test_kv_heads_are_whole_per_rank_and_a_chip_holds_its_ranks_copies_by_hand():
+    """Llama 3 8B (8 KV heads, 32 layers, d 128, BF16): 2 x 32 x 128 x 2 B = 16,384 B per head
+    per token. On 16 GPUs (one rank each) every chip still holds one head: 16,384 B. On 16
+    Trainium1 chips of 2 NeuronCores (32 ranks) each core holds a replica: 32,768 B per chip.
+    Llama 2 13B (40 KV heads) on 32 ranks: 40 / 32 = 1.25 pads to 2 heads per rank."""
+    l3 = serve_shape(model("llama3-8b"))
+    per_head = 2 * 32 * 128 * 2.0
+    assert float(core.kv_bytes_per_token(l3, 16.0, 1.0, 1.0, 2.0)) == per_head
+    assert float(core.kv_bytes_per_token(l3, 16.0, 1.0, 1.0, 2.0, 2.0)) == 2 * per_head
+    assert float(core.kv_bytes_per_token(l3, 1.0, 1.0, 1.0, 2.0, 2.0)) == 8 * per_head
+    assert float(core.kv_bytes_per_token(l3, 2.0, 1.0, 1.0, 2.0)) == 4 * per_head
+    l2 = TransformerSpec(name="l2-13b", layers=40, hidden=5120, heads=40, kv_heads=40,
+                         ffn=13824, gated_mlp=True, vocab=32000)
+    m = serve_shape(l2)
+    per_head_13b = 2 * 40 * 128 * 2.0
+    assert float(core.kv_bytes_per_token(m, 16.0, 1.0, 1.0, 2.0, 2.0)) == 2 * 2 * per_head_13b
+    assert float(core.kv_bytes_per_token(m, 8.0, 1.0, 1.0, 2.0)) == 5 * per_head_13b

@@ -187,7 +187,7 @@ def serving_rates(model: str, chip_id: str, system_id: str, x: dict[str, np.ndar
     context = mean_context(float(input_len), float(output_len))
     step = decode_step(m, hw, lay, batch, context, cal, hd)
     limit = max_concurrency(m, hw.hbm_capacity, tp, 1.0, 1.0, fmt, fmt,
-                            float(input_len + output_len), cal)
+                            float(input_len + output_len), cal, hw.ranks_per_chip)
     dec_ok = (step <= tpot_s) & (limit >= batch)
     dec_rate = batch / (step * tp)
     decode = _best(dec_rate, dec_ok)
@@ -196,7 +196,7 @@ def serving_rates(model: str, chip_id: str, system_id: str, x: dict[str, np.ndar
         np.arange(step.shape[0]), idx], np.nan)
     pre = prefill_time(m, hw, lay, 1.0, float(input_len), cal, hd)[:, :, :1]
     fits = max_concurrency(m, hw.hbm_capacity, tp, 1.0, 1.0, fmt, fmt, float(input_len),
-                           cal) >= 1.0
+                           cal, hw.ranks_per_chip) >= 1.0
     pre_ok = (pre <= ttft_s - tpot_s) & fits
     pre_rate = 1.0 / (pre * tp)
     prefill = _best(pre_rate, pre_ok)

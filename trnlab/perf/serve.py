@@ -114,17 +114,25 @@ def weight_bytes_per_chip(m: ServeShape, tp: Any, pp: Any, adp: Any, wbytes: Any
         * wbytes / pp
 
 
-def kv_bytes_per_token(m: ServeShape, tp: Any, pp: Any, adp: Any, kvbytes: Any) -> Any:
-    """KV-cache bytes per token on the chips that hold it [B] (per chip of its attention group)."""
+def kv_bytes_per_token(m: ServeShape, tp: Any, pp: Any, adp: Any, kvbytes: Any,
+                       ranks_per_chip: Any = 1.0) -> Any:
+    """KV-cache bytes per token on the chips that hold it [B] (per chip of its attention group).
+
+    Every rank holds whole KV heads, at least one (GQA heads are replicated when the TP ranks
+    outnumber them, and padded when they do not divide evenly; an MLA latent is whole on every
+    rank), and a chip of ``ranks_per_chip`` ranks (Neuron logical cores) holds its ranks'
+    copies: ``max(ceil(g·adp / (tp·r)), 1) · r`` heads per chip."""
     xp = xp_of(tp, pp, adp)
+    r = ranks_per_chip
     if m.kv_latent:
-        return m.layers * m.kv_latent * kvbytes / pp + 0.0 * tp * adp
-    heads = xp.maximum(m.kv_heads * adp / tp, 1.0)  # at least one KV head per rank
+        return m.layers * m.kv_latent * kvbytes * r / pp + 0.0 * tp * adp
+    heads = xp.maximum(xp.ceil(m.kv_heads * adp / (tp * r) - 1e-9), 1.0) * r
     return 2.0 * m.layers * heads * m.qk_dim * kvbytes / pp  # K and V
 
 
 def max_concurrency(m: ServeShape, hbm_capacity: Any, tp: Any, pp: Any, adp: Any, wbytes: Any,
-                    kvbytes: Any, context: Any, cal: ServeCalibration) -> Any:
+                    kvbytes: Any, context: Any, cal: ServeCalibration,
+                    ranks_per_chip: Any = 1.0) -> Any:
     """Requests of ``context`` tokens whose KV cache fits beside the weights [1] (<= 0: none).
 
     The KV cache gets ``kv_free_fraction x (HBM x (1 - mem_reserve) - weights)``: vLLM
@@ -136,7 +144,8 @@ def max_concurrency(m: ServeShape, hbm_capacity: Any, tp: Any, pp: Any, adp: Any
     xp = xp_of(hbm_capacity, tp, context)
     free = cal.kv_free_fraction * (hbm_capacity * (1.0 - cal.mem_reserve)
                                    - weight_bytes_per_chip(m, tp, pp, adp, wbytes))
-    return xp.floor(adp * free / (kv_bytes_per_token(m, tp, pp, adp, kvbytes) * context))
+    return xp.floor(adp * free / (kv_bytes_per_token(m, tp, pp, adp, kvbytes, ranks_per_chip)
+                                  * context))
 
 
 def _efficiency(m: ServeShape, hw: Hardware, rows: Any, tp: Any, half_rows: Any,
@@ -174,7 +183,8 @@ def decode_terms(m: ServeShape, hw: Hardware, lay: ServeLayout, batch: Any, cont
     xp = xp_of(batch, context, tp)
     eff = _efficiency(m, hw, batch, tp, cal.decode_half_rows, half_dim)
     bw = hw.hbm_bw * cal.mem_eff
-    kv = batch / adp * context * kv_bytes_per_token(m, tp, pp, adp, kvbytes) / bw
+    kv = batch / adp * context * kv_bytes_per_token(m, tp, pp, adp, kvbytes,
+                                                    hw.ranks_per_chip) / bw
     attn = m.decode_attention_flops(context) * batch / (tp * pp) / (hw.peak_gemm * eff)
     return {"compute": 2.0 * m.flop_params * batch / (tp * pp) / (hw.peak_gemm * eff),
             "stream": weight_bytes_per_chip(m, tp, pp, adp, wbytes, batch) / bw,
@@ -248,7 +258,7 @@ def serve(m: ServeShape, hw: Hardware, lay: ServeLayout, batch: Any, input_len: 
     out_rate = batch * output_len / cycle
     in_rate = batch * input_len / cycle
     limit = max_concurrency(m, hw.hbm_capacity, tp, pp, adp, wbytes, kvbytes,
-                            input_len + output_len, cal)
+                            input_len + output_len, cal, hw.ranks_per_chip)
     fits = (limit >= batch) & (limit >= 1.0)
     if minimal:
         return {"tpot": tpot, "output_tokens_per_s_per_chip": out_rate / chips, "fits": fits}
@@ -260,7 +270,7 @@ def serve(m: ServeShape, hw: Hardware, lay: ServeLayout, batch: Any, input_len: 
         "output_tokens_per_s_per_chip": out_rate / chips,
         "input_tokens_per_s_per_chip": in_rate / chips,
         "prefill_fraction": prefill / cycle,
-        "kv_per_token": kv_bytes_per_token(m, tp, pp, adp, kvbytes),
+        "kv_per_token": kv_bytes_per_token(m, tp, pp, adp, kvbytes, hw.ranks_per_chip),
         "weights_per_chip": weight_bytes_per_chip(m, tp, pp, adp, wbytes) + 0.0 * batch,
         "max_concurrency": limit + 0.0 * batch,
         "fits": fits & xp.isfinite(cycle),

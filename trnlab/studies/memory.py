@@ -110,7 +110,10 @@ def _replicas(m: ServeShape, mla: bool, chips: xr.Dataset, contexts: np.ndarray,
     n = chips["n_chips"].values[:, None, None, None]
     tp, adp = tps[None, :, None, None], adps[None, None, :, None]
     ctx = contexts[None, None, None, :].astype(float)
-    conc = max_concurrency(m, cap, tp, 1.0, adp, wb, kb, ctx, cal)  # (chip, tp, adp, context)
+    ranks = np.array([float(catalog.chip(str(c)).ranks_per_chip)
+                      for c in chips["chip"].values])
+    conc = max_concurrency(m, cap, tp, 1.0, adp, wb, kb, ctx, cal,
+                           ranks[:, None, None, None])  # (chip, tp, adp, context)
     conc = np.where((tp <= n) & (adp <= tp), conc, -1.0)
     a = np.argmax(conc, axis=2)  # best attention-DP degree (first on ties: the smallest)
     best = np.take_along_axis(conc, a[:, :, None, :], axis=2)[:, :, 0, :]  # (chip, tp, context)
@@ -123,7 +126,8 @@ def _replicas(m: ServeShape, mla: bool, chips: xr.Dataset, contexts: np.ndarray,
     conc = np.where(found, pick(best), np.nan)
     safe_tp, safe_adp = np.nan_to_num(rep_tp, nan=1.0), np.nan_to_num(rep_adp, nan=1.0)
     weights = np.where(found, weight_bytes_per_chip(m, safe_tp, 1.0, safe_adp, wb), np.nan)
-    kv_chip = np.where(found, kv_bytes_per_token(m, safe_tp, 1.0, safe_adp, kb), np.nan)
+    kv_chip = np.where(found, kv_bytes_per_token(m, safe_tp, 1.0, safe_adp, kb, ranks[:, None]),
+                       np.nan)
     return {"replica_tp": rep_tp, "replica_adp": rep_adp, "replica_weights_per_chip": weights,
             "replica_kv_per_token_per_chip": kv_chip, "max_concurrency": conc,
             "max_concurrency_per_chip": conc / rep_tp}
