@@ -313,6 +313,7 @@ def test_the_overlap_hides_no_more_all_to_all_than_the_compute_beside_it_by_hand
     """exposed = t_a2a - ep_overlap min(t_a2a, t_compute): 0.5 s of all-to-all beside 1 s of
     compute at overlap 0.25 leaves 0.375 s; 3 s beside 1 s at full overlap leaves 2 s."""
     assert moe.exposed(0.5, 1.0, MOE) == pytest.approx(0.5 - 0.25 * 0.5)
+    assert moe.exposed(3.0, 1.0, dataclasses.replace(MOE, ep_overlap=0.0)) == 3.0
     full = dataclasses.replace(MOE, ep_overlap=1.0)
     assert moe.exposed(3.0, 1.0, full) == pytest.approx(2.0)
     assert moe.exposed(np.array([0.5, 3.0]), np.array([1.0, 1.0]), full).tolist() == [0.0, 2.0]

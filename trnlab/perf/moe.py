@@ -183,5 +183,7 @@ def exposed(t_a2a: Any, t_compute: Any, cal: MoECalibration) -> Any:
     ``t_compute`` [s] it runs beside (a 1F1B all-to-all overlap or DualPipe pairs one
     micro-batch's all-to-all with another's compute): ``t_a2a - ep_overlap min(t_a2a,
     t_compute)``."""
+    if not cal.ep_overlap:  # nothing hidden (Megatron-Core's default): skip the grid-wide min
+        return t_a2a
     xp = xp_of(t_a2a, t_compute)
     return t_a2a - cal.ep_overlap * xp.minimum(t_a2a, t_compute)
