@@ -308,3 +308,11 @@ def test_kv_heads_are_whole_per_rank_and_a_chip_holds_its_ranks_copies_by_hand()
     per_head_13b = 2 * 40 * 128 * 2.0
     assert float(core.kv_bytes_per_token(m, 16.0, 1.0, 1.0, 2.0, 2.0)) == 2 * 2 * per_head_13b
     assert float(core.kv_bytes_per_token(m, 8.0, 1.0, 1.0, 2.0)) == 5 * per_head_13b
+
+
+def test_an_unknown_kv_context_is_named():
+    row = next(r for r in validate.read_cases(data_dir() / "measurements" / "cases.csv")
+               if r["case_id"] == "I-NEURON-INF2-L3-8B-B8-128-8064")
+    conv = {**validate.load_conventions()["I-NEURON"], "kv_context": "bucketed"}
+    with pytest.raises(CatalogError, match="kv_context.*bucketed.*compiled"):
+        validate.predict_inference(row, conv)

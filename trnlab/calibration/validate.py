@@ -741,6 +741,9 @@ def _replica(spec: TransformerSpec, row: dict[str, str], chip: str, system: str,
     if scenario == "offline":
         return serving_engine.offline_throughput(spec, chip, system, **extra, **common), ""
     batch = max(1.0, float(row["concurrency"]) / replicas)
+    if conv.get("kv_context", "compiled") != "compiled":
+        raise CatalogError(bad_value("conventions.toml", "kv_context", conv["kv_context"],
+                                     "'compiled' or absent (the live context)"))
     compiled = conv.get("kv_context") == "compiled" and row["seq_len"]
     raw = serving_engine.evaluate(spec, chip, system, batch=batch,
                                   kv_context=float(row["seq_len"]) if compiled else None,
