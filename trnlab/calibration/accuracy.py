@@ -71,14 +71,19 @@ def _by(labels: list[str], err: np.ndarray) -> dict[str, list[float]]:
     return out
 
 
+def _held_out(ds: xr.Dataset) -> np.ndarray:
+    """Per case: its source is held out of the fits (:func:`validate.held_out`)."""
+    conv = validate.load_conventions()
+    return np.array([validate.held_out(str(s), conv) for s in ds["source"].values], dtype=bool)
+
+
 def scores_of(ds: xr.Dataset) -> dict:
     """The scores of ``ds``, computed from its ``predicted`` and ``measured`` (so an edited
     prediction changes them): per kind cases, predicted, MAPE and median |error|, the share of
     rows predicted, and MAPE per source, chip family and feature of the training rows (JSON)."""
     err = ds["predicted"].values / ds["measured"].values - 1.0
     kind = ds["kind"].values.astype(str)
-    conv = validate.load_conventions()
-    held = np.array([validate.held_out(str(s), conv) for s in ds["source"].values], dtype=bool)
+    held = _held_out(ds)
     out: dict = {}
     for k in KINDS:
         e = err[kind == k]
@@ -181,8 +186,8 @@ def reading(ds: xr.Dataset) -> str:
     worst_text = ", ".join(f"{c} {100 * float(e):+.0f}%" for c, e in
                            zip(worst["case"].values, worst.values, strict=True)) or "none"
     missed = ds["predicted"].isnull().values
-    conv = validate.load_conventions()
-    held = sorted({str(src) for src in ds["source"].values if validate.held_out(str(src), conv)})
+    held = sorted({str(src) for src, h in zip(ds["source"].values, _held_out(ds), strict=True)
+                   if h})
     held_text = ("the held-out sources " + ", ".join(held) + " (conventions.toml `fit = false`: "
                  "predicted, never fitted)") if held else "no held-out source"
     return "\n".join([

@@ -537,17 +537,15 @@ def _predict_training(row: dict[str, str], conv: dict[str, Any], params: Trainin
 
 
 _MOE_ENTRY = re.compile(r"moe:\s*([^;|]*)")
-#: MoE settings a case's recipe states, as the MoE constants they set (data/perf/moe.toml
-#: notes): Megatron-Core's 1F1B all-to-all overlap (--overlap-moe-expert-parallel-comm,
-#: Megatron-Bridge moe_a2a_overlap) hides the expert all-to-all behind another micro-batch's
-#: compute; its flex dispatcher (DeepEP / HybridEP backends) sends a token across the
-#: scale-out network once per destination domain
-_MOE_FLAGS = (
-    ("ep_overlap", re.compile(r"moe_a2a_overlap\s*=\s*true|overlap[-_]moe[-_]expert[-_]"
-                              r"parallel[-_]comm(?!\s*=\s*false)", re.IGNORECASE), 1.0),
-    ("a2a_dedup", re.compile(r"moe_token_dispatcher_type\s*=\s*flex|moe_enable_deepep\s*=\s*"
-                             r"true|moe_flex_dispatcher_backend\s*=\s*(?:deepep|hybridep)",
-                             re.IGNORECASE), 1.0),
+#: MoE settings a case's recipe states -> the data/perf/moe.toml ``[stack.*]`` table of the
+#: constants they set: Megatron-Core's 1F1B all-to-all overlap (--overlap-moe-expert-parallel-
+#: comm, Megatron-Bridge moe_a2a_overlap) and its flex dispatcher (DeepEP / HybridEP backends)
+_MOE_SETTINGS = (
+    ("megatron-a2a-overlap", re.compile(r"moe_a2a_overlap\s*=\s*true|overlap[-_]moe[-_]expert"
+                                        r"[-_]parallel[-_]comm(?!\s*=\s*false)", re.IGNORECASE)),
+    ("megatron-flex-dispatcher", re.compile(
+        r"moe_token_dispatcher_type\s*=\s*flex|moe_enable_deepep\s*=\s*true|"
+        r"moe_flex_dispatcher_backend\s*=\s*(?:deepep|hybridep)", re.IGNORECASE)),
 )
 
 
@@ -557,11 +555,12 @@ def _moe_stack(row: dict[str, str], family: str) -> tuple[Any, str]:
     ``moe: key=value, ...`` entries (Normalization notes: the dispatcher or all-to-all overlap
     the source states); and the note saying which applied."""
     norm = row["notes"].split("|| Normalization:", 1)[-1].split("|| Original:", 1)[0]
-    text = _text(row)
-    values = {key: val for key, pattern, val in _MOE_FLAGS if pattern.search(text)}
+    text, stacks = _text(row), load_moe_stacks()
+    values = {key: field.si for name, pattern in _MOE_SETTINGS if pattern.search(text)
+              for key, field in stacks[name].items()}
     values |= {key: float(val) for entry in _MOE_ENTRY.findall(norm)
                for key, val in re.findall(r"([a-z_0-9]+)\s*=\s*([0-9.]+)", entry)}
-    stacked = family in load_moe_stacks()
+    stacked = family in stacks
     note = "; ".join(x for x in (
         f"MoE stack of family {family} (data/perf/moe.toml)" if stacked else "",
         "the case's MoE stack: " + ", ".join(f"{k}={v:g}" for k, v in values.items())
@@ -741,10 +740,11 @@ def _replica(spec: TransformerSpec, row: dict[str, str], chip: str, system: str,
     if scenario == "offline":
         return serving_engine.offline_throughput(spec, chip, system, **extra, **common), ""
     batch = max(1.0, float(row["concurrency"]) / replicas)
-    if conv.get("kv_context", "compiled") != "compiled":
-        raise CatalogError(bad_value("conventions.toml", "kv_context", conv["kv_context"],
+    kv_context = conv.get("kv_context")
+    if kv_context not in (None, "compiled"):
+        raise CatalogError(bad_value("conventions.toml", "kv_context", kv_context,
                                      "'compiled' or absent (the live context)"))
-    compiled = conv.get("kv_context") == "compiled" and row["seq_len"]
+    compiled = kv_context == "compiled" and row["seq_len"]
     raw = serving_engine.evaluate(spec, chip, system, batch=batch,
                                   kv_context=float(row["seq_len"]) if compiled else None,
                                   **common)

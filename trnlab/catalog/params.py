@@ -47,6 +47,21 @@ def _tables(path: Path, names: tuple[str, ...]) -> tuple[dict[str, Any], dict[st
     return doc, {n: parse_table(doc.get(n, {}), f"{path.name}: [{n}]", sources) for n in names}
 
 
+def _named_tables(path: Path, doc: dict[str, Any], table: str, allowed: tuple[str, ...]
+                  ) -> dict[str, dict[str, Field]]:
+    """The ``[<table>.<name>]`` tables of a file: name -> its fields, each key one of
+    ``allowed`` (a bad key is named with the table and what is allowed)."""
+    sources, out = _sources(), {}
+    for name, raw in doc.get(table, {}).items():
+        where = f"{path.name}: [{table}.{name}]"
+        for key in raw:
+            if key not in allowed:
+                raise CatalogError(bad_value(where, key, raw[key],
+                                             f"allowed: {', '.join(allowed)}"))
+        out[name] = parse_table(raw, where, sources)
+    return out
+
+
 def _require(path: Path, table: str, have: dict[str, Field], keys: tuple[str, ...]) -> None:
     for key in keys:
         if key not in have:
@@ -125,15 +140,8 @@ def _load_serving(path_str: str) -> ServingParams:
     doc, t = _tables(path, ("param", "step_overhead"))
     _require(path, "param", t["param"], SERVE_CALIBRATION)
     _require(path, "step_overhead", t["step_overhead"], ("default",))
-    runtimes = {}
-    for name, raw in doc.get("runtime", {}).items():
-        where = f"{path.name}: [runtime.{name}]"
-        for key in raw:
-            if key not in RUNTIME_FIELDS:
-                raise CatalogError(bad_value(where, key, raw[key],
-                                             f"allowed: {', '.join(RUNTIME_FIELDS)}"))
-        runtimes[name] = parse_table(raw, where, _sources())
-    return ServingParams(t["param"], t["step_overhead"], doc.get("fit", {}), path, runtimes)
+    return ServingParams(t["param"], t["step_overhead"], doc.get("fit", {}), path,
+                         _named_tables(path, doc, "runtime", RUNTIME_FIELDS))
 
 
 #: fields of [param] in moe.toml: the MoE terms of the training step
@@ -164,16 +172,7 @@ def load_moe_stacks(path: Path | None = None) -> dict[str, dict[str, Field]]:
 @lru_cache(maxsize=4)
 def _load_moe_stacks(path_str: str) -> dict[str, dict[str, Field]]:
     path = Path(path_str)
-    doc = read_toml(path)
-    sources, out = _sources(), {}
-    for family, raw in doc.get("stack", {}).items():
-        where = f"{path.name}: [stack.{family}]"
-        for key in raw:
-            if key not in MOE_CALIBRATION:
-                raise CatalogError(bad_value(where, key, raw[key],
-                                             f"allowed: {', '.join(MOE_CALIBRATION)}"))
-        out[family] = parse_table(raw, where, sources)
-    return out
+    return _named_tables(path, read_toml(path), "stack", MOE_CALIBRATION)
 
 
 @lru_cache(maxsize=2)

@@ -126,6 +126,7 @@ def kv_bytes_per_token(m: ServeShape, tp: Any, pp: Any, adp: Any, kvbytes: Any,
     r = ranks_per_chip
     if m.kv_latent:
         return m.layers * m.kv_latent * kvbytes * r / pp + 0.0 * tp * adp
+    # whole heads per rank; the 1e-9 keeps an exact quotient (8 / 8.0) from rounding up
     heads = xp.maximum(xp.ceil(m.kv_heads * adp / (tp * r) - 1e-9), 1.0) * r
     return 2.0 * m.layers * heads * m.qk_dim * kvbytes / pp  # K and V
 
