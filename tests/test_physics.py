@@ -890,3 +890,26 @@ def test_a_stack_with_an_unknown_eager_kind_is_refused(tmp_path):
                    'selective = "attention"\neager = ["softmax"]\n')
     with pytest.raises(CatalogError, match="eager.*softmax"):
         load_stacks(bad)
+
+
+# ------------------------------------------------------------------ attention in FP8
+def test_fp8_attention_runs_at_the_fp8_peak_times_the_flashattention3_ratio():
+    """H100: BF16 attention at 989.4 TFLOP/s; FP8 attention (fp8_dot_product_attention) at the
+    FP8 peak 1,978.9 x fp8_attention_factor 0.81 = 1,602.9 TFLOP/s (FlashAttention-3: 740 of
+    989 in BF16, ~1,200 of 1,979 in FP8). GEMMs and everything else unchanged."""
+    assert load_training().fields["fp8_attention_factor"].si == 0.81
+    bf16 = hardware("h100-sxm", "dgx-h100", "fp8", training=True)
+    fp8 = hardware("h100-sxm", "dgx-h100", "fp8", training=True, attention_precision="fp8")
+    assert bf16.peak_attn == pytest.approx(989.4e12, rel=1e-12)
+    assert fp8.peak_attn == pytest.approx(1978.9e12 * 0.81, rel=1e-12)
+    assert replace(fp8, peak_attn=bf16.peak_attn) == bf16
+    capped = hardware("h100-sxm", "dgx-h100", "fp8", training=True, attention_precision="fp8",
+                      power_cap_w=500.0)
+    assert capped.peak_attn == pytest.approx(fp8.peak_attn * capped.clock, rel=1e-12)
+
+
+def test_fp8_attention_is_refused_on_a_chip_without_an_fp8_rate():
+    with pytest.raises(ParameterError, match="attention_precision.*allowed on a100-sxm-80gb: bf16"):
+        hardware("a100-sxm-80gb", "dgx-a100", "bf16", training=True, attention_precision="fp8")
+    with pytest.raises(ParameterError, match="attention_precision.*'int8'"):
+        hardware("h100-sxm", "dgx-h100", "bf16", training=True, attention_precision="int8")

@@ -398,3 +398,23 @@ def test_a_held_out_source_is_predicted_but_never_fitted():
     assert any(c.startswith("I-TRTLLM") for c in fitted)
     preds = {p.case_id: p for p in validate.predict([r for r in rows if r["case_id"] in mlperf])}
     assert all(math.isfinite(p.predicted) for p in preds.values())
+
+
+def test_a_recipe_with_fp8_attention_runs_the_attention_core_in_fp8(tmp_path):
+    """fp8_dot_product_attention=True in a case's recipe: the same layout, the attention core at
+    the FP8 rate (hardware attention_precision "fp8"), so a faster step; said in why. A chip
+    without an FP8 rate keeps BF16 and says so."""
+    case = "T-MOE-MBRG2606-GB300-QWEN3-235B-256G-EP32"
+    notes = ROWS[case]["notes"]
+    assert "fp8_dot_product_attention=True" in notes
+    fp8 = _predict(_edited(tmp_path, case), case)
+    bf16 = _predict(_edited(tmp_path, case, notes=notes.replace(
+        "fp8_dot_product_attention=True", "fp8_dot_product_attention unset")), case)
+    assert fp8.layout == bf16.layout
+    assert fp8.predicted > 1.02 * bf16.predicted
+    assert "attention core in FP8" in fp8.why and "attention core in FP8" not in bf16.why
+    a100 = "T-TTAN-A100-L3-8B-SELOP"
+    said = _predict(_edited(tmp_path, a100, notes=ROWS[a100]["notes"]
+                            + " fp8_dot_product_attention=True"), a100)
+    assert "has no FP8 rate: BF16" in said.why
+    assert said.predicted == pytest.approx(_predict(_edited(tmp_path, a100), a100).predicted)

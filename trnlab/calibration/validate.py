@@ -311,6 +311,10 @@ def eager_kinds(row: dict[str, str], stack: Any) -> frozenset[str]:
 
 #: a case that states TP communication overlap although its family's default is off
 _TP_OVERLAP = re.compile(r"async[ -]?tp\b|asynctp|tp[-_ ]comm[-_ ]overlap", re.IGNORECASE)
+#: a recipe that runs the attention core in FP8 (Transformer Engine / Megatron-Core
+#: fp8_dot_product_attention, --fp8-dot-product-attention)
+_FP8_ATTENTION = re.compile(r"fp8_dot_product_attention\s*=\s*true|--fp8-dot-product-attention",
+                            re.IGNORECASE)
 
 
 def power_cap_of(row: dict[str, str]) -> float | None:
@@ -483,7 +487,15 @@ def _predict_training(row: dict[str, str], conv: dict[str, Any], params: Trainin
     if cap is not None:
         caveats.append(f"power limit {cap:.0f} W: the clock the chip holds under it "
                        "(data/perf/power.toml clock law)")
-    hw = hardware(row["chip"], system, precision, params, power_cap_w=cap, training=True)
+    attention = "fp8" if _FP8_ATTENTION.search(_text(row)) else "bf16"
+    if attention == "fp8" and "fp8" not in catalog.chip(row["chip"]).peak_flops:
+        attention = "bf16"
+        caveats.append(f"FP8 attention stated, but {row['chip']} has no FP8 rate: BF16")
+    elif attention == "fp8":
+        notes.append("attention core in FP8 (fp8_dot_product_attention in the case's recipe): "
+                     "the FP8 peak x fp8_attention_factor (data/perf/training.toml)")
+    hw = hardware(row["chip"], system, precision, params, power_cap_w=cap, training=True,
+                  attention_precision=attention)
     if stack.attention_rate != 1.0:  # another kernel generation than the chip's FA2-class one
         hw = dataclasses.replace(hw, attn_fwd_eff=hw.attn_fwd_eff * stack.attention_rate,
                                  attn_bwd_eff=hw.attn_bwd_eff * stack.attention_rate)

@@ -171,7 +171,7 @@ def fp4_training_peak(peak_fp4: float, peak_bf16: float, narrow_factor: float,
 def hardware(chip_id: str, system_id: str, precision: str = "bf16",
              params: TrainingParams | None = None, network_id: str | None = None,
              power_cap_w: float | None = None, serving: ServingParams | None = None,
-             training: bool = False) -> Hardware:
+             training: bool = False, attention_precision: str = "bf16") -> Hardware:
     """The :class:`~trnlab.perf.train.Hardware` of ``chip_id`` in ``system_id`` at ``precision``
     (the GEMM precision of training, the activation format of serving).
 
@@ -183,6 +183,11 @@ def hardware(chip_id: str, system_id: str, precision: str = "bf16",
     With ``training`` a 4-bit precision (fp4, mxfp4, nvfp4) means the 4-bit training recipe,
     which keeps ``fp4_recipe_bf16_fraction`` (training.toml) of the GEMM work in BF16
     (:func:`fp4_training_peak`); serving quantizes every linear layer.
+    ``attention_precision`` "fp8" runs the attention core's two matmuls in FP8 (Transformer
+    Engine's fp8_dot_product_attention): at the chip's FP8 peak x ``fp8_attention_factor``
+    (training.toml; FlashAttention-3 reaches 0.81 of its BF16 peak fraction in FP8) and the
+    chip's attention fractions, i.e. 2 x 0.81 = 1.62x the BF16 attention rate on a chip whose
+    FP8 peak is twice its BF16 peak.
     """
     params = params or load_training()
     gemm_bytes = format_bytes(precision, "precision")
@@ -199,8 +204,14 @@ def hardware(chip_id: str, system_id: str, precision: str = "bf16",
         peak_gemm = fp4_training_peak(peak_gemm, chip.peak("bf16"),
                                       params.fields["fp8_gemm_factor"].si,
                                       params.fields["fp4_recipe_bf16_fraction"].si)
+    allowed = ("bf16", "fp8") if "fp8" in chip.peak_flops else ("bf16",)
+    if attention_precision not in allowed:
+        raise ParameterError(bad_value("hardware", "attention_precision", attention_precision,
+                                       f"allowed on {chip_id}: {', '.join(allowed)}"))
+    peak_attn = chip.peak("bf16") if attention_precision == "bf16" else \
+        chip.peak("fp8") * params.fields["fp8_attention_factor"].si
     return Hardware(
-        peak_gemm=peak_gemm * clock, peak_attn=chip.peak("bf16") * clock, gemm_eff=eff,
+        peak_gemm=peak_gemm * clock, peak_attn=peak_attn * clock, gemm_eff=eff,
         gemm_bytes=gemm_bytes, attn_fwd_eff=rates["attn_fwd"].si,
         attn_bwd_eff=rates["attn_bwd"].si, hbm_bw=chip.hbm_bandwidth, hbm_capacity=chip.hbm_capacity,
         up_bw=system.scaleup_bandwidth / 2 * params.topology[system.scaleup_topology].si * coll,
