@@ -913,3 +913,18 @@ def test_fp8_attention_is_refused_on_a_chip_without_an_fp8_rate():
         hardware("a100-sxm-80gb", "dgx-a100", "bf16", training=True, attention_precision="fp8")
     with pytest.raises(ParameterError, match="attention_precision.*'int8'"):
         hardware("h100-sxm", "dgx-h100", "bf16", training=True, attention_precision="int8")
+
+
+def test_an_hbm_bound_decode_draws_what_the_h200_measurement_shows_by_hand():
+    """Decode with HBM saturated (compute share 0, memory share 1) on a 700 W H200: idle 0.2 +
+    0.8 x memory_weight 0.3 = 0.44 of TDP = 308 W, at the top of the 137-300 W measured across
+    four attention types (Ma et al. 2026, arXiv 2605.11999); tensor-bound work draws TDP."""
+    from trnlab.catalog.params import load_economics
+    from trnlab.perf import power
+
+    p = load_economics().power
+    assert (p["idle_fraction"].si, p["memory_weight"].si) == (0.2, 0.3)
+    decode = float(power.chip_power(700.0, 0.2, 0.0, 1.0, p["memory_weight"].si))
+    assert decode == pytest.approx(700 * (0.2 + 0.8 * 0.3), rel=1e-12)
+    assert 137.0 < decode < 1.05 * 300.0
+    assert float(power.chip_power(700.0, 0.2, 1.0, 0.0, p["memory_weight"].si)) == 700.0
