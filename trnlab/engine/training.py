@@ -109,7 +109,7 @@ def search(model_id: TransformerSpec | str, system: str, n_chips: int, *,
            zeros: Sequence[int] = (0, 1, 2, 3), recomputes: Sequence[str] = RECOMPUTE,
            vpps: Sequence[int] = (1, 2, 4, 8), tp_outside_domain: bool = False, top: int = 20,
            params: TrainingParams | None = None, client: Any = None,
-           power_cap_w: float | None = None) -> xr.Dataset:
+           power_cap_w: float | None = None, attention_precision: str = "bf16") -> xr.Dataset:
     """Every valid layout of ``model`` on ``n_chips`` chips of ``system``, best first.
 
     Parameters
@@ -132,6 +132,9 @@ def search(model_id: TransformerSpec | str, system: str, n_chips: int, *,
     power_cap_w : float, optional
         Chip power cap [W], in (0, TDP]: the compute peaks scale with the clock the chip holds
         under it.
+    attention_precision : {"bf16", "fp8"}
+        Precision of the attention core's matmuls ("fp8": Transformer Engine's FP8 attention,
+        :func:`trnlab.engine.hardware.hardware`); fp8 only on a chip with an FP8 rate.
 
     Every argument is checked first (:mod:`trnlab.checks`); a bad one raises one
     ParameterError/CatalogError line naming it, its value and what is allowed.
@@ -165,8 +168,10 @@ def search(model_id: TransformerSpec | str, system: str, n_chips: int, *,
         catalog.chip(checks.ident(where, "chip", chip, CatalogError))
     power_cap_w = check_power_cap(where, chip or sysrec.chip, power_cap_w)
     params = params or load_training()
+    attention_precision = checks.choice(where, "attention_precision", attention_precision,
+                                        ("bf16", "fp8"))
     hw = hardware(chip or sysrec.chip, system, precision, params, power_cap_w=power_cap_w,
-                  training=True)
+                  training=True, attention_precision=attention_precision)
     global_batch = global_batch or default_global_batch(n_chips, seq_len)
     ep_values = divisors_or_one(spec)
     cfg = enumerate_layouts(spec, n_chips, micro_batches=micro_batches, zeros=zeros,
@@ -189,7 +194,7 @@ def search(model_id: TransformerSpec | str, system: str, n_chips: int, *,
     ds.attrs.update({
         "model": spec.name, "system": system, "chip": chip or sysrec.chip, "n_chips": n_chips,
         "precision": precision, "seq_len": seq_len, "global_batch": global_batch,
-        "power_cap_w": json.dumps(power_cap_w),
+        "power_cap_w": json.dumps(power_cap_w), "attention_precision": attention_precision,
         "n_evaluated": int(reason.size), "n_valid": int(valid.sum()),
         "invalid_by_reason": json.dumps({REASONS[i]: int(c) for i, c in enumerate(counts)
                                          if i and c}),
