@@ -100,7 +100,7 @@ def test_cli_search(capsys):
 def test_search_with_fp8_attention_speeds_only_the_attention_core():
     """Llama 3 70B at 8K on 64 H100: the same layouts, each at least as fast with the attention
     core in FP8; the best one gains less than the attention core's share of its step."""
-    kw = dict(precision="fp8", top=1, micro_batches=(1,), zeros=(1,), vpps=(1,))
+    kw = {"precision": "fp8", "top": 1, "micro_batches": (1,), "zeros": (1,), "vpps": (1,)}
     bf16 = training.search("llama3-70b", "dgx-h100", 64, **kw)
     fp8 = training.search("llama3-70b", "dgx-h100", 64, attention_precision="fp8", **kw)
     assert fp8.attrs["attention_precision"] == "fp8"
