@@ -375,3 +375,41 @@ def test_cli_hetero_json_and_errors():
 def test_dataclass_replace_keeps_single_chip_systems():
     s = CAT.system("gb300-nvl72")
     assert dataclasses.replace(s).chip_counts == {"gb300": 72}
+
+
+# --------------------------------------------------------------------- power by pool role
+def test_a_pool_draws_the_power_of_its_compute_share_by_hand():
+    """Facility power per chip = TDP (idle 0.2 + 0.8 min(1, c + 0.3 (1 - c))) x (1 + overhead)
+    x PUE: a busy chip (c = 1) at TDP, an HBM-bound one (c = 0) at 0.44 TDP, c = 0.5 at 0.72."""
+    x, _ = eng.design("fp8", 0)
+    x = {k: v[:1] for k, v in x.items()}
+    fac, tdp = catalog.facility(), float(x["trn4_tdp"][0])
+    on_top = (1.0 + fac.system_overhead) * fac.pue
+    for c, frac in ((1.0, 1.0), (0.0, 0.44), (0.5, 0.72), (np.nan, 1.0)):
+        got = float(eng.facility_power_per_chip("trn4", x, np.array([c]))[0])
+        assert got == pytest.approx(tdp * frac * on_top, rel=1e-12), c
+    assert float(eng.facility_power_per_chip("trn4", x)[0]) == pytest.approx(tdp * on_top)
+
+
+def test_serving_pools_report_their_compute_share_and_the_rack_its_pools_power():
+    """Decode pool: 2 N x (output tokens/s per chip) over peak x GEMM efficiency; the
+    disaggregated rack draws n_prefill P(prefill share) + n_decode P(decode share), below a
+    rack of busy chips."""
+    x, _ = eng.design("fp8", 0)
+    x = {k: v[:1] for k, v in x.items()}
+    kw = {"input_len": 2048, "output_len": 512, "tpot_s": 0.05, "ttft_s": 2.0}
+    r = eng.serving_rates("llama3-70b", "trn4", "trn4-nvl72", x, **kw)
+    hw = eng.member_hardware("trn4", "trn4-nvl72", "fp8", x)
+    n = catalog.spec("llama3-70b").flop_params
+    by_hand = 2.0 * n * r["decode"][0] / float(np.ravel(hw.peak_gemm * hw.gemm_eff)[0])
+    assert r["decode_compute_share"][0] == pytest.approx(by_hand, rel=1e-9)
+    assert 0.0 < r["decode_compute_share"][0] < r["prefill_compute_share"][0] <= 1.0
+    p = trainium4._check("llama3-70b", "deepseek-v3", "llama3-70b", 2048, 512, 50.0, 2000.0,
+                         "fp8", 1, 0, 4e6, 4e6, 100.0, ["serving"])
+    rows = {row["label"]: row for row in trainium4.evaluate(x, p, ["serving"])}
+    row = rows["trn4-nvl72 co-located"]
+    share = r["colocated_compute_share"]
+    power = 72 * eng.facility_power_per_chip("trn4", x, share)
+    assert row["tokens_per_joule"][0] == pytest.approx(
+        row["tokens_per_s_per_rack"][0] / power[0], rel=1e-9)
+    assert power[0] < 72 * eng.facility_power_per_chip("trn4", x)[0]

@@ -21,12 +21,13 @@ import numpy as np
 
 from trnlab import catalog, checks
 from trnlab.catalog.fields import Field
-from trnlab.catalog.params import load_serving, load_training
+from trnlab.catalog.params import load_economics, load_serving, load_training
 from trnlab.catalog.records import PRECISION_FALLBACK
 from trnlab.engine.hardware import format_bytes, half_dim, hardware, serve_calibration
 from trnlab.engine.points import training_point
 from trnlab.engine.sampling import draw, override
 from trnlab.engine.shape import serve_shape
+from trnlab.perf import power
 from trnlab.perf.hardware import Hardware
 from trnlab.perf.serve import (
     ServeLayout,
@@ -170,7 +171,10 @@ def serving_rates(model: str, chip_id: str, system_id: str, x: dict[str, np.ndar
     tokens/s per chip of a decode-only pool (TPOT met, KV cache fits); ``decode_tpot`` [s] of
     that best layout; ``prefill`` requests/s per chip of a prefill-only pool (one prompt at a
     time, prefill within ``ttft_s - tpot_s``); ``prefill_s`` [s] its prefill time;
-    ``kv_bytes`` [B] the KV cache of one prompt (all layers, unsplit).
+    ``kv_bytes`` [B] the KV cache of one prompt (all layers, unsplit); and for each pool its
+    ``*_compute_share`` [1], the delivered weight-GEMM FLOP/s over the achievable
+    ``peak_gemm x gemm_eff`` (as :func:`trnlab.engine.economics.slo_rate`), from which
+    :func:`facility_power_per_chip` draws the chip's power.
     """
     spec = catalog.spec(model)
     m = serve_shape(spec)
@@ -205,8 +209,16 @@ def serving_rates(model: str, chip_id: str, system_id: str, x: dict[str, np.ndar
         np.arange(pre.shape[0]), p_idx], np.nan)
     kv = float(kv_bytes_per_token(m, 1.0, 1.0, 1.0, fmt)) * input_len
     n = len(next(iter(x.values())))
+    achievable = np.broadcast_to(np.reshape(hw.peak_gemm * hw.gemm_eff, (-1,)), (n,))  # [FLOP/s]
+
+    def share(tokens_per_s: np.ndarray) -> np.ndarray:  # weight GEMMs: 2 N FLOPs per token
+        return np.minimum(2.0 * m.flop_params * tokens_per_s / achievable, 1.0)
+
     return {"colocated": colocated, "decode": decode, "decode_tpot": decode_tpot,
-            "prefill": prefill, "prefill_s": prefill_s, "kv_bytes": np.full(n, kv)}
+            "prefill": prefill, "prefill_s": prefill_s, "kv_bytes": np.full(n, kv),
+            "colocated_compute_share": share(colocated * (1.0 + input_len / output_len)),
+            "decode_compute_share": share(decode),
+            "prefill_compute_share": share(prefill * input_len)}
 
 
 def training_speed(model: str, chip_id: str, x: dict[str, np.ndarray], precision: str = "fp8",
@@ -230,14 +242,21 @@ def price_per_chip_s(chip_id: str, x: dict[str, np.ndarray]) -> np.ndarray:
     return np.full(n, _per_chip_price(PRICES[chip_id]).si)
 
 
-def facility_power_per_chip(chip_id: str, x: dict[str, np.ndarray]) -> np.ndarray:
-    """(scenario,) facility power of a busy chip [W]: TDP x (1 + system overhead) x PUE
-    (catalog facility factors; the chip's scenario TDP where it is an unknown)."""
-    fac = catalog.facility()
+def facility_power_per_chip(chip_id: str, x: dict[str, np.ndarray],
+                            compute_share: Any = 1.0) -> np.ndarray:
+    """(scenario,) facility power of a chip [W]: its chip power x (1 + system overhead) x PUE
+    (catalog facility factors; the chip's scenario TDP where it is an unknown). The chip power
+    is :func:`trnlab.perf.power.chip_power` with ``compute_share`` [1] of the time
+    tensor-bound and the rest HBM-bound: TDP for a busy chip (1, the default: training,
+    prefill), about 0.44 of TDP for a decode pool (power.toml: idle 0.2, memory weight 0.3);
+    an undefined share (NaN: no layout meets the SLO) counts as busy."""
+    fac, p = catalog.facility(), load_economics().power
     n = len(next(iter(x.values())))
     tdp = np.asarray(x[f"{chip_id}_tdp"]) if f"{chip_id}_tdp" in x \
         else np.full(n, catalog.chip(chip_id).tdp)
-    return tdp * (1.0 + fac.system_overhead) * fac.pue
+    c = np.nan_to_num(np.asarray(compute_share, dtype=float), nan=1.0)
+    chip = power.chip_power(tdp, p["idle_fraction"].si, c, 1.0 - c, p["memory_weight"].si)
+    return chip * (1.0 + fac.system_overhead) * fac.pue
 
 
 def scaleout(chip_id: str) -> tuple[float, float]:

@@ -92,14 +92,22 @@ def _fabric(x: dict[str, np.ndarray], mode: str, a: str, b: str) -> tuple[Any, A
     return hetero.cross_path(rdma, bw, lat, out_bw, out_lat)
 
 
-def _rack(x: dict[str, np.ndarray], counts: dict[str, Any]) -> tuple[Any, Any]:
-    """Price [USD/s] and facility power [W] of a rack holding ``counts`` chips per type."""
+def _pools(x: dict[str, np.ndarray], pools: list[tuple[str, Any, Any]]) -> tuple[Any, Any]:
+    """Price [USD/s] and facility power [W] of a rack of ``(chip type, chips, compute share)``
+    pools; a pool draws the power of its compute share (:func:`eng.facility_power_per_chip`:
+    a decode pool less than a busy one)."""
     def per(v: np.ndarray, n: Any) -> np.ndarray:  # (scenario,) against n's extra axes
         return np.reshape(v, v.shape + (1,) * max(np.ndim(n) - 1, 0))
 
-    price = sum(n * per(eng.price_per_chip_s(c, x), n) for c, n in counts.items())
-    power = sum(n * per(eng.facility_power_per_chip(c, x), n) for c, n in counts.items())
+    price = sum(n * per(eng.price_per_chip_s(c, x), n) for c, n, _ in pools)
+    power = sum(n * per(eng.facility_power_per_chip(c, x, share), n) for c, n, share in pools)
     return price, power
+
+
+def _rack(x: dict[str, np.ndarray], counts: dict[str, Any]) -> tuple[Any, Any]:
+    """Price [USD/s] and facility power [W] of a rack holding ``counts`` busy chips per type
+    (training, the attention/FFN split, RL: every chip at TDP)."""
+    return _pools(x, [(c, n, 1.0) for c, n in counts.items()])
 
 
 def _row(rate: Any, price: Any, power: Any, **meta: Any) -> dict[str, Any]:
@@ -134,8 +142,9 @@ def _serving(x: dict[str, np.ndarray], p: dict[str, Any]) -> list[dict[str, Any]
     rates["trn4-ualink"] = eng.serving_rates(p["model"], "trn4", eng.UALINK, x, **kw)
     for chip, system in (*eng.HOMOGENEOUS.items(), ("trn4", eng.UALINK)):
         n = catalog.system(system).n_chips
-        price, power = _rack(x, {chip: n})
-        rate = rates["trn4-ualink" if system == eng.UALINK else chip]["colocated"]
+        own = rates["trn4-ualink" if system == eng.UALINK else chip]
+        price, power = _pools(x, [(chip, n, own["colocated_compute_share"])])
+        rate = own["colocated"]
         rows.append(_row(n * rate, price, power, workload="serving",
                          kind="homogeneous", fabric_mode="-", label=f"{system} co-located",
                          share=np.full(price.shape, np.nan), chips=n))
@@ -153,8 +162,8 @@ def _serving(x: dict[str, np.ndarray], p: dict[str, Any]) -> list[dict[str, Any]
                                             (rates[dec]["decode"] / out_len)[:, None],
                                             n_pre, RACK - n_pre, kv[:, None], bw[:, None])
             req = np.where((ttft <= kw["ttft_s"])[:, None], req, np.nan)
-            price, power = _rack(x, {pre: n_pre, dec: RACK - n_pre}) if pre != dec else \
-                _rack(x, {pre: np.full_like(n_pre, RACK)})
+            price, power = _pools(x, [(pre, n_pre, rates[pre]["prefill_compute_share"]),
+                                      (dec, RACK - n_pre, rates[dec]["decode_compute_share"])])
             best = _best_split(req * out_len, np.broadcast_to(price, req.shape),
                                np.broadcast_to(power, req.shape), shares)
             kind = "homogeneous" if pre == dec else "heterogeneous"
