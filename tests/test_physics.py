@@ -928,3 +928,55 @@ def test_an_hbm_bound_decode_draws_what_the_h200_measurement_shows_by_hand():
     assert decode == pytest.approx(700 * (0.2 + 0.8 * 0.3), rel=1e-12)
     assert 137.0 < decode < 1.05 * 300.0
     assert float(power.chip_power(700.0, 0.2, 1.0, 0.0, p["memory_weight"].si)) == 700.0
+
+
+# ------------------------------------------------------------------ FP8 casts (torchao)
+def test_separate_fp8_casts_move_one_and_a_half_elements_per_gemm_input_by_hand():
+    """torchao Float8Linear under torch.compile: each distinct GEMM input (Llama 3 8B: the
+    normed x for Q/K/V, the attention output, the normed x for gate/up, the SwiGLU output:
+    3h + ffn = 26,624 per token) is cast by a kernel of its own, R2 W1 = 1.5 elements of 2 B;
+    the step grows by that memory time, forward and backward (backward_memory_factor)."""
+    from trnlab.engine.training import evaluate
+    from trnlab.workloads.traffic import (
+        FP8_CAST,
+        FP8_CAST_TRAFFIC,
+        elementwise_traffic,
+        fp8_cast_elements,
+    )
+
+    spec, h = model("llama3-8b"), 4096
+    assert FP8_CAST_TRAFFIC == 1.5
+    assert fp8_cast_elements(spec) == 3 * h + 14336
+    casts = frozenset({FP8_CAST})
+    assert elementwise_traffic(spec, "dense", casts) == pytest.approx(
+        23 * h + 1.5 * (3 * h + 14336), rel=1e-12)
+    moe = model("mixtral-8x7b")  # routed experts: top-2 copies of h in, 2 x ffn out
+    assert fp8_cast_elements(moe, "moe") == pytest.approx(
+        2 * moe.hidden + 2 * moe.hidden + 2 * moe.moe_ffn, rel=1e-12)
+    hw = hardware("h100-sxm", "dgx-h100", "fp8", load_training(), training=True)
+    one = {"tp": 1, "pp": 1, "dp": 1, "cp": 1, "ep": 1, "vpp": 1, "micro_batch": 1, "zero": 1,
+           "recompute": 0}
+    cfg = {k: np.array([v]) for k, v in one.items()}
+    fused = evaluate(spec, hw, cfg, 1, 4096, selective="attention")
+    cast = evaluate(spec, hw, cfg, 1, 4096, selective="attention", eager=casts)
+    cal = train_calibration(load_training())
+    extra = 1.5 * (3 * h + 14336) * cal.activation_bytes * 4096 * spec.layers
+    want = extra / (hw.hbm_bw * cal.mem_eff) * (1 + cal.backward_memory_factor)
+    assert cast["t_compute"][0] - fused["t_compute"][0] == pytest.approx(want, rel=1e-6)
+
+
+def test_torchtitan_fp8_cases_cast_separately_and_transformer_engine_ones_do_not():
+    from trnlab._paths import data_dir
+    from trnlab.calibration import validate
+    from trnlab.catalog.params import load_stacks
+
+    stacks = load_stacks()
+    assert stacks["torchtitan"].fp8_cast and not stacks["megatron"].fp8_cast
+    rows = {r["case_id"]: r for r in validate.read_cases(
+        data_dir() / "measurements" / "cases.csv")}
+    preds = {p.case_id: p for p in validate.predict(
+        [rows["T-TTAN-H100-8B-G8-FP8"], rows["T-TTAN-H100-8B-G8-COMPILE"],
+         rows["T-MCORE-H100-06"]])}
+    assert "FP8 GEMM inputs cast by kernels of their own" in preds["T-TTAN-H100-8B-G8-FP8"].why
+    for bf16_or_te in ("T-TTAN-H100-8B-G8-COMPILE", "T-MCORE-H100-06"):
+        assert "cast by kernels of their own" not in preds[bf16_or_te].why

@@ -50,6 +50,7 @@ from trnlab.catalog.params import (
 from trnlab.engine import serving as serving_engine
 from trnlab.engine.hardware import (
     chip_inputs_band,
+    format_bytes,
     hardware,
     moe_calibration,
     system_of,
@@ -68,6 +69,7 @@ from trnlab.workloads.flops import (
     module_recompute,
     saving_recompute,
 )
+from trnlab.workloads.traffic import FP8_CAST
 
 SCHEMA_COLUMNS = ["case_id", "kind", "source", "trust", "chip", "system", "scaleout", "n_chips", "model", "params_b", "layers", "hidden", "heads", "kv_heads", "head_dim", "ffn", "vocab", "seq_len", "moe_experts", "moe_active", "moe_ffn", "gated_mlp", "tp", "pp", "dp", "cp", "ep", "vpp", "zero", "global_batch", "micro_batch", "precision", "recompute", "input_len", "output_len", "concurrency", "metric", "value", "metric_note", "notes"]
 METRICS = ("model_tflops_per_chip", "hw_tflops_per_chip", "mfu", "tokens_per_s_per_chip",
@@ -507,6 +509,10 @@ def _predict_training(row: dict[str, str], conv: dict[str, Any], params: Trainin
     if eager:
         notes.append(f"eager PyTorch: {', '.join(sorted(eager))} unfused "
                      "(data/perf/stacks.toml; trnlab.workloads.traffic.EAGER_TRAFFIC)")
+    if stack.fp8_cast and format_bytes(precision) == 1:
+        eager |= {FP8_CAST}
+        notes.append("FP8 GEMM inputs cast by kernels of their own (the stack's fp8_cast; "
+                     "trnlab.workloads.traffic.FP8_CAST_TRAFFIC)")
     res = evaluate(spec, hw, cfg, gb, s, params, moe=moe, selective=selective, eager=eager)
     ok = (reason == 0) & res["fits"]
     if not ok.any():

@@ -284,6 +284,7 @@ class Stack:
     vpp: int  # default interleave when unstated
     selective: str  # what "selective" recompute runs again (trnlab.workloads.flops.SELECTIVE)
     eager: tuple[str, ...]  # memory-bound op kinds run unfused, one kernel per operator
+    fp8_cast: bool  # FP8 GEMM inputs cast by kernels of their own (torchao), not fused (TE)
     source: str
     note: str
 
@@ -311,9 +312,12 @@ def load_stacks(path: Path | None = None) -> dict[str, Stack]:
         if not isinstance(eager, list) or not set(eager) <= set(EAGER_KINDS):
             raise CatalogError(bad_value(where, "eager", eager,
                                          f"a list of {', '.join(EAGER_KINDS)}"))
+        fp8_cast = t.get("fp8_cast", False)
+        if not isinstance(fp8_cast, bool):
+            raise CatalogError(bad_value(where, "fp8_cast", fp8_cast, "true or false"))
         out[family] = Stack(family, t["attention"], float(rate), t["tp_overlap"],
                             t["fsdp_reshard"], t["micro_batch"], t["vpp"], t["selective"],
-                            tuple(eager), t.get("source", ""), t.get("note", ""))
+                            tuple(eager), fp8_cast, t.get("source", ""), t.get("note", ""))
     if "default" not in out:
         raise CatalogError(f"{path.name}: needs a [stack.default] table")
     return out

@@ -26,8 +26,9 @@ from trnlab.workloads.flops import RECOMPUTE, RECOMPUTED
 from trnlab.workloads.gemms import layer_gemms
 from trnlab.workloads.spec import TransformerSpec
 
-__all__ = ["EAGER_TRAFFIC", "GEMM_INPUT", "STORES", "ElementwiseOp", "StoredTensor",
-           "activation_bytes_per_token_per_layer", "elementwise_traffic", "memory_bound_ops",
+__all__ = ["EAGER_TRAFFIC", "FP8_CAST", "FP8_CAST_TRAFFIC", "GEMM_INPUT", "STORES", "ElementwiseOp", "StoredTensor",
+           "activation_bytes_per_token_per_layer", "elementwise_traffic", "fp8_cast_elements",
+           "memory_bound_ops",
            "stored_activation_bytes_per_token_per_layer", "stored_activations",
            "weight_bytes_per_layer"]
 
@@ -53,6 +54,17 @@ FLOPS_PER_READ = {"norm": 4.0, "rope": 3.0, "residual": 0.5, "act": 2.5, "router
 #:         R4 W2 = 6 B: 5/3 (gated MLPs only: a plain GELU is one kernel).
 #: Residual adds, MoE routing, dispatch and combine are one kernel each either way.
 EAGER_TRAFFIC = {"norm": 9.0, "rope": 5.0, "act": 5.0 / 3.0}
+
+#: the unfused kind of a stack that casts every FP8 GEMM input by a kernel of its own (torchao
+#: Float8Linear, dynamic tensorwise scaling; Transformer Engine fuses the cast into the kernel
+#: that produces the input, which the fitted FP8 GEMM factor covers)
+FP8_CAST = "fp8_cast"
+#: traffic of one such cast per element of the GEMM input, in elements of the 2 B activation
+#: format: under torch.compile the amax reduction fuses into the producer, the cast reads the
+#: bf16 input and writes fp8, R2 W1 = 3 B = 1.5 elements (torchao/float8/float8_scaling_utils
+#: hp_tensor_to_float8_dynamic: amax, scale, cast; the backward casts the output gradient and
+#: transposes both operands, about twice the forward, as backward_memory_factor counts)
+FP8_CAST_TRAFFIC = 1.5
 
 
 class ElementwiseOp(NamedTuple):
@@ -115,19 +127,34 @@ def memory_bound_ops(spec: TransformerSpec, layer_kind: str = "dense") -> list[E
     return ops
 
 
+def fp8_cast_elements(spec: TransformerSpec, layer_kind: str = "dense") -> float:
+    """Elements of the weight GEMMs' inputs per token of one layer [elements]: what a stack
+    casting each FP8 GEMM input separately (:data:`FP8_CAST`) casts, ``sum m_per_token x k x
+    count`` over :func:`~trnlab.workloads.gemms.layer_gemms` (routed experts: ``top-k x h``),
+    each input tensor once (torch.compile eliminates the repeated casts of a tensor several
+    Linears read: Q, K, V; gate and up); the router stays in high precision.
+    Llama 3 8B: ``3h + ffn`` = 26,624."""
+    return float(sum(g.m_per_token * g.k * g.count for g in layer_gemms(spec, layer_kind)
+                     if g.name != "router"))
+
+
 def elementwise_traffic(spec: TransformerSpec, layer_kind: str = "dense",
                         eager: frozenset[str] = frozenset()) -> float:
     """Elements the memory-bound ops of one layer's forward pass move per token [elements]:
     the reads and writes of :func:`memory_bound_ops`, the kinds in ``eager`` (run one PyTorch
     kernel per operator, a subset of :data:`EAGER_TRAFFIC`) times their eager traffic; an
-    RMSNorm-free model's norms (LayerNorm) and an ungated activation stay one kernel."""
-    unknown = sorted(eager - EAGER_TRAFFIC.keys())
+    RMSNorm-free model's norms (LayerNorm) and an ungated activation stay one kernel. With
+    :data:`FP8_CAST` in ``eager``, each FP8 GEMM input's own cast adds
+    :data:`FP8_CAST_TRAFFIC` x :func:`fp8_cast_elements`."""
+    unknown = sorted(eager - EAGER_TRAFFIC.keys() - {FP8_CAST})
     if unknown:
         raise ParameterError(bad_value("elementwise_traffic", "eager", ", ".join(unknown),
-                                       f"kinds among {', '.join(EAGER_TRAFFIC)}"))
+                                       f"kinds among {', '.join([*EAGER_TRAFFIC, FP8_CAST])}"))
     one_kernel = {"norm": spec.norm != "rmsnorm", "act": not spec.gated_mlp}
-    return sum((EAGER_TRAFFIC[op.kind] if op.kind in eager and not one_kernel.get(op.kind)
-                else 1.0) * (op.read + op.write) for op in memory_bound_ops(spec, layer_kind))
+    casts = FP8_CAST_TRAFFIC * fp8_cast_elements(spec, layer_kind) if FP8_CAST in eager else 0.0
+    return casts + sum((EAGER_TRAFFIC[op.kind] if op.kind in eager
+                        and not one_kernel.get(op.kind) else 1.0) * (op.read + op.write)
+                       for op in memory_bound_ops(spec, layer_kind))
 
 
 def activation_bytes_per_token_per_layer(spec: TransformerSpec, bytes_per_elem: Any,
