@@ -890,6 +890,11 @@ def test_a_stack_with_an_unknown_eager_kind_is_refused(tmp_path):
                    'selective = "attention"\neager = ["softmax"]\n')
     with pytest.raises(CatalogError, match="eager.*softmax"):
         load_stacks(bad)
+    bad.write_text('[stack.default]\nattention = "fused"\nattention_rate = 1.0\n'
+                   'tp_overlap = true\nfsdp_reshard = "step"\nmicro_batch = 1\nvpp = 1\n'
+                   'selective = "attention"\nfp8_cast = "yes"\n')
+    with pytest.raises(CatalogError, match="fp8_cast = 'yes': true or false"):
+        load_stacks(bad)
 
 
 # ------------------------------------------------------------------ attention in FP8

@@ -209,7 +209,7 @@ def serving_rates(model: str, chip_id: str, system_id: str, x: dict[str, np.ndar
         np.arange(pre.shape[0]), p_idx], np.nan)
     kv = float(kv_bytes_per_token(m, 1.0, 1.0, 1.0, fmt)) * input_len
     n = len(next(iter(x.values())))
-    achievable = np.broadcast_to(np.reshape(hw.peak_gemm * hw.gemm_eff, (-1,)), (n,))  # [FLOP/s]
+    achievable = np.broadcast_to(np.reshape(hw.peak_gemm * hw.gemm_eff, (-1,)), (n,))  # FLOP/s
 
     def share(tokens_per_s: np.ndarray) -> np.ndarray:  # weight GEMMs: 2 N FLOPs per token
         return np.minimum(2.0 * m.flop_params * tokens_per_s / achievable, 1.0)

@@ -26,9 +26,9 @@ from trnlab.workloads.flops import RECOMPUTE, RECOMPUTED
 from trnlab.workloads.gemms import layer_gemms
 from trnlab.workloads.spec import TransformerSpec
 
-__all__ = ["EAGER_TRAFFIC", "FP8_CAST", "FP8_CAST_TRAFFIC", "GEMM_INPUT", "STORES", "ElementwiseOp", "StoredTensor",
-           "activation_bytes_per_token_per_layer", "elementwise_traffic", "fp8_cast_elements",
-           "memory_bound_ops",
+__all__ = ["EAGER_TRAFFIC", "FP8_CAST", "FP8_CAST_TRAFFIC", "GEMM_INPUT", "STORES",
+           "ElementwiseOp", "StoredTensor", "activation_bytes_per_token_per_layer",
+           "elementwise_traffic", "fp8_cast_elements", "memory_bound_ops",
            "stored_activation_bytes_per_token_per_layer", "stored_activations",
            "weight_bytes_per_layer"]
 
