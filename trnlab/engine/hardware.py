@@ -137,14 +137,19 @@ def with_stack(params: TrainingParams, stack: Stack) -> TrainingParams:
 
 def clock_fraction(chip_id: str, power_cap_w: float | None) -> float:
     """Clock a chip holds under ``power_cap_w`` [W] while tensor-bound (1.0 without a cap),
-    from :func:`trnlab.perf.power.capped_clock_fraction` and data/perf/power.toml."""
+    from :func:`trnlab.perf.power.capped_clock_fraction` and the measured H100 law of
+    data/perf/power.toml: a load draws ``s + (d - s) (f/f0)^e`` of TDP (static fraction ``s``
+    = cap_static_fraction, uncapped draw ``d`` = uncapped_draw), so a cap above ``d`` x TDP
+    does not bind. H100 at 500 W: ((500/700 - 0.27) / (0.92 - 0.27))^(1/3) = 0.88."""
     if power_cap_w is None:
         return 1.0
     if not power_cap_w > 0:
         raise ParameterError(bad_value("hardware", "power_cap_w", power_cap_w, "must be > 0 W"))
     p = load_economics().power
-    return float(capped_clock_fraction(catalog.chip(chip_id).tdp, float(power_cap_w),
-                                       p["idle_fraction"].si, 1.0, p["clock_exponent"].si))
+    static, draw = p["cap_static_fraction"].si, p["uncapped_draw"].si
+    return float(capped_clock_fraction(catalog.chip(chip_id).tdp, float(power_cap_w), static,
+                                       (draw - static) / (1.0 - static),
+                                       p["clock_exponent"].si))
 
 
 def format_bytes(fmt: str, field: str = "format") -> float:
