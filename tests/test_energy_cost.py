@@ -245,3 +245,26 @@ def test_cost_coordinates_and_units(cost_ds):
     for var in cost_ds.variables.values():
         if "units" in var.attrs:
             units.parse(var.attrs["units"])
+
+
+def test_the_energy_study_prices_power_caps_on_the_cluster_system(energy_ds):
+    """Along cap_fraction: the clock is the law's, the best layout's throughput relative to
+    no cap lies between the clock and 1 and rises with the cap, the chip draws the cap where
+    it binds (min(cap, 0.92 TDP) / 0.92 TDP) and tokens per joule is their ratio; the measured
+    H100 points come from power.toml."""
+    from trnlab.engine.hardware import clock_fraction
+
+    ds, tdp = energy_ds, catalog.chip("trn3").tdp
+    f = ds["cap_fraction"].values
+    assert f[-1] == 1.0 and ds.attrs["cluster_system"] == "trn3-ultraserver"
+    clock = np.array([clock_fraction("trn3", x * tdp) for x in f])
+    assert np.allclose(ds["capped_clock"].values, clock)
+    speed = ds["capped_training_speed"].values
+    assert speed[-1] == 1.0 and np.all(np.diff(speed) > 0)
+    assert np.all(speed >= clock - 1e-9) and np.all(speed <= 1.0)
+    assert np.allclose(ds["capped_chip_power"].values, np.minimum(f, 0.92) / 0.92)
+    assert np.allclose(ds["capped_energy_efficiency"].values,
+                       speed / ds["capped_chip_power"].values)
+    assert list(ds["h100_cap_w"].values) == [200, 300, 400, 500, 600, 700]
+    assert ds["h100_measured_training_speed"].attrs["source"] == "MAYR-AIBENCH"
+    assert "**Power caps.**" in energy.reading(ds)

@@ -996,17 +996,37 @@ def test_torchtitan_fp8_cases_cast_separately_and_transformer_engine_ones_do_not
 def test_the_clock_law_follows_the_measured_h100_under_power_caps():
     """Ujeniya et al. 2026 (H100, caps 200-700 W): the SM clock falls to 0.959, 0.879, 0.762,
     0.575, 0.317 of its 700 W value; Mayr et al. 2026 (Llama 3 8B pre-training on 4 H100):
-    tokens/s to 0.966, 0.915, 0.821, 0.594, 0.320. The law's clock and the model's step
-    follow both within 0.06 (the memory-bound share keeps the step above the clock at mild
-    caps); the f^3 law at idle 0.2 and full TDP had read 0.50 at 200 W."""
+    tokens/s to 0.966, 0.915, 0.821, 0.594, 0.320 (power.toml [measured.h100-caps]). The law's
+    clock and the model's step follow both within 0.06 (the memory-bound share keeps the step
+    above the clock at mild caps); the f^3 law at idle 0.2 and full TDP had read 0.50 at
+    200 W."""
+    from trnlab.catalog.params import load_power_cap_measurements
     from trnlab.engine import training
     from trnlab.engine.hardware import clock_fraction
 
-    caps = (600.0, 500.0, 400.0, 300.0, 200.0)
-    for cap, clock in zip(caps, (0.959, 0.879, 0.762, 0.575, 0.317), strict=True):
-        assert clock_fraction("h100-sxm", cap) == pytest.approx(clock, abs=0.06), cap
+    m = load_power_cap_measurements()["h100-caps"]
+    assert m["cap_w"] == [200, 300, 400, 500, 600, 700]
+    assert m["llm_training_speed"][0] == 0.320 and m["sm_clock"][0] == 0.317
+    for cap, clock in zip(m["cap_w"], m["sm_clock"], strict=True):
+        assert clock_fraction("h100-sxm", float(cap)) == pytest.approx(clock, abs=0.06), cap
     speed = [float(training.search("llama3-8b", "dgx-h100", 4, seq_len=4096, global_batch=64,
-                                   top=1, power_cap_w=cap)["tokens_per_s_per_chip"][0])
-             for cap in (700.0, *caps)]
-    for s_cap, measured in zip(speed[1:], (0.966, 0.915, 0.821, 0.594, 0.320), strict=True):
-        assert s_cap / speed[0] == pytest.approx(measured, abs=0.06)
+                                   top=1, power_cap_w=float(cap))["tokens_per_s_per_chip"][0])
+             for cap in m["cap_w"]]
+    for s_cap, measured in zip(speed, m["llm_training_speed"], strict=True):
+        assert s_cap / speed[-1] == pytest.approx(measured, abs=0.06)
+
+
+def test_a_measured_cap_table_with_a_bad_ratio_or_source_is_refused(tmp_path):
+    from trnlab.catalog.params import load_power_cap_measurements
+
+    (tmp_path / "perf").mkdir()
+    good = ('[measured.x]\ncap_w = [300, 700]\nsm_clock = [0.5, 1.0]\n'
+            'sm_clock_source = "UJENIYA-H100CAP"\nllm_training_speed = [0.5, 1.0]\n'
+            'llm_training_speed_source = "MAYR-AIBENCH"\n')
+    (tmp_path / "perf" / "power.toml").write_text(good.replace("[0.5, 1.0]\nsm", "[1.5, 1.0]\nsm")
+                                                  .replace("sm_clock = [0.5", "sm_clock = [1.5"))
+    with pytest.raises(CatalogError, match="sm_clock = \\[1.5, 1.0\\]: 2 ratios in"):
+        load_power_cap_measurements(str(tmp_path))
+    (tmp_path / "perf" / "power.toml").write_text(good.replace('"MAYR-AIBENCH"', '"NOPE"'))
+    with pytest.raises(CatalogError, match="llm_training_speed_source = 'NOPE'"):
+        load_power_cap_measurements(str(tmp_path / "."))

@@ -238,6 +238,22 @@ def roofline(ds: xr.Dataset, *, ax=None) -> tuple[list, list]:
     return lines, points
 
 
+def power_caps(ds: xr.Dataset, *, ax=None, h100_tdp: float = 700.0) -> tuple[list, list]:
+    """The power-cap panel of :func:`trnlab.studies.energy.power_caps`: along ``cap_fraction``
+    the law's clock and the modelled training throughput (lines), and the measured H100 points
+    (``h100_cap_w`` / ``h100_tdp`` [W]: SM clock, Llama 3 8B training), all relative to no cap.
+    Returns (lines, points)."""
+    ax, f = _axes(ax), ds["cap_fraction"].values
+    lines = [ax.plot(f, ds[v].values, label=f"{ds[v].attrs['long_name']} (model)")[0]
+             for v in ("capped_clock", "capped_training_speed")]
+    h = ds["h100_cap_w"].values / h100_tdp
+    points = [ax.scatter(h, ds[v].values, marker=m, zorder=3, label=ds[v].attrs["long_name"])
+              for v, m in (("h100_measured_clock", "o"), ("h100_measured_training_speed", "s"))]
+    ax.set(xlabel=_label(ds["cap_fraction"]), ylabel="relative to no cap [1]")
+    ax.legend(fontsize="x-small")
+    return lines, points
+
+
 def band(da: xr.DataArray, *, x: str, percentile_dim: str = "percentile",
          units: str | None = None, ax=None, label: str | None = None,
          color: str | None = None):

@@ -202,6 +202,29 @@ class Economics:
 
 
 @lru_cache(maxsize=2)
+def load_power_cap_measurements(root: str | None = None) -> dict[str, dict[str, Any]]:
+    """The measured throughput under power caps of ``perf/power.toml`` ``[measured.*]``: name
+    -> ``cap_w`` [W] and ratios to the uncapped point [1] (``sm_clock``,
+    ``llm_training_speed``) with their ``*_source`` ids (checked against sources.toml)."""
+    base = Path(root) if root else data_dir()
+    sources, out = _sources(), {}
+    for name, t in read_toml(base / "perf" / "power.toml").get("measured", {}).items():
+        where = f"power.toml: [measured.{name}]"
+        caps = t.get("cap_w")
+        if not isinstance(caps, list) or not caps or not all(c > 0 for c in caps):
+            raise CatalogError(bad_value(where, "cap_w", caps, "a list of powers > 0 W"))
+        for key in ("sm_clock", "llm_training_speed"):
+            v = t.get(key)
+            if not isinstance(v, list) or len(v) != len(caps) or not all(0 < x <= 1 for x in v):
+                raise CatalogError(bad_value(where, key, v, f"{len(caps)} ratios in (0, 1]"))
+            if t.get(f"{key}_source") not in sources:
+                raise CatalogError(bad_value(where, f"{key}_source", t.get(f"{key}_source"),
+                                             "an id of data/hardware/sources.toml"))
+        out[name] = t
+    return out
+
+
+@lru_cache(maxsize=2)
 def load_economics(root: str | None = None) -> Economics:
     """Read and validate ``perf/power.toml`` and ``cost/capex.toml`` under ``root`` (data/)."""
     base = Path(root) if root else data_dir()

@@ -18,6 +18,8 @@ import numpy as np
 import xarray as xr
 
 from trnlab import catalog, checks
+from trnlab.catalog.params import load_economics, load_power_cap_measurements
+from trnlab.engine import training
 from trnlab.engine.economics import (
     POWER_OVERRIDES,
     check_overrides,
@@ -25,6 +27,7 @@ from trnlab.engine.economics import (
     power_inputs,
     workload_rates,
 )
+from trnlab.engine.hardware import clock_fraction
 from trnlab.engine.sampling import PERCENTILES, bands
 from trnlab.engine.variables import attrs
 from trnlab.errors import ParameterError, bad_value
@@ -179,6 +182,7 @@ def study(model: str = "llama3-405b", systems: Sequence[str] = DEFAULT_SYSTEMS,
     ds["cluster_systems"] = ("cluster_chips", power.units_needed(
         n[:, 0], per_server[ref, 0]).astype(np.int64), {
         "units": "1", "long_name": f"{systems[ref]} scale-up systems in the cluster"})
+    ds = ds.merge(power_caps(model, systems[ref], n_chips, precision))
     ds.attrs.update({"title": "Power and energy per chip, server, training run and cluster",
                      "model": model, "serve_model": serve_model, "n_chips": n_chips,
                      "precision": precision, "serve_precision": serve_precision,
@@ -191,6 +195,54 @@ def study(model: str = "llama3-405b", systems: Sequence[str] = DEFAULT_SYSTEMS,
 
 
 # ------------------------------------------------------------------------------ the reading
+#: power caps of the cap study, fractions of the chip's TDP
+CAP_FRACTIONS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+def power_caps(model: str, system: str, n_chips: int, precision: str) -> xr.Dataset:
+    """What a power cap costs and saves on ``system`` training ``model``: along ``cap_fraction``
+    (of the chip's TDP, :data:`CAP_FRACTIONS`) the clock the chip holds
+    (:func:`trnlab.engine.hardware.clock_fraction`, the law of data/perf/power.toml), the
+    training throughput of the best layout under the cap and the chip's draw, both relative to
+    no cap (the draw is the cap where it binds, the uncapped draw of a loaded chip where it does
+    not), and their ratio, tokens per joule relative to no cap. Beside it, along ``h100_cap_w``,
+    the measured H100 points the law rests on (power.toml ``[measured.h100-caps]``)."""
+    chip = catalog.system(system).chip
+    tdp, draw = catalog.chip(chip).tdp, load_economics().power["uncapped_draw"].si
+    fracs = np.asarray(CAP_FRACTIONS)
+
+    def speed(cap_w: float | None) -> float:
+        ds = training.search(model, system, n_chips, precision=precision, top=1,
+                             power_cap_w=cap_w)
+        return float(ds["tokens_per_s_per_chip"][0]) if ds.sizes["config"] else math.nan
+
+    free = speed(None)
+    rel_speed = np.array([speed(f * tdp) / free for f in fracs])
+    rel_power = np.minimum(fracs, draw) / draw
+    h100 = load_power_cap_measurements()["h100-caps"]
+    ds = xr.Dataset(coords={
+        "cap_fraction": ("cap_fraction", fracs, {"units": "1",
+                                                 "long_name": "power cap / chip TDP"}),
+        "h100_cap_w": ("h100_cap_w", np.asarray(h100["cap_w"], dtype=float),
+                       {"units": "W", "long_name": "H100 power cap (measured points)"})})
+    ds["capped_clock"] = ("cap_fraction", [clock_fraction(chip, f * tdp) for f in fracs],
+                          {"units": "1", "long_name": f"clock {chip} holds under the cap"})
+    ds["capped_training_speed"] = ("cap_fraction", rel_speed, {
+        "units": "1", "long_name": f"training tokens/s of {model} under the cap / uncapped"})
+    ds["capped_chip_power"] = ("cap_fraction", rel_power, {
+        "units": "1", "long_name": "chip draw under the cap / uncapped draw"})
+    ds["capped_energy_efficiency"] = ("cap_fraction", rel_speed / rel_power, {
+        "units": "1", "long_name": "trained tokens per joule of chip energy under the cap / uncapped"})
+    ds["h100_measured_clock"] = ("h100_cap_w", np.asarray(h100["sm_clock"]), {
+        "units": "1", "long_name": "measured H100 SM clock / at 700 W",
+        "source": h100["sm_clock_source"]})
+    ds["h100_measured_training_speed"] = ("h100_cap_w", np.asarray(h100["llm_training_speed"]), {
+        "units": "1", "long_name": "measured Llama 3 8B training tokens/s on H100 / at 700 W",
+        "source": h100["llm_training_speed_source"]})
+    ds.attrs["cap_system"] = system
+    return ds
+
+
 def _si(value: float, unit: str) -> str:
     """``value`` [unit] with an SI prefix and 3 significant digits: ``1.03 kW``, ``28.6 GWh``."""
     if not math.isfinite(value):
@@ -353,6 +405,18 @@ def reading(ds: xr.Dataset) -> str:
         f"with host, network and cooling; {big:,} chips "
         f"({int(ds['cluster_systems'].sel(cluster_chips=big)):,} scale-up systems) need "
         f"{_si(gw[0], 'W')} (p5–p95 {_si(gw[1], 'W')}–{_si(gw[2], 'W')}).")
+
+    # power caps
+    fr, best = ds["cap_fraction"].values, int(np.nanargmax(ds["capped_energy_efficiency"].values))
+    at = lambda v, f: float(ds[v].sel(cap_fraction=f))
+    lines.append(
+        f"- **Power caps.** Capped at {fr[best]:.0%} of its TDP a {ds.attrs['cluster_system']} "
+        f"chip trains at {at('capped_training_speed', fr[best]):.2f}x its uncapped speed for "
+        f"{at('capped_energy_efficiency', fr[best]):.2f}x the tokens per joule of chip energy "
+        f"(host and cooling aside), the most of the caps tried; at {fr[0]:.0%} it keeps "
+        f"{at('capped_training_speed', fr[0]):.2f}x. The clock law is the one measured on an "
+        "H100 (its SM clock and Llama 3 8B training throughput under caps of 200-700 W, "
+        "plotted beside the model).")
 
     # how far to trust it
     trust = "- **How far to trust it.** "
