@@ -851,23 +851,31 @@ def test_eager_pytorch_moves_the_unfused_bytes_of_norm_rope_and_swiglu_by_hand()
     assert model_shape(spec).elem_traffic_dense == 23 * h
 
 
-def test_the_unfused_bytes_reach_the_step_as_memory_time():
-    """One chip, one micro-batch, no recompute: the step grows by the extra bytes' memory time
-    in the forward and backward_memory_factor times it in the backward."""
-    spec = model("llama3-8b")
-    every = frozenset({"norm", "rope", "act"})
-    hw = hardware("h100-sxm", "dgx-h100", "bf16", load_training(), training=True)
+def _unfused_growth(spec, precision: str, kinds: frozenset[str], extra_elems: float
+                    ) -> tuple[float, float]:
+    """One H100, one micro-batch of 4096 tokens, no recompute: (how much the step's compute
+    grows when ``kinds`` run unfused [s], the memory time of ``extra_elems`` more activation
+    elements per token and layer, forward plus backward_memory_factor times it backward [s])."""
+    from trnlab.engine.training import evaluate
+
+    hw = hardware("h100-sxm", "dgx-h100", precision, load_training(), training=True)
     one = {"tp": 1, "pp": 1, "dp": 1, "cp": 1, "ep": 1, "vpp": 1, "micro_batch": 1, "zero": 1,
            "recompute": 0}
     cfg = {k: np.array([v]) for k, v in one.items()}
-    from trnlab.engine.training import evaluate
-
     fused = evaluate(spec, hw, cfg, 1, 4096, selective="attention")
-    eager = evaluate(spec, hw, cfg, 1, 4096, selective="attention", eager=every)
+    unfused = evaluate(spec, hw, cfg, 1, 4096, selective="attention", eager=kinds)
     cal = train_calibration(load_training())
-    extra = (72 - 23) * 4096 * cal.activation_bytes * 4096 * spec.layers
+    extra = extra_elems * cal.activation_bytes * 4096 * spec.layers
     want = extra / (hw.hbm_bw * cal.mem_eff) * (1 + cal.backward_memory_factor)
-    assert eager["t_compute"][0] - fused["t_compute"][0] == pytest.approx(want, rel=1e-6)
+    return float(unfused["t_compute"][0] - fused["t_compute"][0]), want
+
+
+def test_the_unfused_bytes_reach_the_step_as_memory_time():
+    """One chip, one micro-batch, no recompute: the step grows by the extra bytes' memory time
+    in the forward and backward_memory_factor times it in the backward."""
+    got, want = _unfused_growth(model("llama3-8b"), "bf16", frozenset({"norm", "rope", "act"}),
+                                (72 - 23) * 4096)
+    assert got == pytest.approx(want, rel=1e-6)
 
 
 def test_a_compiled_case_runs_fused_and_a_fused_rmsnorm_case_fuses_the_norm():
@@ -885,6 +893,11 @@ def test_a_compiled_case_runs_fused_and_a_fused_rmsnorm_case_fuses_the_norm():
     assert eager_kinds(row, titan) == frozenset()
     row["notes"] = "norm_type = 'fused_rmsnorm' and compile = false (eager PyTorch)"
     assert eager_kinds(row, titan) == {"rope", "act"}
+    assert eager_kinds(row, titan, "fp8") == {"rope", "act", "fp8_cast"}
+    row["notes"] = "Verbatim row: | FSDP + torch.compile | 6667 |"
+    assert eager_kinds(row, titan, "mxfp8") == {"fp8_cast"}  # compiled, the casts stay
+    assert eager_kinds(row, titan, "nvfp4") == frozenset()  # no 8-bit casts
+    assert eager_kinds(row, load_stacks()["megatron"], "fp8") == frozenset()  # fused in TE
 
 
 def test_a_stack_with_an_unknown_eager_kind_is_refused(tmp_path):
@@ -947,7 +960,6 @@ def test_separate_fp8_casts_move_one_and_a_half_elements_per_gemm_input_by_hand(
     normed x for Q/K/V, the attention output, the normed x for gate/up, the SwiGLU output:
     3h + ffn = 26,624 per token) is cast by a kernel of its own, R2 W1 = 1.5 elements of 2 B;
     the step grows by that memory time, forward and backward (backward_memory_factor)."""
-    from trnlab.engine.training import evaluate
     from trnlab.workloads.traffic import (
         FP8_CAST,
         FP8_CAST_TRAFFIC,
@@ -964,16 +976,8 @@ def test_separate_fp8_casts_move_one_and_a_half_elements_per_gemm_input_by_hand(
     moe = model("mixtral-8x7b")  # routed experts: top-2 copies of h in, 2 x ffn out
     assert fp8_cast_elements(moe, "moe") == pytest.approx(
         2 * moe.hidden + 2 * moe.hidden + 2 * moe.moe_ffn, rel=1e-12)
-    hw = hardware("h100-sxm", "dgx-h100", "fp8", load_training(), training=True)
-    one = {"tp": 1, "pp": 1, "dp": 1, "cp": 1, "ep": 1, "vpp": 1, "micro_batch": 1, "zero": 1,
-           "recompute": 0}
-    cfg = {k: np.array([v]) for k, v in one.items()}
-    fused = evaluate(spec, hw, cfg, 1, 4096, selective="attention")
-    cast = evaluate(spec, hw, cfg, 1, 4096, selective="attention", eager=casts)
-    cal = train_calibration(load_training())
-    extra = 1.5 * (3 * h + 14336) * cal.activation_bytes * 4096 * spec.layers
-    want = extra / (hw.hbm_bw * cal.mem_eff) * (1 + cal.backward_memory_factor)
-    assert cast["t_compute"][0] - fused["t_compute"][0] == pytest.approx(want, rel=1e-6)
+    got, want = _unfused_growth(spec, "fp8", casts, 1.5 * (3 * h + 14336))
+    assert got == pytest.approx(want, rel=1e-6)
 
 
 def test_torchtitan_fp8_cases_cast_separately_and_transformer_engine_ones_do_not():

@@ -316,3 +316,16 @@ def test_an_unknown_kv_context_is_named():
     conv = {**validate.load_conventions()["I-NEURON"], "kv_context": "bucketed"}
     with pytest.raises(CatalogError, match="kv_context.*bucketed.*compiled"):
         validate.predict_inference(row, conv)
+
+
+def test_the_weight_gemm_share_is_the_delivered_over_the_achievable_flops_by_hand():
+    """Llama 3 70B (70.6e9 FLOP params): 1,000 tokens/s per chip at 989.4e12 x 0.6 achievable
+    FLOP/s keeps the tensor units 2 x 70.6e9 x 1000 / 593.6e12 = 0.23785 of the time busy;
+    a rate past the achievable peak counts as fully busy."""
+    from trnlab.perf.serve import weight_gemm_share
+
+    n, ach = 70.6e9, 989.4e12 * 0.6
+    assert float(weight_gemm_share(n, 1000.0, ach)) == pytest.approx(2 * n * 1000 / ach,
+                                                                      rel=1e-12)
+    assert float(weight_gemm_share(n, 1000.0, ach)) == pytest.approx(0.23785, abs=1e-5)
+    assert float(weight_gemm_share(n, 1e7, ach)) == 1.0

@@ -49,6 +49,7 @@ from trnlab.catalog.params import (
 )
 from trnlab.engine import serving as serving_engine
 from trnlab.engine.hardware import (
+    attention_precisions,
     chip_inputs_band,
     format_bytes,
     hardware,
@@ -301,14 +302,16 @@ _COMPILED = re.compile(r"torch\.compile|\bcompile\s*=\s*true", re.IGNORECASE)
 _FUSED_NORM = re.compile(r"fused_rms_?norm", re.IGNORECASE)
 
 
-def eager_kinds(row: dict[str, str], stack: Any) -> frozenset[str]:
+def eager_kinds(row: dict[str, str], stack: Any, precision: str = "bf16") -> frozenset[str]:
     """The memory-bound op kinds a training case runs unfused: its stack's ``eager`` kinds
     (data/perf/stacks.toml), none under torch.compile, the norm fused where the case names a
-    fused RMSNorm kernel."""
+    fused RMSNorm kernel; and at an 8-bit GEMM ``precision`` the FP8 casts (:data:`FP8_CAST`)
+    of a stack that casts by kernels of their own (``fp8_cast``), compiled or not."""
     text = _text(row)
+    casts = {FP8_CAST} if stack.fp8_cast and format_bytes(precision) == 1 else set()
     if _COMPILED.search(text):
-        return frozenset()
-    return frozenset(stack.eager) - ({"norm"} if _FUSED_NORM.search(text) else set())
+        return frozenset(casts)
+    return frozenset(stack.eager) - ({"norm"} if _FUSED_NORM.search(text) else set()) | casts
 
 
 #: a case that states TP communication overlap although its family's default is off
@@ -490,7 +493,7 @@ def _predict_training(row: dict[str, str], conv: dict[str, Any], params: Trainin
         caveats.append(f"power limit {cap:.0f} W: the clock the chip holds under it "
                        "(data/perf/power.toml clock law)")
     attention = "fp8" if _FP8_ATTENTION.search(_text(row)) else "bf16"
-    if attention == "fp8" and "fp8" not in catalog.chip(row["chip"]).peak_flops:
+    if attention not in attention_precisions(row["chip"]):
         attention = "bf16"
         caveats.append(f"FP8 attention stated, but {row['chip']} has no FP8 rate: BF16")
     elif attention == "fp8":
@@ -505,12 +508,11 @@ def _predict_training(row: dict[str, str], conv: dict[str, Any], params: Trainin
     reason = reason_codes(spec, cfg, gb, s, domain, tp_outside_domain=True)
     moe, moe_note = _moe_stack(row, family) if spec.is_moe else (None, "")
     notes += [moe_note] if moe_note else []
-    eager = eager_kinds(row, stack)
-    if eager:
-        notes.append(f"eager PyTorch: {', '.join(sorted(eager))} unfused "
+    eager = eager_kinds(row, stack, precision)
+    if eager - {FP8_CAST}:
+        notes.append(f"eager PyTorch: {', '.join(sorted(eager - {FP8_CAST}))} unfused "
                      "(data/perf/stacks.toml; trnlab.workloads.traffic.EAGER_TRAFFIC)")
-    if stack.fp8_cast and format_bytes(precision) == 1:
-        eager |= {FP8_CAST}
+    if FP8_CAST in eager:
         notes.append("FP8 GEMM inputs cast by kernels of their own (the stack's fp8_cast; "
                      "trnlab.workloads.traffic.FP8_CAST_TRAFFIC)")
     res = evaluate(spec, hw, cfg, gb, s, params, moe=moe, selective=selective, eager=eager)

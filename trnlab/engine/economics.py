@@ -23,6 +23,7 @@ from trnlab.engine.points import serving_point, training_point
 from trnlab.engine.sampling import PERCENTILES, bands, central, draw, override
 from trnlab.errors import CatalogError
 from trnlab.perf import cost, power
+from trnlab.perf.serve import weight_gemm_share
 
 HOUR = 3600.0  # [s]
 #: power-input names a user may override -> the key of :func:`power_inputs`
@@ -349,7 +350,8 @@ def slo_rate(model: str, system: str, precision: str, input_len: int = 2048,
                 "fastest_tpot": float(res["tpot"][ttft_ok].min()) if ttft_ok.any() else nan}
     best = float(res["output_tokens_per_s_per_chip"][ok].max())
     hw = hardware(sysrec.chip, system, precision, params)
-    flops = 2.0 * spec.flop_params * best * (1.0 + input_len / output_len)
+    tokens = best * (1.0 + input_len / output_len)
     return {"output_tokens_per_s_per_chip": best,
-            "compute_share": min(1.0, flops / (hw.peak_gemm * hw.gemm_eff)),
+            "compute_share": float(weight_gemm_share(spec.flop_params, tokens,
+                                                     hw.peak_gemm * hw.gemm_eff)),
             "fastest_tpot": float(res["tpot"][ttft_ok].min())}

@@ -152,6 +152,12 @@ def clock_fraction(chip_id: str, power_cap_w: float | None) -> float:
                                        p["clock_exponent"].si))
 
 
+def attention_precisions(chip_id: str) -> tuple[str, ...]:
+    """The precisions the attention core of ``chip_id`` can run in: BF16, and FP8 on a chip
+    with an FP8 rate in the catalog (:func:`hardware` ``attention_precision``)."""
+    return ("bf16", "fp8") if "fp8" in catalog.chip(chip_id).peak_flops else ("bf16",)
+
+
 def format_bytes(fmt: str, field: str = "format") -> float:
     """Bytes per element of a precision or storage format [B] (``int8-weights`` is int8)."""
     fmt = {"int8-weights": "int8"}.get(fmt, fmt)
@@ -209,7 +215,7 @@ def hardware(chip_id: str, system_id: str, precision: str = "bf16",
         peak_gemm = fp4_training_peak(peak_gemm, chip.peak("bf16"),
                                       params.fields["fp8_gemm_factor"].si,
                                       params.fields["fp4_recipe_bf16_fraction"].si)
-    allowed = ("bf16", "fp8") if "fp8" in chip.peak_flops else ("bf16",)
+    allowed = attention_precisions(chip_id)
     if attention_precision not in allowed:
         raise ParameterError(bad_value("hardware", "attention_precision", attention_precision,
                                        f"allowed on {chip_id}: {', '.join(allowed)}"))

@@ -37,6 +37,7 @@ from trnlab.perf.serve import (
     mean_context,
     prefill_time,
     serve,
+    weight_gemm_share,
 )
 
 #: chip type -> its homogeneous system in the catalog
@@ -209,16 +210,13 @@ def serving_rates(model: str, chip_id: str, system_id: str, x: dict[str, np.ndar
         np.arange(pre.shape[0]), p_idx], np.nan)
     kv = float(kv_bytes_per_token(m, 1.0, 1.0, 1.0, fmt)) * input_len
     n = len(next(iter(x.values())))
-    achievable = np.broadcast_to(np.reshape(hw.peak_gemm * hw.gemm_eff, (-1,)), (n,))  # FLOP/s
-
-    def share(tokens_per_s: np.ndarray) -> np.ndarray:  # weight GEMMs: 2 N FLOPs per token
-        return np.minimum(2.0 * m.flop_params * tokens_per_s / achievable, 1.0)
-
+    achievable = np.broadcast_to(np.reshape(hw.peak_gemm * hw.gemm_eff, (-1,)), (n,))
+    tokens = {"colocated": colocated * (1.0 + input_len / output_len), "decode": decode,
+              "prefill": prefill * input_len}  # tokens processed per second per chip
     return {"colocated": colocated, "decode": decode, "decode_tpot": decode_tpot,
             "prefill": prefill, "prefill_s": prefill_s, "kv_bytes": np.full(n, kv),
-            "colocated_compute_share": share(colocated * (1.0 + input_len / output_len)),
-            "decode_compute_share": share(decode),
-            "prefill_compute_share": share(prefill * input_len)}
+            **{f"{pool}_compute_share": weight_gemm_share(m.flop_params, t, achievable)
+               for pool, t in tokens.items()}}
 
 
 def training_speed(model: str, chip_id: str, x: dict[str, np.ndarray], precision: str = "fp8",

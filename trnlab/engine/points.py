@@ -12,6 +12,7 @@ from typing import Any
 from trnlab import catalog
 from trnlab.engine import serving, training
 from trnlab.engine.hardware import hardware
+from trnlab.perf.serve import weight_gemm_share
 
 
 @lru_cache(maxsize=256)
@@ -57,6 +58,6 @@ def serving_point(model: str, system: str, input_len: int = 2048, output_len: in
     chip = catalog.chip(catalog.system(system).chip)
     tokens = best["output_tokens_per_s_per_chip"] * (1.0 + input_len / output_len)
     hw = hardware(chip.id, system, activations)
-    compute = min(1.0, 2.0 * spec.flop_params * tokens / (hw.peak_gemm * hw.gemm_eff))
+    compute = float(weight_gemm_share(spec.flop_params, tokens, hw.peak_gemm * hw.gemm_eff))
     return {"output_tokens_per_s_per_chip": best["output_tokens_per_s_per_chip"],
             "compute_share": compute, "memory_share": 1.0 - compute, "layout": best}

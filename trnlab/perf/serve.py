@@ -223,6 +223,14 @@ def prefill_time(m: ServeShape, hw: Hardware, lay: ServeLayout, requests: Any, i
         + cal.per_sequence_overhead * requests
 
 
+def weight_gemm_share(flop_params: Any, tokens_per_s: Any, achievable: Any) -> Any:
+    """Share of the time the weight GEMMs keep the tensor units busy [1]: ``2 N`` FLOPs per
+    token processed (prompt and output) at ``tokens_per_s`` [token/s] over the ``achievable``
+    ``peak_gemm x gemm_eff`` [FLOP/s], at most 1 (the compute activity of the power model)."""
+    xp = xp_of(tokens_per_s, achievable)
+    return xp.minimum(2.0 * flop_params * tokens_per_s / achievable, 1.0)
+
+
 def mean_context(input_len: Any, output_len: Any) -> Any:
     """Tokens a request's decode steps attend to on average [tokens]: its prompt plus half its
     output, ``input + output / 2`` (the context grows by one token per step)."""
