@@ -750,7 +750,7 @@ def test_the_serving_mean_context_is_the_prompt_and_half_the_output():
 # ------------------------------------------------------------------ per-chip inputs
 def test_per_chip_gemm_efficiency_and_attention_rates_come_from_the_chip_file():
     from trnlab.catalog.params import load_chip_efficiency
-    from trnlab.engine.hardware import chip_gemm_eff
+    from trnlab.engine.hardware import chip_gemm_eff, chip_inputs_band
 
     ce, params = load_chip_efficiency(), load_training()
     nvidia = params.gemm_eff["nvidia"].si
@@ -758,15 +758,32 @@ def test_per_chip_gemm_efficiency_and_attention_rates_come_from_the_chip_file():
                                                   "mi325x", "mi355x")}
     assert ce.reference["nvidia"] == "h100-sxm"
     assert chip_gemm_eff("h100-sxm", params) == pytest.approx(nvidia, rel=1e-12)
-    # A100: the vendor's fitted value x 0.85 / 0.75 (its microbenchmark over H100's)
+    # A100: the vendor's fitted value x 0.869 / 0.803 (its microbenchmark over H100's)
     assert chip_gemm_eff("a100-sxm-80gb", params) == pytest.approx(
         nvidia * rate["a100-sxm-80gb"] / rate["h100-sxm"], rel=1e-12)
-    # AMD is fitted on its reference MI325X; MI355X x 0.55 / 0.50 (its microbenchmark ratio)
+    # AMD is fitted on its reference MI325X; MI355X x 0.622 / 0.600 (its microbenchmark ratio)
     amd = params.gemm_eff["amd"].si
     assert ce.reference["amd"] == "mi325x"
     assert chip_gemm_eff("mi325x", params) == pytest.approx(amd, rel=1e-12)
     assert chip_gemm_eff("mi355x", params) == pytest.approx(
         amd * rate["mi355x"] / rate["mi325x"], rel=1e-12)
+    # FP8: the chips' FP8 microbenchmark ratio (B200 76.3% of its FP8 peak, H100 70.9%) x the
+    # FP8 factor fitted on the reference
+    fp8 = params.fields["fp8_gemm_factor"].si
+    assert (ce.chips["b200"]["gemm_fp8"].si, ce.chips["h100-sxm"]["gemm_fp8"].si) == (0.763, 0.709)
+    assert chip_gemm_eff("b200", params, "fp8") == pytest.approx(nvidia * 0.763 / 0.709 * fp8,
+                                                                 rel=1e-12)
+    assert hardware("b200", "dgx-b200", "mxfp8", params).gemm_eff == pytest.approx(
+        nvidia * 0.763 / 0.709 * fp8, rel=1e-12)
+    # a chip without an FP8 measurement: its BF16 fraction x the reference's FP8/BF16 ratio
+    # (0.709 / 0.803), over the reference's 0.709: its BF16 ratio again
+    assert "gemm_fp8" not in ce.chips["a100-sxm-80gb"]
+    assert chip_gemm_eff("a100-sxm-80gb", params, "fp8") == pytest.approx(
+        nvidia * rate["a100-sxm-80gb"] / rate["h100-sxm"] * fp8, rel=1e-12)
+    # a projected chip's band is the range of the GEMM rate of the case's precision
+    assert chip_inputs_band("gb300", "mxfp8")["gemm"] == (0.723, 0.671, 0.745)
+    assert chip_inputs_band("gb300")["gemm"] == (0.729, 0.708, 0.786)
+    assert "gemm" not in chip_inputs_band("b200", "fp8")  # measured: no band
     hw = hardware("a100-sxm-80gb", "dgx-a100", "bf16", params)
     assert (hw.attn_fwd_eff, hw.attn_bwd_eff) == (ce.chips["a100-sxm-80gb"]["attn_fwd"].si,
                                                   ce.chips["a100-sxm-80gb"]["attn_bwd"].si)

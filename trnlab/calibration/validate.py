@@ -543,7 +543,7 @@ def _predict_training(row: dict[str, str], conv: dict[str, Any], params: Trainin
     value = _metric_value(metric, t, gb, s, n, flops, row["chip"], precision)
     if value is None:
         return math.nan, f"metric {metric} is not predicted for training yet", layout, notes
-    band = chip_inputs_band(row["chip"])
+    band = chip_inputs_band(row["chip"], precision)
     if band:
         lo_hw, hi_hw = _band_hardware(hw, band)
         one = {k: v[i:i + 1] for k, v in cfg.items()}

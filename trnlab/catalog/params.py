@@ -348,6 +348,8 @@ def load_stacks(path: Path | None = None) -> dict[str, Stack]:
 
 #: per-chip inputs of data/perf/chip_efficiency.toml
 CHIP_EFFICIENCY = ("gemm", "attn_fwd", "attn_bwd")
+#: optional per-chip rate: the large FP8 GEMM microbenchmark fraction of the FP8 peak
+GEMM_FP8 = "gemm_fp8"
 
 
 @dataclass(frozen=True)
@@ -355,7 +357,8 @@ class ChipEfficiency:
     """``data/perf/chip_efficiency.toml``: per-chip kernel rates with provenance.
 
     ``chips[chip][name]`` for ``name`` in :data:`CHIP_EFFICIENCY`: ``gemm`` = large BF16 GEMM
-    microbenchmark fraction of the dense peak, ``attn_fwd`` / ``attn_bwd`` = FlashAttention-class
+    microbenchmark fraction of the dense peak, ``gemm_fp8`` (optional) = the large FP8 GEMM's
+    fraction of the FP8 peak, ``attn_fwd`` / ``attn_bwd`` = FlashAttention-class
     forward / backward fraction of the BF16 peak; ``reference[vendor]`` = the chip on which the
     vendor's fitted ``gemm_eff`` (training.toml) is measured; ``proxy`` = the calibrated vendor a
     vendor without measurements borrows its framework efficiency from."""
@@ -378,7 +381,7 @@ def load_chip_efficiency(path: Path | None = None) -> ChipEfficiency:
         catalog.chip(chip_id)  # an unknown chip id is an error
         t = parse_table(raw, f"{path.name}: [chip.{chip_id}]", sources)
         _require(path, f"chip.{chip_id}", t, CHIP_EFFICIENCY)
-        for name in CHIP_EFFICIENCY:
+        for name in (*CHIP_EFFICIENCY, *((GEMM_FP8,) if GEMM_FP8 in t else ())):
             if not 0 < t[name].si <= 1:
                 raise CatalogError(bad_value(f"{path.name}: [chip.{chip_id}]", name,
                                              t[name].value, "a fraction in (0, 1]"))

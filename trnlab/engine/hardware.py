@@ -13,6 +13,7 @@ from typing import Any
 from trnlab import catalog
 from trnlab.catalog.params import (
     CHIP_EFFICIENCY,
+    GEMM_FP8,
     MOE_CALIBRATION,
     SERVE_CALIBRATION,
     TRAIN_CALIBRATION,
@@ -98,25 +99,49 @@ def system_of(chip_id: str) -> str:
     return max(systems, key=lambda s: s.n_chips).id
 
 
-def chip_gemm_eff(chip_id: str, params: TrainingParams | None = None) -> float:
-    """Large-GEMM BF16 efficiency of a chip in training [1]: the fitted ``gemm_eff`` of its
-    vendor (measured on the vendor's reference chip) x the chip's GEMM microbenchmark fraction
-    / the reference's (``data/perf/chip_efficiency.toml``). A vendor without a fitted value
-    borrows the one of its ``[proxy]`` vendor (same frameworks), scaled by the same ratio."""
+def gemm_kernel_rate(chip_id: str, precision: str = "bf16") -> tuple[Any, str]:
+    """The chip's large-GEMM microbenchmark fraction of its peak at ``precision`` [1] and the
+    rate's name (``data/perf/chip_efficiency.toml``): ``gemm`` for BF16; for a format of 8 bits
+    or less ``gemm_fp8``, or, where the chip has no FP8 measurement, its ``gemm`` x the FP8/BF16 ratio
+    of its vendor's reference chip (1 where the reference has none either). The field returned
+    is the one whose status and range apply."""
+    ce = load_chip_efficiency()
+    rates = ce.chips[chip_id]
+    if precision not in narrow_formats() or GEMM_FP8 in rates:
+        name = GEMM_FP8 if precision in narrow_formats() else "gemm"
+        return rates[name].si, name
+    ref = ce.chips.get(ce.reference.get(catalog.chip(chip_id).vendor, ""), {})
+    ratio = ref[GEMM_FP8].si / ref["gemm"].si if GEMM_FP8 in ref else 1.0
+    return rates["gemm"].si * ratio, "gemm"
+
+
+def chip_gemm_eff(chip_id: str, params: TrainingParams | None = None,
+                  precision: str = "bf16") -> float:
+    """Large-GEMM efficiency of a chip in training at ``precision`` [1]: the fitted
+    ``gemm_eff`` of its vendor (measured on the vendor's reference chip) x the chip's GEMM
+    microbenchmark fraction / the reference's at that precision (:func:`gemm_kernel_rate`), and
+    for a format of 8 bits or less x ``fp8_gemm_factor`` (training.toml: the framework's FP8 share on the
+    reference). A vendor without a fitted value borrows the one of its ``[proxy]`` vendor (same
+    frameworks), scaled by the same ratio."""
     params = params or load_training()
     ce = load_chip_efficiency()
     vendor = catalog.chip(chip_id).vendor
     if vendor not in params.gemm_eff and vendor in ce.proxy:
         vendor = ce.proxy[vendor]
     ref = ce.reference.get(vendor)
-    ratio = ce.chips[chip_id]["gemm"].si / ce.chips[ref]["gemm"].si if ref else 1.0
-    return params.vendor_eff(vendor) * ratio
+    ratio = gemm_kernel_rate(chip_id, precision)[0] / gemm_kernel_rate(ref, precision)[0] \
+        if ref else 1.0
+    fp8 = params.fields["fp8_gemm_factor"].si if precision in narrow_formats() else 1.0
+    return params.vendor_eff(vendor) * ratio * fp8
 
 
-def chip_inputs_band(chip_id: str) -> dict[str, tuple[float, float, float]]:
-    """The per-chip inputs of ``chip_id`` that are projected: name -> (value, low, high)
-    (``data/perf/chip_efficiency.toml``); empty when all are measured."""
-    rates = load_chip_efficiency().chips[chip_id]
+def chip_inputs_band(chip_id: str, precision: str = "bf16"
+                     ) -> dict[str, tuple[float, float, float]]:
+    """The per-chip inputs of ``chip_id`` at ``precision`` that are projected: name -> (value,
+    low, high) (``data/perf/chip_efficiency.toml``; ``gemm`` is the GEMM rate of that
+    precision, :func:`gemm_kernel_rate`); empty when all are measured."""
+    rates = dict(load_chip_efficiency().chips[chip_id])
+    rates["gemm"] = rates[gemm_kernel_rate(chip_id, precision)[1]]
     return {k: (f.si, f.range[0], f.range[1]) for k, f in rates.items()
             if k in CHIP_EFFICIENCY and f.status == "projected" and f.range}
 
@@ -207,8 +232,7 @@ def hardware(chip_id: str, system_id: str, precision: str = "bf16",
     net = cat.network(network_id or system.scaleout)
     coll = params.fields["collective_eff"].si
     rates = load_chip_efficiency().chips[chip_id]
-    eff = chip_gemm_eff(chip_id, params) * (
-        params.fields["fp8_gemm_factor"].si if precision in narrow_formats() else 1.0)
+    eff = chip_gemm_eff(chip_id, params, precision)
     clock = clock_fraction(chip_id, power_cap_w)
     peak_gemm = chip.peak(precision)
     if training and gemm_bytes < 1:  # a 4-bit format: the 4-bit training recipe
