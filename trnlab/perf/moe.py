@@ -16,8 +16,8 @@ A MoE layer routes each token to ``k`` of ``E`` experts (top-k). Under expert pa
   per destination domain, at most ``node_limit`` of them (DeepSeek-V3 node-limited routing,
   ``M = 4``), and is forwarded inside the domain (DeepEP). The dispatch may be FP8 (DeepSeek-V3:
   1 B + a scale per 128 elements); the combine and the backward all-to-alls are BF16. The
-  ``ep_overlap`` share of it hides behind compute, its own parameter, but never more than the
-  micro-batch's compute (:func:`exposed`).
+  ``ep_overlap`` share of it hides behind compute, its own parameter: each all-to-all beside
+  one compute chunk of another micro-batch, never more than that chunk (:func:`exposed`).
 - **A fixed cost per MoE layer** (:func:`fixed_bytes`): router logits and top-k, the token
   permutations around the all-to-all and the casts to the dispatch and GEMM formats, all
   memory-bound, plus the layer's extra kernel launches and host synchronisation
@@ -118,23 +118,33 @@ def all_to_all_time(nbytes_token: Any, copies_in: Any, copies_out: Any, tokens: 
     return xp.maximum(inside, outside)
 
 
-def layer_all_to_all_time(tokens: Any, hidden: Any, top_k: Any, ep: Any, n_in: Any,
-                          bw_in: Any, alpha_in: Any, bw_out: Any, alpha_out: Any,
-                          cal: MoECalibration, recompute: Any) -> Any:
-    """Expert all-to-all time of one MoE layer per micro-batch on one chip, before overlap [s]:
-    forward dispatch (at ``dispatch_bytes``) and combine (``combine_bytes``), ``1 + recompute``
-    times (a recomputed forward dispatches again), and the backward's two all-to-alls of the
-    activation gradients (the combine's gradient dispatched, the dispatch's combined, at
-    ``combine_bytes``), all on the most loaded rank (x ``load_imbalance``)."""
+def layer_all_to_all_parts(tokens: Any, hidden: Any, top_k: Any, ep: Any, n_in: Any,
+                           bw_in: Any, alpha_in: Any, bw_out: Any, alpha_out: Any,
+                           cal: MoECalibration, recompute: Any) -> tuple[Any, Any, Any, Any]:
+    """The four expert all-to-alls of one MoE layer per micro-batch on one chip, before
+    overlap [s]: (forward dispatch, forward combine, backward dispatch, backward combine).
+    The forward dispatches at ``dispatch_bytes`` and combines at ``combine_bytes``, ``1 +
+    recompute`` times (a recomputed forward dispatches again); the backward sends the
+    activation gradients at ``combine_bytes``: the combine's gradient is dispatched (the
+    backward combine, first in the backward) and the dispatch's combined (the backward
+    dispatch); all on the most loaded rank (x ``load_imbalance``)."""
     c_in, c_out = dispatch_copies(top_k, ep, n_in, cal.a2a_dedup, cal.node_limit)
 
     def one(nbytes: float) -> Any:
-        return all_to_all_time(nbytes * hidden, c_in, c_out, tokens, ep, n_in, bw_in,
-                               alpha_in, bw_out, alpha_out)
+        return cal.load_imbalance * all_to_all_time(nbytes * hidden, c_in, c_out, tokens, ep,
+                                                    n_in, bw_in, alpha_in, bw_out, alpha_out)
 
-    forward = one(cal.dispatch_bytes) + one(cal.combine_bytes)
-    backward = 2.0 * one(cal.combine_bytes)
-    return cal.load_imbalance * ((1.0 + recompute) * forward + backward)
+    forward = 1.0 + recompute
+    backward = one(cal.combine_bytes)
+    return forward * one(cal.dispatch_bytes), forward * one(cal.combine_bytes), \
+        backward, backward
+
+
+def layer_all_to_all_time(*args: Any) -> Any:
+    """Expert all-to-all time of one MoE layer per micro-batch on one chip, before overlap
+    [s]: the sum of :func:`layer_all_to_all_parts` (same arguments)."""
+    f_dispatch, f_combine, b_dispatch, b_combine = layer_all_to_all_parts(*args)
+    return f_dispatch + f_combine + b_dispatch + b_combine
 
 
 def fixed_bytes(tokens: Any, hidden: Any, width: Any, top_k: Any, experts: Any,
@@ -177,13 +187,26 @@ def fixed_time(tokens: Any, hidden: Any, width: Any, top_k: Any, experts: Any,
                                    gemm_bytes, cal), hbm_bw, mem_eff) + cal.moe_layer_overhead
 
 
-def exposed(t_a2a: Any, t_compute: Any, cal: MoECalibration) -> Any:
-    """The part of the all-to-all time ``t_a2a`` [s] left on the critical path [s]: the
-    ``ep_overlap`` share of it hidden behind compute, but never more than the compute
-    ``t_compute`` [s] it runs beside (a 1F1B all-to-all overlap or DualPipe pairs one
-    micro-batch's all-to-all with another's compute): ``t_a2a - ep_overlap min(t_a2a,
-    t_compute)``."""
+def exposed(parts: tuple[Any, Any, Any, Any], chunks: tuple[Any, Any, Any, Any],
+            cal: MoECalibration) -> Any:
+    """The part of the all-to-all ``parts`` (forward dispatch, forward combine, backward
+    dispatch, backward combine [s], :func:`layer_all_to_all_parts`) left on the critical path
+    [s], beside the compute ``chunks`` (forward attention, forward MLP, backward attention,
+    backward MLP [s]).
+
+    An overlapped schedule (DeepSeek-V3's DualPipe, Megatron-Core's 1F1B all-to-all overlap)
+    runs one micro-batch's forward beside another's backward and pairs each all-to-all with
+    one compute chunk (DeepSeek-V3 report, sec. 3.2.1, Fig. 4): the backward combine beside
+    the forward attention, the forward dispatch beside the backward MLP, the backward dispatch
+    beside the forward MLP, the forward combine beside the backward attention. Each hides at
+    most its chunk's length, and the ``ep_overlap`` share of that:
+    ``sum(parts) - ep_overlap sum(min(part, chunk))``."""
+    total = parts[0] + parts[1] + parts[2] + parts[3]
     if not cal.ep_overlap:  # nothing hidden (Megatron-Core's default): skip the grid-wide min
-        return t_a2a
-    xp = xp_of(t_a2a, t_compute)
-    return t_a2a - cal.ep_overlap * xp.minimum(t_a2a, t_compute)
+        return total
+    f_dispatch, f_combine, b_dispatch, b_combine = parts
+    f_attn, f_mlp, b_attn, b_mlp = chunks
+    xp = xp_of(total, f_attn)
+    hidden = xp.minimum(b_combine, f_attn) + xp.minimum(f_dispatch, b_mlp) \
+        + xp.minimum(b_dispatch, f_mlp) + xp.minimum(f_combine, b_attn)
+    return total - cal.ep_overlap * hidden

@@ -59,6 +59,9 @@ RECOMPUTE = ("none", "selective", "full")
 TP_COLUMN = frozenset({"qkv", "q", "q_up", "kv_up", "mlp_up", "expert_up", "shared_up", "logits"})
 TP_ROW = frozenset({"attn_out", "mlp_down", "expert_down", "shared_down"})
 EXPERT = frozenset({"expert_up", "expert_down"})
+#: the GEMMs of a MoE layer's MLP chunk (router, routed and shared experts); the rest of the
+#: layer (attention projections) is its attention chunk (:func:`trnlab.perf.moe.exposed`)
+MOE_MLP = frozenset({"router", "expert_up", "expert_down", "shared_up", "shared_down"})
 
 
 @dataclass(frozen=True)
@@ -356,15 +359,6 @@ def _expert_tp(lay: Layout, cal: Calibration) -> Any:
     return xp.where(lay.ep > 1.0, 1.0 + 0.0 * lay.tp, lay.tp)
 
 
-def _ep_exposed(t_ep: Any, t_compute: Any, cal: Calibration) -> Any:
-    """The expert all-to-all time ``t_ep`` [s] left on the critical path of a micro-batch whose
-    compute takes ``t_compute`` [s]: :func:`trnlab.perf.moe.exposed` (no more hidden than the
-    compute it hides behind), or the TP overlap's share in the earlier MoE model."""
-    if cal.moe is None:
-        return (1.0 - cal.layer_comm_overlap) * t_ep
-    return moe.exposed(t_ep, t_compute, cal.moe)
-
-
 def _moe_fixed(m: ModelShape, tokens: Any, hw: Hardware, cal: Calibration) -> Any:
     """Forward fixed cost of one MoE layer on one chip beyond a dense layer's [s]
     (:func:`trnlab.perf.moe.fixed_time`) for its ``tokens`` (after sequence parallelism); 0 in
@@ -410,14 +404,16 @@ def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
 
     # ---- compute per micro-batch per stage, forward
     # sub-grid: tp, pp, cp, ep, micro_batch, seq_len, recompute, hardware
-    t_gemm = ld * _gemms_time(m.gemms_dense, tokens, lay, hw, cal) \
-        + lm * _gemms_time(m.gemms_moe, tokens, lay, hw, cal)
+    t_gemm_moe = lm * _gemms_time(m.gemms_moe, tokens, lay, hw, cal)
+    t_gemm = ld * _gemms_time(m.gemms_dense, tokens, lay, hw, cal) + t_gemm_moe
     _, t_attn, t_attn_bwd = _attention_times(m, tokens, s, tp, hw, cal)
     t_attn, t_attn_bwd = (ld + lm) * t_attn, (ld + lm) * t_attn_bwd
-    t_elem = memory_time((ld * (cal.activation_bytes * m.elem_traffic_dense)
-                          + lm * (cal.activation_bytes * m.elem_traffic_moe)) * tokens / tp,
-                         hw.hbm_bw, cal.mem_eff)
-    t_fixed = (ld + lm) * cal.layer_overhead + lm * _moe_fixed(m, tokens / tp, hw, cal)
+    t_elem_moe = memory_time(lm * (cal.activation_bytes * m.elem_traffic_moe) * tokens / tp,
+                             hw.hbm_bw, cal.mem_eff)
+    t_elem = memory_time(ld * (cal.activation_bytes * m.elem_traffic_dense) * tokens / tp,
+                         hw.hbm_bw, cal.mem_eff) + t_elem_moe
+    t_moe_fixed = lm * _moe_fixed(m, tokens / tp, hw, cal)
+    t_fixed = (ld + lm) * cal.layer_overhead + t_moe_fixed
     logits = LayerGemm("logits", 1.0, m.hidden, m.vocab)
     t_logits_gemm = _gemms_time((logits,), tokens, lay, hw, cal)
     t_logits_mem = memory_time(  # the loss softmax reads and writes the logits once
@@ -438,9 +434,9 @@ def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
                                                    *_group(ep, tp * cp, hw))
     else:  # EP folded innermost over tp x cp x dp: consecutive ranks (perf.moe)
         ep_in = comm.members_in_domain(ep, 1.0, hw.domain)
-        t_ep = lm * moe.layer_all_to_all_time(tokens / tp, m.hidden, m.moe_active, ep, ep_in,
-                                              hw.up_bw, hw.up_latency, hw.out_bw,
-                                              hw.out_latency, cal.moe, r_gemms)
+        t_ep = tuple(lm * part for part in moe.layer_all_to_all_parts(
+            tokens / tp, m.hidden, m.moe_active, ep, ep_in, hw.up_bw, hw.up_latency, hw.out_bw,
+            hw.out_latency, cal.moe, r_gemms))
     kv = cal.activation_bytes * tokens * 2.0 * (m.kv_heads / tp) * m.qk_dim  # K and V [B]
     cp_n, cp_in = cp, comm.members_in_domain(cp, tp, hw.domain)
     cp_bw = xp.where(cp_in >= cp_n, hw.up_bw, hw.out_bw)
@@ -452,7 +448,19 @@ def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
     # logits: forward + backward (the logits are never recomputed)
     t_logits = 3.0 * t_logits_gemm + (1.0 + cal.backward_memory_factor) * t_logits_mem
     mb_compute = fwd + bwd + recompute + t_logits
-    t_ep = _ep_exposed(t_ep, mb_compute, cal)
+    if cal.moe is not None:  # the MoE layers' compute chunks an all-to-all can hide behind
+        t_attn_moe, t_attn_bwd_moe = (lm / (ld + lm)) * t_attn, (lm / (ld + lm)) * t_attn_bwd
+        t_mlp = lm * _gemms_time(tuple(g for g in m.gemms_moe if g.name in MOE_MLP), tokens,
+                                 lay, hw, cal)
+        attn_gemm = t_gemm_moe - t_mlp
+        f_attn = attn_gemm + t_attn_moe + t_elem_moe
+        f_mlp = t_mlp + t_moe_fixed
+        b_attn = 2.0 * attn_gemm + t_attn_bwd_moe + cal.backward_memory_factor * t_elem_moe
+        b_mlp = 2.0 * t_mlp + cal.backward_memory_factor * t_moe_fixed
+        t_ep = moe.exposed(t_ep, ((1.0 + r_gemms) * f_attn, (1.0 + r_gemms) * f_mlp, b_attn,
+                                  b_mlp), cal.moe)
+    else:
+        t_ep = (1.0 - cal.layer_comm_overlap) * t_ep  # the earlier model: the TP overlap's share
     t_mb = mb_compute + (1.0 - cal.layer_comm_overlap) * t_tp + t_ep + t_cp
 
     # ---- data-parallel gradient all-reduce (sub-grid: tp, pp, dp, cp, ep, hardware)
