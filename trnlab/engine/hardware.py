@@ -102,9 +102,9 @@ def system_of(chip_id: str) -> str:
 def gemm_kernel_rate(chip_id: str, precision: str = "bf16") -> tuple[Any, str]:
     """The chip's large-GEMM microbenchmark fraction of its peak at ``precision`` [1] and the
     rate's name (``data/perf/chip_efficiency.toml``): ``gemm`` for BF16; for a format of 8 bits
-    or less ``gemm_fp8``, or, where the chip has no FP8 measurement, its ``gemm`` x the FP8/BF16 ratio
-    of its vendor's reference chip (1 where the reference has none either). The field returned
-    is the one whose status and range apply."""
+    or less ``gemm_fp8``, or, where the chip has no FP8 measurement, its ``gemm`` x the
+    FP8/BF16 ratio of its vendor's reference chip (1 where the reference has none either). The
+    field returned is the one whose status and range apply."""
     ce = load_chip_efficiency()
     rates = ce.chips[chip_id]
     if precision not in narrow_formats() or GEMM_FP8 in rates:
@@ -120,8 +120,8 @@ def chip_gemm_eff(chip_id: str, params: TrainingParams | None = None,
     """Large-GEMM efficiency of a chip in training at ``precision`` [1]: the fitted
     ``gemm_eff`` of its vendor (measured on the vendor's reference chip) x the chip's GEMM
     microbenchmark fraction / the reference's at that precision (:func:`gemm_kernel_rate`), and
-    for a format of 8 bits or less x ``fp8_gemm_factor`` (training.toml: the framework's FP8 share on the
-    reference). A vendor without a fitted value borrows the one of its ``[proxy]`` vendor (same
+    for a format of 8 bits or less x ``fp8_gemm_factor`` (training.toml: the framework's FP8
+    share on the reference). A vendor without a fitted value borrows the one of its ``[proxy]`` vendor (same
     frameworks), scaled by the same ratio."""
     params = params or load_training()
     ce = load_chip_efficiency()

@@ -140,13 +140,6 @@ def layer_all_to_all_parts(tokens: Any, hidden: Any, top_k: Any, ep: Any, n_in: 
         backward, backward
 
 
-def layer_all_to_all_time(*args: Any) -> Any:
-    """Expert all-to-all time of one MoE layer per micro-batch on one chip, before overlap
-    [s]: the sum of :func:`layer_all_to_all_parts` (same arguments)."""
-    f_dispatch, f_combine, b_dispatch, b_combine = layer_all_to_all_parts(*args)
-    return f_dispatch + f_combine + b_dispatch + b_combine
-
-
 def fixed_bytes(tokens: Any, hidden: Any, width: Any, top_k: Any, experts: Any,
                 activation_bytes: Any, gemm_bytes: Any, cal: MoECalibration) -> Any:
     """Memory-bound HBM traffic of one MoE layer's forward on one chip beyond a dense layer's

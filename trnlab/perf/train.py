@@ -448,7 +448,11 @@ def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
     # logits: forward + backward (the logits are never recomputed)
     t_logits = 3.0 * t_logits_gemm + (1.0 + cal.backward_memory_factor) * t_logits_mem
     mb_compute = fwd + bwd + recompute + t_logits
-    if cal.moe is not None:  # the MoE layers' compute chunks an all-to-all can hide behind
+    if cal.moe is None:  # the earlier MoE model: the TP overlap's share
+        t_ep = (1.0 - cal.layer_comm_overlap) * t_ep
+    elif not (cal.moe.ep_overlap and m.moe_layers):  # nothing hidden
+        t_ep = sum(t_ep)
+    else:  # the MoE layers' compute chunks an all-to-all can hide behind (perf.moe.exposed)
         t_attn_moe, t_attn_bwd_moe = (lm / (ld + lm)) * t_attn, (lm / (ld + lm)) * t_attn_bwd
         t_mlp = lm * _gemms_time(tuple(g for g in m.gemms_moe if g.name in MOE_MLP), tokens,
                                  lay, hw, cal)
@@ -459,8 +463,6 @@ def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
         b_mlp = 2.0 * t_mlp + cal.backward_memory_factor * t_moe_fixed
         t_ep = moe.exposed(t_ep, ((1.0 + r_gemms) * f_attn, (1.0 + r_gemms) * f_mlp, b_attn,
                                   b_mlp), cal.moe)
-    else:
-        t_ep = (1.0 - cal.layer_comm_overlap) * t_ep  # the earlier model: the TP overlap's share
     t_mb = mb_compute + (1.0 - cal.layer_comm_overlap) * t_tp + t_ep + t_cp
 
     # ---- data-parallel gradient all-reduce (sub-grid: tp, pp, dp, cp, ep, hardware)
