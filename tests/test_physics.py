@@ -789,6 +789,20 @@ def test_per_chip_gemm_efficiency_and_attention_rates_come_from_the_chip_file():
                                                   ce.chips["a100-sxm-80gb"]["attn_bwd"].si)
 
 
+def test_a_chip_rate_outside_0_1_is_refused_with_its_name(tmp_path):
+    """An FP8 GEMM fraction of 1.763 (a typo for 0.763) stops the load with one line naming the
+    chip, the field, the value and what is allowed."""
+    from trnlab._paths import data_dir
+    from trnlab.catalog.params import load_chip_efficiency
+
+    text = (data_dir() / "perf" / "chip_efficiency.toml").read_text()
+    bad = tmp_path / "chip_efficiency.toml"
+    bad.write_text(text.replace("gemm_fp8 = { value = 0.763", "gemm_fp8 = { value = 1.763", 1))
+    with pytest.raises(CatalogError, match=r"\[chip\.b200\]: gemm_fp8 = 1\.763: a fraction in "
+                                           r"\(0, 1\]"):
+        load_chip_efficiency(bad)
+
+
 def test_a_power_cap_lowers_the_clock_of_the_compute_peaks_by_hand():
     """H100 SXM (700 W) capped at 500 W: a load draws 0.27 + (0.92 - 0.27) (f/f0)^3 of TDP
     (power.toml: cap_static_fraction, uncapped_draw, clock_exponent), so the clock held is
