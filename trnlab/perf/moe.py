@@ -180,12 +180,12 @@ def fixed_time(tokens: Any, hidden: Any, width: Any, top_k: Any, experts: Any,
                                    gemm_bytes, cal), hbm_bw, mem_eff) + cal.moe_layer_overhead
 
 
-def exposed(parts: tuple[Any, Any, Any, Any], chunks: tuple[Any, Any, Any, Any],
+def exposed(parts: tuple[Any, Any, Any, Any], chunks: tuple[Any, Any, Any, Any] | None,
             cal: MoECalibration) -> Any:
     """The part of the all-to-all ``parts`` (forward dispatch, forward combine, backward
     dispatch, backward combine [s], :func:`layer_all_to_all_parts`) left on the critical path
     [s], beside the compute ``chunks`` (forward attention, forward MLP, backward attention,
-    backward MLP [s]).
+    backward MLP [s]; not needed where ``ep_overlap`` is 0).
 
     An overlapped schedule (DeepSeek-V3's DualPipe, Megatron-Core's 1F1B all-to-all overlap)
     runs one micro-batch's forward beside another's backward and pairs each all-to-all with

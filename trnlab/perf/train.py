@@ -409,7 +409,7 @@ def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
     _, t_attn, t_attn_bwd = _attention_times(m, tokens, s, tp, hw, cal)
     t_attn, t_attn_bwd = (ld + lm) * t_attn, (ld + lm) * t_attn_bwd
     t_elem_moe = memory_time(lm * (cal.activation_bytes * m.elem_traffic_moe) * tokens / tp,
-                             hw.hbm_bw, cal.mem_eff)
+                             hw.hbm_bw, cal.mem_eff) if m.moe_layers else 0.0
     t_elem = memory_time(ld * (cal.activation_bytes * m.elem_traffic_dense) * tokens / tp,
                          hw.hbm_bw, cal.mem_eff) + t_elem_moe
     t_moe_fixed = lm * _moe_fixed(m, tokens / tp, hw, cal)
@@ -429,14 +429,29 @@ def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
     # two TP all-reduces per layer (after attention and after the MLP; with SP an all-gather +
     # reduce-scatter pair of the same volume), an EP dispatch and combine per MoE layer
     t_tp = passes * 2.0 * (ld + lm) * comm.all_reduce(act, *_group(tp, 1.0, hw))
-    if cal.moe is None:
-        t_ep = passes * 2.0 * lm * comm.all_to_all(act / tp * m.moe_active,
-                                                   *_group(ep, tp * cp, hw))
+    if not m.moe_layers:  # a dense model: no all-to-all
+        t_ep = 0.0 * t_tp
+    elif cal.moe is None:  # the earlier MoE model: exposed as much as the TP overlap leaves
+        t_ep = (1.0 - cal.layer_comm_overlap) * passes * 2.0 * lm * comm.all_to_all(
+            act / tp * m.moe_active, *_group(ep, tp * cp, hw))
     else:  # EP folded innermost over tp x cp x dp: consecutive ranks (perf.moe)
         ep_in = comm.members_in_domain(ep, 1.0, hw.domain)
         t_ep = tuple(lm * part for part in moe.layer_all_to_all_parts(
             tokens / tp, m.hidden, m.moe_active, ep, ep_in, hw.up_bw, hw.up_latency, hw.out_bw,
             hw.out_latency, cal.moe, r_gemms))
+        # each all-to-all hides behind one compute chunk of the MoE layers (perf.moe.exposed)
+        chunks = None
+        if cal.moe.ep_overlap:
+            t_attn_moe, t_attn_bwd_moe = (lm / (ld + lm)) * t_attn, (lm / (ld + lm)) * t_attn_bwd
+            t_mlp = lm * _gemms_time(tuple(g for g in m.gemms_moe if g.name in MOE_MLP),
+                                     tokens, lay, hw, cal)
+            attn_gemm = t_gemm_moe - t_mlp
+            bmf = cal.backward_memory_factor
+            chunks = ((1.0 + r_gemms) * (attn_gemm + t_attn_moe + t_elem_moe),
+                      (1.0 + r_gemms) * (t_mlp + t_moe_fixed),
+                      2.0 * attn_gemm + t_attn_bwd_moe + bmf * t_elem_moe,
+                      2.0 * t_mlp + bmf * t_moe_fixed)
+        t_ep = moe.exposed(t_ep, chunks, cal.moe)
     kv = cal.activation_bytes * tokens * 2.0 * (m.kv_heads / tp) * m.qk_dim  # K and V [B]
     cp_n, cp_in = cp, comm.members_in_domain(cp, tp, hw.domain)
     cp_bw = xp.where(cp_in >= cp_n, hw.up_bw, hw.out_bw)
@@ -448,21 +463,6 @@ def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
     # logits: forward + backward (the logits are never recomputed)
     t_logits = 3.0 * t_logits_gemm + (1.0 + cal.backward_memory_factor) * t_logits_mem
     mb_compute = fwd + bwd + recompute + t_logits
-    if cal.moe is None:  # the earlier MoE model: the TP overlap's share
-        t_ep = (1.0 - cal.layer_comm_overlap) * t_ep
-    elif not (cal.moe.ep_overlap and m.moe_layers):  # nothing hidden
-        t_ep = sum(t_ep)
-    else:  # the MoE layers' compute chunks an all-to-all can hide behind (perf.moe.exposed)
-        t_attn_moe, t_attn_bwd_moe = (lm / (ld + lm)) * t_attn, (lm / (ld + lm)) * t_attn_bwd
-        t_mlp = lm * _gemms_time(tuple(g for g in m.gemms_moe if g.name in MOE_MLP), tokens,
-                                 lay, hw, cal)
-        attn_gemm = t_gemm_moe - t_mlp
-        f_attn = attn_gemm + t_attn_moe + t_elem_moe
-        f_mlp = t_mlp + t_moe_fixed
-        b_attn = 2.0 * attn_gemm + t_attn_bwd_moe + cal.backward_memory_factor * t_elem_moe
-        b_mlp = 2.0 * t_mlp + cal.backward_memory_factor * t_moe_fixed
-        t_ep = moe.exposed(t_ep, ((1.0 + r_gemms) * f_attn, (1.0 + r_gemms) * f_mlp, b_attn,
-                                  b_mlp), cal.moe)
     t_mb = mb_compute + (1.0 - cal.layer_comm_overlap) * t_tp + t_ep + t_cp
 
     # ---- data-parallel gradient all-reduce (sub-grid: tp, pp, dp, cp, ep, hardware)
