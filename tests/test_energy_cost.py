@@ -266,5 +266,6 @@ def test_the_energy_study_prices_power_caps_on_the_cluster_system(energy_ds):
     assert np.allclose(ds["capped_energy_efficiency"].values,
                        speed / ds["capped_chip_power"].values)
     assert list(ds["h100_cap_w"].values) == [200, 300, 400, 500, 600, 700]
+    assert np.allclose(ds["h100_cap_fraction"].values, np.array([2, 3, 4, 5, 6, 7]) / 7)
     assert ds["h100_measured_training_speed"].attrs["source"] == "MAYR-AIBENCH"
     assert "**Power caps.**" in energy.reading(ds)

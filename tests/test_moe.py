@@ -341,6 +341,18 @@ def test_each_all_to_all_hides_behind_its_paired_compute_chunk_by_hand():
     assert n_mb * per_mb - float(out["t_compute"]) < float(out["t_ep"]) < n_mb * per_mb
 
 
+def test_the_mlp_chunk_is_megatrons_moe_module():
+    """The GEMMs an all-to-all pairs with as the MLP chunk are those of Megatron-Core's "moe"
+    module (the recompute table of trnlab.workloads.flops), every other GEMM of a MoE layer is
+    the attention chunk."""
+    from trnlab.perf.train import MOE_MLP
+    from trnlab.workloads.flops import MEGATRON_MODULES
+
+    assert MEGATRON_MODULES["moe"][0] == MOE_MLP
+    names = {g.name for g in model_shape(SPEC).gemms_moe}
+    assert names - MOE_MLP == {"qkv", "attn_out"}
+
+
 def test_a_case_recipe_sets_the_all_to_all_overlap_and_the_deduplicating_dispatcher():
     """Megatron-Bridge recipes state moe_a2a_overlap (Megatron-Core's
     --overlap-moe-expert-parallel-comm) and the flex dispatcher (DeepEP / HybridEP)."""

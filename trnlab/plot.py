@@ -238,15 +238,15 @@ def roofline(ds: xr.Dataset, *, ax=None) -> tuple[list, list]:
     return lines, points
 
 
-def power_caps(ds: xr.Dataset, *, ax=None, h100_tdp: float = 700.0) -> tuple[list, list]:
+def power_caps(ds: xr.Dataset, *, ax=None) -> tuple[list, list]:
     """The power-cap panel of :func:`trnlab.studies.energy.power_caps`: along ``cap_fraction``
     the law's clock and the modelled training throughput (lines), and the measured H100 points
-    (``h100_cap_w`` / ``h100_tdp`` [W]: SM clock, Llama 3 8B training), all relative to no cap.
+    at ``h100_cap_fraction`` of its TDP (SM clock, Llama 3 8B training), all relative to no cap.
     Returns (lines, points)."""
     ax, f = _axes(ax), ds["cap_fraction"].values
     lines = [ax.plot(f, ds[v].values, label=f"{ds[v].attrs['long_name']} (model)")[0]
              for v in ("capped_clock", "capped_training_speed")]
-    h = ds["h100_cap_w"].values / h100_tdp
+    h = ds["h100_cap_fraction"].values
     points = [ax.scatter(h, ds[v].values, marker=m, zorder=3, label=ds[v].attrs["long_name"])
               for v, m in (("h100_measured_clock", "o"), ("h100_measured_training_speed", "s"))]
     ax.set(xlabel=_label(ds["cap_fraction"]), ylabel="relative to no cap [1]")

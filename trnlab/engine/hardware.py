@@ -121,8 +121,8 @@ def chip_gemm_eff(chip_id: str, params: TrainingParams | None = None,
     ``gemm_eff`` of its vendor (measured on the vendor's reference chip) x the chip's GEMM
     microbenchmark fraction / the reference's at that precision (:func:`gemm_kernel_rate`), and
     for a format of 8 bits or less x ``fp8_gemm_factor`` (training.toml: the framework's FP8
-    share on the reference). A vendor without a fitted value borrows the one of its ``[proxy]`` vendor (same
-    frameworks), scaled by the same ratio."""
+    share on the reference). A vendor without a fitted value borrows the one of its
+    ``[proxy]`` vendor (same frameworks), scaled by the same ratio."""
     params = params or load_training()
     ce = load_chip_efficiency()
     vendor = catalog.chip(chip_id).vendor

@@ -59,8 +59,10 @@ RECOMPUTE = ("none", "selective", "full")
 TP_COLUMN = frozenset({"qkv", "q", "q_up", "kv_up", "mlp_up", "expert_up", "shared_up", "logits"})
 TP_ROW = frozenset({"attn_out", "mlp_down", "expert_down", "shared_down"})
 EXPERT = frozenset({"expert_up", "expert_down"})
-#: the GEMMs of a MoE layer's MLP chunk (router, routed and shared experts); the rest of the
-#: layer (attention projections) is its attention chunk (:func:`trnlab.perf.moe.exposed`)
+#: the GEMMs of a MoE layer's MLP chunk (router, routed and shared experts: the GEMMs of
+#: Megatron-Core's "moe" module, trnlab.workloads.flops.MEGATRON_MODULES, which the core may
+#: not import; a test keeps the two equal); the rest of the layer (attention projections) is its
+#: attention chunk (:func:`trnlab.perf.moe.exposed`)
 MOE_MLP = frozenset({"router", "expert_up", "expert_down", "shared_up", "shared_down"})
 
 

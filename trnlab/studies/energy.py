@@ -239,6 +239,9 @@ def power_caps(model: str, system: str, n_chips: int, precision: str) -> xr.Data
     ds["h100_measured_training_speed"] = ("h100_cap_w", np.asarray(h100["llm_training_speed"]), {
         "units": "1", "long_name": "measured Llama 3 8B training tokens/s on H100 / at 700 W",
         "source": h100["llm_training_speed_source"]})
+    ds["h100_cap_fraction"] = ("h100_cap_w", ds["h100_cap_w"].values
+                               / catalog.chip("h100-sxm").tdp, {
+        "units": "1", "long_name": "H100 power cap / its TDP (measured points)"})
     ds.attrs["cap_system"] = system
     return ds
 
