@@ -35,6 +35,7 @@ from trnlab.engine.hardware import (
 from trnlab.engine.shape import model_shape, serve_shape
 from trnlab.errors import CatalogError, ParameterError
 from trnlab.perf import serve as serve_core
+from trnlab.perf.compute import attended_keys, kv_tokens
 from trnlab.perf.serve import ServeCalibration
 from trnlab.perf.train import (
     RECOMPUTE,
@@ -43,6 +44,7 @@ from trnlab.perf.train import (
     LayerGemm,
     Layout,
     ModelShape,
+    operator_terms,
     step_terms,
     train_step,
 )
@@ -745,6 +747,83 @@ def test_the_serving_mean_context_is_the_prompt_and_half_the_output():
     input + output / 2 (1000 + 500 / 2 = 1250)."""
     assert float(serve_core.mean_context(1000.0, 500.0)) == 1250.0
     assert float(serve_core.mean_context(0.0, 2.0)) == 1.0
+
+
+# ------------------------------------------------------------------ sliding-window attention
+#: gpt-oss-like: every other layer of 36 attends over the last 128 keys
+WINDOWED = TransformerSpec(name="windowed", layers=36, hidden=2880, heads=64, kv_heads=8,
+                           head_dim=64, ffn=2880, gated_mlp=True, vocab=1000,
+                           sliding_window=128, window_layers=18)
+
+
+def test_a_sliding_window_bounds_the_keys_a_query_attends_to_by_hand():
+    """s = 4096: a full layer's query sees s/2 = 2048 keys on average; a 128-key window
+    min(i, 128) of them, 128 - 128² / (2 x 4096) = 126; half the layers each: 1087. A sequence
+    shorter than the window sees s/2 everywhere (64 -> 32). The KV cache of a 4096-token
+    sequence keeps 4096 tokens in a full layer and 128 in a windowed one: 2112 on average."""
+    assert float(WINDOWED.mean_attended_keys(4096)) == pytest.approx(1087.0, rel=1e-12)
+    assert float(WINDOWED.mean_attended_keys(64)) == pytest.approx(32.0, rel=1e-12)
+    assert float(WINDOWED.kv_tokens(4096)) == pytest.approx(2112.0, rel=1e-12)
+    assert float(WINDOWED.kv_tokens(100)) == pytest.approx(100.0, rel=1e-12)
+    seqs = np.array([1.0, 64.0, 128.0, 129.0, 4096.0, 131072.0])
+    for share in (0.0, 0.5, 5 / 6, 1.0):  # the core's copy of the formula is the spec's
+        spec = replace(WINDOWED, window_layers=round(36 * share)) if share else replace(
+            WINDOWED, sliding_window=0, window_layers=0)
+        w = float(spec.sliding_window)
+        np.testing.assert_allclose(attended_keys(seqs, w, spec.windowed_layers / 36),
+                                   spec.mean_attended_keys(seqs), rtol=1e-12)
+        np.testing.assert_allclose(kv_tokens(seqs, w, spec.windowed_layers / 36),
+                                   spec.kv_tokens(seqs), rtol=1e-12)
+    full = replace(WINDOWED, sliding_window=0, window_layers=0)
+    # model FLOPs: the attention term counts the attended keys, 1087 of 2048
+    att = wf.attention_flops_per_token(WINDOWED, 4096)
+    assert att == pytest.approx(2 * 36 * 64 * (64 + 64) * 1087.0, rel=1e-12)
+    assert wf.attention_flops_per_token(full, 4096) == pytest.approx(att * 2048 / 1087,
+                                                                     rel=1e-12)
+    # a framework's non-causal formula keeps its full s²
+    assert wf.attention_flops_per_token(WINDOWED, 4096, causal=False) == pytest.approx(
+        2 * 36 * 64 * 128 * 4096.0, rel=1e-12)
+
+
+def test_the_step_and_the_serving_core_attend_over_the_window_by_hand():
+    """Training: the attention core of a layer does 2 T keys a (d_qk + d_v) FLOPs with the
+    layers' mean keys (1087 at s = 4096), its shape factor over those keys. Serving: a decode
+    step reads the KV cache of kv_tokens(context) per sequence and the KV cache that fits holds
+    requests of kv_tokens(context) tokens."""
+    m = model_shape(WINDOWED)
+    assert (m.window, m.window_share) == (128.0, 0.5)
+    lay = Layout(**{k: np.array([float(v)]) for k, v in {
+        "tp": 1, "pp": 1, "dp": 1, "cp": 1, "ep": 1, "vpp": 1, "zero": 0, "recompute": 0,
+        "micro_batch": 1, "global_batch": GB, "seq_len": 4096.0}.items()})
+    flops, t = operator_terms(m, HW, lay, CAL)["attention_core"]
+    keys, d0 = 1087.0, CAL.gemm_half_dim
+    assert float(flops[0]) == pytest.approx(2 * 4096 * keys * 64 * 128, rel=1e-12)
+    eff = HW.attn_fwd_eff * 4096 / (4096 + d0) * keys / (keys + d0)
+    assert float(t[0]) == pytest.approx(float(flops[0]) / (HW.peak_attn * eff), rel=1e-12)
+    sm = serve_shape(WINDOWED)
+    one = serve_core.ServeLayout(tp=1.0, pp=1.0, ep=1.0, adp=1.0, wbytes=2.0, kvbytes=2.0)
+    cal = serve_calibration()
+    hw = hardware("h100-sxm", "dgx-h100", "bf16", serving=load_serving())
+    per_token = 2 * 36 * 8 * 64 * 2.0  # K and V, 8 heads of 64, 2 B [B]
+    terms = serve_core.decode_terms(sm, hw, one, 4.0, 4096.0, cal, 64.0)
+    assert float(terms["kv"]) == pytest.approx(4 * 2112.0 * per_token
+                                               / (hw.hbm_bw * cal.mem_eff), rel=1e-12)
+    free = cal.kv_free_fraction * (hw.hbm_capacity * (1 - cal.mem_reserve)
+                                   - float(serve_core.weight_bytes_per_chip(sm, 1.0, 1.0, 1.0,
+                                                                            2.0)))
+    conc = serve_core.max_concurrency(sm, hw.hbm_capacity, 1.0, 1.0, 1.0, 2.0, 2.0, 4096.0,
+                                      cal)
+    assert float(conc) == math.floor(free / (per_token * 2112.0))
+
+
+def test_a_window_without_a_span_or_wider_than_the_model_is_refused():
+    with pytest.raises(ParameterError, match="window_layers"):
+        replace(WINDOWED, window_layers=37)
+    with pytest.raises(ParameterError, match="window_layers"):
+        replace(WINDOWED, sliding_window=0)
+    with pytest.raises(ParameterError, match="sliding_window"):
+        replace(WINDOWED, sliding_window=-1)
+    assert model("gpt-oss-120b").windowed_layers == 18
 
 
 # ------------------------------------------------------------------ per-chip inputs

@@ -23,6 +23,7 @@ _ARCH_ALIASES = {
     "first_num_dense_layers": "moe_dense_layers", "q_lora_rank": "q_lora_rank",
     "kv_lora_rank": "kv_lora_rank", "qk_rope_head_dim": "qk_rope_head_dim",
     "qk_nope_head_dim": "qk_nope_head_dim", "v_head_dim": "v_head_dim",
+    "sliding_window": "sliding_window", "window_layers": "window_layers",
 }
 
 
@@ -58,8 +59,8 @@ def spec_from_case(row: Mapping[str, str], defaults: Mapping[str, object] | None
     default: pass ``defaults={"vocab": ...}``. ``defaults`` fills any other empty column and
     sets spec fields that have no column (e.g. ``{"tied_embeddings": True}`` for the MaxText
     synthetic models).
-    Shared experts, leading dense layers and MLA ranks come from ``arch:`` entries in
-    ``notes`` (``key=value`` with a spec field name, ``N shared experts``,
+    Shared experts, leading dense layers, MLA ranks and sliding windows come from ``arch:``
+    entries in ``notes`` (``key=value`` with a spec field name, ``N shared experts``,
     ``no shared experts``, ``N dense layers``).
 
     Raises

@@ -21,7 +21,8 @@ __all__ = ["FIELDS", "data_dir", "load_models", "model", "model_ids", "spec"]
 
 _INT = ("layers", "hidden", "heads", "kv_heads", "head_dim", "ffn", "vocab", "moe_experts",
         "moe_active", "moe_shared_experts", "moe_ffn", "moe_dense_layers", "q_lora_rank",
-        "kv_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim", "pos_embeddings")
+        "kv_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim", "pos_embeddings",
+        "sliding_window", "window_layers")
 _BOOL = ("gated_mlp", "tied_embeddings", "linear_bias")
 _STR = ("norm", "source")
 _FLOAT = ("params_published", "active_params_published")

@@ -326,7 +326,8 @@ def disaggregated(model_id: TransformerSpec | str, prefill_system: str, decode_s
                              input_len=input_len, output_len=output_len,
                              max_batch=decode_batch, weights=weights, activations=activations,
                              kv=kv, params=params)
-    kv_total = float(kv_bytes_per_token(m, 1.0, 1.0, 1.0, format_bytes(kv))) * input_len
+    kv_total = float(kv_bytes_per_token(m, 1.0, 1.0, 1.0, format_bytes(kv))
+                     * m.kv_tokens(float(input_len)))
     if prefill_system == decode_system:
         link, alpha = hw_p.up_bw * prefill_tp, hw_p.up_latency
     else:

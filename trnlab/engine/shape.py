@@ -92,6 +92,7 @@ def model_shape(spec: TransformerSpec, selective: str | Recompute = "attention",
         recompute_gemms=(none.gemms, sel.gemms, full.gemms),
         recompute_attention=(none.attention, sel.attention, full.attention),
         recompute_elementwise=(none.elementwise, sel.elementwise, full.elementwise),
+        window=float(spec.sliding_window), window_share=spec.windowed_layers / spec.layers,
     )
 
 
@@ -110,4 +111,5 @@ def serve_shape(spec: TransformerSpec) -> ServeShape:
         attn_params=spec.layers * spec.attention_params_per_layer,
         dense_params=pc.total - pc.experts + (0 if spec.lm_head_params else
                                               spec.vocab * spec.hidden),
-        expert_params=experts, flop_params=spec.flop_params)
+        expert_params=experts, flop_params=spec.flop_params,
+        window=float(spec.sliding_window), window_share=spec.windowed_layers / spec.layers)

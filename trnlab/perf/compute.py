@@ -55,3 +55,26 @@ def gemm_time(m: Any, n: Any, k: Any, peak: Any, eff_max: Any, d0: Any, hbm_bw: 
 def memory_time(nbytes: Any, hbm_bw: Any, mem_eff: Any) -> Any:
     """Time of a memory-bound operator moving ``nbytes`` [B] at ``hbm_bw * mem_eff`` [B/s] [s]."""
     return nbytes / (hbm_bw * mem_eff)
+
+
+def attended_keys(seq_len: Any, window: float, window_share: float) -> Any:
+    """Keys a query attends to under the causal mask, mean over queries and layers [tokens].
+
+    A full layer: ``s/2``. A share ``window_share`` of the layers attends over a sliding
+    window of ``window`` keys (0: none): query ``i`` sees ``min(i, w)`` keys, on average
+    ``m - m²/(2s)`` with ``m = min(w, s)`` (``s/2`` when ``w >= s``). The same formula as
+    :meth:`trnlab.workloads.TransformerSpec.mean_attended_keys`.
+    """
+    if not window:
+        return 0.5 * seq_len
+    m = xp_of(seq_len).minimum(seq_len, window)
+    return (1.0 - window_share) * 0.5 * seq_len + window_share * (m - m * m / (2.0 * seq_len))
+
+
+def kv_tokens(context: Any, window: float, window_share: float) -> Any:
+    """Tokens of a ``context``-token sequence whose K and V a layer keeps, mean over the
+    layers [tokens]: a windowed layer keeps only its last ``window`` (a ring buffer)."""
+    if not window:
+        return context
+    return (1.0 - window_share) * context + window_share * xp_of(context).minimum(context,
+                                                                                    window)

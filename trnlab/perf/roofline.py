@@ -66,8 +66,9 @@ def decode_step_intensity(m: ServeShape, batch: Any, context: Any, wbytes: Any, 
     """
     flops, nbytes = gemm_traffic(m, batch, wbytes, abytes)
     one = 1.0 + 0.0 * batch  # an array, so the core sees the namespace of the inputs
-    kv = batch * context * kv_bytes_per_token(m, one, one, one, kvbytes)
-    return (flops + m.decode_attention_flops(context) * batch) / (nbytes + kv)
+    keys = m.kv_tokens(context)  # fewer than the context with sliding windows
+    kv = batch * keys * kv_bytes_per_token(m, one, one, one, kvbytes)
+    return (flops + m.decode_attention_flops(keys) * batch) / (nbytes + kv)
 
 
 def ridge(peak: Any, hbm_bw: Any) -> Any:

@@ -36,6 +36,7 @@ from typing import Any
 
 from trnlab.perf import comm
 from trnlab.perf._xp import xp_of
+from trnlab.perf.compute import attended_keys, kv_tokens
 from trnlab.perf.hardware import Hardware
 
 
@@ -59,6 +60,19 @@ class ServeShape:
     expert_params: float  # one routed expert, all MoE layers
     flop_params: float  # weights multiplied per token, logits included
     kv_rank: float = 0.0  # MLA: kv_lora_rank, the value width of absorbed attention; 0 otherwise
+    window: float = 0.0  # sliding-window keys of the windowed layers [tokens]; 0 = none
+    window_share: float = 0.0  # share of the layers that attend over the window [1]
+
+    def kv_tokens(self, context: Any) -> Any:
+        """Tokens of a ``context``-token sequence in the KV cache, mean over layers [tokens]
+        (:func:`trnlab.perf.compute.kv_tokens`: a windowed layer keeps its last ``window``);
+        also the keys a decoded token attends to."""
+        return kv_tokens(context, self.window, self.window_share)
+
+    def attended_keys(self, seq_len: Any) -> Any:
+        """Keys a prompt token attends to, causal, mean over tokens and layers [tokens]
+        (:func:`trnlab.perf.compute.attended_keys`)."""
+        return attended_keys(seq_len, self.window, self.window_share)
 
     def attention_flops(self, context: Any) -> Any:
         """Attention score + context FLOPs of one token over ``context`` keys [FLOP]
@@ -146,7 +160,7 @@ def max_concurrency(m: ServeShape, hbm_capacity: Any, tp: Any, pp: Any, adp: Any
     free = cal.kv_free_fraction * (hbm_capacity * (1.0 - cal.mem_reserve)
                                    - weight_bytes_per_chip(m, tp, pp, adp, wbytes))
     return xp.floor(adp * free / (kv_bytes_per_token(m, tp, pp, adp, kvbytes, ranks_per_chip)
-                                  * context))
+                                  * m.kv_tokens(context)))
 
 
 def _efficiency(m: ServeShape, hw: Hardware, rows: Any, tp: Any, half_rows: Any,
@@ -184,9 +198,10 @@ def decode_terms(m: ServeShape, hw: Hardware, lay: ServeLayout, batch: Any, cont
     xp = xp_of(batch, context, tp)
     eff = _efficiency(m, hw, batch, tp, cal.decode_half_rows, half_dim)
     bw = hw.hbm_bw * cal.mem_eff
-    kv = batch / adp * context * kv_bytes_per_token(m, tp, pp, adp, kvbytes,
-                                                    hw.ranks_per_chip) / bw
-    attn = m.decode_attention_flops(context) * batch / (tp * pp) / (hw.peak_gemm * eff)
+    keys = m.kv_tokens(context)  # the context, or less with sliding windows
+    kv = batch / adp * keys * kv_bytes_per_token(m, tp, pp, adp, kvbytes,
+                                                 hw.ranks_per_chip) / bw
+    attn = m.decode_attention_flops(keys) * batch / (tp * pp) / (hw.peak_gemm * eff)
     return {"compute": 2.0 * m.flop_params * batch / (tp * pp) / (hw.peak_gemm * eff),
             "stream": weight_bytes_per_chip(m, tp, pp, adp, wbytes, batch) / bw,
             "kv": kv, "attention_compute": attn, "attention": xp.maximum(kv, attn),
@@ -213,8 +228,9 @@ def prefill_time(m: ServeShape, hw: Hardware, lay: ServeLayout, requests: Any, i
     tp, pp, ep, adp, wbytes = lay.tp, lay.pp, lay.ep, lay.adp, lay.wbytes
     xp = xp_of(requests, input_len, tp)
     tokens = requests * input_len
-    # causal prompt: a token attends to input_len / 2 keys on average
-    flops = (2.0 * m.flop_params * tokens + m.attention_flops(0.5 * input_len) * tokens) / tp
+    # causal prompt: a token attends to input_len / 2 keys on average (fewer with windows)
+    flops = (2.0 * m.flop_params * tokens + m.attention_flops(m.attended_keys(input_len))
+             * tokens) / tp
     eff = _efficiency(m, hw, tokens, tp, half_dim, half_dim)
     weights = weight_bytes_per_chip(m, tp, pp, adp, wbytes) * pp / (hw.hbm_bw * cal.mem_eff)
     return xp.maximum(flops / (hw.peak_gemm * eff), weights) \

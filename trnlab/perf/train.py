@@ -51,7 +51,7 @@ from typing import Any
 from trnlab.errors import ParameterError, bad_value
 from trnlab.perf import comm, moe
 from trnlab.perf._xp import xp_of
-from trnlab.perf.compute import gemm_time, memory_time
+from trnlab.perf.compute import attended_keys, gemm_time, memory_time
 from trnlab.perf.hardware import Hardware
 
 RECOMPUTE = ("none", "selective", "full")
@@ -120,17 +120,24 @@ class ModelShape:
     recompute_gemms: tuple[float, float, float]  # weight GEMMs (and the layer's fixed cost)
     recompute_attention: tuple[float, float, float]  # attention core
     recompute_elementwise: tuple[float, float, float]  # memory-bound ops
+    window: float = 0.0  # sliding-window keys of the windowed layers [tokens]; 0 = none
+    window_share: float = 0.0  # share of the layers that attend over the window [1]
 
     @property
     def layers(self) -> float:
         return self.dense_layers + self.moe_layers
 
+    def attended_keys(self, seq_len: Any) -> Any:
+        """Keys a query attends to, causal, mean over queries and layers [tokens]
+        (:func:`trnlab.perf.compute.attended_keys`: ``s/2`` without sliding windows)."""
+        return attended_keys(seq_len, self.window, self.window_share)
+
     def attention_flops_per_token(self, seq_len: Any, causal: bool = True) -> Any:
-        """Forward attention score + context FLOPs per token [FLOP]: ``2 s a (d_qk + d_v) L``
-        (2 FLOPs per multiply-add), halved by a causal mask (a query sees ``s/2`` keys on
-        average)."""
-        return (0.5 if causal else 1.0) * 2.0 * seq_len * self.heads * (
-            self.qk_dim + self.v_dim) * self.layers
+        """Forward attention score + context FLOPs per token [FLOP]: ``2 keys a (d_qk + d_v)
+        L`` (2 FLOPs per multiply-add) over the keys a query attends to: ``s`` without a mask,
+        :meth:`attended_keys` (``s/2`` without sliding windows) under the causal mask."""
+        keys = self.attended_keys(seq_len) if causal else seq_len
+        return 2.0 * keys * self.heads * (self.qk_dim + self.v_dim) * self.layers
 
     def model_flops_per_token(self, seq_len: Any) -> Any:
         """Training model FLOPs per token, causal, no recompute [FLOP]: ``6N + 3 attn``
@@ -249,7 +256,9 @@ def _attention_times(m: ModelShape, tokens: Any, seq_len: Any, tp: Any, hw: Hard
     chip (``T`` = tokens of the micro-batch on the chip, ``s`` = sequence, ``a/tp`` heads).
 
     Fused (``cal.fused_attention`` = 1, a FlashAttention-class kernel): the causal
-    ``2 T (s/2) (a/tp) (d_qk + d_v)`` FLOPs at the chip's forward attention rate
+    ``2 T (s/2) (a/tp) (d_qk + d_v)`` FLOPs (``s/2`` -> the mean keys over the layers with
+    sliding windows, :meth:`ModelShape.attended_keys`: the kernels skip the key blocks
+    outside the window) at the chip's forward attention rate
     ``peak_bf16 x attn_fwd_eff`` (``data/perf/chip_efficiency.toml``: FlashAttention-2 50-73% of
     A100, Dao 2023; FlashAttention-3 ~60-75% of H100, Shah et al. 2024), scaled for short
     shapes by the GEMM shape factors of ``T`` query rows and ``s/2`` keys; the backward does
@@ -257,13 +266,13 @@ def _attention_times(m: ModelShape, tokens: Any, seq_len: Any, tp: Any, hw: Hard
 
     Materialised (0, attention before FlashAttention: Megatron-LM 2021 CoreAttention): the full
     ``s x s`` score matrix of every head (the causal mask is applied after the product, so no
-    halving), two batched GEMMs per head and sequence at GEMM efficiency (``Q K^T``:
+    halving, nor windowing), two batched GEMMs per head and sequence at GEMM efficiency (``Q K^T``:
     ``[s, d_qk] @ [d_qk, s]``; ``P V``: ``[s, s] @ [s, d_v]``), plus the softmax and dropout
     passes over the scores, each reading and writing them once (2 x 2 x ``activation_bytes``
     per score); the backward runs twice the GEMMs (gradients of both operands) and
     ``backward_memory_factor`` times the memory passes.
     """
-    ctx = 0.5 * seq_len  # causal: mean keys per query
+    ctx = m.attended_keys(seq_len)  # causal: mean keys per query (s/2 without windows)
     flops = 2.0 * tokens * ctx * (m.heads / tp) * (m.qk_dim + m.v_dim)  # 2 per mul-add
     if cal.fused_attention >= 1.0:
         shape = tokens / (tokens + cal.gemm_half_dim) * ctx / (ctx + cal.gemm_half_dim)

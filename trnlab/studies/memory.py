@@ -50,7 +50,7 @@ from trnlab.perf.serve import (
     weight_bytes_per_chip,
 )
 
-MODELS = ("llama3-70b", "llama3-405b", "deepseek-v3")
+MODELS = ("llama3-70b", "llama3-405b", "deepseek-v3", "gpt-oss-120b")
 CHIPS = ("trn2", "trn3", "h200", "b200", "gb200", "tpu-v7")
 CONTEXTS = (2048, 8192, 32768, 131072)
 ROOFLINE_BATCHES = tuple(2**i for i in range(11))  # decode batches on the roofline, 1..1024
@@ -323,7 +323,8 @@ def pooled_dataset(models: Sequence[str], chips: xr.Dataset, concurrency: int, f
     wb, kb = format_bytes(weights), format_bytes(kv)
     shapes = [serve_shape(model(m)) for m in models]
     need = np.array([float(weight_bytes_per_chip(s, 1.0, 1.0, 1.0, wb)
-                           + concurrency * fit_context * kv_bytes_per_token(s, 1.0, 1.0, 1.0, kb))
+                           + concurrency * s.kv_tokens(float(fit_context))
+                           * kv_bytes_per_token(s, 1.0, 1.0, 1.0, kb))
                      for s in shapes])
     usable = chips["hbm_usable"].values
     n = chips["n_chips"].values

@@ -31,3 +31,10 @@ def as_float(x: Any, name: str) -> Any:
         raise ParameterError(bad_value("workloads", f"{name}.dtype", str(x.dtype),
                                        "an integer or real floating dtype"))
     return xp.astype(x, xp.float64)
+
+
+def minimum(x: Any, bound: float) -> Any:
+    """``min(x, bound)`` elementwise for a float or an array of any namespace."""
+    if isinstance(x, float):
+        return min(x, bound)
+    return array_namespace(x).minimum(x, bound)

@@ -155,7 +155,10 @@ def maxtext_flops_per_token(spec: TransformerSpec, seq_len: Any) -> Any:
     ``len(mlp_activations) = 2``) or ``c = 2`` otherwise. MoE: ``2·h·E`` router plus ``k`` expert
     MLPs (of width ``moe_ffn``) per layer; with shared experts or leading dense layers the
     DeepSeek path (dense layers at ``ffn``, MoE layers with shared experts). MLA per
-    ``calculate_mla_tflops_per_device``. Attention is halved for causality (PR #1988).
+    ``calculate_mla_tflops_per_device``. Attention is halved for causality (PR #1988); a model
+    with sliding-window layers (Gemma 3, gpt-oss) counts ``s·w - w²/2`` keys per windowed layer
+    (``calculate_mixed_attention_model_tflops_training_per_device`` at maxtext@e591f30c), i.e.
+    :meth:`TransformerSpec.mean_attended_keys`.
 
     Parameters
     ----------
@@ -196,7 +199,7 @@ def maxtext_flops_per_token(spec: TransformerSpec, seq_len: Any) -> Any:
         proj = 2.0 * h * a * d
         attn_coef = 4.0 * a * d
     weights = 3.0 * (ffn + L * (qkv + proj) + 2.0 * h * spec.vocab)
-    return weights + 3.0 * L * attn_coef * s / 2.0
+    return weights + 3.0 * L * attn_coef * spec.mean_attended_keys(s)
 
 
 def palm_flops_per_token(spec: TransformerSpec, seq_len: Any) -> Any:

@@ -188,7 +188,10 @@ def attention_flops_per_token(spec: TransformerSpec, seq_len: Any, causal: bool 
     """Forward FLOPs of attention scores and context per token, all layers [FLOP].
 
     ``2·L·a·(d_qk + d_v)·s``, halved when ``causal`` (``4·L·a·d·s`` for MHA; MLA uses
-    ``d_qk = qk_nope + qk_rope`` and ``d_v = v_head_dim``).
+    ``d_qk = qk_nope + qk_rope`` and ``d_v = v_head_dim``). Causal with sliding windows: ``s/2``
+    becomes the mean keys per query over the layers
+    (:meth:`TransformerSpec.mean_attended_keys`); a non-causal count (the full ``s²`` of a
+    framework's formula) stays as the framework writes it.
 
     Parameters
     ----------
@@ -206,7 +209,7 @@ def attention_flops_per_token(spec: TransformerSpec, seq_len: Any, causal: bool 
     """
     s = as_float(seq_len, "seq_len")
     coef = 2.0 * spec.layers * spec.heads * (spec.qk_head_dim + spec.v_dim)
-    return coef * (0.5 if causal else 1.0) * s
+    return coef * (spec.mean_attended_keys(s) if causal else s)
 
 
 def forward_flops_per_token(spec: TransformerSpec, seq_len: Any, causal: bool = True) -> Any:

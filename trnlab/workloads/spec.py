@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from trnlab.errors import ParameterError, bad_value
+from trnlab.workloads._array import as_float, minimum
 
 __all__ = ["ParamCounts", "TransformerSpec"]
 
@@ -109,6 +110,12 @@ class TransformerSpec:
         Normalization: RMSNorm has ``h`` parameters, LayerNorm ``2h``.
     pos_embeddings : int
         Rows of a learned absolute position table (GPT-3: 2048); 0 for RoPE models.
+    sliding_window : int
+        Keys a query of a windowed layer attends to at most [tokens] (gpt-oss: 128, Gemma 3:
+        1024, Mistral 7B v0.1: 4096); 0 = every layer attends over the whole context.
+    window_layers : int
+        Layers that attend over the sliding window [count] (gpt-oss: every other layer,
+        Gemma 3: five of six); 0 with a window = all layers.
     params_published : float, optional
         Total parameters as published [1e9].
     active_params_published : float, optional
@@ -119,7 +126,7 @@ class TransformerSpec:
     Notes
     -----
     Not modelled: qk-norm weights (Qwen3, 2·d per layer), router biases, DeepSeek-V3's
-    multi-token-prediction module (excluded from its published 671B as well), sliding windows.
+    multi-token-prediction module (excluded from its published 671B as well), attention sinks.
     """
 
     name: str
@@ -145,6 +152,8 @@ class TransformerSpec:
     linear_bias: bool = False
     norm: str = "rmsnorm"
     pos_embeddings: int = 0
+    sliding_window: int = 0
+    window_layers: int = 0
     params_published: float | None = None
     active_params_published: float | None = None
     source: str = ""
@@ -156,7 +165,8 @@ class TransformerSpec:
             raise ParameterError(bad_value("TransformerSpec", "name", self.name, "a non-empty str"))
         for opt in ("q_lora_rank", "kv_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim",
                     "v_head_dim", "moe_experts", "moe_active", "moe_shared_experts", "moe_ffn",
-                    "moe_dense_layers", "ffn", "pos_embeddings"):
+                    "moe_dense_layers", "ffn", "pos_embeddings", "sliding_window",
+                    "window_layers"):
             if getattr(self, opt) is None:
                 object.__setattr__(self, opt, 0)
         for pos in ("layers", "hidden", "heads", "vocab"):
@@ -165,7 +175,8 @@ class TransformerSpec:
                 raise ParameterError(bad_value(where, pos, v, "a positive int"))
         for nonneg in ("ffn", "moe_experts", "moe_active", "moe_shared_experts", "moe_ffn",
                        "moe_dense_layers", "q_lora_rank", "kv_lora_rank", "qk_rope_head_dim",
-                       "qk_nope_head_dim", "v_head_dim", "pos_embeddings"):
+                       "qk_nope_head_dim", "v_head_dim", "pos_embeddings", "sliding_window",
+                       "window_layers"):
             v = getattr(self, nonneg)
             if not _is_int(v) or v < 0:
                 raise ParameterError(bad_value(where, nonneg, v, "an int >= 0"))
@@ -182,7 +193,16 @@ class TransformerSpec:
         if not isinstance(self.source, str):
             raise ParameterError(bad_value(where, "source", self.source, "a str"))
         self._check_attention(where)
+        self._check_window(where)
         self._check_moe(where)
+
+    def _check_window(self, where: str) -> None:
+        if self.window_layers > self.layers:
+            raise ParameterError(bad_value(where, "window_layers", self.window_layers,
+                                           f"<= layers = {self.layers}"))
+        if self.window_layers and not self.sliding_window:
+            raise ParameterError(bad_value(where, "window_layers", self.window_layers,
+                                           "0 unless sliding_window > 0"))
 
     def _check_attention(self, where: str) -> None:
         if self.kv_heads is None:
@@ -401,6 +421,35 @@ class TransformerSpec:
                 + self.dense_layers * self._mlp_matmul(self.ffn)
                 + self.moe_layers * moe
                 + self.vocab * self.hidden)
+
+    # ------------------------------------------------------------------ attention span
+    @property
+    def windowed_layers(self) -> int:
+        """Layers that attend over the sliding window [count] (0 without one)."""
+        return (self.window_layers or self.layers) if self.sliding_window else 0
+
+    def mean_attended_keys(self, seq_len: Any) -> Any:
+        """Keys a query attends to under the causal mask, mean over queries and layers [tokens].
+
+        A full layer: ``s/2``. A layer with window ``w``: query ``i`` attends to ``min(i, w)``
+        keys, ``m - m²/(2s)`` on average with ``m = min(w, s)`` (``s/2`` when ``w >= s``);
+        :func:`trnlab.perf.compute.attended_keys` is the same formula for the core.
+        """
+        s = as_float(seq_len, "seq_len")
+        if not self.sliding_window:
+            return 0.5 * s
+        share = self.windowed_layers / self.layers
+        m = minimum(s, float(self.sliding_window))
+        return (1.0 - share) * 0.5 * s + share * (m - m * m / (2.0 * s))
+
+    def kv_tokens(self, context: Any) -> Any:
+        """Tokens of a ``context``-token sequence whose K and V a layer keeps, mean over
+        layers [tokens]: a windowed layer keeps only its last ``w`` (a ring buffer)."""
+        c = as_float(context, "context")
+        if not self.sliding_window:
+            return c
+        share = self.windowed_layers / self.layers
+        return (1.0 - share) * c + share * minimum(c, float(self.sliding_window))
 
     # ------------------------------------------------------------------ KV cache
     @property
