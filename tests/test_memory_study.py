@@ -26,7 +26,7 @@ def ds():
 
 
 def test_default_study_shape_and_attrs(ds, tmp_path):
-    assert dict(ds.sizes) == {"chip": 6, "model": 3, "context": 4, "batch": 11}
+    assert dict(ds.sizes) == {"chip": 6, "model": 4, "context": 4, "batch": 11}
     for name in [*ds.dims, *ds.data_vars]:
         assert re.fullmatch(r"[a-z][a-z0-9_]*", name), name
     for name, var in ds.data_vars.items():
@@ -60,7 +60,13 @@ def test_kv_bytes_per_token_mha_gqa_mla(ds):
     assert float(kv.sel(model="llama3-70b")) == 327680  # 2 x 80 layers x 8 KV heads x 128 x 2 B
     assert float(kv.sel(model="llama3-405b")) == 2 * 126 * 8 * 128 * 2
     assert float(kv.sel(model="deepseek-v3")) == 61 * (512 + 64) * 2  # MLA latent + rope key
-    assert list(ds["attention"].values) == ["GQA", "GQA", "MLA"]
+    assert float(kv.sel(model="gpt-oss-120b")) == 2 * 36 * 8 * 64 * 2
+    assert list(ds["attention"].values) == ["GQA", "GQA", "MLA", "GQA + SWA"]
+    # one request: every layer holds its whole context, but gpt-oss's 18 windowed layers hold
+    # 128 tokens: at 8192 tokens 0.5 x 8192 + 0.5 x 128 = 4160 tokens on average
+    req = ds["kv_bytes_per_request"].sel(context=8192)
+    assert float(req.sel(model="llama3-70b")) == 327680 * 8192
+    assert float(req.sel(model="gpt-oss-120b")) == 2 * 36 * 8 * 64 * 2 * 4160
     fp8 = memory.kv_dataset(["llama3-70b"], memory.chips_dataset(["trn3"]), [8192], kv="fp8")
     assert float(fp8["kv_bytes_per_token"].sel(model="llama3-70b")) == 327680 / 2
 

@@ -63,11 +63,11 @@ def _var(ds: xr.Dataset, name: str, dims: tuple[str, ...], values: Any, units: s
 
 
 def attention_kind(model_id: str) -> str:
-    """``MLA``, ``MHA`` (as many KV heads as query heads) or ``GQA``."""
+    """``MLA``, ``MHA`` (as many KV heads as query heads) or ``GQA``, with ``+ SWA`` when
+    some layers attend over a sliding window."""
     spec = model(model_id)
-    if spec.is_mla:
-        return "MLA"
-    return "MHA" if spec.kv_heads == spec.heads else "GQA"
+    kind = "MLA" if spec.is_mla else "MHA" if spec.kv_heads == spec.heads else "GQA"
+    return kind + (" + SWA" if spec.sliding_window else "")
 
 
 # ------------------------------------------------------------------------------ 1. per chip
@@ -156,10 +156,14 @@ def kv_dataset(models: Sequence[str], chips: xr.Dataset, contexts: Sequence[int]
                             "context": ("context", ctx, {"units": "token",
                                                          "long_name": "context length"})})
     _var(ds, "attention", ("model",), [attention_kind(m) for m in models], "1",
-         "attention kind (MHA, GQA, MLA)")
-    _var(ds, "kv_bytes_per_token", ("model",),
-         [float(kv_bytes_per_token(s, 1.0, 1.0, 1.0, kb)) for s in shapes], "B",
-         "KV-cache bytes per token of the whole model")
+         "attention kind (MHA, GQA, MLA; + SWA: sliding-window layers)")
+    per_token = np.array([float(kv_bytes_per_token(s, 1.0, 1.0, 1.0, kb)) for s in shapes])
+    _var(ds, "kv_bytes_per_token", ("model",), per_token, "B",
+         "KV-cache bytes per token of the whole model, every layer holding it")
+    _var(ds, "kv_bytes_per_request", ("model", "context"),
+         per_token[:, None] * np.array([s.kv_tokens(ctx.astype(float)) for s in shapes]), "B",
+         "KV-cache bytes of one request of this context (a sliding-window layer holds its "
+         "window)")
     _var(ds, "weight_bytes", ("model",),
          [float(weight_bytes_per_chip(s, 1.0, 1.0, 1.0, wb)) for s in shapes], "B",
          "weight bytes of the whole model")
@@ -457,8 +461,9 @@ def reading(ds: xr.Dataset) -> str:
                                                                        chip=c))]
             lines.append(
                 f"- **KV cache, {m}** ({ds['attention'].sel(model=m).item()}, "
-                f"{float(ds['kv_bytes_per_token'].sel(model=m)) / 1e3:.0f} kB per token): "
-                f"requests per chip at {ctx} tokens: "
+                f"{float(ds['kv_bytes_per_token'].sel(model=m)) / 1e3:.0f} kB per token, "
+                f"{float(ds['kv_bytes_per_request'].sel(model=m, context=ctx)) / 1e9:.2f} GB "
+                f"per request of {ctx} tokens): requests per chip at {ctx} tokens: "
                 + ", ".join(f"{c} {float(row.sel(chip=c)):.1f}" for c in fit)
                 + (f"; no replica fits on {', '.join(c for c in chips if c not in fit)}"
                    if len(fit) < len(chips) else "") + ".")
