@@ -261,7 +261,7 @@ def _attention_times(m: ModelShape, tokens: Any, seq_len: Any, tp: Any, hw: Hard
     outside the window) at the chip's forward attention rate
     ``peak_bf16 x attn_fwd_eff`` (``data/perf/chip_efficiency.toml``: FlashAttention-2 50-73% of
     A100, Dao 2023; FlashAttention-3 ~60-75% of H100, Shah et al. 2024), scaled for short
-    shapes by the GEMM shape factors of ``T`` query rows and ``s/2`` keys; the backward does
+    shapes by the GEMM shape factors of ``T`` query rows and those keys; the backward does
     ``attention_backward_factor`` times that work at ``attn_bwd_eff``.
 
     Materialised (0, attention before FlashAttention: Megatron-LM 2021 CoreAttention): the full
