@@ -225,6 +225,7 @@ MOVED = {
     "optimizer_traffic": (64.0, {}),
     "zero3_regather_per_microbatch": (1.0, {"dp": 4, "zero": 3, "global_batch": 4 * GB}),
     "fused_attention": (0.0, {}),
+    "attention_block": (512.0, {}),  # on the hand model with a 128-key window (below)
 }
 
 
@@ -240,7 +241,10 @@ def test_a_data_value_reaches_the_step(name):
     cal = train_calibration(load_training().replace(**base))
     changed = train_calibration(load_training().replace(**base, **{name: value}))
     assert getattr(changed, name) == value
-    before, after = step(cal=cal, hw=slow, **layout), step(cal=changed, hw=slow, **layout)
+    # the tile of the attention kernel matters where a layer attends over a window
+    m = replace(shape(), window=128.0, window_share=0.5) if name == "attention_block" else None
+    before, after = (step(m, cal=cal, hw=slow, **layout),
+                     step(m, cal=changed, hw=slow, **layout))
     assert any(after[k] != before[k] for k in before), name
 
 
@@ -765,6 +769,10 @@ def test_a_sliding_window_bounds_the_keys_a_query_attends_to_by_hand():
     assert float(WINDOWED.mean_attended_keys(64)) == pytest.approx(32.0, rel=1e-12)
     assert float(WINDOWED.kv_tokens(4096)) == pytest.approx(2112.0, rel=1e-12)
     assert float(WINDOWED.kv_tokens(100)) == pytest.approx(100.0, rel=1e-12)
+    # a kernel of 128-key tiles computes the band: 126 + 128 = 254 keys of a windowed layer;
+    # never more than the causal s/2 (s = 200: 100)
+    assert float(attended_keys(4096.0, 128.0, 0.5, 128.0)) == pytest.approx(1151.0, rel=1e-12)
+    assert float(attended_keys(200.0, 128.0, 1.0, 128.0)) == pytest.approx(100.0, rel=1e-12)
     seqs = np.array([1.0, 64.0, 128.0, 129.0, 4096.0, 131072.0])
     for share in (0.0, 0.5, 5 / 6, 1.0):  # the core's copy of the formula is the spec's
         spec = replace(WINDOWED, window_layers=round(36 * share)) if share else replace(
@@ -787,18 +795,27 @@ def test_a_sliding_window_bounds_the_keys_a_query_attends_to_by_hand():
 
 def test_the_step_and_the_serving_core_attend_over_the_window_by_hand():
     """Training: the attention core of a layer does 2 T keys a (d_qk + d_v) FLOPs with the
-    layers' mean keys (1087 at s = 4096), its shape factor over those keys. Serving: a decode
-    step reads the KV cache of kv_tokens(context) per sequence and the KV cache that fits holds
-    requests of kv_tokens(context) tokens."""
+    layers' mean keys (1087 at s = 4096); its kernel computes whole tiles of 128 keys
+    (training.toml attention_block), the window's band plus one tile, 126 + 128 = 254 keys
+    per query of a windowed layer: (2048 + 254) / 2 = 1151 keys of work, the shape factor
+    over them. Serving: a decode step reads the KV cache of kv_tokens(context) per sequence
+    and the KV cache that fits holds requests of kv_tokens(context) tokens."""
     m = model_shape(WINDOWED)
     assert (m.window, m.window_share) == (128.0, 0.5)
     lay = Layout(**{k: np.array([float(v)]) for k, v in {
         "tp": 1, "pp": 1, "dp": 1, "cp": 1, "ep": 1, "vpp": 1, "zero": 0, "recompute": 0,
         "micro_batch": 1, "global_batch": GB, "seq_len": 4096.0}.items()})
     flops, t = operator_terms(m, HW, lay, CAL)["attention_core"]
-    keys, d0 = 1087.0, CAL.gemm_half_dim
-    assert float(flops[0]) == pytest.approx(2 * 4096 * keys * 64 * 128, rel=1e-12)
-    eff = HW.attn_fwd_eff * 4096 / (4096 + d0) * keys / (keys + d0)
+    d0 = CAL.gemm_half_dim
+    assert CAL.attention_block == 128.0
+    assert float(flops[0]) == pytest.approx(2 * 4096 * 1087.0 * 64 * 128, rel=1e-12)
+    eff = HW.attn_fwd_eff * 4096 / (4096 + d0) * 1151.0 / (1151.0 + d0)
+    work = 2 * 4096 * 1151.0 * 64 * 128
+    assert float(t[0]) == pytest.approx(work / (HW.peak_attn * eff), rel=1e-12)
+    # a full-attention model computes what it needs: no tile term
+    full = model_shape(replace(WINDOWED, sliding_window=0, window_layers=0))
+    flops, t = operator_terms(full, HW, lay, CAL)["attention_core"]
+    eff = HW.attn_fwd_eff * 4096 / (4096 + d0) * 2048.0 / (2048.0 + d0)
     assert float(t[0]) == pytest.approx(float(flops[0]) / (HW.peak_attn * eff), rel=1e-12)
     sm = serve_shape(WINDOWED)
     one = serve_core.ServeLayout(tp=1.0, pp=1.0, ep=1.0, adp=1.0, wbytes=2.0, kvbytes=2.0)
@@ -814,6 +831,22 @@ def test_the_step_and_the_serving_core_attend_over_the_window_by_hand():
     conc = serve_core.max_concurrency(sm, hw.hbm_capacity, 1.0, 1.0, 1.0, 2.0, 2.0, 4096.0,
                                       cal)
     assert float(conc) == math.floor(free / (per_token * 2112.0))
+
+
+def test_maxtext_tiles_attention_by_512_and_a_recipe_by_its_sa_block_kv():
+    """MaxText's splash attention tiles keys by sa_block_kv (512 in base.yml, data/perf/stacks.toml);
+    a case whose recipe sets sa_block_kv 1024 runs that tile; the default stack FlashAttention's
+    128. A negative tile in a stacks file is refused with its name."""
+    from trnlab.calibration.validate import _SA_BLOCK
+    from trnlab.catalog.params import load_stacks
+    from trnlab.engine.hardware import with_stack
+    stacks = load_stacks()
+    assert stacks["maxtext"].attention_block == 512
+    assert with_stack(load_training(), stacks["maxtext"]).fields["attention_block"].si == 512.0
+    assert with_stack(load_training(), stacks["default"]).fields["attention_block"].si == 128.0
+    assert _SA_BLOCK.search("splash attention, sa_block_q 1024, sa_block_kv 1024)").group(1) \
+        == "1024"
+    assert _SA_BLOCK.search("local_sa_block_kv_dkv 4096") is None
 
 
 def test_a_window_without_a_span_or_wider_than_the_model_is_refused():

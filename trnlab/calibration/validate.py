@@ -316,6 +316,8 @@ def eager_kinds(row: dict[str, str], stack: Any, precision: str = "bf16") -> fro
 
 #: a case that states TP communication overlap although its family's default is off
 _TP_OVERLAP = re.compile(r"async[ -]?tp\b|asynctp|tp[-_ ]comm[-_ ]overlap", re.IGNORECASE)
+#: the key block of MaxText's splash attention a case's recipe sets (sa_block_kv)
+_SA_BLOCK = re.compile(r"\bsa_block_kv\s*[=:]?\s*(\d+)")
 #: a recipe that runs the attention core in FP8 (Transformer Engine / Megatron-Core
 #: fp8_dot_product_attention, --fp8-dot-product-attention)
 _FP8_ATTENTION = re.compile(r"fp8_dot_product_attention\s*=\s*true|--fp8-dot-product-attention",
@@ -451,6 +453,8 @@ def _predict_training(row: dict[str, str], conv: dict[str, Any], params: Trainin
     if not stack.tp_overlap and _TP_OVERLAP.search(_text(row)):
         stack = dataclasses.replace(stack, tp_overlap=True)  # the case turned it on
     params = with_stack(params, stack)
+    if block := _SA_BLOCK.search(_text(row)):  # the recipe's attention kernel tile
+        params = params.replace(attention_block=float(block.group(1)))
     selective = _selective_policy(row, stack.selective, spec)
     rc = row["recompute"]
     recomputes = [RECOMPUTE.index(rc)] if rc in RECOMPUTE else [0, 1, 2]

@@ -28,7 +28,7 @@ TRAIN_CALIBRATION = ("gemm_half_dim", "mem_eff", "layer_overhead", "layer_comm_o
                      "zero3_comm_factor", "activation_bytes", "softmax_stat_bytes",
                      "logits_bytes", "weight_bytes", "grad_bytes", "grad_reduce_bytes",
                      "optimizer_bytes", "optimizer_traffic", "zero3_regather_per_microbatch",
-                     "fused_attention")
+                     "fused_attention", "attention_block")
 #: fields of [param] in serving.toml that make up the serving model's calibration
 SERVE_CALIBRATION = ("mem_eff", "mem_reserve", "kv_free_fraction", "decode_half_rows",
                      "per_sequence_overhead", "activation_bytes")
@@ -310,6 +310,7 @@ class Stack:
     fp8_cast: bool  # FP8 GEMM inputs cast by kernels of their own (torchao), not fused (TE)
     source: str
     note: str
+    attention_block: int = 0  # keys per tile of its attention kernel (0: training.toml's)
 
 
 @lru_cache(maxsize=2)
@@ -338,9 +339,14 @@ def load_stacks(path: Path | None = None) -> dict[str, Stack]:
         fp8_cast = t.get("fp8_cast", False)
         if not isinstance(fp8_cast, bool):
             raise CatalogError(bad_value(where, "fp8_cast", fp8_cast, "true or false"))
+        block = t.get("attention_block", 0)
+        if not isinstance(block, int) or isinstance(block, bool) or block < 0:
+            raise CatalogError(bad_value(where, "attention_block", block,
+                                         "an integer >= 0 [tokens] (0: training.toml's)"))
         out[family] = Stack(family, t["attention"], float(rate), t["tp_overlap"],
                             t["fsdp_reshard"], t["micro_batch"], t["vpp"], t["selective"],
-                            tuple(eager), fp8_cast, t.get("source", ""), t.get("note", ""))
+                            tuple(eager), fp8_cast, t.get("source", ""), t.get("note", ""),
+                            block)
     if "default" not in out:
         raise CatalogError(f"{path.name}: needs a [stack.default] table")
     return out

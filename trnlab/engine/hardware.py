@@ -149,7 +149,8 @@ def chip_inputs_band(chip_id: str, precision: str = "bf16"
 def with_stack(params: TrainingParams, stack: Stack) -> TrainingParams:
     """``params`` with a framework family's software stack applied (``data/perf/stacks.toml``):
     no TP overlap sets ``layer_comm_overlap`` to 0, a per-micro-batch FSDP reshard sets
-    ``zero3_regather_per_microbatch`` to 1, materialised attention ``fused_attention`` to 0."""
+    ``zero3_regather_per_microbatch`` to 1, materialised attention ``fused_attention`` to 0, a
+    stack's attention kernel tile ``attention_block``."""
     values = {}
     if not stack.tp_overlap:
         values["layer_comm_overlap"] = 0.0
@@ -157,6 +158,8 @@ def with_stack(params: TrainingParams, stack: Stack) -> TrainingParams:
         values["zero3_regather_per_microbatch"] = 1.0
     if stack.attention == "materialised":
         values["fused_attention"] = 0.0
+    if stack.attention_block:
+        values["attention_block"] = float(stack.attention_block)
     return params.replace(**values) if values else params
 
 

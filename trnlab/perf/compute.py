@@ -57,18 +57,22 @@ def memory_time(nbytes: Any, hbm_bw: Any, mem_eff: Any) -> Any:
     return nbytes / (hbm_bw * mem_eff)
 
 
-def attended_keys(seq_len: Any, window: float, window_share: float) -> Any:
+def attended_keys(seq_len: Any, window: float, window_share: float, block: float = 0.0) -> Any:
     """Keys a query attends to under the causal mask, mean over queries and layers [tokens].
 
     A full layer: ``s/2``. A share ``window_share`` of the layers attends over a sliding
     window of ``window`` keys (0: none): query ``i`` sees ``min(i, w)`` keys, on average
     ``m - m²/(2s)`` with ``m = min(w, s)`` (``s/2`` when ``w >= s``). The same formula as
-    :meth:`trnlab.workloads.TransformerSpec.mean_attended_keys`.
+    :meth:`trnlab.workloads.TransformerSpec.mean_attended_keys`. A kernel that computes whole
+    tiles of ``block`` keys (> 0) computes the band ``[iB - w, (i+1)B)`` for a query tile
+    ``[iB, (i+1)B)``: ``block`` keys more per query of a windowed layer, at most ``s/2``.
     """
     if not window:
         return 0.5 * seq_len
-    m = xp_of(seq_len).minimum(seq_len, window)
-    return (1.0 - window_share) * 0.5 * seq_len + window_share * (m - m * m / (2.0 * seq_len))
+    xp = xp_of(seq_len)
+    m = xp.minimum(seq_len, window)
+    windowed = xp.minimum(m - m * m / (2.0 * seq_len) + block, 0.5 * seq_len)
+    return (1.0 - window_share) * 0.5 * seq_len + window_share * windowed
 
 
 def kv_tokens(context: Any, window: float, window_share: float) -> Any:

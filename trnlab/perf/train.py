@@ -127,10 +127,11 @@ class ModelShape:
     def layers(self) -> float:
         return self.dense_layers + self.moe_layers
 
-    def attended_keys(self, seq_len: Any) -> Any:
-        """Keys a query attends to, causal, mean over queries and layers [tokens]
+    def attended_keys(self, seq_len: Any, block: float = 0.0) -> Any:
+        """Keys a query attends to, causal, mean over queries and layers [tokens]; with
+        ``block`` > 0 the keys a kernel of that tile computes
         (:func:`trnlab.perf.compute.attended_keys`: ``s/2`` without sliding windows)."""
-        return attended_keys(seq_len, self.window, self.window_share)
+        return attended_keys(seq_len, self.window, self.window_share, block)
 
     def attention_flops_per_token(self, seq_len: Any, causal: bool = True) -> Any:
         """Forward attention score + context FLOPs per token [FLOP]: ``2 keys a (d_qk + d_v)
@@ -181,6 +182,7 @@ class Calibration:
     optimizer_traffic: float  # per parameter, HBM bytes moved by the Adam update [B]
     zero3_regather_per_microbatch: float  # ZeRO-3: 0 gathers once per step, 1 per micro-batch
     fused_attention: float  # 1 FlashAttention-class kernel, 0 materialised s x s scores [1]
+    attention_block: float  # keys per tile of the fused attention kernel [tokens]
     # the MoE terms (data/perf/moe.toml, :mod:`trnlab.perf.moe`): expert-parallel folding over
     # tp x cp x dp with expert-TP 1, grouped GEMMs, hierarchical all-to-all with its own
     # overlap, a fixed cost per MoE layer, load imbalance. None: the earlier MoE model (experts
@@ -257,8 +259,9 @@ def _attention_times(m: ModelShape, tokens: Any, seq_len: Any, tp: Any, hw: Hard
 
     Fused (``cal.fused_attention`` = 1, a FlashAttention-class kernel): the causal
     ``2 T (s/2) (a/tp) (d_qk + d_v)`` FLOPs (``s/2`` -> the mean keys over the layers with
-    sliding windows, :meth:`ModelShape.attended_keys`: the kernels skip the key blocks
-    outside the window) at the chip's forward attention rate
+    sliding windows, :meth:`ModelShape.attended_keys`: the kernels skip the key tiles
+    outside the window but compute the band's tiles whole, ``cal.attention_block`` keys more
+    per query of a windowed layer) at the chip's forward attention rate
     ``peak_bf16 x attn_fwd_eff`` (``data/perf/chip_efficiency.toml``: FlashAttention-2 50-73% of
     A100, Dao 2023; FlashAttention-3 ~60-75% of H100, Shah et al. 2024), scaled for short
     shapes by the GEMM shape factors of ``T`` query rows and those keys; the backward does
@@ -275,9 +278,11 @@ def _attention_times(m: ModelShape, tokens: Any, seq_len: Any, tp: Any, hw: Hard
     ctx = m.attended_keys(seq_len)  # causal: mean keys per query (s/2 without windows)
     flops = 2.0 * tokens * ctx * (m.heads / tp) * (m.qk_dim + m.v_dim)  # 2 per mul-add
     if cal.fused_attention >= 1.0:
-        shape = tokens / (tokens + cal.gemm_half_dim) * ctx / (ctx + cal.gemm_half_dim)
-        t_fwd = flops / (hw.peak_attn * hw.attn_fwd_eff * shape)
-        t_bwd = cal.attention_backward_factor * flops / (hw.peak_attn * hw.attn_bwd_eff * shape)
+        keys = m.attended_keys(seq_len, cal.attention_block)  # whole tiles of a window's band
+        work = flops * keys / ctx
+        shape = tokens / (tokens + cal.gemm_half_dim) * keys / (keys + cal.gemm_half_dim)
+        t_fwd = work / (hw.peak_attn * hw.attn_fwd_eff * shape)
+        t_bwd = cal.attention_backward_factor * work / (hw.peak_attn * hw.attn_bwd_eff * shape)
         return flops, t_fwd, t_bwd
     heads = (tokens / seq_len) * (m.heads / tp)  # (sequence, head) pairs on the chip
     gemms = heads * (gemm_time(seq_len, seq_len, m.qk_dim, hw.peak_attn, hw.gemm_eff,
