@@ -16,12 +16,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from trnlab.calibration.validate import _SA_BLOCK
 from trnlab.catalog import model
 from trnlab.catalog.params import (
     SERVE_CALIBRATION,
     TRAIN_CALIBRATION,
     load_formats,
     load_serving,
+    load_stacks,
     load_training,
 )
 from trnlab.engine.hardware import (
@@ -31,6 +33,7 @@ from trnlab.engine.hardware import (
     hardware,
     serve_calibration,
     train_calibration,
+    with_stack,
 )
 from trnlab.engine.shape import model_shape, serve_shape
 from trnlab.errors import CatalogError, ParameterError
@@ -833,13 +836,10 @@ def test_the_step_and_the_serving_core_attend_over_the_window_by_hand():
     assert float(conc) == math.floor(free / (per_token * 2112.0))
 
 
-def test_maxtext_tiles_attention_by_512_and_a_recipe_by_its_sa_block_kv():
+def test_maxtext_tiles_attention_by_512_and_a_recipe_by_its_sa_block_kv(tmp_path):
     """MaxText's splash attention tiles keys by sa_block_kv (512 in base.yml, data/perf/stacks.toml);
     a case whose recipe sets sa_block_kv 1024 runs that tile; the default stack FlashAttention's
     128. A negative tile in a stacks file is refused with its name."""
-    from trnlab.calibration.validate import _SA_BLOCK
-    from trnlab.catalog.params import load_stacks
-    from trnlab.engine.hardware import with_stack
     stacks = load_stacks()
     assert stacks["maxtext"].attention_block == 512
     assert with_stack(load_training(), stacks["maxtext"]).fields["attention_block"].si == 512.0
@@ -847,6 +847,12 @@ def test_maxtext_tiles_attention_by_512_and_a_recipe_by_its_sa_block_kv():
     assert _SA_BLOCK.search("splash attention, sa_block_q 1024, sa_block_kv 1024)").group(1) \
         == "1024"
     assert _SA_BLOCK.search("local_sa_block_kv_dkv 4096") is None
+    bad = tmp_path / "stacks.toml"
+    bad.write_text('[stack.default]\nattention = "fused"\nattention_rate = 1.0\ntp_overlap = true\n'
+                   'fsdp_reshard = "step"\nmicro_batch = 1\nvpp = 1\nselective = "attention"\n'
+                   'attention_block = -128\n')
+    with pytest.raises(CatalogError, match="attention_block"):
+        load_stacks(bad)
 
 
 def test_a_window_without_a_span_or_wider_than_the_model_is_refused():
