@@ -770,8 +770,8 @@ def test_a_sliding_window_bounds_the_keys_a_query_attends_to_by_hand():
     sequence keeps 4096 tokens in a full layer and 128 in a windowed one: 2112 on average."""
     assert float(WINDOWED.mean_attended_keys(4096)) == pytest.approx(1087.0, rel=1e-12)
     assert float(WINDOWED.mean_attended_keys(64)) == pytest.approx(32.0, rel=1e-12)
-    assert float(WINDOWED.kv_tokens(4096)) == pytest.approx(2112.0, rel=1e-12)
-    assert float(WINDOWED.kv_tokens(100)) == pytest.approx(100.0, rel=1e-12)
+    assert float(serve_shape(WINDOWED).kv_tokens(4096.0)) == pytest.approx(2112.0, rel=1e-12)
+    assert float(serve_shape(WINDOWED).kv_tokens(100.0)) == pytest.approx(100.0, rel=1e-12)
     # a kernel of 128-key tiles computes the band: 126 + 128 = 254 keys of a windowed layer;
     # never more than the causal s/2 (s = 200: 100)
     assert float(attended_keys(4096.0, 128.0, 0.5, 128.0)) == pytest.approx(1151.0, rel=1e-12)
@@ -783,8 +783,9 @@ def test_a_sliding_window_bounds_the_keys_a_query_attends_to_by_hand():
         w = float(spec.sliding_window)
         np.testing.assert_allclose(attended_keys(seqs, w, spec.windowed_layers / 36),
                                    spec.mean_attended_keys(seqs), rtol=1e-12)
-        np.testing.assert_allclose(kv_tokens(seqs, w, spec.windowed_layers / 36),
-                                   spec.kv_tokens(seqs), rtol=1e-12)
+        share = spec.windowed_layers / 36  # a windowed layer keeps min(c, w) of c tokens
+        np.testing.assert_allclose(kv_tokens(seqs, w, share), (1 - share) * seqs + share
+                                   * (np.minimum(seqs, w) if w else seqs), rtol=1e-12)
     full = replace(WINDOWED, sliding_window=0, window_layers=0)
     # model FLOPs: the attention term counts the attended keys, 1087 of 2048
     att = wf.attention_flops_per_token(WINDOWED, 4096)
@@ -847,12 +848,8 @@ def test_maxtext_tiles_attention_by_512_and_a_recipe_by_its_sa_block_kv(tmp_path
     assert _SA_BLOCK.search("splash attention, sa_block_q 1024, sa_block_kv 1024)").group(1) \
         == "1024"
     assert _SA_BLOCK.search("local_sa_block_kv_dkv 4096") is None
-    bad = tmp_path / "stacks.toml"
-    bad.write_text('[stack.default]\nattention = "fused"\nattention_rate = 1.0\ntp_overlap = true\n'
-                   'fsdp_reshard = "step"\nmicro_batch = 1\nvpp = 1\nselective = "attention"\n'
-                   'attention_block = -128\n')
     with pytest.raises(CatalogError, match="attention_block"):
-        load_stacks(bad)
+        load_stacks(stacks_file(tmp_path, "attention_block = -128"))
 
 
 def test_a_window_without_a_span_or_wider_than_the_model_is_refused():
@@ -1049,20 +1046,20 @@ def test_a_compiled_case_runs_fused_and_a_fused_rmsnorm_case_fuses_the_norm():
     assert eager_kinds(row, load_stacks()["megatron"], "fp8") == frozenset()  # fused in TE
 
 
-def test_a_stack_with_an_unknown_eager_kind_is_refused(tmp_path):
-    from trnlab.catalog.params import load_stacks
+def stacks_file(tmp_path, extra: str):
+    """A stacks.toml with a valid default stack plus the line ``extra``."""
+    path = tmp_path / "stacks.toml"
+    path.write_text('[stack.default]\nattention = "fused"\nattention_rate = 1.0\n'
+                    'tp_overlap = true\nfsdp_reshard = "step"\nmicro_batch = 1\nvpp = 1\n'
+                    f'selective = "attention"\n{extra}\n')
+    return path
 
-    bad = tmp_path / "stacks.toml"
-    bad.write_text('[stack.default]\nattention = "fused"\nattention_rate = 1.0\n'
-                   'tp_overlap = true\nfsdp_reshard = "step"\nmicro_batch = 1\nvpp = 1\n'
-                   'selective = "attention"\neager = ["softmax"]\n')
+
+def test_a_stack_with_an_unknown_eager_kind_is_refused(tmp_path):
     with pytest.raises(CatalogError, match="eager.*softmax"):
-        load_stacks(bad)
-    bad.write_text('[stack.default]\nattention = "fused"\nattention_rate = 1.0\n'
-                   'tp_overlap = true\nfsdp_reshard = "step"\nmicro_batch = 1\nvpp = 1\n'
-                   'selective = "attention"\nfp8_cast = "yes"\n')
+        load_stacks(stacks_file(tmp_path, 'eager = ["softmax"]'))
     with pytest.raises(CatalogError, match="fp8_cast = 'yes': true or false"):
-        load_stacks(bad)
+        load_stacks(stacks_file(tmp_path, 'fp8_cast = "yes"'))
 
 
 # ------------------------------------------------------------------ attention in FP8

@@ -32,7 +32,7 @@ from trnlab.perf.hardware import Hardware
 from trnlab.perf.serve import (
     ServeLayout,
     decode_step,
-    kv_bytes_per_token,
+    kv_bytes_per_request,
     max_concurrency,
     mean_context,
     prefill_time,
@@ -208,7 +208,7 @@ def serving_rates(model: str, chip_id: str, system_id: str, x: dict[str, np.ndar
     p_idx = np.argmax(np.where(pre_ok, pre_rate, -np.inf).reshape(pre.shape[0], -1), axis=1)
     prefill_s = np.where(np.isfinite(prefill), pre.reshape(pre.shape[0], -1)[
         np.arange(pre.shape[0]), p_idx], np.nan)
-    kv = float(kv_bytes_per_token(m, 1.0, 1.0, 1.0, fmt) * m.kv_tokens(float(input_len)))
+    kv = float(kv_bytes_per_request(m, float(input_len), fmt))
     n = len(next(iter(x.values())))
     achievable = np.broadcast_to(np.reshape(hw.peak_gemm * hw.gemm_eff, (-1,)), (n,))
     tokens = {"colocated": colocated * (1.0 + input_len / output_len), "decode": decode,

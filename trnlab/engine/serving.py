@@ -32,7 +32,7 @@ from trnlab.errors import CatalogError
 from trnlab.perf import comm
 from trnlab.perf.serve import (
     ServeLayout,
-    kv_bytes_per_token,
+    kv_bytes_per_request,
     prefill_time,
     serve,
     server_scenario,
@@ -326,8 +326,7 @@ def disaggregated(model_id: TransformerSpec | str, prefill_system: str, decode_s
                              input_len=input_len, output_len=output_len,
                              max_batch=decode_batch, weights=weights, activations=activations,
                              kv=kv, params=params)
-    kv_total = float(kv_bytes_per_token(m, 1.0, 1.0, 1.0, format_bytes(kv))
-                     * m.kv_tokens(float(input_len)))
+    kv_total = float(kv_bytes_per_request(m, float(input_len), format_bytes(kv)))
     if prefill_system == decode_system:
         link, alpha = hw_p.up_bw * prefill_tp, hw_p.up_latency
     else:

@@ -145,6 +145,13 @@ def kv_bytes_per_token(m: ServeShape, tp: Any, pp: Any, adp: Any, kvbytes: Any,
     return 2.0 * m.layers * heads * m.qk_dim * kvbytes / pp  # K and V
 
 
+def kv_bytes_per_request(m: ServeShape, context: Any, kvbytes: Any) -> Any:
+    """KV-cache bytes of one request of ``context`` tokens, whole model, unsplit [B]: the bytes
+    per token x the tokens its layers keep (:meth:`ServeShape.kv_tokens`, fewer with sliding
+    windows)."""
+    return kv_bytes_per_token(m, 1.0, 1.0, 1.0, kvbytes) * m.kv_tokens(context)
+
+
 def max_concurrency(m: ServeShape, hbm_capacity: Any, tp: Any, pp: Any, adp: Any, wbytes: Any,
                     kvbytes: Any, context: Any, cal: ServeCalibration,
                     ranks_per_chip: Any = 1.0) -> Any:

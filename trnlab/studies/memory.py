@@ -44,6 +44,7 @@ from trnlab.perf.serve import (
     ServeLayout,
     ServeShape,
     decode_terms,
+    kv_bytes_per_request,
     kv_bytes_per_token,
     max_concurrency,
     mean_context,
@@ -157,11 +158,11 @@ def kv_dataset(models: Sequence[str], chips: xr.Dataset, contexts: Sequence[int]
                                                          "long_name": "context length"})})
     _var(ds, "attention", ("model",), [attention_kind(m) for m in models], "1",
          "attention kind (MHA, GQA, MLA; + SWA: sliding-window layers)")
-    per_token = np.array([float(kv_bytes_per_token(s, 1.0, 1.0, 1.0, kb)) for s in shapes])
-    _var(ds, "kv_bytes_per_token", ("model",), per_token, "B",
+    _var(ds, "kv_bytes_per_token", ("model",),
+         [float(kv_bytes_per_token(s, 1.0, 1.0, 1.0, kb)) for s in shapes], "B",
          "KV-cache bytes per token of the whole model, every layer holding it")
     _var(ds, "kv_bytes_per_request", ("model", "context"),
-         per_token[:, None] * np.array([s.kv_tokens(ctx.astype(float)) for s in shapes]), "B",
+         np.array([kv_bytes_per_request(s, ctx.astype(float), kb) for s in shapes]), "B",
          "KV-cache bytes of one request of this context (a sliding-window layer holds its "
          "window)")
     _var(ds, "weight_bytes", ("model",),
@@ -327,8 +328,7 @@ def pooled_dataset(models: Sequence[str], chips: xr.Dataset, concurrency: int, f
     wb, kb = format_bytes(weights), format_bytes(kv)
     shapes = [serve_shape(model(m)) for m in models]
     need = np.array([float(weight_bytes_per_chip(s, 1.0, 1.0, 1.0, wb)
-                           + concurrency * s.kv_tokens(float(fit_context))
-                           * kv_bytes_per_token(s, 1.0, 1.0, 1.0, kb))
+                           + concurrency * kv_bytes_per_request(s, float(fit_context), kb))
                      for s in shapes])
     usable = chips["hbm_usable"].values
     n = chips["n_chips"].values

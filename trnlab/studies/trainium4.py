@@ -63,7 +63,7 @@ from trnlab.engine.verdicts import (
 from trnlab.engine.verdicts import row as verdict_row
 from trnlab.errors import CatalogError, ParameterError, bad_value
 from trnlab.perf import hetero
-from trnlab.perf.serve import ServeLayout, decode_terms, kv_bytes_per_token
+from trnlab.perf.serve import ServeLayout, decode_terms, kv_bytes_per_request
 
 FABRIC_MODES = ("efa-only", "rdma", "rdma+loadstore", "full")
 WORKLOADS = ("serving", "afd", "training", "rl")
@@ -207,8 +207,8 @@ def _afd(x: dict[str, np.ndarray], p: dict[str, Any]) -> list[dict[str, Any]]:
     per_chip = 2.0 ** np.arange(0, 10)  # sequences per attention chip
     na, b = n_attn[None, :, None], per_chip[None, None, :]
     one = ServeLayout(tp=1.0, pp=1.0, ep=1.0, adp=1.0, wbytes=fmt, kvbytes=fmt)
-    kv_need = attn.attn_params * fmt + b * attn.kv_tokens(p["input_len"] + p["output_len"]) \
-        * kv_bytes_per_token(attn, 1.0, 1.0, 1.0, fmt)  # an attention chip's HBM [B]
+    kv_need = attn.attn_params * fmt + b * kv_bytes_per_request(
+        attn, p["input_len"] + p["output_len"], fmt)  # an attention chip's HBM [B]
     expert_bytes = (ffn.dense_params + ffn.expert_params * ffn.moe_experts) * fmt
 
     def attention(hw: Any, seqs: Any) -> Any:  # attention of `seqs` sequences on one chip

@@ -442,15 +442,6 @@ class TransformerSpec:
         m = minimum(s, float(self.sliding_window))
         return (1.0 - share) * 0.5 * s + share * (m - m * m / (2.0 * s))
 
-    def kv_tokens(self, context: Any) -> Any:
-        """Tokens of a ``context``-token sequence whose K and V a layer keeps, mean over
-        layers [tokens]: a windowed layer keeps only its last ``w`` (a ring buffer)."""
-        c = as_float(context, "context")
-        if not self.sliding_window:
-            return c
-        share = self.windowed_layers / self.layers
-        return (1.0 - share) * c + share * minimum(c, float(self.sliding_window))
-
     # ------------------------------------------------------------------ KV cache
     @property
     def kv_elems_per_token(self) -> int:
