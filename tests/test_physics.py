@@ -138,12 +138,13 @@ def parts(tp: float = 1.0, cp: float = 1.0) -> dict[str, float]:
             "logits_mem": mem_time(2 * 4 * t * V / tp)}  # fp32 read + write
 
 
-def mb_compute(p: dict[str, float], recompute: str = "none") -> float:
-    """Forward + backward (+ recompute) of one layer and the logits, one micro-batch [s]."""
+def mb_compute(p: dict[str, float], recompute: str = "none", layers: int = 1) -> float:
+    """Forward + backward (+ recompute) of ``layers`` layers and the logits, one micro-batch
+    [s]."""
     fwd = p["gemm"] + p["attn"] + p["elem"] + p["fixed"]
     bwd = 2 * p["gemm"] + 2 * (p["elem"] + p["fixed"]) + p["attn_bwd"]
     redo = {"none": 0.0, "selective": p["attn"], "full": fwd}[recompute]
-    return fwd + bwd + redo + 3 * p["logits_gemm"] + 3 * p["logits_mem"]
+    return layers * (fwd + bwd + redo) + 3 * p["logits_gemm"] + 3 * p["logits_mem"]
 
 
 #: stored activations of one layer per token without recompute: 2 B per element, 4 B per
@@ -180,6 +181,7 @@ def test_the_constants_of_the_data():
     assert cal.optimizer_bytes == 3 * 4  # fp32 master weights, Adam m and v
     assert cal.optimizer_traffic == 32.0
     assert cal.fused_attention == 1.0  # the default stack: a FlashAttention-class kernel
+    assert cal.activation_offload == 0.0  # the frameworks' default: activations stay in HBM
     assert serve_calibration().activation_bytes == 16 / 8
     fields = load_training().fields
     for name in TRAIN_CALIBRATION[7:]:
@@ -229,6 +231,7 @@ MOVED = {
     "zero3_regather_per_microbatch": (1.0, {"dp": 4, "zero": 3, "global_batch": 4 * GB}),
     "fused_attention": (0.0, {}),
     "attention_block": (512.0, {}),  # on the hand model with a 128-key window (below)
+    "activation_offload": (1.0, {}),
 }
 
 
@@ -283,6 +286,52 @@ def test_one_chip_step_by_hand():
     # weights 2 B + gradients 4 B + Adam 12 B per parameter, one micro-batch's activations,
     # fp32 logits
     assert got["mem_per_chip"] == pytest.approx(18 * params + KEPT * S + 4 * S * V, rel=1e-12)
+
+
+@pytest.mark.parametrize(("host_bw", "share"), [(1e9, 0.5), (1e13, 0.5), (1e9, 1.0)])
+def test_offloaded_activations_by_hand(host_bw, share):
+    """A share of the saved activations waits in host memory: HBM keeps the rest and two
+    layers in transit; the copies leave in the forward and return in the backward over the host
+    link, each hidden behind its pass."""
+    p, layers, n_mb = parts(), 4, GB
+    got = step(shape(layers), cal=replace(CAL, activation_offload=share),
+               hw=replace(HW, host_bw=host_bw))
+    saved = layers * KEPT * S  # one micro-batch's activations of the 4 layers [B]
+    copy = share * saved / host_bw  # each way [s]
+    fwd = layers * (p["gemm"] + p["attn"] + p["elem"] + p["fixed"])
+    bwd = layers * (2 * p["gemm"] + 2 * (p["elem"] + p["fixed"]) + p["attn_bwd"])
+    exposed = max(copy - fwd, 0.0) + max(copy - bwd, 0.0)
+    assert got["t_offload"] == pytest.approx(n_mb * exposed, rel=1e-12)
+    assert (got["t_offload"] > 0) == (host_bw < 1e12)  # a fast link hides the copies
+    params = layers * P_LAYER + P_EMB
+    assert got["step_time"] == pytest.approx(
+        n_mb * (mb_compute(p, layers=layers) + exposed) + mem_time(32 * params)
+        + CAL.step_overhead, rel=1e-12)
+    # HBM: the rest of the micro-batch, the fp32 logits, two of the four layers in transit
+    assert got["mem_per_chip"] == pytest.approx(
+        18 * params + (1 - share) * saved + 4 * S * V + share * saved / 2, rel=1e-12)
+    # the host must hold the offloaded share (of its memory, the usable part): a chip whose
+    # host memory is 1% short does not fit, one with the room does
+    room = share * saved / (1 - CAL.mem_reserve)
+    for capacity, fits in ((0.99 * room, False), (1.01 * room, True)):
+        hw = replace(HW, host_bw=host_bw, host_capacity=capacity)
+        assert step(shape(layers), cal=replace(CAL, activation_offload=share), hw=hw)["fits"] \
+            == fits
+
+
+def test_a_policy_that_names_its_tensors_keeps_them_and_the_input_by_hand():
+    """Selective recompute as a named-output policy (the layer input and Q, K, V: 4 x 1024
+    elements per token): HBM keeps 2 B x 4096 per token and layer, plus one layer's full
+    activations while its backward rebuilds it, where the per-part accounting keeps KEPT."""
+    named = replace(shape(2), kept_selective_dense=4 * H)
+    got, plain = step(named, recompute=1), step(shape(2), recompute=1)
+    params, logits = 2 * P_LAYER + P_EMB, 4 * S * V
+    assert got["mem_per_chip"] == pytest.approx(
+        18 * params + 2 * 2 * 4 * H * S + logits + KEPT * S, rel=1e-12)
+    # the per-part accounting: selective drops the attention core's output and statistics
+    assert plain["mem_per_chip"] == pytest.approx(
+        18 * params + 2 * (KEPT - 2 * ATTN_OUT - 4 * HEADS) * S + logits, rel=1e-12)
+    assert got["step_time"] == plain["step_time"]  # what runs again is the recompute factors'
 
 
 def test_the_flashattention_backward_factor_sets_the_attention_backward():
@@ -419,14 +468,15 @@ def test_ring_attention_hides_behind_the_attention_core(overlap):
 
 # ---------------------------------------------------------------- selective recompute
 def test_the_one_definition_of_recompute():
-    assert wf.RECOMPUTED["none"] == (0.0, 0.0, 0.0)
+    assert wf.RECOMPUTED["none"] == (0.0, 0.0, 0.0, 0.0, 0.0)  # kept: the parts' accounting
     assert wf.RECOMPUTED["selective"] == wf.Recompute(gemms=0.0, attention=1.0,
                                                       elementwise=0.0)
-    assert wf.RECOMPUTED["full"] == (1.0, 1.0, 1.0)
+    assert wf.RECOMPUTED["full"] == (1.0, 1.0, 1.0, 0.0, 0.0)
     m = model_shape(model("llama3-8b"))
     for i, mode in enumerate(RECOMPUTE):
         r = wf.RECOMPUTED[mode]
-        assert (m.recompute_gemms[i], m.recompute_attention[i], m.recompute_elementwise[i]) == r
+        assert (m.recompute_gemms[i], m.recompute_attention[i], m.recompute_elementwise[i]) \
+            == r[:3]
 
 
 def test_selective_recompute_flops_by_hand():
@@ -509,7 +559,10 @@ def test_a_policy_that_keeps_named_outputs_recomputes_the_rest_by_hand():
     assert (kept.attention, kept.elementwise) == (1.0, 1.0)
     q_only = wf.saving_recompute(spec, frozenset({"q"}))  # q is 32 of the 48 qkv heads
     assert q_only.gemms == pytest.approx(1 - 4096 * 32 * 128 / total, rel=1e-12)
-    assert wf.saving_recompute(spec, frozenset()) == wf.RECOMPUTED["full"]
+    assert wf.saving_recompute(spec, frozenset())[:3] == wf.RECOMPUTED["full"][:3]
+    # it keeps the layer input and the saved outputs: 4096 + q 4096 + k, v 2 x 1024 + 4096
+    assert kept.kept_dense == 4096 + 32 * 128 + 2 * 8 * 128 + 4096 == 14336
+    assert wf.saving_recompute(spec, frozenset()).kept_dense == 4096  # the input alone
     assert wf.saving_recompute(spec, frozenset({"attention"})).attention == 0.0
     note = ("remat_policy custom (offload decoder_layer_input, out_proj, query_proj, key_proj, "
             "value_proj; the rest recomputed)")
@@ -534,11 +587,11 @@ def test_megatron_module_and_block_recompute_by_hand():
 
     spec = model("llama3-8b")
     norms = wf.module_recompute(spec, frozenset({"layernorm"}))
-    assert norms == pytest.approx((0.0, 0.0, 16384 / 94208), rel=1e-12)
+    assert norms[:3] == pytest.approx((0.0, 0.0, 16384 / 94208), rel=1e-12)
     mlp = wf.module_recompute(spec, frozenset({"mlp", "core_attn"}))
-    assert mlp == pytest.approx(((117_440_512 + 58_720_256) / 218_103_808, 1.0, 43008 / 94208),
+    assert mlp[:3] == pytest.approx(((117_440_512 + 58_720_256) / 218_103_808, 1.0, 43008 / 94208),
                                 rel=1e-12)
-    assert wf.block_recompute(spec, 5, 2) == pytest.approx((10 / 32,) * 3)
+    assert wf.block_recompute(spec, 5, 2)[:3] == pytest.approx((10 / 32,) * 3)
     assert wf.block_recompute(spec, 40, 1) == wf.RECOMPUTED["full"]
     with pytest.raises(ParameterError, match="modules"):
         wf.module_recompute(spec, frozenset({"attention"}))

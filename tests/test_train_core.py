@@ -20,6 +20,7 @@ from trnlab.engine.hardware import hardware, train_calibration
 from trnlab.engine.layouts import REASONS, divisors, reason_codes
 from trnlab.engine.shape import model_shape
 from trnlab.engine.train_grid import blocks, evaluate_grid
+from trnlab.engine.variables import BREAKDOWN
 from trnlab.errors import ParameterError
 from trnlab.perf import comm
 from trnlab.perf.compute import gemm_efficiency, gemm_time
@@ -111,21 +112,26 @@ CAL = Calibration(gemm_half_dim=128.0, mem_eff=0.8, layer_overhead=20e-6,
                   cp_overlap=1.0, zero3_comm_factor=1.5, activation_bytes=2.0,
                   softmax_stat_bytes=4.0, logits_bytes=4.0, weight_bytes=2.0, grad_bytes=4.0,
                   grad_reduce_bytes=2.0, optimizer_bytes=12.0, optimizer_traffic=32.0,
-                  zero3_regather_per_microbatch=0.0, fused_attention=1.0, attention_block=128.0)
+                  zero3_regather_per_microbatch=0.0, fused_attention=1.0, attention_block=128.0,
+                  activation_offload=0.0)
 
 
 @pytest.mark.parametrize("mid", ["llama3-405b", "deepseek-v3"])
-def test_the_breakdown_adds_up_and_the_terms_are_reused(mid):
+@pytest.mark.parametrize("offload", [0.0, 0.5])
+def test_the_breakdown_adds_up_and_the_terms_are_reused(mid, offload):
     m = model_shape(model(mid))
     lay = Layout(**{k: v.astype(float) for k, v in _flat_configs(400, seed=3).items()})
-    got = train_step(m, HW, lay, CAL)
-    parts = sum(got[k] for k in ("t_compute", "t_tp", "t_ep", "t_cp", "t_pp", "t_dp",
-                                 "t_bubble", "t_optimizer", "t_overhead"))
+    # half the activations over a slow host link: some copies outlast their pass
+    hw = replace(HW, host_bw=2e9, host_capacity=1e15)  # (room for any offload)
+    cal = replace(CAL, activation_offload=offload)
+    got = train_step(m, hw, lay, cal)
+    parts = sum(got[k] for k in BREAKDOWN)
     np.testing.assert_allclose(parts, got["step_time"], rtol=1e-12)
     assert (got["t_tp"] > 0).any() and (got["t_pp"] > 0).any() and (got["t_dp"] > 0).any()
+    assert (got["t_offload"] > 0).any() == (offload > 0)
     np.testing.assert_allclose(got["mem_per_chip"] <= HW.hbm_capacity * 0.9, got["fits"])
     # step_terms computed once and passed in give the same step
-    again = train_step(m, HW, lay, CAL, terms=step_terms(m, HW, lay, CAL))
+    again = train_step(m, hw, lay, cal, terms=step_terms(m, hw, lay, cal))
     for key in OUTPUTS:
         np.testing.assert_array_equal(again[key], got[key], err_msg=key)
 

@@ -427,3 +427,23 @@ def test_a_recipe_with_fp8_attention_runs_the_attention_core_in_fp8(tmp_path):
                             + " fp8_dot_product_attention=True"), a100)
     assert "has no FP8 rate: BF16" in said.why
     assert said.predicted == pytest.approx(_predict(_edited(tmp_path, a100), a100).predicted)
+
+
+def test_a_recipe_offloading_activations_to_host_memory():
+    """Megatron-Core's cpu_offloading_num_layers=N of L layers keeps N/L of the saved
+    activations in host memory; MaxText rows state the share (offload: share=X). With the share
+    a Trillium recipe fits its 32 GB where the same row without it does not."""
+    row = ROWS["T-MBRG2604-GB200-L3-70B-FP8-CS"]
+    assert "cpu_offloading_num_layers=40" in row["notes"] and row["layers"] == "80"
+    assert validate.offload_share(row) == 0.5
+    assert validate.offload_share(ROWS["T-TPURV6E-L31-8B-BF16-16C"]) == 1.0
+    assert validate.offload_share(ROWS["T-TPUR7X-L31-405B-BF16-256C"]) == 0.94
+    assert validate.offload_share(ROWS["T-MLM21-05"]) is None
+    case = "T-TPURV6E-L31-8B-BF16-16C"
+    assert "does not fit" not in next(p for p in validate.predict([ROWS[case]])).why
+    on_device = dict(ROWS[case], notes=ROWS[case]["notes"].replace("offload: share=1 ", ""))
+    assert validate.offload_share(on_device) is None
+    assert "does not fit in memory" in next(p for p in validate.predict([on_device])).why
+    bad = dict(ROWS[case], notes=ROWS[case]["notes"].replace("share=1 ", "share=1.5 "))
+    pred = next(p for p in validate.predict([bad]))
+    assert not math.isfinite(pred.predicted) and "offload share = 1.5" in pred.why

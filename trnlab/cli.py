@@ -176,7 +176,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     ds = training.search(args.model, args.system, args.chips, precision=args.precision,
                          seq_len=args.seq, global_batch=args.global_batch, top=args.top,
-                         power_cap_w=args.power_cap, attention_precision=args.attention)
+                         power_cap_w=args.power_cap, attention_precision=args.attention,
+                         activation_offload=args.offload)
     rows = [training.best_row(ds, i) for i in range(min(args.top, ds.sizes["config"]))]
     if args.json:
         _print_json({"model": ds.attrs["model"], "system": ds.attrs["system"],
@@ -421,6 +422,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attention", default="bf16", metavar="PRECISION",
                    help="precision of the attention core's matmuls: bf16, or fp8 (Transformer "
                    "Engine's FP8 attention, on chips with an FP8 rate)")
+    p.add_argument("--offload", type=float, default=None, metavar="SHARE",
+                   help="share 0..1 of the saved activations kept in host memory (copies over "
+                   "the chip's host link; default 0)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_search)
 

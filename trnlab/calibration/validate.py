@@ -236,6 +236,10 @@ _SELECTIVE = re.compile(r"recompute '?selective (op|layer)\b", re.IGNORECASE)
 _MODULES = re.compile(r"recompute_modules\s*=\s*\[([^\]]*)\]")
 #: Megatron's block recompute: "recompute_num_layers=5" (full granularity, method block)
 _BLOCK = re.compile(r"recompute_num_layers\s*=\s*(\d+)")
+#: the activations a recipe offloads to host memory: a case's ``offload: share=X`` entry
+#: (Normalization notes), or Megatron-Core's cpu_offloading_num_layers=N of the model's layers
+_OFFLOAD_SHARE = re.compile(r"offload:\s*share\s*=\s*([0-9.]+)")
+_OFFLOAD_LAYERS = re.compile(r"cpu_offloading_num_layers\s*=\s*(\d+)")
 #: MaxText's remat policy in a case's notes: a named policy, or "custom (offload a, b, ...)"
 _REMAT = re.compile(r"remat_policy '?(\w+)'?(?: \((?:offload|device) ([\w, ]+))?")
 #: MaxText's checkpoint names (src/MaxText/layers: checkpoint_name(...)) -> trnlab's GEMM
@@ -268,6 +272,23 @@ def _recompute_modules(row: dict[str, str]) -> frozenset[str] | None:
         n.strip(" '\"") for n in m.group(1).split(",") if n.strip(" '\""))
 
 
+def offload_share(row: dict[str, str]) -> float | None:
+    """The share of the saved activations a case's recipe keeps in host memory [1] (training.toml
+    ``activation_offload``): its notes' ``offload: share=X``, or Megatron-Core's
+    ``cpu_offloading_num_layers=N`` as N / layers; None when it states neither."""
+    text = _text(row)
+    if m := _OFFLOAD_SHARE.search(text):
+        share = float(m.group(1))
+    elif (m := _OFFLOAD_LAYERS.search(text)) and _int(row, "layers"):
+        share = int(m.group(1)) / int(row["layers"])
+    else:
+        return None
+    if not 0.0 <= share <= 1.0:
+        raise TrnlabError(bad_value(f"case {row['case_id']}", "offload share", share,
+                                       "a share in [0, 1] of the saved activations"))
+    return share
+
+
 def _selective_policy(row: dict[str, str], stack_policy: str,
                       spec: TransformerSpec | None = None) -> str | Recompute:
     """What "selective" recompute runs again for a case (trnlab.workloads.flops.SELECTIVE):
@@ -286,7 +307,7 @@ def _selective_policy(row: dict[str, str], stack_policy: str,
         return module_recompute(spec, modules & MEGATRON_MODULES.keys())
     if m := _SELECTIVE.search(text):
         return m.group(1).lower()
-    if spec is not None and (m := _REMAT.search(text)):
+    for m in _REMAT.finditer(text) if spec is not None else ():  # the first that names them
         names = _MAXTEXT_POLICIES.get(m.group(1)) or (
             [n.strip() for n in m.group(2).split(",")] if m.group(1) == "custom" and m.group(2)
             else None)
@@ -455,6 +476,8 @@ def _predict_training(row: dict[str, str], conv: dict[str, Any], params: Trainin
     params = with_stack(params, stack)
     if block := _SA_BLOCK.search(_text(row)):  # the recipe's attention kernel tile
         params = params.replace(attention_block=float(block.group(1)))
+    if (share := offload_share(row)) is not None:  # activations kept in host memory
+        params = params.replace(activation_offload=share)
     selective = _selective_policy(row, stack.selective, spec)
     rc = row["recompute"]
     recomputes = [RECOMPUTE.index(rc)] if rc in RECOMPUTE else [0, 1, 2]

@@ -36,6 +36,8 @@ NUMERIC: dict[str, dict[str, tuple[str, bool, tuple[float, float]]]] = {
         "ranks_per_chip": ("count", False, (1, 16)),
         "scaleup_bandwidth": ("byte_rate", True, (1e10, 1e14)),
         "scaleout_bandwidth": ("byte_rate", False, (1e9, 1e12)),
+        "host_bandwidth": ("byte_rate", False, (1e9, 1e13)),
+        "host_memory": ("bytes", False, (1e9, 1e13)),
         "tdp": ("power", True, (30, 5000)),
     },
     "system": {
@@ -186,7 +188,8 @@ def _chip(e: Entry) -> Chip:
                 e.plain.get("process", ""), peaks, _si(e, "hbm_capacity"),
                 _si(e, "hbm_bandwidth"), _si(e, "scaleup_bandwidth"),
                 _si(e, "scaleout_bandwidth"), _si(e, "sram"), tdp.si, (tdp.low, tdp.high),
-                int(_si(e, "ranks_per_chip", 1.0)))
+                int(_si(e, "ranks_per_chip", 1.0)), _si(e, "host_bandwidth"),
+                _si(e, "host_memory"))
 
 
 def _members(e: Entry, chips: dict[str, Chip], n_chips: float) -> tuple[tuple[str, int], ...]:

@@ -21,6 +21,7 @@ from trnlab.engine.hardware import hardware, precision_bytes
 from trnlab.engine.layouts import divisors
 from trnlab.engine.points import serving_point, training_point
 from trnlab.engine.sampling import PERCENTILES, bands, central, draw, override
+from trnlab.engine.variables import TRANSFER
 from trnlab.errors import CatalogError
 from trnlab.perf import cost, power
 from trnlab.perf.serve import weight_gemm_share
@@ -299,7 +300,7 @@ def training_rate(model: str, system: str, n_chips: int, precision: str,
         return dict.fromkeys(("tokens_per_s_per_chip", "mfu", "compute_share",
                               "memory_share"), float("nan"))
     step = float(ds["step_time"][0])
-    comm = sum(float(ds[k][0]) for k in ("t_tp", "t_ep", "t_cp", "t_pp", "t_dp", "t_optimizer"))
+    comm = sum(float(ds[k][0]) for k in TRANSFER)
     return {"tokens_per_s_per_chip": float(ds["tokens_per_s_per_chip"][0]),
             "mfu": float(ds["mfu"][0]), "compute_share": float(ds["t_compute"][0]) / step,
             "memory_share": comm / step}

@@ -8,6 +8,7 @@ formats from ``data/perf/formats.toml``.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from trnlab import catalog
@@ -216,8 +217,10 @@ def hardware(chip_id: str, system_id: str, precision: str = "bf16",
 
     Ring bandwidth per chip and direction = aggregate bidirectional scale-up bandwidth / 2 x the
     topology's ring fraction x the collective efficiency; scale-out = NIC bandwidth x the
-    collective efficiency. Under ``power_cap_w`` [W] the compute peaks scale with the clock the
-    chip can hold (:func:`clock_fraction`); memory and link bandwidths do not.
+    collective efficiency; the host link and memory (offloaded activations) = the chip's
+    ``host_bandwidth`` per direction and ``host_memory``, 0 for a chip without them. Under ``power_cap_w`` [W] the
+    compute peaks scale with the clock the chip can hold (:func:`clock_fraction`); memory and
+    link bandwidths do not.
     ``step_overhead`` is the runtime cost per serving step of the chip vendor's serving stack.
     With ``training`` a 4-bit precision (fp4, mxfp4, nvfp4) means the 4-bit training recipe,
     which keeps ``fp4_recipe_bf16_fraction`` (training.toml) of the GEMM work in BF16
@@ -256,4 +259,6 @@ def hardware(chip_id: str, system_id: str, precision: str = "bf16",
         up_latency=system.scaleup_latency, domain=float(system.n_chips),
         out_bw=net.bandwidth * coll, out_latency=net.latency,
         ranks_per_chip=float(chip.ranks_per_chip), clock=clock,
-        step_overhead=(serving or load_serving()).vendor_step_overhead(chip.vendor))
+        step_overhead=(serving or load_serving()).vendor_step_overhead(chip.vendor),
+        host_bw=chip.host_bandwidth if math.isfinite(chip.host_bandwidth) else 0.0,
+        host_capacity=chip.host_memory if math.isfinite(chip.host_memory) else 0.0)

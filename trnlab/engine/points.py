@@ -12,6 +12,7 @@ from typing import Any
 from trnlab import catalog
 from trnlab.engine import serving, training
 from trnlab.engine.hardware import hardware
+from trnlab.engine.variables import TRANSFER
 from trnlab.perf.serve import weight_gemm_share
 
 
@@ -33,8 +34,7 @@ def training_point(model: str, system: str, n_chips: int, precision: str = "bf16
     return {"tokens_per_s_per_chip": row["tokens_per_s_per_chip"], "mfu": row["mfu"],
             "model_flops_per_chip": float(ds["model_flops_per_chip"][0]),
             "compute_share": float(ds["t_compute"][0] / ds["step_time"][0]),
-            "memory_share": float(sum(ds[k][0] for k in ("t_tp", "t_ep", "t_cp", "t_pp", "t_dp",
-                                                         "t_optimizer")) / ds["step_time"][0]),
+            "memory_share": float(sum(ds[k][0] for k in TRANSFER) / ds["step_time"][0]),
             "layout": row}
 
 

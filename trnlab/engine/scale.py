@@ -24,6 +24,7 @@ from trnlab.engine.hardware import hardware, precision_bytes
 from trnlab.engine.layouts import REASONS, default_global_batch, enumerate_layouts, reason_codes
 from trnlab.engine.sampling import bands, draw
 from trnlab.engine.training import divisors_or_one, evaluate
+from trnlab.engine.variables import BREAKDOWN, TRANSFER
 from trnlab.errors import CatalogError
 from trnlab.perf import comm, network, reliability
 from trnlab.perf.power import chip_power
@@ -33,9 +34,6 @@ from trnlab.workloads import TransformerSpec
 #: the layout options the scale search tries (a subset of the training study's, so that a
 #: curve of a dozen chip counts stays within seconds)
 SCALE_OPTIONS = {"micro_batches": (1, 2), "zeros": (1, 3), "recomputes": (0, 1), "vpps": (1, 4)}
-#: time terms of the step, in the breakdown
-BREAKDOWN = ("t_compute", "t_tp", "t_ep", "t_cp", "t_pp", "t_dp", "t_bubble", "t_optimizer",
-             "t_overhead")
 RECOVERY = ("checkpoint", "in-memory")
 #: native training precision per chip vendor (the widest-supported narrow GEMM format)
 NATIVE = {"aws": "mxfp8", "nvidia": "fp8", "google": "fp8", "amd": "fp8"}
@@ -357,7 +355,7 @@ def evaluate_run(model: Any, system: str, n_chips: int, *, precision: str | None
     overhead = draw(fac.fields["system_overhead"], n, rng)
     pue = draw(fac.fields["pue"], n, rng)
     step = res["step_time"]
-    comm_t = sum(res[k] for k in ("t_tp", "t_ep", "t_cp", "t_pp", "t_dp", "t_optimizer"))
+    comm_t = sum(res[k] for k in TRANSFER)
     p_chip = chip_power(tdp, idle, res["t_compute"] / step, comm_t / step, weight)
     counts = network_counts(system, n_chips, data)
     fab = data.fabric_of(system)

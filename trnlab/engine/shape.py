@@ -93,6 +93,7 @@ def model_shape(spec: TransformerSpec, selective: str | Recompute = "attention",
         recompute_attention=(none.attention, sel.attention, full.attention),
         recompute_elementwise=(none.elementwise, sel.elementwise, full.elementwise),
         window=float(spec.sliding_window), window_share=spec.windowed_layers / spec.layers,
+        kept_selective_dense=sel.kept_dense, kept_selective_moe=sel.kept_moe,
     )
 
 

@@ -109,7 +109,8 @@ def search(model_id: TransformerSpec | str, system: str, n_chips: int, *,
            zeros: Sequence[int] = (0, 1, 2, 3), recomputes: Sequence[str] = RECOMPUTE,
            vpps: Sequence[int] = (1, 2, 4, 8), tp_outside_domain: bool = False, top: int = 20,
            params: TrainingParams | None = None, client: Any = None,
-           power_cap_w: float | None = None, attention_precision: str = "bf16") -> xr.Dataset:
+           power_cap_w: float | None = None, attention_precision: str = "bf16",
+           activation_offload: float | None = None) -> xr.Dataset:
     """Every valid layout of ``model`` on ``n_chips`` chips of ``system``, best first.
 
     Parameters
@@ -135,6 +136,10 @@ def search(model_id: TransformerSpec | str, system: str, n_chips: int, *,
     attention_precision : {"bf16", "fp8"}
         Precision of the attention core's matmuls ("fp8": Transformer Engine's FP8 attention,
         :func:`trnlab.engine.hardware.hardware`); fp8 only on a chip with an FP8 rate.
+    activation_offload : float, optional
+        Share [0, 1] of the saved activations kept in host memory (default: ``params``',
+        training.toml ``activation_offload``, 0): HBM holds the rest; the copies cross the chip's
+        host link (catalog ``host_bandwidth``) behind each pass, exposed where they outlast it.
 
     Every argument is checked first (:mod:`trnlab.checks`); a bad one raises one
     ParameterError/CatalogError line naming it, its value and what is allowed.
@@ -168,6 +173,9 @@ def search(model_id: TransformerSpec | str, system: str, n_chips: int, *,
         catalog.chip(checks.ident(where, "chip", chip, CatalogError))
     power_cap_w = check_power_cap(where, chip or sysrec.chip, power_cap_w)
     params = params or load_training()
+    if activation_offload is not None:
+        params = params.replace(activation_offload=checks.finite(
+            where, "activation_offload", activation_offload, 0.0, 1.0))
     attention_precision = checks.choice(where, "attention_precision", attention_precision,
                                         ("bf16", "fp8"))
     hw = hardware(chip or sysrec.chip, system, precision, params, power_cap_w=power_cap_w,
@@ -195,6 +203,7 @@ def search(model_id: TransformerSpec | str, system: str, n_chips: int, *,
         "model": spec.name, "system": system, "chip": chip or sysrec.chip, "n_chips": n_chips,
         "precision": precision, "seq_len": seq_len, "global_batch": global_batch,
         "power_cap_w": json.dumps(power_cap_w), "attention_precision": attention_precision,
+        "activation_offload": params.fields["activation_offload"].si,
         "n_evaluated": int(reason.size), "n_valid": int(valid.sum()),
         "invalid_by_reason": json.dumps({REASONS[i]: int(c) for i, c in enumerate(counts)
                                          if i and c}),

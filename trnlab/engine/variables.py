@@ -42,6 +42,7 @@ TRAINING = {
     "t_tp": ("s", "exposed tensor-parallel communication per step"),
     "t_ep": ("s", "exposed expert-parallel all-to-all per step"),
     "t_cp": ("s", "exposed context-parallel communication per step"),
+    "t_offload": ("s", "exposed copies of offloaded activations to and from host memory per step"),
     "t_pp": ("s", "exposed pipeline send/recv per step"),
     "t_dp": ("s", "exposed data-parallel communication per step"),
     "t_bubble": ("s", "pipeline bubble per step"),
@@ -112,8 +113,10 @@ SCALE = {
 }
 VARIABLES = {**LAYOUT, **TRAINING, **SERVING, **HETERO, **PEERS, **SCALE}
 #: the parts of the step time, in the order they add up
-BREAKDOWN = ("t_compute", "t_tp", "t_ep", "t_cp", "t_pp", "t_dp", "t_bubble", "t_optimizer",
-             "t_overhead")
+BREAKDOWN = ("t_compute", "t_tp", "t_ep", "t_cp", "t_offload", "t_pp", "t_dp", "t_bubble",
+             "t_optimizer", "t_overhead")
+#: the parts of the step that move data (links and memory) rather than compute
+TRANSFER = ("t_tp", "t_ep", "t_cp", "t_offload", "t_pp", "t_dp", "t_optimizer")
 
 
 def attrs(name: str, long_name: str | None = None, **extra: Any) -> dict[str, Any]:

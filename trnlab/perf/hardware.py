@@ -31,3 +31,5 @@ class Hardware:
     ranks_per_chip: Any = 1.0  # ranks per chip (Neuron cores); TP splits GEMMs over them too
     clock: Any = 1.0  # clock held / nominal (power cap); peaks above are already scaled [1]
     step_overhead: Any = 0.0  # serving runtime cost per decode/prefill step [s]
+    host_bw: Any = 0.0  # link to the host's memory per chip and direction [B/s]; 0: none
+    host_capacity: Any = 0.0  # the host's memory per chip [B]; 0: none

@@ -122,6 +122,11 @@ class ModelShape:
     recompute_elementwise: tuple[float, float, float]  # memory-bound ops
     window: float = 0.0  # sliding-window keys of the windowed layers [tokens]; 0 = none
     window_share: float = 0.0  # share of the layers that attend over the window [1]
+    # what the selective mode keeps per token in a dense / MoE layer when it is a policy that
+    # names its saved tensors (the layer input and those outputs) [elements]; 0: the
+    # per-part accounting of the recompute factors
+    kept_selective_dense: float = 0.0
+    kept_selective_moe: float = 0.0
 
     @property
     def layers(self) -> float:
@@ -183,6 +188,7 @@ class Calibration:
     zero3_regather_per_microbatch: float  # ZeRO-3: 0 gathers once per step, 1 per micro-batch
     fused_attention: float  # 1 FlashAttention-class kernel, 0 materialised s x s scores [1]
     attention_block: float  # keys per tile of the fused attention kernel [tokens]
+    activation_offload: float  # share of the saved activations held in host memory [1]
     # the MoE terms (data/perf/moe.toml, :mod:`trnlab.perf.moe`): expert-parallel folding over
     # tp x cp x dp with expert-TP 1, grouped GEMMs, hierarchical all-to-all with its own
     # overlap, a fixed cost per MoE layer, load imbalance. None: the earlier MoE model (experts
@@ -325,7 +331,7 @@ def _group(n: Any, stride: Any, hw: Hardware) -> tuple[Any, ...]:
 #: outputs of :func:`train_step`, in order
 OUTPUTS = ("step_time", "tokens_per_s_per_chip", "model_flops_per_chip", "mfu", "hfu",
            "mem_per_chip", "fits", "n_microbatches", "t_compute", "t_tp", "t_ep", "t_cp",
-           "t_pp", "t_dp", "t_bubble", "t_optimizer", "t_overhead")
+           "t_offload", "t_pp", "t_dp", "t_bubble", "t_optimizer", "t_overhead")
 
 
 def _arrays(xp: Any, lay: Layout, hw: Hardware) -> tuple[Layout, Hardware]:
@@ -345,8 +351,8 @@ def _arrays(xp: Any, lay: Layout, hw: Hardware) -> tuple[Layout, Hardware]:
             Hardware(**{k: conv(v) for k, v in vars(hw).items()}))
 
 
-TERMS = ("mb_compute", "t_tp", "t_ep", "t_cp", "t_mb", "p_dense", "p_expert", "t_dp_raw",
-         "r_gemms", "r_attn", "r_elem")
+TERMS = ("mb_compute", "t_tp", "t_ep", "t_cp", "t_offload", "t_mb", "p_dense", "p_expert",
+         "t_dp_raw", "r_gemms", "r_attn", "r_elem")
 
 
 def _by_mode(recompute: Any, values: tuple[float, float, float], ft: Any) -> Any:
@@ -392,6 +398,40 @@ def _stage_layers(m: ModelShape, pp: Any) -> tuple[Any, Any]:
     xp = xp_of(pp)
     share = xp.ceil(m.layers / pp) / m.layers
     return m.dense_layers * share, m.moe_layers * share
+
+
+def _saved_per_token(m: ModelShape, hw: Hardware, cal: Calibration, recompute: Any,
+                     recomputed: tuple[Any, Any, Any], ld: Any, lm: Any) -> tuple[Any, Any]:
+    """Activation bytes one token leaves for the backward pass in the stage's ``ld`` dense and
+    ``lm`` MoE layers, and in one dense layer kept whole [B] (Korthikanti et al. 2022, sec. 4).
+
+    Per layer without recompute the inputs of the GEMMs, of the attention core and of the
+    memory-bound ops, the core's output and its softmax statistics; a recomputed part keeps only
+    its inputs (its output is the next part's input, kept there): selective recompute
+    (``recomputed`` = the GEMM, attention and memory-bound shares run again, :func:`_recomputed`)
+    drops what the attention core keeps beside Q, K, V. Narrow GEMMs keep their cast inputs at
+    the GEMM precision (FP8: Transformer Engine). Recomputing the GEMMs recomputes the whole
+    layer: only its input is kept. A selective mode that names its saved tensors (MaxText's
+    remat policies, ``m.kept_selective_*``) keeps the layer input and those outputs."""
+    r_gemms, r_attn, r_elem = recomputed
+    xp = xp_of(r_gemms, hw.gemm_bytes, ld)
+    a, stat = cal.activation_bytes, cal.softmax_stat_bytes
+    kept_d = a * (m.act_gemm_in_dense + m.act_attn_in_dense + m.act_attn_out_dense
+                  + m.act_elem_dense) + stat * m.softmax_stats_dense
+    kept_m = a * (m.act_gemm_in_moe + m.act_attn_in_moe + m.act_attn_out_moe
+                  + m.act_elem_moe) + stat * m.softmax_stats_moe
+    drop_d = r_attn * (a * m.act_attn_out_dense + stat * m.softmax_stats_dense) \
+        + r_elem * (a * m.act_elem_dense)
+    drop_m = r_attn * (a * m.act_attn_out_moe + stat * m.softmax_stats_moe) \
+        + r_elem * (a * m.act_elem_moe)
+    narrow = (a - xp.minimum(hw.gemm_bytes, a)) * (
+        ld * m.act_gemm_in_dense + lm * m.act_gemm_in_moe)
+    per_token = xp.where(r_gemms >= 1.0, a * m.hidden * (ld + lm),
+                         ld * (kept_d - drop_d) + lm * (kept_m - drop_m) - narrow)
+    if m.kept_selective_dense or m.kept_selective_moe:
+        named = a * (ld * m.kept_selective_dense + lm * m.kept_selective_moe)
+        per_token = xp.where(recompute == 1.0, named, per_token)
+    return per_token, kept_d
 
 
 def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> dict[str, Any]:
@@ -479,7 +519,17 @@ def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
     # logits: forward + backward (the logits are never recomputed)
     t_logits = 3.0 * t_logits_gemm + (1.0 + cal.backward_memory_factor) * t_logits_mem
     mb_compute = fwd + bwd + recompute + t_logits
-    t_mb = mb_compute + (1.0 - cal.layer_comm_overlap) * t_tp + t_ep + t_cp
+
+    # ---- activation offload: the share of the saved activations kept in host memory leaves
+    # over the host link during the forward and returns during the backward, each copy hidden
+    # behind its pass (copy engines run beside the compute); a chip without a link hides none
+    if cal.activation_offload:
+        saved = _saved_per_token(m, hw, cal, lay.recompute, (r_gemms, r_attn, r_elem), ld, lm)[0]
+        copy = cal.activation_offload * saved * tokens / tp / xp.maximum(hw.host_bw, 1.0)
+        t_offload = xp.maximum(copy - fwd, 0.0) + xp.maximum(copy - (bwd + recompute), 0.0)
+    else:
+        t_offload = 0.0 * mb_compute
+    t_mb = mb_compute + (1.0 - cal.layer_comm_overlap) * t_tp + t_ep + t_cp + t_offload
 
     # ---- data-parallel gradient all-reduce (sub-grid: tp, pp, dp, cp, ep, hardware)
     emb = m.params_embedding / tp
@@ -496,7 +546,8 @@ def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
         p_expert = lm * m.params_experts / (ep * etp)
         expert_ar = comm.all_reduce(cal.grad_reduce_bytes * p_expert,
                                     *_group(tp * dp * cp / (ep * etp), ep * etp, hw))
-    return {"mb_compute": mb_compute, "t_tp": t_tp, "t_ep": t_ep, "t_cp": t_cp, "t_mb": t_mb,
+    return {"mb_compute": mb_compute, "t_tp": t_tp, "t_ep": t_ep, "t_cp": t_cp,
+            "t_offload": t_offload, "t_mb": t_mb,
             "p_dense": p_dense, "p_expert": p_expert, "t_dp_raw": dense_ar + expert_ar,
             "r_gemms": r_gemms, "r_attn": r_attn, "r_elem": r_elem}
 
@@ -544,7 +595,7 @@ def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration,
     ft = tokens.dtype
     n_mb = lay.global_batch / (dp * lay.micro_batch)
     ld, lm = _stage_layers(m, pp)
-    mb_compute, t_tp, t_ep, t_cp, t_mb = (terms[k] for k in TERMS[:5])
+    mb_compute, t_tp, t_ep, t_cp, t_offload, t_mb = (terms[k] for k in TERMS[:6])
     r_gemms, r_attn, r_elem = terms["r_gemms"], terms["r_attn"], terms["r_elem"]
     p_dense, p_expert, t_dp_raw = terms["p_dense"], terms["p_expert"], terms["t_dp_raw"]
     act = cal.activation_bytes * tokens * m.hidden  # one activation tensor [B]
@@ -610,26 +661,8 @@ def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration,
         w_on, g_on = (z >= 3) & ~once, (z >= 2) & ~once
         states = sharded(cal.weight_bytes, w_on) + sharded(cal.grad_bytes, g_on) \
             + sharded(cal.optimizer_bytes, z >= 1)
-        a, stat = cal.activation_bytes, cal.softmax_stat_bytes
-        # per token of a layer without recompute; a recomputed part keeps only its inputs
-        # (its output is the next part's input, kept there): selective drops what the attention
-        # core keeps beside Q, K, V [B]
-        kept_d = a * (m.act_gemm_in_dense + m.act_attn_in_dense + m.act_attn_out_dense
-                      + m.act_elem_dense) + stat * m.softmax_stats_dense
-        kept_m = a * (m.act_gemm_in_moe + m.act_attn_in_moe + m.act_attn_out_moe
-                      + m.act_elem_moe) + stat * m.softmax_stats_moe
-        drop_d = r_attn * (a * m.act_attn_out_dense + stat * m.softmax_stats_dense) \
-            + r_elem * (a * m.act_elem_dense)
-        drop_m = r_attn * (a * m.act_attn_out_moe + stat * m.softmax_stats_moe) \
-            + r_elem * (a * m.act_elem_moe)
-        # narrow GEMMs keep their (cast) inputs for backward at the GEMM precision (FP8:
-        # Transformer Engine)
-        saved = (a - xp.minimum(hw.gemm_bytes, a)) * (
-            ld * m.act_gemm_in_dense + lm * m.act_gemm_in_moe)
-        # recomputing the GEMMs recomputes the whole layer: only its input is kept
-        whole = r_gemms >= 1.0
-        per_token = xp.where(whole, a * m.hidden * (ld + lm),
-                             ld * (kept_d - drop_d) + lm * (kept_m - drop_m) - saved)
+        per_token, kept_d = _saved_per_token(m, hw, cal, lay.recompute, (r_gemms, r_attn, r_elem),
+                                             ld, lm)
         # micro-batches in flight on the first stage: 1F1B holds min(n_mb, pp) of them, the
         # interleaved schedule (1 + (pp - 1)/(pp vpp)) times as many (Korthikanti et al. 2022,
         # sec. 4.2.3; Narayanan et al. 2021, sec. 2.2.2)
@@ -639,9 +672,19 @@ def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration,
         # the last stage holds one micro-batch and the fp32 logits (one stage holds both): the
         # worse stage (not on zero or hardware)
         logits = cal.logits_bytes * tokens * m.vocab / tp
-        act = xp.maximum(in_flight * per_mb, per_mb + logits)
-        # + one layer's activations during its recomputed backward; not on vpp
-        rest = states + xp.where(whole, kept_d * tokens / tp, 0.0)
+        # offload: the share f of each micro-batch's activations waits in host memory; HBM
+        # keeps the rest and two layers' worth (the layer computed and the one in transit)
+        f = cal.activation_offload
+        resident = (1.0 - f) * per_mb
+        act = xp.maximum(in_flight * resident, resident + logits)
+        if f:
+            act = act + f * xp.minimum(2.0 / (ld + lm), 1.0) * per_mb
+        # + one layer's activations while its backward rebuilds it (full recompute, or a policy
+        # that names what it keeps); not on vpp
+        rebuild = r_gemms >= 1.0
+        if m.kept_selective_dense or m.kept_selective_moe:
+            rebuild = rebuild | (lay.recompute == 1.0)
+        rest = states + xp.where(rebuild, kept_d * tokens / tp, 0.0)
         usable = hw.hbm_capacity * (1.0 - cal.mem_reserve)
         if "mem_per_chip" in want:
             mem = rest + act
@@ -650,6 +693,9 @@ def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration,
                 out["fits"] = mem <= usable
         elif "fits" in want:  # the same test without the grid-sized sum (a search)
             out["fits"] = act <= usable - rest
+        if f and "fits" in want:  # the offloaded share of the micro-batches in flight
+            host = f * in_flight * per_mb
+            out["fits"] = out["fits"] & (host <= hw.host_capacity * (1.0 - cal.mem_reserve))
     if "n_microbatches" in want:
         out["n_microbatches"] = n_mb
     if "t_compute" in want:
@@ -660,6 +706,8 @@ def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration,
         out["t_ep"] = n_mb * t_ep
     if "t_cp" in want:
         out["t_cp"] = n_mb * t_cp
+    if "t_offload" in want:
+        out["t_offload"] = n_mb * t_offload
     if "t_pp" in want:
         out["t_pp"] = t_pp
     if "t_bubble" in want:

@@ -185,6 +185,38 @@ def scaling(spec: TransformerSpec, systems: Sequence[str], scales: Sequence[int]
     return xr.merge([out, heat], combine_attrs="override")
 
 
+def offload(spec: TransformerSpec, systems: Sequence[str], n_chips: int, *, precision: str,
+            seq_len: int, global_batch: int | None, params: TrainingParams) -> xr.Dataset:
+    """Every saved activation in host memory (``activation_offload`` = 1) against none, the
+    best layout of each, per system at ``n_chips`` chips: tokens/s per chip, HBM per chip and
+    the exposed copies (over the chip's host link, catalog ``host_bandwidth``)."""
+    rows = {k: np.full(len(systems), np.nan) for k in
+            ("offload_tokens_per_s_per_chip", "offload_mem_per_chip", "offload_exposed")}
+    for i, system in enumerate(systems):
+        ds = search(spec, system, n_chips, precision=precision, seq_len=seq_len,
+                    global_batch=global_batch, top=TIES, params=params, activation_offload=1.0)
+        if ds.attrs["n_valid"]:
+            row = ds.isel(config=_pick(ds))
+            rows["offload_tokens_per_s_per_chip"][i] = float(row["tokens_per_s_per_chip"])
+            rows["offload_mem_per_chip"][i] = float(row["mem_per_chip"])
+            rows["offload_exposed"][i] = float(row["t_offload"] / row["step_time"])
+    out = xr.Dataset(coords={"system": ("system", list(systems), {
+        "units": "1", "long_name": "scale-up system"})})
+    out["host_bandwidth"] = ("system", [catalog.chip(catalog.system(s).chip).host_bandwidth
+                                        for s in systems],
+                             {"units": "B/s", "long_name": "host link per chip and direction"})
+    out["offload_tokens_per_s_per_chip"] = ("system", rows["offload_tokens_per_s_per_chip"],
+                                            attrs("tokens_per_s_per_chip", "tokens/s per chip, "
+                                                  "every saved activation in host memory"))
+    out["offload_mem_per_chip"] = ("system", rows["offload_mem_per_chip"], attrs(
+        "mem_per_chip", "HBM per chip, every saved activation in host memory"))
+    out["offload_exposed"] = ("system", rows["offload_exposed"], {
+        "units": "1", "long_name": "share of the step the host copies are exposed"})
+    out["offload_chips"] = ((), int(n_chips), {"units": "1",
+                                               "long_name": "chips of the offload comparison"})
+    return out
+
+
 def roofline(spec: TransformerSpec, chips: Sequence[str], *, precision: str, seq_len: int,
              tp: int = 8, micro_batch: int = 1, params: TrainingParams) -> xr.Dataset:
     """Arithmetic intensity of the model's operators and each chip's roofline (Williams 2009).
@@ -296,7 +328,9 @@ def study(model_id: TransformerSpec | str = "llama3-405b", systems: Sequence[str
         Dims ``system``, ``n_chips``, ``component`` (best layout ``best_*``, outputs,
         ``time_to_train`` [s], ``chip_hours`` [h], ``breakdown`` [s], ``reason``); ``tp``, ``pp``
         (``heatmap_*``); ``chip``, ``op`` (roofline: ``peak``, ``ridge_point``, ``intensity``,
-        ``attainable``, ``modelled``). NaN where no valid layout exists (``reason`` says why).
+        ``attainable``, ``modelled``); per system at the smallest scale, every saved activation
+        in host memory (``offload_*``, ``host_bandwidth``, :func:`offload`). NaN where no valid
+        layout exists (``reason`` says why).
     """
     spec = _check(model_id, systems, scales, precision, token_budget, heatmap_system,
                   heatmap_chips, roofline_chips)
@@ -313,6 +347,8 @@ def study(model_id: TransformerSpec | str = "llama3-405b", systems: Sequence[str
                 heatmap=(heatmap_system, int(heatmap_chips)), params=params),
         roofline(spec, roofline_chips, precision=precision, seq_len=seq_len, tp=roofline_tp,
                  micro_batch=roofline_micro_batch, params=params),
+        offload(spec, systems, int(scales[0]), precision=precision, seq_len=seq_len,
+                global_batch=global_batch, params=params),
     ], combine_attrs="override")
     ds.attrs.update({
         "title": f"Training {spec.name} at scale", "model": spec.name, "precision": precision,
@@ -378,6 +414,17 @@ def reading(ds: xr.Dataset) -> str:
                      f"{_range(100 * gemm.values, '.0f')}% of the dense peak and sit "
                      + ("above every chip's ridge point, so dense training is a question of "
                         "compute." if above else "below some chips' ridge points."))
+    if "offload_tokens_per_s_per_chip" in ds:
+        n = int(ds["offload_chips"])
+        gain = ds["offload_tokens_per_s_per_chip"] / ds["tokens_per_s_per_chip"].sel(n_chips=n)
+        parts = [f"{s} {float(gain.sel(system=s)):.2f}x ("
+                 f"{float(ds['host_bandwidth'].sel(system=s)) / 1e9:.0f} GB/s, copies exposed "
+                 f"{float(ds['offload_exposed'].sel(system=s)):.0%} of the step)"
+                 for s in ds["system"].values if np.isfinite(gain.sel(system=s))]
+        lines.append(f"- **Activations in host memory.** At {n:,} chips, keeping every saved "
+                     "activation in host memory (the best layout then) trains "
+                     + ", ".join(parts) + " the tokens/s per chip of the best layout without; "
+                     "HBM freed for larger micro-batches against copies over the host link.")
     ref = trn[-1] if trn else str(ds["system"].values[0])
     for s in other:
         ratio = (tps.sel(system=s) / tps.sel(system=ref)).values

@@ -58,6 +58,11 @@ class Recompute(NamedTuple):
     gemms: float  #: the weight GEMMs (recomputing them recomputes the whole layer)
     attention: float  #: the attention core: ``Q·Kᵀ``, softmax, dropout, ``·V``
     elementwise: float  #: the memory-bound ops: norms, activations, residuals, RoPE
+    #: what a policy that names its saved tensors keeps per token in a dense / MoE layer: the
+    #: layer's input and the saved outputs [elements]; 0: the mode's own accounting
+    #: (:class:`trnlab.perf.train.ModelShape`)
+    kept_dense: float = 0.0
+    kept_moe: float = 0.0
 
 
 #: The one definition of each recompute mode, used by the FLOP counts here and (through
@@ -100,7 +105,8 @@ SELECTIVE = {
 def saving_recompute(spec: TransformerSpec, saved: frozenset[str]) -> Recompute:
     """What a policy that keeps only the outputs ``saved`` runs again in the backward pass
     (MaxText's ``remat_policy``: named checkpoints kept on device or offloaded to the host,
-    every other tensor recomputed) [1].
+    every other tensor recomputed) [1], and what it keeps per token (the layer's input and the
+    saved outputs) [elements].
 
     ``saved`` names weight GEMMs of :func:`trnlab.workloads.gemms.layer_gemms` (``"q"``,
     ``"k"``, ``"v"`` for the parts of a fused ``qkv`` by their output width,
@@ -117,8 +123,14 @@ def saving_recompute(spec: TransformerSpec, saved: frozenset[str]) -> Recompute:
             return sum(f for part, f in qkv.items() if part in saved)
         return 1.0 if name in saved else 0.0
 
+    def kept(kind: str) -> float:  # the layer's input, then the saved outputs [elements]
+        core = spec.heads * spec.v_dim if "attention" in saved else 0.0
+        return spec.hidden + core + sum(g.m_per_token * g.n * g.count * kept_share(g.name)
+                                        for g in layer_gemms(spec, kind) if g.layers)
+
     return Recompute(gemms=1.0 - _gemm_share(spec, kept_share),
-                     attention=0.0 if "attention" in saved else 1.0, elementwise=1.0)
+                     attention=0.0 if "attention" in saved else 1.0, elementwise=1.0,
+                     kept_dense=kept("dense"), kept_moe=kept("moe"))
 
 
 def _layer_kinds(spec: TransformerSpec) -> list[tuple[str, int]]:
