@@ -285,7 +285,7 @@ def offload_share(row: dict[str, str]) -> float | None:
         return None
     if not 0.0 <= share <= 1.0:
         raise TrnlabError(bad_value(f"case {row['case_id']}", "offload share", share,
-                                       "a share in [0, 1] of the saved activations"))
+                                    "a share in [0, 1] of the saved activations"))
     return share
 
 

@@ -218,9 +218,9 @@ def hardware(chip_id: str, system_id: str, precision: str = "bf16",
     Ring bandwidth per chip and direction = aggregate bidirectional scale-up bandwidth / 2 x the
     topology's ring fraction x the collective efficiency; scale-out = NIC bandwidth x the
     collective efficiency; the host link and memory (offloaded activations) = the chip's
-    ``host_bandwidth`` per direction and ``host_memory``, 0 for a chip without them. Under ``power_cap_w`` [W] the
-    compute peaks scale with the clock the chip can hold (:func:`clock_fraction`); memory and
-    link bandwidths do not.
+    ``host_bandwidth`` per direction and ``host_memory``, 0 for a chip without them. Under
+    ``power_cap_w`` [W] the compute peaks scale with the clock the chip can hold
+    (:func:`clock_fraction`); memory and link bandwidths do not.
     ``step_overhead`` is the runtime cost per serving step of the chip vendor's serving stack.
     With ``training`` a 4-bit precision (fp4, mxfp4, nvfp4) means the 4-bit training recipe,
     which keeps ``fp4_recipe_bf16_fraction`` (training.toml) of the GEMM work in BF16
