@@ -523,13 +523,14 @@ def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
     # ---- activation offload: the share of the saved activations kept in host memory leaves
     # over the host link during the forward and returns during the backward, each copy hidden
     # behind its pass (copy engines run beside the compute); a chip without a link hides none
+    t_mb = mb_compute + (1.0 - cal.layer_comm_overlap) * t_tp + t_ep + t_cp
     if cal.activation_offload:
         saved = _saved_per_token(m, hw, cal, lay.recompute, (r_gemms, r_attn, r_elem), ld, lm)[0]
         copy = cal.activation_offload * saved * tokens / tp / xp.maximum(hw.host_bw, 1.0)
         t_offload = xp.maximum(copy - fwd, 0.0) + xp.maximum(copy - (bwd + recompute), 0.0)
-    else:
-        t_offload = 0.0 * mb_compute
-    t_mb = mb_compute + (1.0 - cal.layer_comm_overlap) * t_tp + t_ep + t_cp + t_offload
+        t_mb = t_mb + t_offload
+    else:  # nothing offloaded (the default): no term on the grid
+        t_offload = xp.zeros((), dtype=ft)
 
     # ---- data-parallel gradient all-reduce (sub-grid: tp, pp, dp, cp, ep, hardware)
     emb = m.params_embedding / tp
@@ -675,7 +676,7 @@ def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration,
         # offload: the share f of each micro-batch's activations waits in host memory; HBM
         # keeps the rest and two layers' worth (the layer computed and the one in transit)
         f = cal.activation_offload
-        resident = (1.0 - f) * per_mb
+        resident = (1.0 - f) * per_mb if f else per_mb
         act = xp.maximum(in_flight * resident, resident + logits)
         if f:
             act = act + f * xp.minimum(2.0 / (ld + lm), 1.0) * per_mb
