@@ -829,6 +829,9 @@ def test_a_sliding_window_bounds_the_keys_a_query_attends_to_by_hand():
     # never more than the causal s/2 (s = 200: 100)
     assert float(attended_keys(4096.0, 128.0, 0.5, 128.0)) == pytest.approx(1151.0, rel=1e-12)
     assert float(attended_keys(200.0, 128.0, 1.0, 128.0)) == pytest.approx(100.0, rel=1e-12)
+    # MaxText's 512-key splash blocks: the band [512i - 128, 512(i+1)) touches two whole key
+    # blocks, 1,024 keys, where the window needs 126: 126 + 512 - 128 + 512 = 1022 per query
+    assert float(attended_keys(4096.0, 128.0, 1.0, 512.0)) == pytest.approx(1022.0, rel=1e-12)
     seqs = np.array([1.0, 64.0, 128.0, 129.0, 4096.0, 131072.0])
     for share in (0.0, 0.5, 5 / 6, 1.0):  # the core's copy of the formula is the spec's
         spec = replace(WINDOWED, window_layers=round(36 * share)) if share else replace(

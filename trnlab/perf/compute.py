@@ -64,14 +64,17 @@ def attended_keys(seq_len: Any, window: float, window_share: float, block: float
     window of ``window`` keys (0: none): query ``i`` sees ``min(i, w)`` keys, on average
     ``m - m²/(2s)`` with ``m = min(w, s)`` (``s/2`` when ``w >= s``). The same formula as
     :meth:`trnlab.workloads.TransformerSpec.mean_attended_keys`. A kernel that computes whole
-    tiles of ``block`` keys (> 0) computes the band ``[iB - w, (i+1)B)`` for a query tile
-    ``[iB, (i+1)B)``: ``block`` keys more per query of a windowed layer, at most ``s/2``.
+    tiles of ``block`` keys (> 0) computes, for a query tile ``[iB, (i+1)B)``, the band
+    ``[iB - w, (i+1)B)`` rounded out to whole key tiles, ``B (1 + ceil(w/B))`` keys:
+    ``B ceil(m/B) - m + B`` more per query of a windowed layer (one tile where the window is a
+    multiple of it), at most ``s/2``.
     """
     if not window:
         return 0.5 * seq_len
     xp = xp_of(seq_len)
     m = xp.minimum(seq_len, window)
-    windowed = xp.minimum(m - m * m / (2.0 * seq_len) + block, 0.5 * seq_len)
+    tiles = block * xp.ceil(m / block) - m + block if block else 0.0
+    windowed = xp.minimum(m - m * m / (2.0 * seq_len) + tiles, 0.5 * seq_len)
     return (1.0 - window_share) * 0.5 * seq_len + window_share * windowed
 
 
