@@ -9,7 +9,7 @@ import pytest
 
 from trnlab._paths import data_dir
 from trnlab.calibration import fit as fitmod
-from trnlab.calibration import scores
+from trnlab.calibration import scores, validate
 from trnlab.calibration.validate import read_cases
 
 
@@ -94,6 +94,21 @@ def test_held_out_rows_never_fitted(rows, recorded_fit, key):
         assert {p.case_id for p in sc.preds["pipeline"]} == {
             "T-MLM21-06", "T-NEMO2407-03", "T-TRN1-216-L2-13B"}
     assert math.isfinite(sc.mape)
+
+
+def test_a_vendor_whose_fitted_source_is_left_out_takes_the_default(rows, recorded_fit):
+    """Leaving out the only fitted Trainium source leaves AWS uncalibrated, although a
+    held-out Trainium source remains (held-out rows are never fitted): its rows take the
+    default efficiency, not the committed one fitted on them."""
+    subset = _by_id(rows, "T-MLM21-01", "T-TRN1-216-L2-13B", "T-TRN1H-217-L2-13B")
+    out = fitmod.leave_out(subset, lambda r: r["case_id"].split("-")[1])
+    params = fitmod.load_training()
+    default = params.replace(gemm_eff_aws=params.gemm_eff["default"].value)
+    assert params.gemm_eff["aws"].value != params.gemm_eff["default"].value
+    (left_out,) = out["TRN1"]
+    assert left_out.predicted == pytest.approx(
+        validate.predict([subset[1]], default)[0].predicted, rel=1e-12)
+    assert left_out.predicted != pytest.approx(validate.predict([subset[1]], params)[0].predicted)
 
 
 def test_loso_unchanged_by_refactor(rows, recorded_fit):

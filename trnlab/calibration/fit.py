@@ -210,8 +210,10 @@ def leave_out(rows: Rows, group_of: Callable[[dict[str, str]], str | set[str] | 
                 if kind == "inference" else fit(rest, params, progress, label)[0]
         fitted = fits[key]
         # a vendor the fold leaves uncalibrated takes the default (one never in the table
-        # already does)
-        for vendor in (set(_vendors(held)) - set(_vendors(rest))) & set(getattr(fitted, table)):
+        # already does): uncalibrated = no fitted case of it left, although held-out cases of
+        # it may remain (they are never fitted)
+        calibrated = set(_vendors(_fitted_rows(rest, kind)))
+        for vendor in (set(_vendors(held)) - calibrated) & set(getattr(fitted, table)):
             fitted = fitted.replace(**{f"{table}_{vendor}":
                                        getattr(fitted, table)["default"].value})
         out[group] = predict(held, params, fitted) if kind == "inference" else \
