@@ -121,7 +121,10 @@ def test_validation_meets_the_accuracy_target_with_the_committed_parameters():
     assert len(predicted) >= 0.95 * len(training_preds)
     assert all(p.why for p in training_preds if not np.isfinite(p.predicted))  # a reason
     assert validate.mape(training_preds) <= 0.20
-    first = [p for p in training_preds if p.case_id.startswith(FIRST_SOURCES)]
+    conv = validate.load_conventions()  # (held-out rows with those prefixes, e.g. T-TRN1H, are
+    # measurements the first calibration never saw)
+    first = [p for p in training_preds if p.case_id.startswith(FIRST_SOURCES)
+             and not validate.held_out(validate.source_of(p.case_id, conv), conv)]
     assert all(np.isfinite(p.predicted) for p in first)
     assert validate.mape(first) <= 0.15
     inference_preds = [p for p in preds if p.case_id.startswith("I-")]
