@@ -182,6 +182,7 @@ def test_the_constants_of_the_data():
     assert cal.optimizer_traffic == 32.0
     assert cal.fused_attention == 1.0  # the default stack: a FlashAttention-class kernel
     assert cal.activation_offload == 0.0  # the frameworks' default: activations stay in HBM
+    assert cal.offload_resident_layers == 2.0  # the layer computed and the one in transit
     assert serve_calibration().activation_bytes == 16 / 8
     fields = load_training().fields
     for name in TRAIN_CALIBRATION[7:]:
@@ -232,6 +233,7 @@ MOVED = {
     "fused_attention": (0.0, {}),
     "attention_block": (512.0, {}),  # on the hand model with a 128-key window (below)
     "activation_offload": (1.0, {}),
+    "offload_resident_layers": (3.0, {}),  # on a 4-layer model that offloads (below)
 }
 
 
@@ -244,11 +246,14 @@ def test_a_data_value_reaches_the_step(name):
     value, layout = MOVED[name]
     slow = replace(HW, up_bw=1e9)  # communication that compute does not hide
     base = {"dp_overlap": 0.0}  # (fitted; no overlap, so that DP traffic shows)
+    if name == "offload_resident_layers":  # matters only where activations are offloaded
+        base["activation_offload"] = 1.0
     cal = train_calibration(load_training().replace(**base))
     changed = train_calibration(load_training().replace(**base, **{name: value}))
     assert getattr(changed, name) == value
     # the tile of the attention kernel matters where a layer attends over a window
-    m = replace(shape(), window=128.0, window_share=0.5) if name == "attention_block" else None
+    m = replace(shape(), window=128.0, window_share=0.5) if name == "attention_block" else \
+        shape(4) if name == "offload_resident_layers" else None
     before, after = (step(m, cal=cal, hw=slow, **layout),
                      step(m, cal=changed, hw=slow, **layout))
     assert any(after[k] != before[k] for k in before), name
@@ -307,7 +312,8 @@ def test_offloaded_activations_by_hand(host_bw, share):
     assert got["step_time"] == pytest.approx(
         n_mb * (mb_compute(p, layers=layers) + exposed) + mem_time(32 * params)
         + CAL.step_overhead, rel=1e-12)
-    # HBM: the rest of the micro-batch, the fp32 logits, two of the four layers in transit
+    # HBM: the rest of the micro-batch, the fp32 logits, two of the four layers (the one
+    # computed, the one in transit)
     assert got["mem_per_chip"] == pytest.approx(
         18 * params + (1 - share) * saved + 4 * S * V + share * saved / 2, rel=1e-12)
     # the host must hold the offloaded share (of its memory, the usable part): a chip whose

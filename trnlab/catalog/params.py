@@ -28,7 +28,8 @@ TRAIN_CALIBRATION = ("gemm_half_dim", "mem_eff", "layer_overhead", "layer_comm_o
                      "zero3_comm_factor", "activation_bytes", "softmax_stat_bytes",
                      "logits_bytes", "weight_bytes", "grad_bytes", "grad_reduce_bytes",
                      "optimizer_bytes", "optimizer_traffic", "zero3_regather_per_microbatch",
-                     "fused_attention", "attention_block", "activation_offload")
+                     "fused_attention", "attention_block", "activation_offload",
+                     "offload_resident_layers")
 #: fields of [param] in serving.toml that make up the serving model's calibration
 SERVE_CALIBRATION = ("mem_eff", "mem_reserve", "kv_free_fraction", "decode_half_rows",
                      "per_sequence_overhead", "activation_bytes")

@@ -132,6 +132,11 @@ class ModelShape:
     def layers(self) -> float:
         return self.dense_layers + self.moe_layers
 
+    @property
+    def named_selective(self) -> bool:
+        """Whether the selective mode is a policy that names the tensors it keeps."""
+        return bool(self.kept_selective_dense or self.kept_selective_moe)
+
     def attended_keys(self, seq_len: Any, block: float = 0.0) -> Any:
         """Keys a query attends to, causal, mean over queries and layers [tokens]; with
         ``block`` > 0 the keys a kernel of that tile computes
@@ -189,6 +194,7 @@ class Calibration:
     fused_attention: float  # 1 FlashAttention-class kernel, 0 materialised s x s scores [1]
     attention_block: float  # keys per tile of the fused attention kernel [tokens]
     activation_offload: float  # share of the saved activations held in host memory [1]
+    offload_resident_layers: float  # layers of an offloading stage still held in HBM [1]
     # the MoE terms (data/perf/moe.toml, :mod:`trnlab.perf.moe`): expert-parallel folding over
     # tp x cp x dp with expert-TP 1, grouped GEMMs, hierarchical all-to-all with its own
     # overlap, a fixed cost per MoE layer, load imbalance. None: the earlier MoE model (experts
@@ -352,7 +358,7 @@ def _arrays(xp: Any, lay: Layout, hw: Hardware) -> tuple[Layout, Hardware]:
 
 
 TERMS = ("mb_compute", "t_tp", "t_ep", "t_cp", "t_offload", "t_mb", "p_dense", "p_expert",
-         "t_dp_raw", "r_gemms", "r_attn", "r_elem")
+         "t_dp_raw", "r_gemms", "r_attn", "r_elem", "saved")
 
 
 def _by_mode(recompute: Any, values: tuple[float, float, float], ft: Any) -> Any:
@@ -400,10 +406,21 @@ def _stage_layers(m: ModelShape, pp: Any) -> tuple[Any, Any]:
     return m.dense_layers * share, m.moe_layers * share
 
 
+def _layer_bytes(m: ModelShape, cal: Calibration) -> tuple[float, float]:
+    """Activation bytes one token leaves in a dense / MoE layer without recompute [B]: the
+    inputs of the GEMMs, of the attention core and of the memory-bound ops, the core's output
+    and its softmax statistics (Korthikanti et al. 2022, sec. 4)."""
+    a, stat = cal.activation_bytes, cal.softmax_stat_bytes
+    return (a * (m.act_gemm_in_dense + m.act_attn_in_dense + m.act_attn_out_dense
+                 + m.act_elem_dense) + stat * m.softmax_stats_dense,
+            a * (m.act_gemm_in_moe + m.act_attn_in_moe + m.act_attn_out_moe
+                 + m.act_elem_moe) + stat * m.softmax_stats_moe)
+
+
 def _saved_per_token(m: ModelShape, hw: Hardware, cal: Calibration, recompute: Any,
-                     recomputed: tuple[Any, Any, Any], ld: Any, lm: Any) -> tuple[Any, Any]:
+                     recomputed: tuple[Any, Any, Any], ld: Any, lm: Any) -> Any:
     """Activation bytes one token leaves for the backward pass in the stage's ``ld`` dense and
-    ``lm`` MoE layers, and in one dense layer kept whole [B] (Korthikanti et al. 2022, sec. 4).
+    ``lm`` MoE layers [B] (Korthikanti et al. 2022, sec. 4).
 
     Per layer without recompute the inputs of the GEMMs, of the attention core and of the
     memory-bound ops, the core's output and its softmax statistics; a recomputed part keeps only
@@ -416,10 +433,7 @@ def _saved_per_token(m: ModelShape, hw: Hardware, cal: Calibration, recompute: A
     r_gemms, r_attn, r_elem = recomputed
     xp = xp_of(r_gemms, hw.gemm_bytes, ld)
     a, stat = cal.activation_bytes, cal.softmax_stat_bytes
-    kept_d = a * (m.act_gemm_in_dense + m.act_attn_in_dense + m.act_attn_out_dense
-                  + m.act_elem_dense) + stat * m.softmax_stats_dense
-    kept_m = a * (m.act_gemm_in_moe + m.act_attn_in_moe + m.act_attn_out_moe
-                  + m.act_elem_moe) + stat * m.softmax_stats_moe
+    kept_d, kept_m = _layer_bytes(m, cal)
     drop_d = r_attn * (a * m.act_attn_out_dense + stat * m.softmax_stats_dense) \
         + r_elem * (a * m.act_elem_dense)
     drop_m = r_attn * (a * m.act_attn_out_moe + stat * m.softmax_stats_moe) \
@@ -428,10 +442,10 @@ def _saved_per_token(m: ModelShape, hw: Hardware, cal: Calibration, recompute: A
         ld * m.act_gemm_in_dense + lm * m.act_gemm_in_moe)
     per_token = xp.where(r_gemms >= 1.0, a * m.hidden * (ld + lm),
                          ld * (kept_d - drop_d) + lm * (kept_m - drop_m) - narrow)
-    if m.kept_selective_dense or m.kept_selective_moe:
+    if m.named_selective:
         named = a * (ld * m.kept_selective_dense + lm * m.kept_selective_moe)
         per_token = xp.where(recompute == 1.0, named, per_token)
-    return per_token, kept_d
+    return per_token
 
 
 def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> dict[str, Any]:
@@ -440,8 +454,9 @@ def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
     Per micro-batch and pipeline stage (on tp, pp, cp, ep, micro_batch, seq_len, recompute and
     the hardware; not on dp, zero, vpp or the global batch): ``mb_compute`` (forward, backward,
     recompute and logits), ``t_tp`` (TP communication, before overlap), ``t_ep`` (the EP
-    all-to-all, exposed), ``t_cp`` (exposed CP communication) and ``t_mb`` (all of it,
-    exposed) [s]. Per chip:
+    all-to-all, exposed), ``t_cp`` (exposed CP communication), ``t_offload`` (exposed copies
+    of offloaded activations) and ``t_mb`` (all of it, exposed) [s]; ``saved``, the
+    activation bytes one token leaves in the stage for its backward [B]. Per chip:
     ``p_dense``, ``p_expert`` (parameters, not sharded by ZeRO) [1] and ``t_dp_raw`` (the
     gradient all-reduce before overlap, on tp, pp, dp, cp, ep and the hardware) [s]; and the
     recompute factors ``r_gemms``, ``r_attn``, ``r_elem`` [1] (on recompute).
@@ -523,9 +538,9 @@ def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
     # ---- activation offload: the share of the saved activations kept in host memory leaves
     # over the host link during the forward and returns during the backward, each copy hidden
     # behind its pass (copy engines run beside the compute); a chip without a link hides none
+    saved = _saved_per_token(m, hw, cal, lay.recompute, (r_gemms, r_attn, r_elem), ld, lm)
     t_mb = mb_compute + (1.0 - cal.layer_comm_overlap) * t_tp + t_ep + t_cp
     if cal.activation_offload:
-        saved = _saved_per_token(m, hw, cal, lay.recompute, (r_gemms, r_attn, r_elem), ld, lm)[0]
         copy = cal.activation_offload * saved * tokens / tp / xp.maximum(hw.host_bw, 1.0)
         t_offload = xp.maximum(copy - fwd, 0.0) + xp.maximum(copy - (bwd + recompute), 0.0)
         t_mb = t_mb + t_offload
@@ -548,7 +563,7 @@ def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
         expert_ar = comm.all_reduce(cal.grad_reduce_bytes * p_expert,
                                     *_group(tp * dp * cp / (ep * etp), ep * etp, hw))
     return {"mb_compute": mb_compute, "t_tp": t_tp, "t_ep": t_ep, "t_cp": t_cp,
-            "t_offload": t_offload, "t_mb": t_mb,
+            "t_offload": t_offload, "t_mb": t_mb, "saved": saved,
             "p_dense": p_dense, "p_expert": p_expert, "t_dp_raw": dense_ar + expert_ar,
             "r_gemms": r_gemms, "r_attn": r_attn, "r_elem": r_elem}
 
@@ -597,7 +612,7 @@ def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration,
     n_mb = lay.global_batch / (dp * lay.micro_batch)
     ld, lm = _stage_layers(m, pp)
     mb_compute, t_tp, t_ep, t_cp, t_offload, t_mb = (terms[k] for k in TERMS[:6])
-    r_gemms, r_attn, r_elem = terms["r_gemms"], terms["r_attn"], terms["r_elem"]
+    r_gemms, r_attn = terms["r_gemms"], terms["r_attn"]
     p_dense, p_expert, t_dp_raw = terms["p_dense"], terms["p_expert"], terms["t_dp_raw"]
     act = cal.activation_bytes * tokens * m.hidden  # one activation tensor [B]
 
@@ -662,8 +677,7 @@ def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration,
         w_on, g_on = (z >= 3) & ~once, (z >= 2) & ~once
         states = sharded(cal.weight_bytes, w_on) + sharded(cal.grad_bytes, g_on) \
             + sharded(cal.optimizer_bytes, z >= 1)
-        per_token, kept_d = _saved_per_token(m, hw, cal, lay.recompute, (r_gemms, r_attn, r_elem),
-                                             ld, lm)
+        per_token = terms["saved"]  # the stage's activation bytes per token
         # micro-batches in flight on the first stage: 1F1B holds min(n_mb, pp) of them, the
         # interleaved schedule (1 + (pp - 1)/(pp vpp)) times as many (Korthikanti et al. 2022,
         # sec. 4.2.3; Narayanan et al. 2021, sec. 2.2.2)
@@ -674,18 +688,18 @@ def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration,
         # worse stage (not on zero or hardware)
         logits = cal.logits_bytes * tokens * m.vocab / tp
         # offload: the share f of each micro-batch's activations waits in host memory; HBM
-        # keeps the rest and two layers' worth (the layer computed and the one in transit)
+        # keeps the rest and ``offload_resident_layers`` layers (computed and in transit)
         f = cal.activation_offload
         resident = (1.0 - f) * per_mb if f else per_mb
         act = xp.maximum(in_flight * resident, resident + logits)
         if f:
-            act = act + f * xp.minimum(2.0 / (ld + lm), 1.0) * per_mb
+            act = act + f * xp.minimum(cal.offload_resident_layers / (ld + lm), 1.0) * per_mb
         # + one layer's activations while its backward rebuilds it (full recompute, or a policy
         # that names what it keeps); not on vpp
         rebuild = r_gemms >= 1.0
-        if m.kept_selective_dense or m.kept_selective_moe:
+        if m.named_selective:
             rebuild = rebuild | (lay.recompute == 1.0)
-        rest = states + xp.where(rebuild, kept_d * tokens / tp, 0.0)
+        rest = states + xp.where(rebuild, _layer_bytes(m, cal)[0] * tokens / tp, 0.0)
         usable = hw.hbm_capacity * (1.0 - cal.mem_reserve)
         if "mem_per_chip" in want:
             mem = rest + act
