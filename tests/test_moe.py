@@ -192,6 +192,54 @@ def test_two_expert_fixed_cost_in_the_step_by_hand():
     assert float(with_fixed - without) == pytest.approx((1 + bmf) * fixed, rel=1e-9)
 
 
+# ------------------------------------------------------------------ one-hot einsum dispatch
+def test_einsum_dispatch_by_hand():
+    """GShard / MaxText dense_matmul, Mixtral 8x7B's numbers: s = 4096 tokens per sequence,
+    top-2 at capacity factor 1.25, h = 4096: E C = 4096 x 2 x 1.25 = 10240 slots per sequence,
+    4 x 10240 x 4096 = 167.8 MFLOP per token; one sequence = two masks of 4096 x 10240
+    elements written at 2 B, then [10240, 4096] @ [4096, 4096] and [4096, 10240] @ [10240,
+    4096]."""
+    flops, t = moe.einsum_dispatch_time(4096.0, 4096.0, 4096.0, 2.0, 1.25, PEAK, EFF, D0, HBM,
+                                        MEM_EFF, 2.0)
+    assert flops / 4096 == 4 * 10240 * 4096 == pytest.approx(167.8e6, rel=1e-3)
+    masks = 2 * 4096 * 10240 * 2.0 / (HBM * MEM_EFF)
+    assert t == pytest.approx(masks + _gemm(10240, 4096, 4096) + _gemm(4096, 4096, 10240),
+                              rel=1e-12)
+    # two sequences of half the length: half the slots each, half the work per token
+    f2, _ = moe.einsum_dispatch_time(4096.0, 2048.0, 4096.0, 2.0, 1.25, PEAK, EFF, D0, HBM,
+                                     MEM_EFF, 2.0)
+    assert f2 == pytest.approx(flops / 2, rel=1e-12)
+
+
+def test_einsum_dispatch_in_the_step_by_hand():
+    """The hand layer (T = 1024 tokens in one sequence, top-1 of 2 experts, factor 1.25) with
+    the einsums on: the micro-batch gains their forward once, EINSUM_BACKWARD times in the
+    backward and once more per recomputed forward; nothing else moves."""
+    m, hw = model_shape(SPEC), _hw()
+    _, t = moe.einsum_dispatch_time(1024.0, 1024.0, H, K, 1.25, PEAK, EFF, D0, HBM, MEM_EFF,
+                                    2.0)
+    for recompute, passes in ((0.0, 2.5), (2.0, 3.5)):  # none; full: one more forward
+        lay = _layout(recompute=recompute)
+        off = step_terms(m, hw, lay, _cal(load_imbalance=1.25))["mb_compute"]
+        on = step_terms(m, hw, lay, _cal(load_imbalance=1.25, einsum_dispatch=1.0))
+        assert float(on["mb_compute"] - off) == pytest.approx(passes * t, rel=1e-9)
+
+
+def test_a_maxtext_dense_matmul_recipe_sets_the_einsum_dispatch():
+    """A MaxText recipe with sparse_matmul False runs the one-hot einsums and no permutation
+    (data/perf/moe.toml [stack.maxtext-dense-matmul]); sparse_matmul True does not."""
+    def stack(text: str):
+        row = {"metric_note": "", "notes": f"[trust A] {text} || Normalization: moe: "
+                                           "load_imbalance=1.25 || Original: z"}
+        return validate._moe_stack(row, "maxtext")[0]
+
+    dense = stack("megablox False, sparse_matmul False, capacity_factor 1.25")
+    assert (dense.einsum_dispatch, dense.permute_copies, dense.load_imbalance) == (1.0, 0.0, 1.25)
+    assert stack('"sparse_matmul": False').einsum_dispatch == 1.0
+    sparse = stack("megablox=True, sparse_matmul=True")
+    assert (sparse.einsum_dispatch, sparse.permute_copies) == (0.0, 8.0)
+
+
 def test_expert_parameters_with_expert_tp_one():
     """Expert-TP 1: a chip holds E/ep whole experts whatever tp is; their gradients are
     reduced over the tp x dp x cp / ep ranks of the expert-data-parallel group."""
@@ -239,6 +287,8 @@ def test_the_moe_constants_of_the_data():
     assert cal.permute_copies == 4 * 2  # 4 permutations, each reads and writes
     assert cal.router_traffic == 4 + 4 + 4 + 4  # fp32 logits, scores, top-k
     assert cal.moe_layer_overhead == pytest.approx(40e-6 + 20e-6)
+    assert cal.einsum_dispatch == 0.0  # permutations and grouped GEMMs
+    assert moe.EINSUM_BACKWARD == (1 + 2) / 2  # dispatch: the tokens' gradient; combine: two
     assert all(f[k].sources for k in MOE_CALIBRATION)
 
 
@@ -254,7 +304,7 @@ def test_every_moe_constant_moves_the_step(name):
     base = {"a2a_dedup": 1.0, "node_limit": 2.0, "dispatch_bytes": 2.0}
     changed = {"ep_overlap": 0.5, "a2a_dedup": 0.0, "node_limit": 0.0, "dispatch_bytes": 1.0,
                "combine_bytes": 1.0, "load_imbalance": 1.2, "permute_copies": 4.0,
-               "router_traffic": 8.0, "moe_layer_overhead": 1e-4}
+               "router_traffic": 8.0, "moe_layer_overhead": 1e-4, "einsum_dispatch": 1.0}
     hw = _hw(domain=8.0, gemm_bytes=1.0)
     t0 = float(train_step(model_shape(spec), hw, lay, _cal(**base),
                           outputs=("step_time",))["step_time"])

@@ -148,7 +148,8 @@ def _load_serving(path_str: str) -> ServingParams:
 #: fields of [param] in moe.toml: the MoE terms of the training step
 #: (:class:`trnlab.perf.moe.MoECalibration`)
 MOE_CALIBRATION = ("ep_overlap", "a2a_dedup", "node_limit", "dispatch_bytes", "combine_bytes",
-                   "load_imbalance", "permute_copies", "router_traffic", "moe_layer_overhead")
+                   "load_imbalance", "permute_copies", "router_traffic", "moe_layer_overhead",
+                   "einsum_dispatch")
 
 
 def load_moe(path: Path | None = None) -> dict[str, Field]:

@@ -24,6 +24,12 @@ A MoE layer routes each token to ``k`` of ``E`` experts (top-k). Under expert pa
   (``moe_layer_overhead``).
 - **Load imbalance** ``f >= 1`` (capacity factor with padding, or max/mean load dropless): the
   most loaded rank sets the time of the grouped GEMMs and the all-to-all.
+- **One-hot einsum dispatch** (:func:`einsum_dispatch_time`, ``einsum_dispatch`` = 1): GShard's
+  dense MoE (Lepikhin et al. 2021, sec. 2.2 and Algorithm 2), MaxText's dense_matmul path: each
+  sequence's tokens are scattered to capacity-padded expert buffers and gathered back by two
+  matmuls with one-hot masks, ``BSM,BSEC->EBCM`` and ``EBCM,BSEC->BSM``, in place of the
+  permutations. Their work grows with the sequence: ``C = s k f / E`` slots per expert, so
+  each costs ``2 s k f h`` FLOPs per token, and each mask holds ``s k f`` elements per token.
 
 Layout: expert-model-parallel folding (Megatron-Core): the ``tp x cp x dp`` ranks of a pipeline
 stage are regrouped as ``ep x edp`` for the experts, expert-tensor-parallel size 1 (what the
@@ -57,6 +63,14 @@ class MoECalibration:
     permute_copies: float  # permutation traffic, in copies of the routed tokens [1]
     router_traffic: float  # router bytes per token and expert [B]
     moe_layer_overhead: float  # fixed time per MoE layer per forward pass [s]
+    einsum_dispatch: float = 0.0  # 1: one-hot einsum dispatch and combine (GShard) [1]
+
+
+#: backward work of the two one-hot einsums over their forward work [1]: the dispatch mask is an
+#: integer one-hot (no gradient), so the dispatch's backward is one product (the tokens'
+#: gradient); the combine mask carries the router's probabilities, so the combine's backward is
+#: two (the expert outputs' and the mask's gradients): (1 + 2) / 2
+EINSUM_BACKWARD = 1.5
 
 
 def expert_rows(tokens: Any, top_k: Any, experts: Any, ep: Any, imbalance: Any) -> Any:
@@ -178,6 +192,32 @@ def fixed_time(tokens: Any, hidden: Any, width: Any, top_k: Any, experts: Any,
     achieved HBM bandwidth plus ``moe_layer_overhead``."""
     return memory_time(fixed_bytes(tokens, hidden, width, top_k, experts, activation_bytes,
                                    gemm_bytes, cal), hbm_bw, mem_eff) + cal.moe_layer_overhead
+
+
+def einsum_dispatch_time(tokens: Any, seq_len: Any, hidden: Any, top_k: Any, capacity: Any,
+                         peak: Any, eff_max: Any, d0: Any, hbm_bw: Any, mem_eff: Any,
+                         bytes_per_elem: Any) -> tuple[Any, Any]:
+    """Forward FLOPs [FLOP] and time [s] of the one-hot dispatch and combine of one MoE layer
+    on one chip (GShard, Lepikhin et al. 2021, Algorithm 2; MaxText dense_matmul) for
+    ``tokens`` tokens in sequences of ``seq_len``, each routed to ``top_k`` experts at capacity
+    factor ``capacity``: a sequence has ``E C = s k f`` expert slots and two masks
+    ``[s, E, C]`` (dispatch, combine), each written once (``2 s k f`` elements per token at
+    ``bytes_per_elem``), then two einsums, each a GEMM per sequence on the roofline of
+    :func:`trnlab.perf.compute.gemm_time` (which reads the mask as an operand):
+
+    - dispatch ``BSM,BSEC->EBCM``: ``[E C, s] @ [s, h]``;
+    - combine ``EBCM,BSEC->BSM``: ``[s, E C] @ [E C, h]``;
+
+    ``4 s k f h`` FLOPs per token. Mixtral 8x7B at s = 4096 (k = 2, f = 1.25, h = 4096):
+    168 MFLOP per token, a fifth of its expert GEMMs'; the work grows with the sequence."""
+    slots = seq_len * top_k * capacity  # E C: the capacity-padded expert slots of a sequence
+    sequences = tokens / seq_len
+    flops = 4.0 * tokens * slots * hidden
+    masks = memory_time(2.0 * tokens * slots * bytes_per_elem, hbm_bw, mem_eff)
+    time = masks + sequences * (
+        gemm_time(slots, hidden, seq_len, peak, eff_max, d0, hbm_bw, mem_eff, bytes_per_elem)
+        + gemm_time(seq_len, hidden, slots, peak, eff_max, d0, hbm_bw, mem_eff, bytes_per_elem))
+    return flops, time
 
 
 def exposed(parts: tuple[Any, Any, Any, Any], chunks: tuple[Any, Any, Any, Any] | None,

@@ -398,6 +398,19 @@ def _moe_fixed(m: ModelShape, tokens: Any, hw: Hardware, cal: Calibration) -> An
                           cal.activation_bytes, hw.gemm_bytes, hw.hbm_bw, cal.mem_eff, cal.moe)
 
 
+def _moe_einsum_dispatch(m: ModelShape, tokens: Any, group: Any, hw: Hardware,
+                         cal: Calibration) -> Any:
+    """Forward time of one MoE layer's one-hot dispatch and combine einsums on one chip [s]
+    (:func:`trnlab.perf.moe.einsum_dispatch_time`: GShard / MaxText dense_matmul) for its
+    ``tokens`` in groups (sequences) of ``group`` tokens, at the capacity factor
+    ``load_imbalance``; 0 unless ``einsum_dispatch`` is set."""
+    if cal.moe is None or not cal.moe.einsum_dispatch or not m.moe_layers:
+        return 0.0
+    return moe.einsum_dispatch_time(tokens, group, m.hidden, m.moe_active,
+                                    cal.moe.load_imbalance, hw.peak_gemm, hw.gemm_eff,
+                                    cal.gemm_half_dim, hw.hbm_bw, cal.mem_eff, hw.gemm_bytes)[1]
+
+
 def _stage_layers(m: ModelShape, pp: Any) -> tuple[Any, Any]:
     """Dense and MoE layers of the slowest pipeline stage: ``ceil(L/pp)`` layers when pp does
     not divide L (uneven stages, as Megatron-Core allows), split in the model's proportion."""
@@ -485,14 +498,16 @@ def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
                          hw.hbm_bw, cal.mem_eff) + t_elem_moe
     t_moe_fixed = lm * _moe_fixed(m, tokens / tp, hw, cal)
     t_fixed = (ld + lm) * cal.layer_overhead + t_moe_fixed
+    t_dispatch = lm * _moe_einsum_dispatch(m, tokens / tp, s / cp, hw, cal)
     logits = LayerGemm("logits", 1.0, m.hidden, m.vocab)
     t_logits_gemm = _gemms_time((logits,), tokens, lay, hw, cal)
     t_logits_mem = memory_time(  # the loss softmax reads and writes the logits once
         2.0 * cal.logits_bytes * tokens * m.vocab / tp, hw.hbm_bw, cal.mem_eff)
-    fwd = t_gemm + t_attn + t_elem + t_fixed
+    fwd = t_gemm + t_attn + t_elem + t_fixed + t_dispatch
     # GEMM backward = data + weight gradients, two GEMMs of the forward's size
-    bwd = 2.0 * t_gemm + cal.backward_memory_factor * (t_elem + t_fixed) + t_attn_bwd
-    recompute = r_gemms * t_gemm + r_attn * t_attn + r_elem * t_elem + r_gemms * t_fixed
+    bwd = 2.0 * t_gemm + cal.backward_memory_factor * (t_elem + t_fixed) + t_attn_bwd \
+        + moe.EINSUM_BACKWARD * t_dispatch
+    recompute = r_gemms * (t_gemm + t_fixed + t_dispatch) + r_attn * t_attn + r_elem * t_elem
 
     # ---- communication inside the layers, per micro-batch per stage (fwd + bwd + recompute)
     passes = 2.0 + r_gemms  # forward, backward, a recomputed forward of the GEMMs
@@ -519,9 +534,9 @@ def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
             attn_gemm = t_gemm_moe - t_mlp
             bmf = cal.backward_memory_factor
             chunks = ((1.0 + r_gemms) * (attn_gemm + t_attn_moe + t_elem_moe),
-                      (1.0 + r_gemms) * (t_mlp + t_moe_fixed),
+                      (1.0 + r_gemms) * (t_mlp + t_moe_fixed + t_dispatch),
                       2.0 * attn_gemm + t_attn_bwd_moe + bmf * t_elem_moe,
-                      2.0 * t_mlp + bmf * t_moe_fixed)
+                      2.0 * t_mlp + bmf * t_moe_fixed + moe.EINSUM_BACKWARD * t_dispatch)
         t_ep = moe.exposed(t_ep, chunks, cal.moe)
     kv = cal.activation_bytes * tokens * 2.0 * (m.kv_heads / tp) * m.qk_dim  # K and V [B]
     cp_n, cp_in = cp, comm.members_in_domain(cp, tp, hw.domain)
