@@ -186,3 +186,96 @@ def test_a_fold_leaving_a_vendor_without_a_fitted_value_takes_the_default(rows, 
     out = fitmod.leave_out(subset, lambda r: r["case_id"].split("-")[1], kind="inference")
     assert set(out) == {"TRTLLM", "MLPERF50"}
     assert all(math.isfinite(p.predicted) for group in out.values() for p in group)
+
+
+# ------------------------------------------------------------------ the stored record
+def _fake_result(tmp_path):
+    """A scores.run result of two cases, with hand-set group scores (nothing fitted)."""
+    cases = tmp_path / "cases.csv"
+    cases.write_text("case_id\nT-A\nT-B\n", encoding="utf-8")
+    preds = [validate.Prediction("T-A", "S1", 100.0, 110.0),
+             validate.Prediction("T-B", "S2", 100.0, math.nan, why="no metric")]
+    def group(key, by, m):
+        return scores.GroupScores(key, by, m, {g: preds[:1] for g in by})
+
+    corr = scores.Correlations(["a", "b"], np.eye(2), [("a", "b", 0.91)],
+                               [("layer_overhead", "lower", 0.0)])
+    result = {"cases": [{}, {}], "preds": preds, "mape": 0.1, "correlations": corr,
+              "source": group("source", {"S1": (1, 0.2), "S2": (0, math.nan)}, 0.2),
+              "family": group("family", {"nvidia-hopper": (1, 0.3)}, 0.3),
+              "feature": group("feature", {"moe": (1, 0.25)}, 0.25)}
+    return result, cases
+
+
+def test_the_scores_record_round_trips_and_knows_its_case_file(tmp_path):
+    """`calibrate --scores --write` keeps every score with the case file's digest: the record
+    reads back as written, and an edited case file makes it stale."""
+    result, cases = _fake_result(tmp_path)
+    path = scores.write_record(result, cases, tmp_path / "scores.toml")
+    rec = scores.load_record(path, cases)
+    assert rec["meta"]["cases"] == 2 and rec["meta"]["predicted"] == 1
+    assert rec["meta"]["in_sample_mape"] == 0.1 and rec["meta"]["case_file"] == "cases.csv"
+    assert rec["held_out"] == {"source": 0.2, "family": 0.3, "feature": 0.25}
+    assert rec["source"]["S1"] == {"cases": 1, "mape": 0.2}
+    assert math.isnan(rec["source"]["S2"]["mape"])
+    assert rec["parameters"]["strongly_correlated"] == [{"a": "a", "b": "b", "r": 0.91}]
+    assert rec["parameters"]["at_bounds"][0]["name"] == "layer_overhead"
+    assert rec["stale"] is False
+    cases.write_text("case_id\nT-A\n", encoding="utf-8")
+    assert scores.load_record(path, cases)["stale"] is True
+    assert scores.load_record(tmp_path / "none.toml", cases) is None
+
+
+def test_notebook_00_shows_the_stored_scores_and_says_when_they_are_stale(tmp_path):
+    """The accuracy study carries the record; its table and reading print its numbers, and a
+    changed case file is named, as is a missing record."""
+    import json
+
+    import xarray as xr
+
+    from trnlab.calibration import accuracy
+
+    result, cases = _fake_result(tmp_path)
+    rec = scores.load_record(scores.write_record(result, cases, tmp_path / "s.toml"), cases)
+    ds = xr.Dataset(attrs={"held_out_scores": json.dumps(rec)})
+    table = accuracy.held_out_table(ds)
+    assert {"held out": "family", "group": "nvidia-hopper", "cases": 1,
+            "held-out MAPE [%]": 30.0} in table
+    text = accuracy.held_out_reading(ds)
+    assert "leave-one-chip-family-out 30.0%" in text and "MAPE 10.0%" in text
+    assert "layer_overhead (lower bound)" in text and "a/b r = +0.91" in text
+    assert "stale" not in text
+    ds.attrs["held_out_scores"] = json.dumps({**rec, "stale": True})
+    assert "stale" in accuracy.held_out_reading(ds)
+    ds.attrs["held_out_scores"] = ""
+    assert accuracy.held_out_table(ds) == [] and "No held-out scores" in \
+        accuracy.held_out_reading(ds)
+
+
+def test_the_committed_scores_belong_to_the_committed_case_file():
+    """data/perf/scores.toml was computed on the case file as committed (rerun `trnlab
+    calibrate --scores --write` after editing cases.csv), and covers every training case."""
+    rec = scores.load_record()
+    assert rec is not None and not rec["stale"]
+    n = sum(r["kind"] == "training" for r in read_cases(data_dir() / "measurements" / "cases.csv"))
+    assert rec["meta"]["cases"] == n
+    assert set(rec["held_out"]) == set(scores.KEYS)
+
+
+def test_cli_scores_write_keeps_the_record(tmp_path, capsys, monkeypatch):
+    """`trnlab calibrate --scores --write` writes the record where scores points (after the usual
+    calibration); without --write nothing is kept."""
+    from trnlab.cli import main
+
+    result, cases = _fake_result(tmp_path)
+    monkeypatch.setattr(scores, "run", lambda *_a, **_k: result)
+    monkeypatch.setattr(fitmod, "run", lambda *_a, **_k: {})
+    monkeypatch.setattr(fitmod, "summary", lambda _r: "fit summary")
+    target = tmp_path / "perf" / "scores.toml"
+    monkeypatch.setattr(scores, "default_record_path", lambda: target)
+    monkeypatch.setattr(validate, "read_cases", lambda _p: [])
+    assert main(["calibrate", str(cases), "--scores", "--quiet"]) == 0
+    assert not target.exists()
+    assert main(["calibrate", str(cases), "--scores", "--write", "--quiet"]) == 0
+    assert target.exists() and f"written: {target}" in capsys.readouterr().out
+    assert scores.load_record(target, cases)["held_out"]["family"] == 0.3

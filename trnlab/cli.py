@@ -324,10 +324,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         print(fit.summary(result))
         print("written: " + ", ".join(str(f.path) for f in result.values()) if args.write else
               "nothing written: pass --write to write these values to data/perf/")
-    if args.scores:  # writes nothing
+    if args.scores:  # with --write, kept in data/perf/scores.toml for notebook 00
         from trnlab.calibration import scores, validate
 
-        print(scores.report(scores.run(validate.read_cases(cases), progress=say)))
+        result = scores.run(validate.read_cases(cases), progress=say)
+        print(scores.report(result))
+        if args.write:
+            print(f"written: {scores.write_record(result, cases)}")
     return 0
 
 
@@ -482,7 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.add_argument("--scores", action="store_true", help="training scores only: MAPE, "
                    "leave-one-source/chip-family/feature-out, correlated parameters, parameters "
-                   "at bounds (writes nothing; with --write, after the usual calibration)")
+                   "at bounds (writes nothing; with --write, after the usual calibration, and kept "
+                   "in data/perf/scores.toml for notebook 00)")
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("scale", help="a training job at scale: tiered network, goodput under "

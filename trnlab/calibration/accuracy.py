@@ -9,7 +9,10 @@ for training and inference and MAPE per source, chip family and feature (JSON).
 :func:`headline` and :func:`reading` format every number from the Dataset.
 
 These are in-sample scores: the training parameters were fitted on these cases.
-``trnlab calibrate --scores`` gives the held-out ones (leave-one-source/family/feature-out).
+``trnlab calibrate --scores`` gives the held-out ones (leave-one-source/family/feature-out);
+with ``--write`` it keeps them in ``data/perf/scores.toml``, which :func:`study` copies into the
+Dataset (attr ``held_out_scores``, JSON) and :func:`held_out_table` / :func:`held_out_reading`
+show, saying when the case file has changed since they were computed.
 """
 
 from __future__ import annotations
@@ -153,6 +156,8 @@ def study(cases: str | Path | None = None) -> xr.Dataset:
     ds.attrs = {"title": "Model accuracy on published measurements", "cases_file": path.name,
                 **scores_of(ds)}
     ds.attrs["headline"] = headline(ds)
+    record = scores.load_record(cases=path)
+    ds.attrs["held_out_scores"] = json.dumps(record) if record else ""
     return ds
 
 
@@ -203,7 +208,43 @@ def reading(ds: xr.Dataset) -> str:
         f"- **Not predicted.** {int(missed.sum())} of {ds.sizes['case']} rows "
         "(the `why` variable says why).",
         f"- **In-sample, but for {held_text}.** The parameters were fitted on the other cases, "
-        "so their errors are in-sample; `trnlab calibrate --scores` gives the held-out scores "
-        "(leave-one-source-, chip-family- and feature-out), which are the honest guide for a "
+        "so their errors are in-sample; the held-out scores (leave-one-source-, chip-family- "
+        "and feature-out, `trnlab calibrate --scores --write`) are the honest guide for a "
         "chip generation not measured here.",
     ])
+
+
+def _record(ds: xr.Dataset) -> dict | None:
+    text = ds.attrs.get("held_out_scores", "")
+    return json.loads(text) if text else None
+
+
+def held_out_table(ds: xr.Dataset) -> list[dict]:
+    """One row per group of each leave-one-group-out of the stored scores: ``held out`` (source,
+    family, feature), ``group``, ``cases``, ``held-out MAPE [%]``; [] when none are stored."""
+    record = _record(ds)
+    if not record:
+        return []
+    return [{"held out": key, "group": group, "cases": int(v["cases"]),
+             "held-out MAPE [%]": round(100 * float(v["mape"]), 1)}
+            for key in scores.KEYS for group, v in record.get(key, {}).items()]
+
+
+def held_out_reading(ds: xr.Dataset) -> str:
+    """The stored held-out scores in one paragraph, every number from ``ds``'s record."""
+    record = _record(ds)
+    if not record:
+        return ("No held-out scores are stored: `trnlab calibrate --scores --write` computes "
+                "them (about half an hour) and keeps them in data/perf/scores.toml.")
+    meta, held, par = record["meta"], record["held_out"], record["parameters"]
+    stale = (" **The case file has changed since: these scores are stale; rerun `trnlab "
+             "calibrate --scores --write`.**") if record["stale"] else ""
+    bounds = ", ".join(f"{b['name']} ({b['side']} bound)" for b in par["at_bounds"]) or "none"
+    pairs = ", ".join(f"{c['a']}/{c['b']} r = {c['r']:+.2f}"
+                      for c in par["strongly_correlated"]) or "none"
+    return (f"Computed on {meta['date']} over {meta['cases']} training cases of "
+            f"{meta['case_file']} ({meta['predicted']} predicted).{stale} Fitted on all of "
+            f"them: MAPE {_pct(meta['in_sample_mape'])}. Each group left out of the fit and "
+            f"predicted: leave-one-source-out {_pct(held['source'])}, leave-one-chip-family-out "
+            f"{_pct(held['family'])}, leave-one-feature-out {_pct(held['feature'])}. Fitted "
+            f"parameters at a bound: {bounds}; correlated above |r| = {scores.STRONG}: {pairs}.")

@@ -6,6 +6,10 @@
   :func:`trnlab.calibration.fit.leave_out` (the same as leave-one-source-out).
 * :func:`parameter_correlations`: how well the data pin each fitted parameter: correlations
   from the least-squares Jacobian at the optimum, and the parameters that sit at a bound.
+* :func:`write_record` / :func:`load_record`: the scores of a run kept in
+  ``data/perf/scores.toml`` (``trnlab calibrate --scores --write``), with the digest of the case
+  file they were computed on, so that a reader (notebook 00) shows them and says when the case
+  file has changed since.
 
 **Chip family rule** (the catalog has no family field, and ``year`` splits H100 (2022) from H200
 (2024)): ``<vendor>-<generation>``, the generation read from the chip's catalog ``name``:
@@ -26,14 +30,20 @@ gives no feature.
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import math
 import re
+import tomllib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from trnlab import catalog
+from trnlab._files import write_text
+from trnlab._paths import data_dir
 from trnlab.calibration import fit as fitmod
 from trnlab.calibration.validate import (
     Prediction,
@@ -240,3 +250,70 @@ def report(result: dict[str, Any]) -> str:
     lines.append("(MAPE: fitted on all cases; held-out: refit without the group, predict it; "
                  "nothing written)")
     return "\n".join(lines)
+
+
+KEYS = ("source", "family", "feature")
+
+
+def default_record_path() -> Path:
+    """``data/perf/scores.toml``: the scores of the last ``trnlab calibrate --scores --write``."""
+    return data_dir() / "perf" / "scores.toml"
+
+
+def digest(path: Path) -> str:
+    """SHA-256 of a case file's bytes [hex]: what the stored scores were computed on."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _num(x: float | None) -> str:
+    return "nan" if x is None or not math.isfinite(x) else f"{x:.4f}"
+
+
+def record_text(result: dict[str, Any], cases: Path, date: str | None = None) -> str:
+    """The TOML text of a :func:`run` result: the in-sample MAPE, each leave-one-group-out's
+    held-out MAPE and its groups (cases, MAPE), the fitted parameters correlated above
+    ``STRONG`` and those at a bound, stamped with the date and the case file's digest."""
+    corr: Correlations = result["correlations"]
+    predicted = sum(math.isfinite(p.rel_error) for p in result["preds"])
+    lines = ["# Honest scores of the training model: written by `trnlab calibrate --scores "
+             "--write` (trnlab/calibration/scores.py), read by notebook 00. MAPE as fractions;",
+             "# each leave-one-group-out refits the parameters without the group and predicts "
+             "it. `cases_sha256` is the digest of the case file they were computed on.",
+             "[meta]",
+             f'date = "{date or datetime.date.today().isoformat()}"',
+             f'case_file = "{Path(cases).name}"',
+             f'cases_sha256 = "{digest(cases)}"',
+             f"cases = {len(result['cases'])}",
+             f"predicted = {predicted}",
+             f"in_sample_mape = {_num(result['mape'])}",
+             "", "[held_out]"]
+    lines += [f"{key} = {_num(result[key].mape)}" for key in KEYS]
+    for key in KEYS:
+        lines += ["", f"[{key}]"]
+        lines += [f'"{g}" = {{ cases = {n}, mape = {_num(m)} }}'
+                  for g, (n, m) in result[key].by_group.items()]
+    lines += ["", "[parameters]",
+              "strongly_correlated = [" + ", ".join(
+                  f'{{ a = "{a}", b = "{b}", r = {r:.3f} }}' for a, b, r in corr.strong) + "]",
+              "at_bounds = [" + ", ".join(
+                  f'{{ name = "{n}", side = "{side}", value = {v:.4g} }}'
+                  for n, side, v in corr.at_bounds) + "]", ""]
+    return "\n".join(lines)
+
+
+def write_record(result: dict[str, Any], cases: Path, path: Path | None = None) -> Path:
+    """Write :func:`record_text` to ``path`` (default :func:`default_record_path`) atomically."""
+    return write_text(path or default_record_path(), record_text(result, cases))
+
+
+def load_record(path: Path | None = None, cases: Path | None = None) -> dict[str, Any] | None:
+    """The stored scores (None when none were written), with ``stale`` = the case file
+    ``cases`` (default: the committed one) differs from the one they were computed on."""
+    path = path or default_record_path()
+    if not path.exists():
+        return None
+    with path.open("rb") as fh:
+        rec = tomllib.load(fh)
+    case_file = Path(cases) if cases else data_dir() / "measurements" / "cases.csv"
+    rec["stale"] = rec["meta"]["cases_sha256"] != digest(case_file)
+    return rec
