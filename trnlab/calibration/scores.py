@@ -247,8 +247,7 @@ def report(result: dict[str, Any]) -> str:
     lines += [f"  {a:22s} {b:22s} r = {r:+.3f}" for a, b, r in corr.strong] or ["  none"]
     lines.append("parameters at a bound:")
     lines += [f"  {n:22s} {side} ({v:.4g})" for n, side, v in corr.at_bounds] or ["  none"]
-    lines.append("(MAPE: fitted on all cases; held-out: refit without the group, predict it; "
-                 "nothing written)")
+    lines.append("(MAPE: fitted on all cases; held-out: refit without the group, predict it)")
     return "\n".join(lines)
 
 
