@@ -237,10 +237,12 @@ def test_notebook_00_shows_the_stored_scores_and_says_when_they_are_stale(tmp_pa
 
     result, cases = _fake_result(tmp_path)
     rec = scores.load_record(scores.write_record(result, cases, tmp_path / "s.toml"), cases)
-    ds = xr.Dataset(attrs={"held_out_scores": json.dumps(rec)})
+    ds = xr.Dataset(attrs={"held_out_scores": json.dumps(rec),
+                           "mape_by_family": json.dumps({"nvidia-hopper": [1, 0.05]})})
     table = accuracy.held_out_table(ds)
     assert {"held out": "family", "group": "nvidia-hopper", "cases": 1,
-            "held-out MAPE [%]": 30.0} in table
+            "in-sample MAPE [%]": 5.0, "held-out MAPE [%]": 30.0} in table
+    assert math.isnan(next(r for r in table if r["group"] == "moe")["in-sample MAPE [%]"])
     text = accuracy.held_out_reading(ds)
     assert "leave-one-chip-family-out 30.0%" in text and "MAPE 10.0%" in text
     assert "layer_overhead (lower bound)" in text and "a/b r = +0.91" in text

@@ -221,13 +221,20 @@ def _record(ds: xr.Dataset) -> dict | None:
 
 def held_out_table(ds: xr.Dataset) -> list[dict]:
     """One row per group of each leave-one-group-out of the stored scores: ``held out`` (source,
-    family, feature), ``group``, ``cases``, ``held-out MAPE [%]``; [] when none are stored."""
+    family, feature), ``group``, ``cases``, the group's ``in-sample MAPE [%]`` (this Dataset's,
+    NaN for a group it lacks) beside its ``held-out MAPE [%]``; [] when none are stored."""
     record = _record(ds)
     if not record:
         return []
-    return [{"held out": key, "group": group, "cases": int(v["cases"]),
-             "held-out MAPE [%]": round(100 * float(v["mape"]), 1)}
-            for key in scores.KEYS for group, v in record.get(key, {}).items()]
+    rows = []
+    for key in scores.KEYS:
+        fitted = json.loads(ds.attrs.get(f"mape_by_{key}", "{}"))
+        for group, v in record.get(key, {}).items():
+            in_sample = fitted.get(group, (0, math.nan))[1]
+            rows.append({"held out": key, "group": group, "cases": int(v["cases"]),
+                         "in-sample MAPE [%]": round(100 * float(in_sample), 1),
+                         "held-out MAPE [%]": round(100 * float(v["mape"]), 1)})
+    return rows
 
 
 def held_out_reading(ds: xr.Dataset) -> str:
