@@ -224,6 +224,16 @@ def test_the_scores_record_round_trips_and_knows_its_case_file(tmp_path):
     cases.write_text("case_id\nT-A\n", encoding="utf-8")
     assert scores.load_record(path, cases)["stale"] is True
     assert scores.load_record(tmp_path / "none.toml", cases) is None
+    from trnlab.errors import CatalogError
+
+    bad = tmp_path / "bad.toml"
+    for text, name in (("[meta\n", "TOMLDecodeError"), ("[other]\n", "KeyError")):
+        bad.write_text(text, encoding="utf-8")
+        with pytest.raises(CatalogError, match=f"bad.toml: scores record = '{name}'"):
+            scores.load_record(bad, cases)
+    bad.write_text('[meta]\ncases_sha256 = "x"\n', encoding="utf-8")
+    with pytest.raises(CatalogError, match="tables = 'held_out, parameters, source"):
+        scores.load_record(bad, cases)
 
 
 def test_notebook_00_shows_the_stored_scores_and_says_when_they_are_stale(tmp_path):

@@ -53,6 +53,7 @@ from trnlab.calibration.validate import (
     source_of,
     training_conventions,
 )
+from trnlab.errors import CatalogError, bad_value
 
 Rows = list[dict[str, str]]
 
@@ -311,8 +312,18 @@ def load_record(path: Path | None = None, cases: Path | None = None) -> dict[str
     path = path or default_record_path()
     if not path.exists():
         return None
-    with path.open("rb") as fh:
-        rec = tomllib.load(fh)
+    try:
+        with path.open("rb") as fh:
+            rec = tomllib.load(fh)
+        sha = rec["meta"]["cases_sha256"]
+        missing = [k for k in ("meta", "held_out", "parameters", *KEYS) if k not in rec]
+    except (tomllib.TOMLDecodeError, KeyError, TypeError) as err:
+        raise CatalogError(bad_value(str(path), "scores record", type(err).__name__,
+                                     "the TOML `trnlab calibrate --scores --write` writes "
+                                     "(rerun it)")) from err
+    if missing:
+        raise CatalogError(bad_value(str(path), "tables", ", ".join(missing),
+                                     "missing: rerun `trnlab calibrate --scores --write`"))
     case_file = Path(cases) if cases else data_dir() / "measurements" / "cases.csv"
-    rec["stale"] = rec["meta"]["cases_sha256"] != digest(case_file)
+    rec["stale"] = sha != digest(case_file)
     return rec
