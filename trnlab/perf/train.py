@@ -503,11 +503,14 @@ def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
     t_logits_gemm = _gemms_time((logits,), tokens, lay, hw, cal)
     t_logits_mem = memory_time(  # the loss softmax reads and writes the logits once
         2.0 * cal.logits_bytes * tokens * m.vocab / tp, hw.hbm_bw, cal.mem_eff)
-    fwd = t_gemm + t_attn + t_elem + t_fixed + t_dispatch
+    fwd = t_gemm + t_attn + t_elem + t_fixed
     # GEMM backward = data + weight gradients, two GEMMs of the forward's size
-    bwd = 2.0 * t_gemm + cal.backward_memory_factor * (t_elem + t_fixed) + t_attn_bwd \
-        + moe.EINSUM_BACKWARD * t_dispatch
-    recompute = r_gemms * (t_gemm + t_fixed + t_dispatch) + r_attn * t_attn + r_elem * t_elem
+    bwd = 2.0 * t_gemm + cal.backward_memory_factor * (t_elem + t_fixed) + t_attn_bwd
+    recompute = r_gemms * t_gemm + r_attn * t_attn + r_elem * t_elem + r_gemms * t_fixed
+    if cal.moe is not None and cal.moe.einsum_dispatch:  # GShard's one-hot einsums (perf.moe)
+        fwd = fwd + t_dispatch
+        bwd = bwd + moe.EINSUM_BACKWARD * t_dispatch
+        recompute = recompute + r_gemms * t_dispatch
 
     # ---- communication inside the layers, per micro-batch per stage (fwd + bwd + recompute)
     passes = 2.0 + r_gemms  # forward, backward, a recomputed forward of the GEMMs
