@@ -225,6 +225,19 @@ def test_einsum_dispatch_in_the_step_by_hand():
         assert float(on["mb_compute"] - off) == pytest.approx(passes * t, rel=1e-9)
 
 
+def test_capacity_padding_without_expert_parallelism_by_hand():
+    """ep = 1: the chip runs every expert, so a dropless stack's imbalance changes nothing (the
+    experts see the T k / E routed rows each), while GShard's capacity-padded buffers make each
+    expert's GEMM 1.25 x those rows (T = 1024, k = 1 of E = 2: 512 -> 640)."""
+    lay = _layout(ep=1.0)
+    dropless = operator_terms(model_shape(SPEC), _hw(), lay, _cal(load_imbalance=1.25))
+    assert dropless["expert_up"][1] == pytest.approx(E * _gemm(512, 2 * F, H), rel=1e-12)
+    padded = operator_terms(model_shape(SPEC), _hw(), lay,
+                            _cal(load_imbalance=1.25, einsum_dispatch=1.0))
+    assert padded["expert_up"][1] == pytest.approx(E * _gemm(640, 2 * F, H), rel=1e-12)
+    assert padded["expert_down"][0] == pytest.approx(E * 2 * 640 * H * F, rel=1e-12)
+
+
 def test_a_maxtext_dense_matmul_recipe_sets_the_einsum_dispatch():
     """A MaxText recipe with sparse_matmul False runs the one-hot einsums and no permutation
     (data/perf/moe.toml [stack.maxtext-dense-matmul]); sparse_matmul True does not."""

@@ -29,7 +29,9 @@ A MoE layer routes each token to ``k`` of ``E`` experts (top-k). Under expert pa
   sequence's tokens are scattered to capacity-padded expert buffers and gathered back by two
   matmuls with one-hot masks, ``BSM,BSEC->EBCM`` and ``EBCM,BSEC->BSM``, in place of the
   permutations. Their work grows with the sequence: ``C = s k f / E`` slots per expert, so
-  each costs ``2 s k f h`` FLOPs per token, and each mask holds ``s k f`` elements per token.
+  each costs ``2 s k f h`` FLOPs per token, and each mask holds ``s k f`` elements per token;
+  the experts compute their padded buffers whole (``f`` x the routed rows, with or without
+  expert parallelism: :func:`trnlab.perf.train._gemm_op`).
 
 Layout: expert-model-parallel folding (Megatron-Core): the ``tp x cp x dp`` ranks of a pipeline
 stage are regrouped as ``ep x edp`` for the experts, expert-tensor-parallel size 1 (what the

@@ -227,11 +227,16 @@ def _gemm_op(g: LayerGemm, tokens: Any, lay: Layout, hw: Hardware, cal: Calibrat
 
     A chip with several ranks (NeuronCores) splits each TP-sharded GEMM over its ranks too: each
     core runs a GEMM ``ranks_per_chip`` times narrower at ``1/ranks_per_chip`` of the peak.
+    Without expert parallelism the chip runs every expert, so the most loaded one sets nothing
+    and the expert GEMMs see the routed rows, unless the stack pads each expert to its capacity
+    (GShard's einsum dispatch, ``einsum_dispatch``): then ``capacity x`` those rows.
     """
     split = lay.tp * hw.ranks_per_chip
     m, count = tokens * g.m_per_token, g.count
     if g.name in EXPERT:  # E/ep experts per chip, each gets the tokens of the ep group
         m, count = m * lay.ep, count / lay.ep
+        if cal.moe is not None and cal.moe.einsum_dispatch:  # GShard: capacity-padded buffers
+            m = m * cal.moe.load_imbalance
     n = g.n / split if g.name in TP_COLUMN else g.n
     k = g.k / split if g.name in TP_ROW else g.k
     cores = hw.ranks_per_chip if g.name in TP_COLUMN or g.name in TP_ROW else 1.0
