@@ -447,3 +447,20 @@ def test_a_recipe_offloading_activations_to_host_memory():
     bad = dict(ROWS[case], notes=ROWS[case]["notes"].replace("share=1 ", "share=1.5 "))
     pred = next(p for p in validate.predict([bad]))
     assert not math.isfinite(pred.predicted) and "offload share = 1.5" in pred.why
+
+
+def test_validate_prints_the_fitted_and_held_out_split(tmp_path, capsys):
+    """`trnlab validate` ends with the cases `calibrate` fits and those conventions.toml holds
+    out (fit = false), each with its MAPE and median |error|, from the predictions written."""
+    ids = ["T-MLM21-01", "T-MLM21-02", "T-TRN1H-216-L2-7B", "T-TPURV6E-MIXTRAL-8X22B-BF16-256C"]
+    cases = _write([ROWS[c] for c in ids], tmp_path / "cases.csv")
+    out = tmp_path / "pred.csv"
+    assert main(["validate", str(cases), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    errs = {r["case_id"]: abs(float(r["rel_error"])) for r in csv.DictReader(out.open())}
+    fitted, held = [errs[c] for c in ids[:2]], [errs[c] for c in ids[2:]]
+    assert (f"fitted sources         2 cases  MAPE {sum(fitted) / 2:6.1%}   "
+            f"median {sum(fitted) / 2:.1%}") in printed
+    assert f"held-out sources       2 cases  MAPE {sum(held) / 2:6.1%}" in printed
+    split = validate.fit_split(validate.predict(validate.read_cases(cases)))
+    assert [n for n, _, _ in split.values()] == [2, 2]

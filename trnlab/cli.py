@@ -307,6 +307,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     skipped = sum(1 for p in preds if p.predicted != p.predicted)
     print(f"{'overall':20s} {sum(n for n, _ in validate.by_source(preds).values()):3d} cases  "
           f"MAPE {validate.mape(preds):6.1%}   ({skipped} not predicted, see 'why')")
+    for label, (n, err, med) in validate.fit_split(preds).items():
+        print(f"{label:20s} {n:3d} cases  MAPE {err:6.1%}   median {med:.1%}")
     print(f"predictions: {args.out}")
     return 0
 

@@ -976,6 +976,21 @@ def by_source(preds: list[Prediction]) -> dict[str, tuple[int, float]]:
     return out
 
 
+def fit_split(preds: list[Prediction]) -> dict[str, tuple[int, float, float]]:
+    """``"fitted sources"`` / ``"held-out sources"`` -> (cases predicted, MAPE, median |error|)
+    [1]: the cases ``trnlab calibrate`` fits on this file and those of the sources
+    conventions.toml holds out (``fit = false``: predicted, never fitted). Groups with no
+    predicted case are left out."""
+    conv = load_conventions()
+    out = {}
+    for label, held in (("fitted sources", False), ("held-out sources", True)):
+        errs = [abs(p.rel_error) for p in preds
+                if math.isfinite(p.rel_error) and held_out(p.source, conv) == held]
+        if errs:
+            out[label] = (len(errs), float(np.mean(errs)), float(np.median(errs)))
+    return out
+
+
 def write_predictions(rows: list[dict[str, str]], preds: list[Prediction], out: Path) -> Path:
     """All input columns plus ``predicted``, ``rel_error``, ``why`` (written atomically; the
     folder must exist, see :func:`check_output`)."""
