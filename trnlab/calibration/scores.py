@@ -58,6 +58,8 @@ from trnlab.errors import CatalogError, bad_value
 Rows = list[dict[str, str]]
 
 FEATURES = ("moe", "long-context", "fsdp", "fp8", "pipeline")
+#: the leave-one-group-out scores, in the order they are run, printed and stored
+KEYS = ("source", "family", "feature")
 LONG_CONTEXT = 32768
 FP8_CLASS = ("fp8", "mxfp8")
 NVIDIA_ARCH = {"A": "ampere", "H": "hopper", "B": "blackwell"}
@@ -224,7 +226,7 @@ def run(rows: Rows, kind: str = "training", progress: fitmod.Progress = None) ->
     preds = predict(cases, corr.params, serving)
     out: dict[str, Any] = {"cases": cases, "preds": preds, "mape": mape(preds),
                            "correlations": corr}
-    for k, key in enumerate(("source", "family", "feature"), start=2):
+    for k, key in enumerate(KEYS, start=2):
         say(f"[{k}/4] leave-one-{key}-out")
         out[key] = leave_one_group_out(rows, key, kind, params, serving, progress)
     return out
@@ -236,7 +238,7 @@ def report(result: dict[str, Any]) -> str:
     lines = [f"{'held out':12s} {'group':22s} {'cases':>5s} {'MAPE':>7s} {'held-out':>9s}"]
     lines.append(f"{'(none)':12s} {'all':22s} {len(result['cases']):5d} "
                  f"{_pct(result['mape']):>7s} {'':>9s}")
-    for key in ("source", "family", "feature"):
+    for key in KEYS:
         sc: GroupScores = result[key]
         for g, (n, err) in sc.by_group.items():
             fitted = mape(by_id[p.case_id] for p in sc.preds[g] if p.case_id in by_id)
@@ -250,9 +252,6 @@ def report(result: dict[str, Any]) -> str:
     lines += [f"  {n:22s} {side} ({v:.4g})" for n, side, v in corr.at_bounds] or ["  none"]
     lines.append("(MAPE: fitted on all cases; held-out: refit without the group, predict it)")
     return "\n".join(lines)
-
-
-KEYS = ("source", "family", "feature")
 
 
 def default_record_path() -> Path:

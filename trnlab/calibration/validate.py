@@ -984,10 +984,10 @@ def fit_split(preds: list[Prediction]) -> dict[str, tuple[int, float, float]]:
     conv = load_conventions()
     out = {}
     for label, held in (("fitted sources", False), ("held-out sources", True)):
-        errs = [abs(p.rel_error) for p in preds
-                if math.isfinite(p.rel_error) and held_out(p.source, conv) == held]
-        if errs:
-            out[label] = (len(errs), float(np.mean(errs)), float(np.median(errs)))
+        group = [p for p in preds if math.isfinite(p.rel_error) and held_out(p.source, conv) == held]
+        if group:
+            out[label] = (len(group), mape(group),
+                          float(np.median([abs(p.rel_error) for p in group])))
     return out
 
 
