@@ -31,7 +31,8 @@ UP_BW, UP_LAT, OUT_BW, OUT_LAT = 400e9, 2e-6, 40e9, 10e-6
 #: the MoE constants of the hand configuration (not data/, which may change)
 MOE = moe.MoECalibration(ep_overlap=0.25, a2a_dedup=0.0, node_limit=0.0, dispatch_bytes=2.0,
                          combine_bytes=2.0, load_imbalance=1.0, permute_copies=8.0,
-                         router_traffic=16.0, moe_layer_overhead=50e-6)
+                         router_traffic=16.0, moe_layer_overhead=50e-6, einsum_dispatch=0.0,
+                         einsum_backward=1.5)
 
 
 def _hw(domain: float = 8.0, gemm_bytes: float = 2.0) -> Hardware:
@@ -213,7 +214,7 @@ def test_einsum_dispatch_by_hand():
 
 def test_einsum_dispatch_in_the_step_by_hand():
     """The hand layer (T = 1024 tokens in one sequence, top-1 of 2 experts, factor 1.25) with
-    the einsums on: the micro-batch gains their forward once, EINSUM_BACKWARD times in the
+    the einsums on: the micro-batch gains their forward once, einsum_backward (1.5) times in the
     backward and once more per recomputed forward; nothing else moves."""
     m, hw = model_shape(SPEC), _hw()
     _, t = moe.einsum_dispatch_time(1024.0, 1024.0, H, K, 1.25, PEAK, EFF, D0, HBM, MEM_EFF,
@@ -301,23 +302,25 @@ def test_the_moe_constants_of_the_data():
     assert cal.router_traffic == 4 + 4 + 4 + 4  # fp32 logits, scores, top-k
     assert cal.moe_layer_overhead == pytest.approx(40e-6 + 20e-6)
     assert cal.einsum_dispatch == 0.0  # permutations and grouped GEMMs
-    assert moe.EINSUM_BACKWARD == (1 + 2) / 2  # dispatch: the tokens' gradient; combine: two
+    assert cal.einsum_backward == (1 + 2) / 2  # dispatch: the tokens' gradient; combine: two
     assert all(f[k].sources for k in MOE_CALIBRATION)
 
 
 @pytest.mark.parametrize("name", MOE_CALIBRATION)
 def test_every_moe_constant_moves_the_step(name):
     """Each constant of the MoE terms changes the step time of a configuration it acts on:
-    ep = 32 over 4 domains of 8, FP8 GEMMs, de-duplication on (the node limit acts)."""
+    ep = 32 over 4 domains of 8, FP8 GEMMs, de-duplication on (the node limit acts), GShard's
+    einsums on (their backward factor acts)."""
     spec = TransformerSpec(name="moe32", layers=2, hidden=1024, heads=8, kv_heads=8,
                            vocab=1024, gated_mlp=True, moe_experts=64, moe_active=8,
                            moe_ffn=512)
     lay = Layout(tp=1.0, pp=1.0, dp=32.0, cp=1.0, ep=32.0, vpp=1.0, zero=1.0, recompute=0.0,
                  micro_batch=1.0, global_batch=64.0, seq_len=2048.0)
-    base = {"a2a_dedup": 1.0, "node_limit": 2.0, "dispatch_bytes": 2.0}
+    base = {"a2a_dedup": 1.0, "node_limit": 2.0, "dispatch_bytes": 2.0, "einsum_dispatch": 1.0}
     changed = {"ep_overlap": 0.5, "a2a_dedup": 0.0, "node_limit": 0.0, "dispatch_bytes": 1.0,
                "combine_bytes": 1.0, "load_imbalance": 1.2, "permute_copies": 4.0,
-               "router_traffic": 8.0, "moe_layer_overhead": 1e-4, "einsum_dispatch": 1.0}
+               "router_traffic": 8.0, "moe_layer_overhead": 1e-4, "einsum_dispatch": 0.0,
+               "einsum_backward": 2.0}
     hw = _hw(domain=8.0, gemm_bytes=1.0)
     t0 = float(train_step(model_shape(spec), hw, lay, _cal(**base),
                           outputs=("step_time",))["step_time"])

@@ -65,14 +65,14 @@ class MoECalibration:
     permute_copies: float  # permutation traffic, in copies of the routed tokens [1]
     router_traffic: float  # router bytes per token and expert [B]
     moe_layer_overhead: float  # fixed time per MoE layer per forward pass [s]
-    einsum_dispatch: float = 0.0  # 1: one-hot einsum dispatch and combine (GShard) [1]
+    einsum_dispatch: float  # 1: one-hot einsum dispatch and combine (GShard) [1]
+    einsum_backward: float  # backward work of the two einsums over their forward work [1]
 
-
-#: backward work of the two one-hot einsums over their forward work [1]: the dispatch mask is an
-#: integer one-hot (no gradient), so the dispatch's backward is one product (the tokens'
-#: gradient); the combine mask carries the router's probabilities, so the combine's backward is
-#: two (the expert outputs' and the mask's gradients): (1 + 2) / 2
-EINSUM_BACKWARD = 1.5
+    def unsharded_rows(self) -> float:
+        """Rows each expert computes over those routed to it when the chip runs every expert
+        (no expert parallelism) [1]: the capacity factor (``load_imbalance``) for GShard's
+        capacity-padded buffers, 1 for a dropless stack (its imbalance costs nothing there)."""
+        return self.load_imbalance if self.einsum_dispatch else 1.0
 
 
 def expert_rows(tokens: Any, top_k: Any, experts: Any, ep: Any, imbalance: Any) -> Any:

@@ -229,14 +229,15 @@ def _gemm_op(g: LayerGemm, tokens: Any, lay: Layout, hw: Hardware, cal: Calibrat
     core runs a GEMM ``ranks_per_chip`` times narrower at ``1/ranks_per_chip`` of the peak.
     Without expert parallelism the chip runs every expert, so the most loaded one sets nothing
     and the expert GEMMs see the routed rows, unless the stack pads each expert to its capacity
-    (GShard's einsum dispatch, ``einsum_dispatch``): then ``capacity x`` those rows.
+    (GShard's einsum dispatch): then ``capacity x`` those rows
+    (:meth:`trnlab.perf.moe.MoECalibration.unsharded_rows`).
     """
     split = lay.tp * hw.ranks_per_chip
     m, count = tokens * g.m_per_token, g.count
     if g.name in EXPERT:  # E/ep experts per chip, each gets the tokens of the ep group
         m, count = m * lay.ep, count / lay.ep
-        if cal.moe is not None and cal.moe.einsum_dispatch:  # GShard: capacity-padded buffers
-            m = m * cal.moe.load_imbalance
+        if cal.moe is not None and cal.moe.unsharded_rows() != 1.0:  # GShard's padded buffers
+            m = m * cal.moe.unsharded_rows()
     n = g.n / split if g.name in TP_COLUMN else g.n
     k = g.k / split if g.name in TP_ROW else g.k
     cores = hw.ranks_per_chip if g.name in TP_COLUMN or g.name in TP_ROW else 1.0
@@ -404,13 +405,13 @@ def _moe_fixed(m: ModelShape, tokens: Any, hw: Hardware, cal: Calibration) -> An
 
 
 def _moe_einsum_dispatch(m: ModelShape, tokens: Any, group: Any, hw: Hardware,
-                         cal: Calibration) -> Any:
+                         cal: Calibration) -> Any | None:
     """Forward time of one MoE layer's one-hot dispatch and combine einsums on one chip [s]
     (:func:`trnlab.perf.moe.einsum_dispatch_time`: GShard / MaxText dense_matmul) for its
     ``tokens`` in groups (sequences) of ``group`` tokens, at the capacity factor
-    ``load_imbalance``; 0 unless ``einsum_dispatch`` is set."""
+    ``load_imbalance``; None unless ``einsum_dispatch`` is set."""
     if cal.moe is None or not cal.moe.einsum_dispatch or not m.moe_layers:
-        return 0.0
+        return None
     return moe.einsum_dispatch_time(tokens, group, m.hidden, m.moe_active,
                                     cal.moe.load_imbalance, hw.peak_gemm, hw.gemm_eff,
                                     cal.gemm_half_dim, hw.hbm_bw, cal.mem_eff, hw.gemm_bytes)[1]
@@ -503,7 +504,6 @@ def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
                          hw.hbm_bw, cal.mem_eff) + t_elem_moe
     t_moe_fixed = lm * _moe_fixed(m, tokens / tp, hw, cal)
     t_fixed = (ld + lm) * cal.layer_overhead + t_moe_fixed
-    t_dispatch = lm * _moe_einsum_dispatch(m, tokens / tp, s / cp, hw, cal)
     logits = LayerGemm("logits", 1.0, m.hidden, m.vocab)
     t_logits_gemm = _gemms_time((logits,), tokens, lay, hw, cal)
     t_logits_mem = memory_time(  # the loss softmax reads and writes the logits once
@@ -512,9 +512,13 @@ def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
     # GEMM backward = data + weight gradients, two GEMMs of the forward's size
     bwd = 2.0 * t_gemm + cal.backward_memory_factor * (t_elem + t_fixed) + t_attn_bwd
     recompute = r_gemms * t_gemm + r_attn * t_attn + r_elem * t_elem + r_gemms * t_fixed
-    if cal.moe is not None and cal.moe.einsum_dispatch:  # GShard's one-hot einsums (perf.moe)
-        fwd = fwd + t_dispatch
-        bwd = bwd + moe.EINSUM_BACKWARD * t_dispatch
+    t_dispatch = _moe_einsum_dispatch(m, tokens / tp, s / cp, hw, cal)
+    if t_dispatch is None:
+        t_dispatch = t_dispatch_bwd = 0.0
+    else:  # GShard's one-hot einsums: forward, backward, once more per recomputed forward
+        t_dispatch = lm * t_dispatch
+        t_dispatch_bwd = cal.moe.einsum_backward * t_dispatch
+        fwd, bwd = fwd + t_dispatch, bwd + t_dispatch_bwd
         recompute = recompute + r_gemms * t_dispatch
 
     # ---- communication inside the layers, per micro-batch per stage (fwd + bwd + recompute)
@@ -544,7 +548,7 @@ def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
             chunks = ((1.0 + r_gemms) * (attn_gemm + t_attn_moe + t_elem_moe),
                       (1.0 + r_gemms) * (t_mlp + t_moe_fixed + t_dispatch),
                       2.0 * attn_gemm + t_attn_bwd_moe + bmf * t_elem_moe,
-                      2.0 * t_mlp + bmf * t_moe_fixed + moe.EINSUM_BACKWARD * t_dispatch)
+                      2.0 * t_mlp + bmf * t_moe_fixed + t_dispatch_bwd)
         t_ep = moe.exposed(t_ep, chunks, cal.moe)
     kv = cal.activation_bytes * tokens * 2.0 * (m.kv_heads / tp) * m.qk_dim  # K and V [B]
     cp_n, cp_in = cp, comm.members_in_domain(cp, tp, hw.domain)
