@@ -580,6 +580,20 @@ def test_a_policy_that_keeps_named_outputs_recomputes_the_rest_by_hand():
                              spec) == "attention"
 
 
+def test_maxtexts_mlpwo_keeps_the_routed_experts_output_of_an_moe_layer_by_hand():
+    """MaxText names the routed experts' grouped-GEMM output ``mlpwo`` too (moe.py), top-k
+    rows per token: gpt-oss-120b (hidden 2880, top-4) keeps its layer input and 4 x 2880 per
+    token and MoE layer, 14,400 elements (before: the input alone, 2,880)."""
+    from trnlab.calibration.validate import _selective_policy
+
+    spec = model("gpt-oss-120b")
+    note = "remat_policy custom (offload decoder_layer_input, mlpwo)"
+    got = _selective_policy({"metric_note": "", "notes": note}, "attention", spec)
+    assert got.kept_moe == 2880 + 4 * 2880 == 14_400
+    assert got == wf.saving_recompute(spec, frozenset({"mlp_down", "expert_down", "shared_down"}))
+    assert got.gemms < wf.saving_recompute(spec, frozenset()).gemms  # the down GEMMs not rerun
+
+
 def test_megatron_module_and_block_recompute_by_hand():
     """Llama 3 8B, memory-bound traffic per layer and token [elements, read + write]: attn_norm
     8192, rope (q 4096 + k 1024) 10240, attn_residual 12288, mlp_norm 8192, mlp_act (SwiGLU:
@@ -792,6 +806,40 @@ def test_fused_attention_runs_at_the_chips_forward_and_backward_rates():
     ctx, d0 = S / 2, CAL.gemm_half_dim  # 2 x 2048 x 1024 x 8 x 256 FLOPs at 0.4 x 5e14
     hand = 2 * S * ctx * HEADS * 2 * D / (5e14 * 0.4 * S / (S + d0) * ctx / (ctx + d0))
     assert attention(S, HEADS) == pytest.approx(hand, rel=1e-12)
+
+
+@pytest.mark.parametrize(("d_qk", "d_v", "padded"), [(64.0, 64.0, 256.0), (192.0, 128.0, 384.0),
+                                                       (128.0, 128.0, 256.0), (256.0, 256.0, 512.0)])
+def test_a_kernel_on_128_lanes_pads_the_head_dimensions_by_hand(d_qk, d_v, padded):
+    """TPU splash attention pads each head dimension to a multiple of 128 lanes: gpt-oss's
+    64 + 64 runs as 128 + 128 (twice the forward and backward work), DeepSeek-V3's 192 + 128 as
+    256 + 128 (1.2x); head dimensions of 128 and 256 are not padded."""
+    m = replace(shape(), qk_dim=d_qk, v_dim=d_v)
+    lanes = replace(HW, attn_lanes=128.0)
+    plain, tpu = step(m)["t_compute"], step(m, hw=lanes)["t_compute"]
+    ctx, d0 = S / 2, CAL.gemm_half_dim
+    shp = S / (S + d0) * ctx / (ctx + d0)
+    work = 2 * S * ctx * HEADS * (padded - (d_qk + d_v))  # the padded lanes' FLOPs, one layer
+    hand = GB * work * (1 / (5e14 * 0.4 * shp) + 2.5 / (5e14 * 0.25 * shp))
+    assert tpu - plain == pytest.approx(hand, rel=1e-9, abs=1e-15)
+    assert ce_lanes("tpu-v7") == 128.0 and ce_lanes("h100-sxm") == 1.0
+
+
+def ce_lanes(chip: str) -> float:
+    """The lanes the training core's Hardware of ``chip`` pads head dimensions to."""
+    system = {"tpu-v7": "tpu-v7-pod", "h100-sxm": "dgx-h100"}[chip]
+    return hardware(chip, system, "bf16", load_training()).attn_lanes
+
+
+def test_lanes_that_are_not_a_whole_number_are_refused(tmp_path):
+    from trnlab._paths import data_dir
+    from trnlab.catalog.params import load_chip_efficiency
+
+    text = (data_dir() / "perf" / "chip_efficiency.toml").read_text()
+    bad = tmp_path / "chip_efficiency.toml"
+    bad.write_text(text.replace("attn_head_lanes = { value = 128", "attn_head_lanes = { value = 12.8", 1))
+    with pytest.raises(CatalogError, match=r"attn_head_lanes = 12\.8: an integer >= 1"):
+        load_chip_efficiency(bad)
 
 
 # ------------------------------------------------------------------ embedding placement

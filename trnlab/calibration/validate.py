@@ -243,10 +243,13 @@ _OFFLOAD_LAYERS = re.compile(r"cpu_offloading_num_layers\s*=\s*(\d+)")
 #: MaxText's remat policy in a case's notes: a named policy, or "custom (offload a, b, ...)"
 _REMAT = re.compile(r"remat_policy '?(\w+)'?(?: \((?:offload|device) ([\w, ]+))?")
 #: MaxText's checkpoint names (src/MaxText/layers: checkpoint_name(...)) -> trnlab's GEMM
-#: outputs (trnlab.workloads.gemms) or the attention core's output
+#: outputs (trnlab.workloads.gemms) or the attention core's output. ``mlpwo`` names every
+#: down projection's output: the dense MLP's and a shared expert's (linears.py MlpBlock) and
+#: the routed experts' (moe.py: the grouped GEMM's output, ``moe_mlpwo``, top-k rows a token)
 _MAXTEXT_NAMES = {"query_proj": ("q",), "key_proj": ("k",), "value_proj": ("v",),
                   "qkv_proj": ("q", "k", "v"), "out_proj": ("attn_out",),
-                  "mlpwi": ("mlp_up",), "mlpwo": ("mlp_down",), "context": ("attention",)}
+                  "mlpwi": ("mlp_up",), "mlpwo": ("mlp_down", "expert_down", "shared_down"),
+                  "context": ("attention",)}
 #: MaxText's named remat policies that keep some outputs (base.yml remat_policy)
 _MAXTEXT_POLICIES = {"qkv_proj_offloaded": ("qkv_proj",), "save_qkv_proj": ("qkv_proj",),
                      "out_proj_offloaded": ("out_proj",), "save_out_proj": ("out_proj",),

@@ -358,6 +358,9 @@ def load_stacks(path: Path | None = None) -> dict[str, Stack]:
 CHIP_EFFICIENCY = ("gemm", "attn_fwd", "attn_bwd")
 #: optional per-chip rate: the large FP8 GEMM microbenchmark fraction of the FP8 peak
 GEMM_FP8 = "gemm_fp8"
+#: optional per-chip input: the lanes the attention kernel rounds each head dimension up to
+#: (absent: 1, the head dimension as it is)
+ATTN_LANES = "attn_head_lanes"
 
 
 @dataclass(frozen=True)
@@ -367,7 +370,9 @@ class ChipEfficiency:
     ``chips[chip][name]`` for ``name`` in :data:`CHIP_EFFICIENCY`: ``gemm`` = large BF16 GEMM
     microbenchmark fraction of the dense peak, ``gemm_fp8`` (optional) = the large FP8 GEMM's
     fraction of the FP8 peak, ``attn_fwd`` / ``attn_bwd`` = FlashAttention-class
-    forward / backward fraction of the BF16 peak; ``reference[vendor]`` = the chip on which the
+    forward / backward fraction of the BF16 peak (at head dimension 128), ``attn_head_lanes``
+    (optional) = the lanes the kernel pads each head dimension to; ``reference[vendor]`` = the
+    chip on which the
     vendor's fitted ``gemm_eff`` (training.toml) is measured; ``proxy`` = the calibrated vendor a
     vendor without measurements borrows its framework efficiency from."""
 
@@ -393,6 +398,10 @@ def load_chip_efficiency(path: Path | None = None) -> ChipEfficiency:
             if not 0 < t[name].si <= 1:
                 raise CatalogError(bad_value(f"{path.name}: [chip.{chip_id}]", name,
                                              t[name].value, "a fraction in (0, 1]"))
+        lanes = t.get(ATTN_LANES)
+        if lanes is not None and not (lanes.si >= 1 and float(lanes.si).is_integer()):
+            raise CatalogError(bad_value(f"{path.name}: [chip.{chip_id}]", ATTN_LANES,
+                                         lanes.value, "an integer >= 1 [elements]"))
         chips[chip_id] = t
     missing = sorted(set(catalog.default().chips) - set(chips))
     if missing:

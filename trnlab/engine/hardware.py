@@ -13,6 +13,7 @@ from typing import Any
 
 from trnlab import catalog
 from trnlab.catalog.params import (
+    ATTN_LANES,
     CHIP_EFFICIENCY,
     GEMM_FP8,
     MOE_CALIBRATION,
@@ -254,7 +255,9 @@ def hardware(chip_id: str, system_id: str, precision: str = "bf16",
     return Hardware(
         peak_gemm=peak_gemm * clock, peak_attn=peak_attn * clock, gemm_eff=eff,
         gemm_bytes=gemm_bytes, attn_fwd_eff=rates["attn_fwd"].si,
-        attn_bwd_eff=rates["attn_bwd"].si, hbm_bw=chip.hbm_bandwidth, hbm_capacity=chip.hbm_capacity,
+        attn_bwd_eff=rates["attn_bwd"].si,
+        attn_lanes=rates[ATTN_LANES].si if ATTN_LANES in rates else 1.0,
+        hbm_bw=chip.hbm_bandwidth, hbm_capacity=chip.hbm_capacity,
         up_bw=system.scaleup_bandwidth / 2 * params.topology[system.scaleup_topology].si * coll,
         up_latency=system.scaleup_latency, domain=float(system.n_chips),
         out_bw=net.bandwidth * coll, out_latency=net.latency,

@@ -283,7 +283,10 @@ def _attention_times(m: ModelShape, tokens: Any, seq_len: Any, tp: Any, hw: Hard
     ``peak_bf16 x attn_fwd_eff`` (``data/perf/chip_efficiency.toml``: FlashAttention-2 50-73% of
     A100, Dao 2023; FlashAttention-3 ~60-75% of H100, Shah et al. 2024), scaled for short
     shapes by the GEMM shape factors of ``T`` query rows and those keys; the backward does
-    ``attention_backward_factor`` times that work at ``attn_bwd_eff``.
+    ``attention_backward_factor`` times that work at ``attn_bwd_eff``. A kernel that pads the
+    head dimensions to a multiple of ``hw.attn_lanes`` lanes (TPU splash attention: 128) does
+    the work of the padded ``ceil(d/lanes) lanes`` of ``d_qk`` and ``d_v``: gpt-oss's 64 runs
+    as 128 (twice the work), DeepSeek-V3's ``192 + 128`` as ``256 + 128`` (1.2x).
 
     Materialised (0, attention before FlashAttention: Megatron-LM 2021 CoreAttention): the full
     ``s x s`` score matrix of every head (the causal mask is applied after the product, so no
@@ -297,7 +300,9 @@ def _attention_times(m: ModelShape, tokens: Any, seq_len: Any, tp: Any, hw: Hard
     flops = 2.0 * tokens * ctx * (m.heads / tp) * (m.qk_dim + m.v_dim)  # 2 per mul-add
     if cal.fused_attention >= 1.0:
         keys = m.attended_keys(seq_len, cal.attention_block)  # whole tiles of a window's band
-        work = flops * keys / ctx
+        lanes = hw.attn_lanes
+        padded = (-(-m.qk_dim // lanes) - (-m.v_dim // lanes)) * lanes / (m.qk_dim + m.v_dim)
+        work = flops * keys / ctx * padded
         shape = tokens / (tokens + cal.gemm_half_dim) * keys / (keys + cal.gemm_half_dim)
         t_fwd = work / (hw.peak_attn * hw.attn_fwd_eff * shape)
         t_bwd = cal.attention_backward_factor * work / (hw.peak_attn * hw.attn_bwd_eff * shape)
