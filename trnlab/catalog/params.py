@@ -372,9 +372,8 @@ class ChipEfficiency:
     fraction of the FP8 peak, ``attn_fwd`` / ``attn_bwd`` = FlashAttention-class
     forward / backward fraction of the BF16 peak (at head dimension 128), ``attn_head_lanes``
     (optional) = the lanes the kernel pads each head dimension to; ``reference[vendor]`` = the
-    chip on which the
-    vendor's fitted ``gemm_eff`` (training.toml) is measured; ``proxy`` = the calibrated vendor a
-    vendor without measurements borrows its framework efficiency from."""
+    chip on which the vendor's fitted ``gemm_eff`` (training.toml) is measured; ``proxy`` = the
+    calibrated vendor a vendor without measurements borrows its framework efficiency from."""
 
     chips: dict[str, dict[str, Field]]
     reference: dict[str, str]

@@ -283,9 +283,9 @@ def _attention_times(m: ModelShape, tokens: Any, seq_len: Any, tp: Any, hw: Hard
     ``peak_bf16 x attn_fwd_eff`` (``data/perf/chip_efficiency.toml``: FlashAttention-2 50-73% of
     A100, Dao 2023; FlashAttention-3 ~60-75% of H100, Shah et al. 2024), scaled for short
     shapes by the GEMM shape factors of ``T`` query rows and those keys; the backward does
-    ``attention_backward_factor`` times that work at ``attn_bwd_eff``. A kernel that pads the
-    head dimensions to a multiple of ``hw.attn_lanes`` lanes (TPU splash attention: 128) does
-    the work of the padded ``ceil(d/lanes) lanes`` of ``d_qk`` and ``d_v``: gpt-oss's 64 runs
+    ``attention_backward_factor`` times that work at ``attn_bwd_eff``. A kernel that pads each
+    head dimension ``d`` to a multiple of ``hw.attn_lanes`` (TPU splash attention: 128 lanes)
+    does the work of ``ceil(d / lanes) x lanes`` for ``d_qk`` and ``d_v``: gpt-oss's 64 runs
     as 128 (twice the work), DeepSeek-V3's ``192 + 128`` as ``256 + 128`` (1.2x).
 
     Materialised (0, attention before FlashAttention: Megatron-LM 2021 CoreAttention): the full
