@@ -32,7 +32,7 @@ UP_BW, UP_LAT, OUT_BW, OUT_LAT = 400e9, 2e-6, 40e9, 10e-6
 MOE = moe.MoECalibration(ep_overlap=0.25, a2a_dedup=0.0, node_limit=0.0, dispatch_bytes=2.0,
                          combine_bytes=2.0, load_imbalance=1.0, permute_copies=8.0,
                          router_traffic=16.0, moe_layer_overhead=50e-6, einsum_dispatch=0.0,
-                         einsum_backward=1.5)
+                         einsum_backward=1.5, group_tile=0.0)
 
 
 def _hw(domain: float = 8.0, gemm_bytes: float = 2.0) -> Hardware:
@@ -239,6 +239,42 @@ def test_capacity_padding_without_expert_parallelism_by_hand():
     assert padded["expert_down"][0] == pytest.approx(E * 2 * 640 * H * F, rel=1e-12)
 
 
+def test_a_tiled_grouped_gemm_revisits_the_tiles_two_experts_share_by_hand():
+    """MaxText's megablox tiles the sorted rows by 512 and computes a tile once per expert that
+    has rows in it: ceil(m/512) + G - 1 tiles. DeepSeek-V3 on one chip (no expert parallelism):
+    49,152 tokens x 8 / 256 experts = 1,536 rows each, plus 512 x 255/256 = 510 = 2,046 rows of
+    work; the hand MoE at ep 1 (2 local experts, 512 rows each) does 512 + 256 = 768."""
+    assert moe.tiled_rows(1536.0, 256.0, 512.0) == pytest.approx(1536 + 510, rel=1e-12)
+    assert moe.tiled_rows(1536.0, 256.0, 0.0) == 1536.0  # no tile: the rows themselves
+    assert moe.tiled_rows(700.0, 1.0, 512.0) == 700.0  # one expert: nothing is shared
+    lay = _layout(ep=1.0, dp=1.0)
+    up = operator_terms(model_shape(SPEC), _hw(), lay, _cal(group_tile=512.0))["expert_up"]
+    assert up[1] == pytest.approx(E * _gemm(512 + 256, 2 * F, H), rel=1e-12)
+    assert up[0] == 2 * 512 * 2 * F * H * E  # the FLOPs stay those of the routed rows
+    # with expert parallelism the busiest rank's local experts: ep 2, one local expert, none
+    one = operator_terms(model_shape(SPEC), _hw(), _layout(), _cal(group_tile=512.0))
+    assert one["expert_up"] == operator_terms(model_shape(SPEC), _hw(), _layout(), _cal())[
+        "expert_up"]
+
+
+def test_a_maxtext_recipe_states_its_grouped_gemm_tiles():
+    """MaxText's family tiles by 512 rows (base.yml); a recipe's six wi/wo tiles replace it by
+    their mean (unstated ones at 512), the older tile_batch_seq by itself; the dense-matmul
+    path has no grouped GEMM; a Megatron stack none."""
+    def tile(text: str, family: str = "maxtext") -> float:
+        row = {"metric_note": "", "notes": f"[trust A] {text} || Normalization: x || Original: z"}
+        return validate._moe_stack(row, family)[0].group_tile
+
+    assert tile("megablox=True, sparse_matmul=True") == 512.0
+    fp8 = ("wi_tile_fwd_batch_seq=128 wi_tile_dlhs_batch_seq=256 wi_tile_drhs_batch_seq=256 "
+           "wo_tile_fwd_batch_seq=256 wo_tile_dlhs_batch_seq=256 wo_tile_drhs_batch_seq=256")
+    assert tile(fp8) == pytest.approx((128 + 5 * 256) / 6, rel=1e-12)
+    assert tile("wi_tile_drhs_batch_seq=1024") == pytest.approx((1024 + 5 * 512) / 6, rel=1e-12)
+    assert tile('"tile_batch_seq": 256, "tile_embed_dim": 1024') == 256.0
+    assert tile("sparse_matmul False, tile_batch_seq 256") == 0.0
+    assert tile(fp8, "megatron") == 0.0
+
+
 def test_a_maxtext_dense_matmul_recipe_sets_the_einsum_dispatch():
     """A MaxText recipe with sparse_matmul False runs the one-hot einsums and no permutation
     (data/perf/moe.toml [stack.maxtext-dense-matmul]); sparse_matmul True does not."""
@@ -302,6 +338,8 @@ def test_the_moe_constants_of_the_data():
     assert cal.router_traffic == 4 + 4 + 4 + 4  # fp32 logits, scores, top-k
     assert cal.moe_layer_overhead == pytest.approx(40e-6 + 20e-6)
     assert cal.einsum_dispatch == 0.0  # permutations and grouped GEMMs
+    assert cal.group_tile == 0.0  # Megatron-Core's grouped GEMMs: one GEMM per expert
+    assert moe_calibration("maxtext").group_tile == 512  # base.yml wi/wo_tile_*_batch_seq
     assert cal.einsum_backward == (1 + 2) / 2  # dispatch: the tokens' gradient; combine: two
     assert all(f[k].sources for k in MOE_CALIBRATION)
 
@@ -320,7 +358,7 @@ def test_every_moe_constant_moves_the_step(name):
     changed = {"ep_overlap": 0.5, "a2a_dedup": 0.0, "node_limit": 0.0, "dispatch_bytes": 1.0,
                "combine_bytes": 1.0, "load_imbalance": 1.2, "permute_copies": 4.0,
                "router_traffic": 8.0, "moe_layer_overhead": 1e-4, "einsum_dispatch": 0.0,
-               "einsum_backward": 2.0}
+               "einsum_backward": 2.0, "group_tile": 512.0}
     hw = _hw(domain=8.0, gemm_bytes=1.0)
     t0 = float(train_step(model_shape(spec), hw, lay, _cal(**base),
                           outputs=("step_time",))["step_time"])

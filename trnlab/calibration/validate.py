@@ -602,15 +602,36 @@ _MOE_SETTINGS = (
 )
 
 
+#: the row tiles a MaxText recipe sets for its six grouped GEMMs (wi/wo x forward, data and
+#: weight gradients), or the one tile of older MaxText versions (tile_batch_seq)
+_GROUP_TILES = re.compile(r"\b(w[io]_tile_(?:fwd|dlhs|drhs))_batch_seq\W{0,4}(\d+)")
+_GROUP_TILE = re.compile(r"(?<![a-z_])tile_batch_seq\W{0,4}(\d+)")
+
+
+def _group_tile(text: str, default: float) -> float | None:
+    """The grouped GEMMs' row tile a recipe states (data/perf/moe.toml ``group_tile``): the mean
+    of its six GEMMs' tiles, the unstated ones at ``default``; None when it states none."""
+    tiles = dict(_GROUP_TILES.findall(text))
+    if tiles:
+        names = [f"w{w}_tile_{p}" for w in "io" for p in ("fwd", "dlhs", "drhs")]
+        return sum(float(tiles.get(n, default)) for n in names) / len(names)
+    m = _GROUP_TILE.search(text)
+    return float(m.group(1)) if m else None
+
+
 def _moe_stack(row: dict[str, str], family: str) -> tuple[Any, str]:
     """The MoE constants of a MoE case (:func:`trnlab.engine.hardware.moe_calibration`): the
-    defaults, its family's ``[stack.<family>]`` of data/perf/moe.toml, then the case's own
+    defaults, its family's ``[stack.<family>]`` of data/perf/moe.toml, the grouped GEMMs' row
+    tiles its recipe states (where its stack tiles them), then the case's own
     ``moe: key=value, ...`` entries (Normalization notes: the dispatcher or all-to-all overlap
     the source states); and the note saying which applied."""
     norm = row["notes"].split("|| Normalization:", 1)[-1].split("|| Original:", 1)[0]
     text, stacks = _text(row), load_moe_stacks()
     values = {key: field.si for name, pattern in _MOE_SETTINGS if pattern.search(text)
               for key, field in stacks[name].items()}
+    tile = values.get("group_tile", moe_calibration(family).group_tile)
+    if tile and (stated := _group_tile(text, tile)) is not None:
+        values["group_tile"] = stated
     values |= {key: float(val) for entry in _MOE_ENTRY.findall(norm)
                for key, val in re.findall(r"([a-z_0-9]+)\s*=\s*([0-9.]+)", entry)}
     stacked = family in stacks

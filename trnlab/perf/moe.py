@@ -67,6 +67,7 @@ class MoECalibration:
     moe_layer_overhead: float  # fixed time per MoE layer per forward pass [s]
     einsum_dispatch: float  # 1: one-hot einsum dispatch and combine (GShard) [1]
     einsum_backward: float  # backward work of the two einsums over their forward work [1]
+    group_tile: float  # row tile a grouped GEMM revisits where two experts share it [1]
 
     def unsharded_rows(self) -> float:
         """Rows each expert computes over those routed to it when the chip runs every expert
@@ -80,6 +81,20 @@ def expert_rows(tokens: Any, top_k: Any, experts: Any, ep: Any, imbalance: Any) 
     ``T k ep f / E`` (the ``ep`` ranks' ``T`` tokens each, ``k`` copies each, spread over ``E``
     experts, ``f`` times the mean on the busiest rank)."""
     return tokens * top_k * ep * imbalance / experts
+
+
+def tiled_rows(rows: Any, local_experts: Any, tile: Any) -> Any:
+    """Rows each local expert's GEMM computes in a grouped GEMM that tiles the sorted tokens by
+    ``tile`` rows and visits a tile once per expert it holds [1]: ``rows + tile (G - 1) / G``
+    over the chip's ``G`` local experts (every interior group boundary that falls inside a tile
+    computes that tile twice: ``ceil(m / tile) + G - 1`` tiles for ``m`` rows). MaxText's
+    megablox kernels (``make_group_metadata``: each group's start rounded down and end rounded
+    up to the tile) with ``wi_tile_*_batch_seq`` = 512 rows by default; ``tile`` 0: none (one
+    GEMM per expert, or a grouped kernel that masks the rows of other groups; a scalar, the
+    stack's constant)."""
+    if not tile:
+        return rows
+    return rows + tile * (local_experts - 1.0) / local_experts
 
 
 def grouped_gemm_efficiency(rows: Any, width: Any, hidden: Any, eff_max: Any, d0: Any) -> Any:

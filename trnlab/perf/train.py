@@ -230,18 +230,22 @@ def _gemm_op(g: LayerGemm, tokens: Any, lay: Layout, hw: Hardware, cal: Calibrat
     Without expert parallelism the chip runs every expert, so the most loaded one sets nothing
     and the expert GEMMs see the routed rows, unless the stack pads each expert to its capacity
     (GShard's einsum dispatch): then ``capacity x`` those rows
-    (:meth:`trnlab.perf.moe.MoECalibration.unsharded_rows`).
+    (:meth:`trnlab.perf.moe.MoECalibration.unsharded_rows`). A grouped GEMM that tiles the
+    sorted rows computes each expert's rows plus its share of the tiles two experts straddle
+    (:func:`trnlab.perf.moe.tiled_rows`; the FLOPs stay the routed rows').
     """
     split = lay.tp * hw.ranks_per_chip
     m, count = tokens * g.m_per_token, g.count
+    tiled = m
     if g.name in EXPERT:  # E/ep experts per chip, each gets the tokens of the ep group
         m, count = m * lay.ep, count / lay.ep
         if cal.moe is not None and cal.moe.unsharded_rows() != 1.0:  # GShard's padded buffers
             m = m * cal.moe.unsharded_rows()
+        tiled = m if cal.moe is None else moe.tiled_rows(m, count, cal.moe.group_tile)
     n = g.n / split if g.name in TP_COLUMN else g.n
     k = g.k / split if g.name in TP_ROW else g.k
     cores = hw.ranks_per_chip if g.name in TP_COLUMN or g.name in TP_ROW else 1.0
-    time = count * gemm_time(m, n, k, hw.peak_gemm / cores, hw.gemm_eff, cal.gemm_half_dim,
+    time = count * gemm_time(tiled, n, k, hw.peak_gemm / cores, hw.gemm_eff, cal.gemm_half_dim,
                              hw.hbm_bw / cores, cal.mem_eff, hw.gemm_bytes)
     flops = 2.0 * m * n * k * count * cores  # 2 FLOPs per multiply-add, on every core
     if g.name not in EXPERT or cal.moe is None:
@@ -252,9 +256,11 @@ def _gemm_op(g: LayerGemm, tokens: Any, lay: Layout, hw: Hardware, cal: Calibrat
     cores = hw.ranks_per_chip
     rows = moe.expert_rows(tokens / lay.tp, g.m_per_token * g.count, g.count, lay.ep,
                            cal.moe.load_imbalance)
-    folded = moe.grouped_gemm_time(rows, g.n, g.k, g.count / (lay.ep * cores),
-                                   hw.peak_gemm / cores, hw.gemm_eff, cal.gemm_half_dim,
-                                   hw.hbm_bw / cores, cal.mem_eff, hw.gemm_bytes)
+    local = g.count / (lay.ep * cores)
+    folded = moe.grouped_gemm_time(moe.tiled_rows(rows, local, cal.moe.group_tile), g.n, g.k,
+                                   local, hw.peak_gemm / cores, hw.gemm_eff,
+                                   cal.gemm_half_dim, hw.hbm_bw / cores, cal.mem_eff,
+                                   hw.gemm_bytes)
     xp = xp_of(lay.ep, rows, time)
     on = lay.ep > 1.0
     return (xp.where(on, 2.0 * rows * g.n * g.k * g.count / lay.ep, flops),
