@@ -38,7 +38,7 @@ from trnlab.engine.hardware import (
 from trnlab.engine.shape import model_shape, serve_shape
 from trnlab.errors import CatalogError, ParameterError
 from trnlab.perf import serve as serve_core
-from trnlab.perf.compute import attended_keys, kv_tokens
+from trnlab.perf.compute import attended_keys, kv_tokens, padded_head_work
 from trnlab.perf.serve import ServeCalibration
 from trnlab.perf.train import (
     RECOMPUTE,
@@ -822,10 +822,12 @@ def test_a_kernel_on_128_lanes_pads_the_head_dimensions_by_hand(d_qk, d_v, padde
     work = 2 * S * ctx * HEADS * (padded - (d_qk + d_v))  # the padded lanes' FLOPs, one layer
     hand = GB * work * (1 / (5e14 * 0.4 * shp) + 2.5 / (5e14 * 0.25 * shp))
     assert tpu - plain == pytest.approx(hand, rel=1e-9, abs=1e-15)
-    assert ce_lanes("tpu-v7") == 128.0 and ce_lanes("h100-sxm") == 1.0
+    assert padded_head_work(d_qk, d_v, 128.0) == pytest.approx(padded / (d_qk + d_v), rel=1e-12)
+    assert padded_head_work(d_qk, d_v, 1.0) == 1.0  # a kernel without lanes: as it is
+    assert lanes_of("tpu-v7") == 128.0 and lanes_of("h100-sxm") == 1.0
 
 
-def ce_lanes(chip: str) -> float:
+def lanes_of(chip: str) -> float:
     """The lanes the training core's Hardware of ``chip`` pads head dimensions to."""
     system = {"tpu-v7": "tpu-v7-pod", "h100-sxm": "dgx-h100"}[chip]
     return hardware(chip, system, "bf16", load_training()).attn_lanes

@@ -51,7 +51,7 @@ from typing import Any
 from trnlab.errors import ParameterError, bad_value
 from trnlab.perf import comm, moe
 from trnlab.perf._xp import xp_of
-from trnlab.perf.compute import attended_keys, gemm_time, memory_time
+from trnlab.perf.compute import attended_keys, gemm_time, memory_time, padded_head_work
 from trnlab.perf.hardware import Hardware
 
 RECOMPUTE = ("none", "selective", "full")
@@ -236,11 +236,11 @@ def _gemm_op(g: LayerGemm, tokens: Any, lay: Layout, hw: Hardware, cal: Calibrat
     """
     split = lay.tp * hw.ranks_per_chip
     m, count = tokens * g.m_per_token, g.count
-    tiled = m
+    tiled = m  # the rows the GEMM computes (the FLOPs count m)
     if g.name in EXPERT:  # E/ep experts per chip, each gets the tokens of the ep group
         m, count = m * lay.ep, count / lay.ep
-        if cal.moe is not None and cal.moe.unsharded_rows() != 1.0:  # GShard's padded buffers
-            m = m * cal.moe.unsharded_rows()
+        if cal.moe is not None:
+            m = m * cal.moe.unsharded_rows()  # GShard's padded buffers (else 1)
         tiled = m if cal.moe is None else moe.tiled_rows(m, count, cal.moe.group_tile)
     n = g.n / split if g.name in TP_COLUMN else g.n
     k = g.k / split if g.name in TP_ROW else g.k
@@ -290,9 +290,8 @@ def _attention_times(m: ModelShape, tokens: Any, seq_len: Any, tp: Any, hw: Hard
     A100, Dao 2023; FlashAttention-3 ~60-75% of H100, Shah et al. 2024), scaled for short
     shapes by the GEMM shape factors of ``T`` query rows and those keys; the backward does
     ``attention_backward_factor`` times that work at ``attn_bwd_eff``. A kernel that pads each
-    head dimension ``d`` to a multiple of ``hw.attn_lanes`` (TPU splash attention: 128 lanes)
-    does the work of ``ceil(d / lanes) x lanes`` for ``d_qk`` and ``d_v``: gpt-oss's 64 runs
-    as 128 (twice the work), DeepSeek-V3's ``192 + 128`` as ``256 + 128`` (1.2x).
+    head dimension to a multiple of ``hw.attn_lanes`` (TPU splash attention: 128 lanes) does
+    the padded work (:func:`~trnlab.perf.compute.padded_head_work`).
 
     Materialised (0, attention before FlashAttention: Megatron-LM 2021 CoreAttention): the full
     ``s x s`` score matrix of every head (the causal mask is applied after the product, so no
@@ -306,9 +305,7 @@ def _attention_times(m: ModelShape, tokens: Any, seq_len: Any, tp: Any, hw: Hard
     flops = 2.0 * tokens * ctx * (m.heads / tp) * (m.qk_dim + m.v_dim)  # 2 per mul-add
     if cal.fused_attention >= 1.0:
         keys = m.attended_keys(seq_len, cal.attention_block)  # whole tiles of a window's band
-        lanes = hw.attn_lanes
-        padded = (-(-m.qk_dim // lanes) - (-m.v_dim // lanes)) * lanes / (m.qk_dim + m.v_dim)
-        work = flops * keys / ctx * padded
+        work = flops * keys / ctx * padded_head_work(m.qk_dim, m.v_dim, hw.attn_lanes)
         shape = tokens / (tokens + cal.gemm_half_dim) * keys / (keys + cal.gemm_half_dim)
         t_fwd = work / (hw.peak_attn * hw.attn_fwd_eff * shape)
         t_bwd = cal.attention_backward_factor * work / (hw.peak_attn * hw.attn_bwd_eff * shape)
