@@ -245,7 +245,7 @@ def test_every_moved_constant_is_tested():
 def test_a_data_value_reaches_the_step(name):
     value, layout = MOVED[name]
     slow = replace(HW, up_bw=1e9)  # communication that compute does not hide
-    base = {"dp_overlap": 0.0}  # (fitted; no overlap, so that DP traffic shows)
+    base = {"dp_overlap": 0.0}  # (2/3 in the data; no overlap, so that DP traffic shows)
     if name == "offload_resident_layers":  # matters only where activations are offloaded
         base["activation_offload"] = 1.0
     cal = train_calibration(load_training().replace(**base))

@@ -49,8 +49,8 @@ from trnlab.catalog import params as param_files
 from trnlab.catalog.params import ServingParams, TrainingParams, load_serving, load_training
 
 #: fitted training parameters: the shared ones, then the vendor efficiencies present in the data
-SHARED = ("gemm_half_dim", "layer_overhead", "layer_comm_overlap", "dp_overlap",
-          "fp8_gemm_factor", "step_overhead")
+SHARED = ("gemm_half_dim", "layer_overhead", "layer_comm_overlap", "fp8_gemm_factor",
+          "step_overhead")
 SERVING = ("mem_eff", "decode_half_rows", "per_sequence_overhead")
 Rows = list[dict[str, str]]
 Progress = Callable[[str], None] | None
