@@ -225,6 +225,30 @@ def test_schema_lists_every_default_rule():
     assert listed == {(r.field, r.kinds) for r in defaults.RULES}
 
 
+def test_an_unstated_recompute_takes_the_framework_default_and_not_the_fastest_layout(tmp_path):
+    """Neuron NxD checkpoints the core attention by default (stacks.toml ``recompute =
+    "selective"``): a Trainium1 case with recompute unknown is predicted with selective
+    recompute, slower than the no-recompute layout the search would pick, and says so; a stack
+    with an unknown recompute mode is refused with one line."""
+    from trnlab.catalog.params import load_stacks
+    from trnlab.errors import CatalogError
+
+    assert load_stacks()["neuron"].recompute == "selective"
+    row = ROWS["T-TRN1-221-L31-8B"]
+    assert row["recompute"] == "unknown"
+    (pred,) = validate.predict([row])
+    (fastest,) = validate.predict([{**row, "recompute": "none"}])
+    assert pred.layout["recompute"] == 1  # selective, which fits
+    assert pred.predicted < fastest.predicted  # the recomputed attention costs time
+    assert "recompute: default selective (rule: the neuron stack's default" in pred.why
+    path = tmp_path / "stacks.toml"
+    path.write_text('[stack.default]\nattention = "fused"\nattention_rate = 1.0\n'
+                    'tp_overlap = true\nfsdp_reshard = "step"\nmicro_batch = 1\nvpp = 1\n'
+                    'selective = "attention"\nrecompute = "some"\n')
+    with pytest.raises(CatalogError, match="recompute = 'some': none, selective or full"):
+        load_stacks(path)
+
+
 def test_the_seq_len_rule_recovers_most_published_lengths():
     rows = [r for r in ROWS.values() if r["kind"] == "training"]
     conv = validate.load_conventions()

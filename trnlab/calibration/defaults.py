@@ -139,9 +139,11 @@ RULES: tuple[Rule, ...] = (
          "the distributed optimizer of current frameworks."),
     Rule("micro_batch", "training", "the framework family's default micro-batch (1)",
          "data/perf/stacks.toml gives each framework family's default (Megatron-LM's --micro-batch-size, torchtitan's pipeline micro-batch: 1); a family declaring 0 searches 1, 2, 4 and 8 and takes the fastest that fits."),
-    Rule("recompute", "training", "fastest fitting layout",
-         "none, selective or full (also for `unknown`): the fastest that fits, as a tuned "
-         "recipe recomputes only what memory forces."),
+    Rule("recompute", "training", "the framework family's default, else the fastest fitting layout",
+         "data/perf/stacks.toml gives a family's default where its framework has one (Neuron "
+         "NxD: selective, the core attention), a heavier mode where that does not fit; "
+         "elsewhere none, selective or full (also for `unknown`): the fastest that fits, as a "
+         "tuned recipe recomputes only what memory forces."),
     Rule("tp", "inference", "one TP group over the case's chips (n_chips x ranks_per_chip) "
          "for a latency metric; for a throughput metric the fastest tp whose replicas fit",
          "SCHEMA.md: a latency is one request's, so the latency-optimal layout, one TP group; "

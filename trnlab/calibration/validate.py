@@ -483,7 +483,9 @@ def _predict_training(row: dict[str, str], conv: dict[str, Any], params: Trainin
         params = params.replace(activation_offload=share)
     selective = _selective_policy(row, stack.selective, spec)
     rc = row["recompute"]
-    recomputes = [RECOMPUTE.index(rc)] if rc in RECOMPUTE else [0, 1, 2]
+    # unstated: the stack's default and the heavier modes memory may force, else the search
+    lightest = RECOMPUTE.index(stack.recompute) if stack.recompute else 0
+    recomputes = [RECOMPUTE.index(rc)] if rc in RECOMPUTE else list(range(lightest, 3))
     if rc == "full" and _block_layers(row):
         recomputes = [1]  # block recompute: a share of full, in the selective slot
     unknown = sorted((_recompute_modules(row) or frozenset()) - MEGATRON_MODULES.keys())
@@ -701,7 +703,8 @@ def _layout_notes(row: dict[str, str], layout: dict[str, int], ranks: int, stack
                               default if stack.micro_batch else fastest))
     if row["recompute"] not in RECOMPUTE:
         out.append(rules.note("recompute", RECOMPUTE[layout["recompute"]], "training",
-                              fastest))
+                              f"{default}, or heavier where it does not fit"
+                              if stack.recompute else fastest))
     return out
 
 

@@ -313,6 +313,11 @@ class Stack:
     source: str
     note: str
     attention_block: int = 0  # keys per tile of its attention kernel (0: training.toml's)
+    recompute: str = ""  # its recompute when a case leaves it unstated ("": the fastest fitting)
+
+
+#: a stack's default recompute (``recompute`` in data/perf/stacks.toml; "" = search)
+STACK_RECOMPUTE = ("", "none", "selective", "full")
 
 
 @lru_cache(maxsize=2)
@@ -345,10 +350,14 @@ def load_stacks(path: Path | None = None) -> dict[str, Stack]:
         if not isinstance(block, int) or isinstance(block, bool) or block < 0:
             raise CatalogError(bad_value(where, "attention_block", block,
                                          "an integer >= 0 [tokens] (0: training.toml's)"))
+        recompute = t.get("recompute", "")
+        if recompute not in STACK_RECOMPUTE:
+            raise CatalogError(bad_value(where, "recompute", recompute,
+                                         "none, selective or full (absent: the fastest fitting)"))
         out[family] = Stack(family, t["attention"], float(rate), t["tp_overlap"],
                             t["fsdp_reshard"], t["micro_batch"], t["vpp"], t["selective"],
                             tuple(eager), fp8_cast, t.get("source", ""), t.get("note", ""),
-                            block)
+                            block, recompute)
     if "default" not in out:
         raise CatalogError(f"{path.name}: needs a [stack.default] table")
     return out
