@@ -1025,13 +1025,10 @@ def test_gb300_gemm_rate_is_gb200s_at_its_power_limit_by_the_b200_gb200_elastici
     The test recomputes it from the catalog, so a changed B200 or GB200 rate, peak or power
     limit fails until GB300's derived value follows; the law must also hold for HGX B300
     (1,100 W) within 6%."""
-    import math
-
+    from trnlab import catalog
     from trnlab.catalog.params import load_chip_efficiency
 
     ce, precision = load_chip_efficiency(), {"gemm": "bf16", "gemm_fp8": "fp8"}[rate]
-    from trnlab import catalog
-
     chips = {c: catalog.chip(c) for c in ("b200", "gb200", "b300", "gb300")}
     tflops = {c: ce.chips[c][rate].si * chip.peak(precision) for c, chip in chips.items()}
     watts = {c: chip.tdp for c, chip in chips.items()}
