@@ -833,7 +833,7 @@ def lanes_of(chip: str) -> float:
     return hardware(chip, system, "bf16", load_training()).attn_lanes
 
 
-def test_lanes_that_are_not_a_whole_number_are_refused(tmp_path):
+def test_lanes_that_are_not_a_whole_number_and_a_negative_window_floor_are_refused(tmp_path):
     from trnlab._paths import data_dir
     from trnlab.catalog.params import load_chip_efficiency
 
@@ -841,6 +841,9 @@ def test_lanes_that_are_not_a_whole_number_are_refused(tmp_path):
     bad = tmp_path / "chip_efficiency.toml"
     bad.write_text(text.replace("attn_head_lanes = { value = 128", "attn_head_lanes = { value = 12.8", 1))
     with pytest.raises(CatalogError, match=r"attn_head_lanes = 12\.8: an integer >= 1"):
+        load_chip_efficiency(bad)
+    bad.write_text(text.replace("attn_window_keys = { value = 1600", "attn_window_keys = { value = -1600", 1))
+    with pytest.raises(CatalogError, match=r"\[chip\.b200\]: attn_window_keys = -1600(\.0)?: a number of keys >= 0"):
         load_chip_efficiency(bad)
 
 
@@ -947,6 +950,48 @@ def test_the_step_and_the_serving_core_attend_over_the_window_by_hand():
     conc = serve_core.max_concurrency(sm, hw.hbm_capacity, 1.0, 1.0, 1.0, 2.0, 2.0, 4096.0,
                                       cal)
     assert float(conc) == math.floor(free / (per_token * 2112.0))
+
+
+def test_a_narrow_window_costs_the_kernels_floor_of_keys_per_query_by_hand():
+    """cuDNN's sliding-window kernel on Blackwell spends as long per query as 1,600 keys at its
+    rates (chip_efficiency.toml attn_window_keys), where a 128-key window and its tile are 254:
+    half the layers windowed at s = 4096 cost (2048 + 1600) / 2 = 1824 keys of work per query,
+    not 1151; a full layer and a chip without the floor are unchanged; the floor never lowers
+    a wide window (s = 131072, w = 4096: 4096 - 4096²/262144 + 128 = 4160 keys)."""
+    assert float(attended_keys(4096.0, 128.0, 0.5, 128.0, 1600.0)) == pytest.approx(
+        1824.0, rel=1e-12)
+    assert float(attended_keys(4096.0, 128.0, 0.5, 128.0, 0.0)) == pytest.approx(1151.0,
+                                                                                rel=1e-12)
+    assert float(attended_keys(4096.0, 0.0, 0.0, 128.0, 1600.0)) == 2048.0
+    assert float(attended_keys(131072.0, 4096.0, 1.0, 128.0, 1600.0)) == pytest.approx(
+        4160.0, rel=1e-12)
+    m = model_shape(WINDOWED)
+    lay = Layout(**{k: np.array([float(v)]) for k, v in {
+        "tp": 1, "pp": 1, "dp": 1, "cp": 1, "ep": 1, "vpp": 1, "zero": 0, "recompute": 0,
+        "micro_batch": 1, "global_batch": GB, "seq_len": 4096.0}.items()})
+    floored = replace(HW, attn_window_keys=1600.0)
+    _, t = operator_terms(m, floored, lay, CAL)["attention_core"]
+    d0 = CAL.gemm_half_dim
+    eff = HW.attn_fwd_eff * 4096 / (4096 + d0) * 1824.0 / (1824.0 + d0)
+    assert float(t[0]) == pytest.approx(2 * 4096 * 1824.0 * 64 * 128 / (HW.peak_attn * eff),
+                                        rel=1e-12)
+
+
+@pytest.mark.parametrize(("chip", "t_fwd", "t_bwd"), [("gb200", 0.210e-3, 0.465e-3),
+                                                       ("gb300", 0.202e-3, 0.442e-3)])
+def test_the_window_floor_is_the_kernel_benchmarks_time_at_the_chips_rates(chip, t_fwd, t_bwd):
+    """The cuDNN 9.22 GPT-OSS benchmark (64 + 64 heads of 64, window 128, batch 2 x 4,096
+    tokens) times the forward and backward; at the chip's attention rates that time is the
+    work of (t_fwd + t_bwd) / (2 T a (d_qk + d_v) (1/(P f) + 2.5/(P b))) keys per query: the
+    catalog's floor, within its rounding to 100 keys. A changed attention rate fails here
+    until the floor follows."""
+    from trnlab import catalog
+    from trnlab.catalog.params import load_chip_efficiency
+
+    rates, peak = load_chip_efficiency().chips[chip], catalog.chip(chip).peak("bf16")
+    work = 2 * (2 * 4096) * 64 * (64 + 64)
+    per_key = work * (1 / (peak * rates["attn_fwd"].si) + 2.5 / (peak * rates["attn_bwd"].si))
+    assert rates["attn_window_keys"].si == pytest.approx((t_fwd + t_bwd) / per_key, abs=50)
 
 
 def test_maxtext_tiles_attention_by_512_and_a_recipe_by_its_sa_block_kv(tmp_path):

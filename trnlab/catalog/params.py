@@ -370,6 +370,9 @@ GEMM_FP8 = "gemm_fp8"
 #: optional per-chip input: the lanes the attention kernel rounds each head dimension up to
 #: (absent: 1, the head dimension as it is)
 ATTN_LANES = "attn_head_lanes"
+#: optional per-chip input: the fewest keys a query of a sliding-window layer costs the chip's
+#: attention kernel (absent: 0, the window's key tiles)
+ATTN_WINDOW_KEYS = "attn_window_keys"
 
 
 @dataclass(frozen=True)
@@ -410,6 +413,10 @@ def load_chip_efficiency(path: Path | None = None) -> ChipEfficiency:
         if lanes is not None and not (lanes.si >= 1 and float(lanes.si).is_integer()):
             raise CatalogError(bad_value(f"{path.name}: [chip.{chip_id}]", ATTN_LANES,
                                          lanes.value, "an integer >= 1 [elements]"))
+        floor = t.get(ATTN_WINDOW_KEYS)
+        if floor is not None and not floor.si >= 0:
+            raise CatalogError(bad_value(f"{path.name}: [chip.{chip_id}]", ATTN_WINDOW_KEYS,
+                                         floor.value, "a number of keys >= 0 [tokens]"))
         chips[chip_id] = t
     missing = sorted(set(catalog.default().chips) - set(chips))
     if missing:

@@ -14,6 +14,7 @@ from typing import Any
 from trnlab import catalog
 from trnlab.catalog.params import (
     ATTN_LANES,
+    ATTN_WINDOW_KEYS,
     CHIP_EFFICIENCY,
     GEMM_FP8,
     MOE_CALIBRATION,
@@ -257,6 +258,7 @@ def hardware(chip_id: str, system_id: str, precision: str = "bf16",
         gemm_bytes=gemm_bytes, attn_fwd_eff=rates["attn_fwd"].si,
         attn_bwd_eff=rates["attn_bwd"].si,
         attn_lanes=rates[ATTN_LANES].si if ATTN_LANES in rates else 1.0,
+        attn_window_keys=rates[ATTN_WINDOW_KEYS].si if ATTN_WINDOW_KEYS in rates else 0.0,
         hbm_bw=chip.hbm_bandwidth, hbm_capacity=chip.hbm_capacity,
         up_bw=system.scaleup_bandwidth / 2 * params.topology[system.scaleup_topology].si * coll,
         up_latency=system.scaleup_latency, domain=float(system.n_chips),

@@ -57,7 +57,8 @@ def memory_time(nbytes: Any, hbm_bw: Any, mem_eff: Any) -> Any:
     return nbytes / (hbm_bw * mem_eff)
 
 
-def attended_keys(seq_len: Any, window: float, window_share: float, block: float = 0.0) -> Any:
+def attended_keys(seq_len: Any, window: float, window_share: float, block: float = 0.0,
+                  floor: Any = 0.0) -> Any:
     """Keys a query attends to under the causal mask, mean over queries and layers [tokens].
 
     A full layer: ``s/2``. A share ``window_share`` of the layers attends over a sliding
@@ -67,14 +68,17 @@ def attended_keys(seq_len: Any, window: float, window_share: float, block: float
     tiles of ``block`` keys (> 0) computes, for a query tile ``[iB, (i+1)B)``, the band
     ``[iB - w, (i+1)B)`` rounded out to whole key tiles, ``B (1 + ceil(w/B))`` keys:
     ``B ceil(m/B) - m + B`` more per query of a windowed layer (one tile where the window is a
-    multiple of it), at most ``s/2``.
+    multiple of it), at most ``s/2``. A kernel whose windowed query costs at least ``floor``
+    keys (``Hardware.attn_window_keys``: its fixed cost per query tile, measured on the
+    kernel) is charged ``max(that, floor)``.
     """
     if not window:
         return 0.5 * seq_len
-    xp = xp_of(seq_len)
+    xp = xp_of(seq_len, floor)
     m = xp.minimum(seq_len, window)
     tiles = block * xp.ceil(m / block) - m + block if block else 0.0
     windowed = xp.minimum(m - m * m / (2.0 * seq_len) + tiles, 0.5 * seq_len)
+    windowed = xp.maximum(windowed, floor)
     return (1.0 - window_share) * 0.5 * seq_len + window_share * windowed
 
 

@@ -137,11 +137,11 @@ class ModelShape:
         """Whether the selective mode is a policy that names the tensors it keeps."""
         return bool(self.kept_selective_dense or self.kept_selective_moe)
 
-    def attended_keys(self, seq_len: Any, block: float = 0.0) -> Any:
+    def attended_keys(self, seq_len: Any, block: float = 0.0, floor: Any = 0.0) -> Any:
         """Keys a query attends to, causal, mean over queries and layers [tokens]; with
-        ``block`` > 0 the keys a kernel of that tile computes
-        (:func:`trnlab.perf.compute.attended_keys`: ``s/2`` without sliding windows)."""
-        return attended_keys(seq_len, self.window, self.window_share, block)
+        ``block`` > 0 the keys a kernel of that tile computes, at least ``floor`` per windowed
+        query (:func:`trnlab.perf.compute.attended_keys`: ``s/2`` without sliding windows)."""
+        return attended_keys(seq_len, self.window, self.window_share, block, floor)
 
     def attention_flops_per_token(self, seq_len: Any, causal: bool = True) -> Any:
         """Forward attention score + context FLOPs per token [FLOP]: ``2 keys a (d_qk + d_v)
@@ -285,7 +285,8 @@ def _attention_times(m: ModelShape, tokens: Any, seq_len: Any, tp: Any, hw: Hard
     ``2 T (s/2) (a/tp) (d_qk + d_v)`` FLOPs (``s/2`` -> the mean keys over the layers with
     sliding windows, :meth:`ModelShape.attended_keys`: the kernels skip the key tiles
     outside the window but compute the band's tiles whole, ``cal.attention_block`` keys more
-    per query of a windowed layer) at the chip's forward attention rate
+    per query of a windowed layer, and at least ``hw.attn_window_keys``: a kernel's fixed cost
+    per query tile, which dominates narrow windows) at the chip's forward attention rate
     ``peak_bf16 x attn_fwd_eff`` (``data/perf/chip_efficiency.toml``: FlashAttention-2 50-73% of
     A100, Dao 2023; FlashAttention-3 ~60-75% of H100, Shah et al. 2024), scaled for short
     shapes by the GEMM shape factors of ``T`` query rows and those keys; the backward does
@@ -304,7 +305,8 @@ def _attention_times(m: ModelShape, tokens: Any, seq_len: Any, tp: Any, hw: Hard
     ctx = m.attended_keys(seq_len)  # causal: mean keys per query (s/2 without windows)
     flops = 2.0 * tokens * ctx * (m.heads / tp) * (m.qk_dim + m.v_dim)  # 2 per mul-add
     if cal.fused_attention >= 1.0:
-        keys = m.attended_keys(seq_len, cal.attention_block)  # whole tiles of a window's band
+        # whole tiles of a window's band, at least the kernel's per-query floor
+        keys = m.attended_keys(seq_len, cal.attention_block, hw.attn_window_keys)
         work = flops * keys / ctx * padded_head_work(m.qk_dim, m.v_dim, hw.attn_lanes)
         shape = tokens / (tokens + cal.gemm_half_dim) * keys / (keys + cal.gemm_half_dim)
         t_fwd = work / (hw.peak_attn * hw.attn_fwd_eff * shape)
