@@ -403,20 +403,20 @@ def load_chip_efficiency(path: Path | None = None) -> ChipEfficiency:
     chips = {}
     for chip_id, raw in doc.get("chip", {}).items():
         catalog.chip(chip_id)  # an unknown chip id is an error
-        t = parse_table(raw, f"{path.name}: [chip.{chip_id}]", sources)
+        where = f"{path.name}: [chip.{chip_id}]"
+        t = parse_table(raw, where, sources)
         _require(path, f"chip.{chip_id}", t, CHIP_EFFICIENCY)
         for name in (*CHIP_EFFICIENCY, *((GEMM_FP8,) if GEMM_FP8 in t else ())):
             if not 0 < t[name].si <= 1:
-                raise CatalogError(bad_value(f"{path.name}: [chip.{chip_id}]", name,
-                                             t[name].value, "a fraction in (0, 1]"))
+                raise CatalogError(bad_value(where, name, t[name].value, "a fraction in (0, 1]"))
         lanes = t.get(ATTN_LANES)
         if lanes is not None and not (lanes.si >= 1 and float(lanes.si).is_integer()):
-            raise CatalogError(bad_value(f"{path.name}: [chip.{chip_id}]", ATTN_LANES,
-                                         lanes.value, "an integer >= 1 [elements]"))
+            raise CatalogError(bad_value(where, ATTN_LANES, lanes.value,
+                                         "an integer >= 1 [elements]"))
         floor = t.get(ATTN_WINDOW_KEYS)
         if floor is not None and not floor.si >= 0:
-            raise CatalogError(bad_value(f"{path.name}: [chip.{chip_id}]", ATTN_WINDOW_KEYS,
-                                         floor.value, "a number of keys >= 0 [tokens]"))
+            raise CatalogError(bad_value(where, ATTN_WINDOW_KEYS, floor.value,
+                                         "a number of keys >= 0 [tokens]"))
         chips[chip_id] = t
     missing = sorted(set(catalog.default().chips) - set(chips))
     if missing:

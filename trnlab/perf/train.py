@@ -236,12 +236,13 @@ def _gemm_op(g: LayerGemm, tokens: Any, lay: Layout, hw: Hardware, cal: Calibrat
     """
     split = lay.tp * hw.ranks_per_chip
     m, count = tokens * g.m_per_token, g.count
-    tiled = m  # the rows the GEMM computes (the FLOPs count m)
     if g.name in EXPERT:  # E/ep experts per chip, each gets the tokens of the ep group
         m, count = m * lay.ep, count / lay.ep
         if cal.moe is not None:
             m = m * cal.moe.unsharded_rows()  # GShard's padded buffers (else 1)
-        tiled = m if cal.moe is None else moe.tiled_rows(m, count, cal.moe.group_tile)
+    # the rows the GEMM computes (the FLOPs count m): shared tiles computed once per expert
+    tiled = moe.tiled_rows(m, count, cal.moe.group_tile) \
+        if g.name in EXPERT and cal.moe is not None else m
     n = g.n / split if g.name in TP_COLUMN else g.n
     k = g.k / split if g.name in TP_ROW else g.k
     cores = hw.ranks_per_chip if g.name in TP_COLUMN or g.name in TP_ROW else 1.0
