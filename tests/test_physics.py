@@ -47,6 +47,7 @@ from trnlab.perf.train import (
     LayerGemm,
     Layout,
     ModelShape,
+    _attention_times,
     operator_terms,
     step_terms,
     train_step,
@@ -842,8 +843,11 @@ def test_lanes_that_are_not_a_whole_number_and_a_negative_window_floor_are_refus
     bad.write_text(text.replace("attn_head_lanes = { value = 128", "attn_head_lanes = { value = 12.8", 1))
     with pytest.raises(CatalogError, match=r"attn_head_lanes = 12\.8: an integer >= 1"):
         load_chip_efficiency(bad)
-    bad.write_text(text.replace("attn_window_keys = { value = 1600", "attn_window_keys = { value = -1600", 1))
-    with pytest.raises(CatalogError, match=r"\[chip\.b200\]: attn_window_keys = -1600(\.0)?: a number of keys >= 0"):
+    bad.write_text(text.replace("attn_window_keys = { value = 800", "attn_window_keys = { value = -800", 1))
+    with pytest.raises(CatalogError, match=r"\[chip\.b200\]: attn_window_keys = -800(\.0)?: a number of keys >= 0"):
+        load_chip_efficiency(bad)
+    bad.write_text(text.replace("attn_fp8_window_span = { value = 1.0", "attn_fp8_window_span = { value = 1.5", 1))
+    with pytest.raises(CatalogError, match=r"\[chip\.b200\]: attn_fp8_window_span = 1\.5: a share of the sequence in \[0, 1\]"):
         load_chip_efficiency(bad)
 
 
@@ -953,8 +957,8 @@ def test_the_step_and_the_serving_core_attend_over_the_window_by_hand():
 
 
 def test_a_narrow_window_costs_the_kernels_floor_of_keys_per_query_by_hand():
-    """cuDNN's sliding-window kernel on Blackwell spends as long per query as 1,600 keys at its
-    rates (chip_efficiency.toml attn_window_keys), where a 128-key window and its tile are 254:
+    """A kernel floor of 1,600 keys per windowed query (chip_efficiency.toml attn_window_keys),
+    where a 128-key window and its tile are 254:
     half the layers windowed at s = 4096 cost (2048 + 1600) / 2 = 1824 keys of work per query,
     not 1151; a full layer and a chip without the floor are unchanged; the floor never lowers
     a wide window (s = 131072, w = 4096: 4096 - 4096²/262144 + 128 = 4160 keys)."""
@@ -980,7 +984,7 @@ def test_a_narrow_window_costs_the_kernels_floor_of_keys_per_query_by_hand():
 @pytest.mark.parametrize(("chip", "t_fwd", "t_bwd"), [("gb200", 0.210e-3, 0.465e-3),
                                                        ("gb300", 0.202e-3, 0.442e-3)])
 def test_the_window_floor_is_the_kernel_benchmarks_time_at_the_chips_rates(chip, t_fwd, t_bwd):
-    """The cuDNN 9.22 GPT-OSS benchmark (64 + 64 heads of 64, window 128, batch 2 x 4,096
+    """The cuDNN 9.22 GPT-OSS benchmark (128 + 128 heads of 64, window 128, batch 2 x 4,096
     tokens) times the forward and backward; at the chip's attention rates that time is the
     work of (t_fwd + t_bwd) / (2 T a (d_qk + d_v) (1/(P f) + 2.5/(P b))) keys per query: the
     catalog's floor, within its rounding to 100 keys. A changed attention rate fails here
@@ -989,9 +993,55 @@ def test_the_window_floor_is_the_kernel_benchmarks_time_at_the_chips_rates(chip,
     from trnlab.catalog.params import load_chip_efficiency
 
     rates, peak = load_chip_efficiency().chips[chip], catalog.chip(chip).peak("bf16")
-    work = 2 * (2 * 4096) * 64 * (64 + 64)
+    work = 2 * (2 * 4096) * 128 * (64 + 64)  # configs/gpt_oss.py: 128 query heads of 64
     per_key = work * (1 / (peak * rates["attn_fwd"].si) + 2.5 / (peak * rates["attn_bwd"].si))
     assert rates["attn_window_keys"].si == pytest.approx((t_fwd + t_bwd) / per_key, abs=50)
+
+
+def test_an_fp8_backward_computes_the_whole_matrix_of_a_windowed_layer_by_hand():
+    """cuDNN 9.22's FP8 backward of a 128-token window takes as long as the unmasked backward
+    (chip_efficiency.toml attn_fp8_window_span = 1): half the layers windowed at s = 4096 cost
+    the backward (2048 + 4096) / 2 = 3072 keys per query where the forward costs the floor's
+    (2048 + 1600) / 2 = 1824; a BF16 backward costs the forward's keys, and a model without
+    windows is unchanged by the span."""
+    assert float(attended_keys(4096.0, 128.0, 0.5, 128.0, 4096.0)) == 3072.0
+    m = model_shape(WINDOWED)
+    bf16 = replace(HW, attn_window_keys=1600.0)
+    fp8 = replace(bf16, attn_window_bwd_span=1.0)
+    d0 = CAL.gemm_half_dim
+    rows = 4096 / (4096 + d0) * 1824.0 / (1824.0 + d0)  # the kernel's shape factor
+    flops = 2 * 4096 * 1087.0 * 64 * 128  # the window's FLOPs (1087 keys without tiles)
+    for hw, keys in ((bf16, 1824.0), (fp8, 3072.0)):
+        f, t_fwd, t_bwd = _attention_times(m, 4096.0, 4096.0, 1.0, hw, CAL)
+        assert float(f) == pytest.approx(flops, rel=1e-12)
+        assert float(t_fwd) == pytest.approx(2 * 4096 * 1824.0 * 64 * 128
+                                             / (HW.peak_attn * HW.attn_fwd_eff * rows), rel=1e-12)
+        assert float(t_bwd) == pytest.approx(CAL.attention_backward_factor * 2 * 4096 * keys * 64
+                                             * 128 / (HW.peak_attn * HW.attn_bwd_eff * rows),
+                                             rel=1e-12)
+    dense = shape()
+    assert float(_attention_times(dense, 4096.0, 4096.0, 1.0, fp8, CAL)[2]) == pytest.approx(
+        float(_attention_times(dense, 4096.0, 4096.0, 1.0, HW, CAL)[2]), rel=1e-12)
+
+
+@pytest.mark.parametrize(("chip", "windowed", "unmasked"), [("gb200", 2.080e-3, 2.046e-3),
+                                                            ("gb300", 1.871e-3, 1.871e-3)])
+def test_the_fp8_window_span_is_the_benchmarks_windowed_over_unmasked_backward(chip, windowed,
+                                                                               unmasked):
+    """The cuDNN 9.22 benchmark's MXFP8 backward at 4,096 tokens: the 128-token window
+    (128 heads of 64) against the unmasked llama3.1 shape of the same work (64 heads of 128).
+    Their ratio is the share of the s x s matrix the windowed backward computes; it reaches
+    the FP8 hardware only, not BF16 and not a chip without the measurement."""
+    from trnlab.catalog.params import load_chip_efficiency
+
+    span = load_chip_efficiency().chips[chip]["attn_fp8_window_span"].si
+    assert span == pytest.approx(windowed / unmasked, abs=0.05)
+    system = {"gb200": "gb200-nvl72", "gb300": "gb300-nvl72"}[chip]
+    assert hardware(chip, system, "fp8", training=True,
+                    attention_precision="fp8").attn_window_bwd_span == span
+    assert hardware(chip, system, "fp8", training=True).attn_window_bwd_span == 0.0
+    assert hardware("h100-sxm", "dgx-h100", "fp8", training=True,
+                    attention_precision="fp8").attn_window_bwd_span == 0.0
 
 
 def test_maxtext_tiles_attention_by_512_and_a_recipe_by_its_sa_block_kv(tmp_path):

@@ -373,6 +373,9 @@ ATTN_LANES = "attn_head_lanes"
 #: optional per-chip input: the fewest keys a query of a sliding-window layer costs the chip's
 #: attention kernel (absent: 0, the window's key tiles)
 ATTN_WINDOW_KEYS = "attn_window_keys"
+#: optional per-chip input: the share of the sequence an FP8 attention backward computes per
+#: query of a sliding-window layer (1: the whole s x s matrix; absent: 0, as in BF16)
+ATTN_FP8_WINDOW_SPAN = "attn_fp8_window_span"
 
 
 @dataclass(frozen=True)
@@ -417,6 +420,10 @@ def load_chip_efficiency(path: Path | None = None) -> ChipEfficiency:
         if floor is not None and not floor.si >= 0:
             raise CatalogError(bad_value(where, ATTN_WINDOW_KEYS, floor.value,
                                          "a number of keys >= 0 [tokens]"))
+        span = t.get(ATTN_FP8_WINDOW_SPAN)
+        if span is not None and not 0 <= span.si <= 1:
+            raise CatalogError(bad_value(where, ATTN_FP8_WINDOW_SPAN, span.value,
+                                         "a share of the sequence in [0, 1]"))
         chips[chip_id] = t
     missing = sorted(set(catalog.default().chips) - set(chips))
     if missing:

@@ -13,6 +13,7 @@ from typing import Any
 
 from trnlab import catalog
 from trnlab.catalog.params import (
+    ATTN_FP8_WINDOW_SPAN,
     ATTN_LANES,
     ATTN_WINDOW_KEYS,
     CHIP_EFFICIENCY,
@@ -231,7 +232,10 @@ def hardware(chip_id: str, system_id: str, precision: str = "bf16",
     Engine's fp8_dot_product_attention): at the chip's FP8 peak x ``fp8_attention_factor``
     (training.toml; FlashAttention-3 reaches 0.81 of its BF16 peak fraction in FP8) and the
     chip's attention fractions, i.e. 2 x 0.81 = 1.62x the BF16 attention rate on a chip whose
-    FP8 peak is twice its BF16 peak.
+    FP8 peak is twice its BF16 peak. On a chip whose FP8 kernel computes a sliding-window
+    layer's backward over more keys than the window (chip_efficiency.toml
+    ``attn_fp8_window_span``: cuDNN 9.22 on Blackwell, the whole ``s x s`` matrix), the FP8
+    backward of a windowed query costs that share of the sequence in keys.
     """
     params = params or load_training()
     gemm_bytes = format_bytes(precision, "precision")
@@ -259,6 +263,8 @@ def hardware(chip_id: str, system_id: str, precision: str = "bf16",
         attn_bwd_eff=rates["attn_bwd"].si,
         attn_lanes=rates[ATTN_LANES].si if ATTN_LANES in rates else 1.0,
         attn_window_keys=rates[ATTN_WINDOW_KEYS].si if ATTN_WINDOW_KEYS in rates else 0.0,
+        attn_window_bwd_span=rates[ATTN_FP8_WINDOW_SPAN].si
+        if attention_precision == "fp8" and ATTN_FP8_WINDOW_SPAN in rates else 0.0,
         hbm_bw=chip.hbm_bandwidth, hbm_capacity=chip.hbm_capacity,
         up_bw=system.scaleup_bandwidth / 2 * params.topology[system.scaleup_topology].si * coll,
         up_latency=system.scaleup_latency, domain=float(system.n_chips),

@@ -35,3 +35,4 @@ class Hardware:
     host_capacity: Any = 0.0  # the host's memory per chip [B]; 0: none
     attn_lanes: Any = 1.0  # the attention kernel pads each head dimension to a multiple [1]
     attn_window_keys: Any = 0.0  # fewest keys a sliding-window query costs the kernel [tokens]
+    attn_window_bwd_span: Any = 0.0  # fewest keys a windowed query's backward costs, share of s [1]

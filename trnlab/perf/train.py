@@ -293,7 +293,9 @@ def _attention_times(m: ModelShape, tokens: Any, seq_len: Any, tp: Any, hw: Hard
     shapes by the GEMM shape factors of ``T`` query rows and those keys; the backward does
     ``attention_backward_factor`` times that work at ``attn_bwd_eff``. A kernel that pads each
     head dimension to a multiple of ``hw.attn_lanes`` (TPU splash attention: 128 lanes) does
-    the padded work (:func:`~trnlab.perf.compute.padded_head_work`).
+    the padded work (:func:`~trnlab.perf.compute.padded_head_work`). A backward that computes
+    ``hw.attn_window_bwd_span x s`` keys per windowed query (cuDNN's FP8 backward on Blackwell:
+    the whole ``s x s`` matrix) does that work instead of the window's.
 
     Materialised (0, attention before FlashAttention: Megatron-LM 2021 CoreAttention): the full
     ``s x s`` score matrix of every head (the causal mask is applied after the product, so no
@@ -311,7 +313,12 @@ def _attention_times(m: ModelShape, tokens: Any, seq_len: Any, tp: Any, hw: Hard
         work = flops * keys / ctx * padded_head_work(m.qk_dim, m.v_dim, hw.attn_lanes)
         shape = tokens / (tokens + cal.gemm_half_dim) * keys / (keys + cal.gemm_half_dim)
         t_fwd = work / (hw.peak_attn * hw.attn_fwd_eff * shape)
-        t_bwd = cal.attention_backward_factor * work / (hw.peak_attn * hw.attn_bwd_eff * shape)
+        # a backward that computes more of a window's keys than its forward (FP8 on Blackwell)
+        keys_bwd = m.attended_keys(seq_len, cal.attention_block,
+                                   xp_of(seq_len).maximum(hw.attn_window_keys,
+                                                          hw.attn_window_bwd_span * seq_len))
+        t_bwd = cal.attention_backward_factor * work * keys_bwd / keys / (
+            hw.peak_attn * hw.attn_bwd_eff * shape)
         return flops, t_fwd, t_bwd
     heads = (tokens / seq_len) * (m.heads / tp)  # (sequence, head) pairs on the chip
     gemms = heads * (gemm_time(seq_len, seq_len, m.qk_dim, hw.peak_attn, hw.gemm_eff,
