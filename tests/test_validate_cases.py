@@ -488,3 +488,59 @@ def test_validate_prints_the_fitted_and_held_out_split(tmp_path, capsys):
     assert f"held-out sources       2 cases  MAPE {sum(held) / 2:6.1%}" in printed
     split = validate.fit_split(validate.predict(validate.read_cases(cases)))
     assert [n for n, _, _ in split.values()] == [2, 2]
+
+
+def test_a_stack_that_runs_flashattention3_gets_the_hopper_kernel_rate_and_blackwell_its_own(
+        tmp_path, monkeypatch):
+    """The Hugging Face + DeepSpeed stack runs FlashAttention-3 (stacks.toml ``attention_kernel
+    = "fa3"``): on H200, whose chip_efficiency.toml table has ``attn_rate_fa3`` = 1.75 (the FA3
+    paper's FA3 / FA2 speed), a 256K-token case is predicted faster than with the FA2-class
+    rates, by less than 1.75x (the GEMMs do not change), and says so; on B200, without the
+    entry, the rates are the chip's. An unknown kernel name is refused with one line."""
+    from trnlab.catalog.params import load_chip_efficiency, load_stacks
+    from trnlab.errors import CatalogError
+
+    stack = load_stacks()["hf-deepspeed"]
+    assert stack.attention_kernel == "fa3"
+    assert load_chip_efficiency().chips["h200"]["attn_rate_fa3"].si == 1.75
+    assert "attn_rate_fa3" not in load_chip_efficiency().chips["b200"]
+    row = ROWS["T-MLENG-H200-L31-8B-Z3-S256K"]
+    (fa3,) = validate.predict([row])
+    rates = load_chip_efficiency()
+    without = {c: {k: v for k, v in t.items() if k != "attn_rate_fa3"}
+               for c, t in rates.chips.items()}
+    monkeypatch.setattr(validate, "load_chip_efficiency",
+                        lambda: type(rates)(without, rates.reference, rates.proxy, rates.path))
+    (fa2,) = validate.predict([row])
+    assert 1.3 < fa3.predicted / fa2.predicted < 1.75
+    assert "attention kernel" not in fa2.why
+    monkeypatch.undo()
+    assert "attention kernel fa3: 1.75x the chip's attention rates" in fa3.why
+    (b200,) = validate.predict([ROWS["T-MLENG-B200-L31-8B-Z3-S256K"]])
+    assert "attention kernel" not in b200.why
+    path = tmp_path / "stacks.toml"
+    path.write_text('[stack.default]\nattention = "fused"\nattention_rate = 1.0\n'
+                    'tp_overlap = true\nfsdp_reshard = "step"\nmicro_batch = 1\nvpp = 1\n'
+                    'selective = "attention"\nattention_kernel = "fa9"\n')
+    with pytest.raises(CatalogError, match="attention_kernel = 'fa9': fa3"):
+        load_stacks(path)
+
+
+def test_liger_kernel_fuses_the_eager_ops_and_a_cpu_optimizer_is_named_as_missing():
+    """Hugging Face modeling code runs RMSNorm, RoPE and SwiGLU as eager PyTorch operators
+    (the hf-deepspeed stack's ``eager``); the ml-engineering sweep sets USE_LIGER=1, whose fused
+    kernels replace them, so its rows run none unfused and are faster than the same row without
+    it. Its rows that keep the AdamW step on the host CPU say the prediction leaves that out;
+    the right-sized rows without the offload do not."""
+    from trnlab.catalog.params import load_stacks
+
+    stack = load_stacks()["hf-deepspeed"]
+    liger = ROWS["T-MLENG-B200-L31-8B-Z3-S8K"]
+    assert validate.eager_kinds(liger, stack) == frozenset()
+    plain = {**liger, "notes": liger["notes"].replace("USE_LIGER=1", "USE_LIGER=0")}
+    assert validate.eager_kinds(plain, stack) == frozenset({"norm", "rope", "act"})
+    (fused,), (eager,) = validate.predict([liger]), validate.predict([plain])
+    assert fused.predicted > eager.predicted
+    assert "host CPU (DeepSpeed ZeRO-Offload) is not modelled" in fused.why
+    (right_sized,) = validate.predict([ROWS["T-MLENG-B200-L31-8B-Z2-S8K"]])
+    assert "ZeRO-Offload" not in right_sized.why

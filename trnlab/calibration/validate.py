@@ -40,8 +40,10 @@ from trnlab.calibration import defaults as rules
 from trnlab.calibration.cases import spec_from_case
 from trnlab.catalog.loader import read_toml
 from trnlab.catalog.params import (
+    ATTN_KERNEL_RATE,
     ServingParams,
     TrainingParams,
+    load_chip_efficiency,
     load_moe_stacks,
     load_serving,
     load_stacks,
@@ -323,17 +325,23 @@ def _selective_policy(row: dict[str, str], stack_policy: str,
 #: a case run under torch.compile fuses the memory-bound ops an eager stack runs unfused; a
 #: fused RMSNorm kernel (torchtitan's norm_type "fused_rmsnorm") fuses the norm alone
 _COMPILED = re.compile(r"torch\.compile|\bcompile\s*=\s*true", re.IGNORECASE)
+#: Liger-Kernel on (the ml-engineering benchmark's USE_LIGER=1): fused RMSNorm, RoPE, SwiGLU
+#: and cross-entropy Triton kernels in place of the eager PyTorch ones
+_LIGER = re.compile(r"use_liger\s*=\s*1", re.IGNORECASE)
+#: DeepSpeed ZeRO-Offload: the optimizer states and step on the host CPU
+_OPTIMIZER_OFFLOAD = re.compile(r"offload_optimizer\s*(?:=\s*1|device\s*cpu)", re.IGNORECASE)
 _FUSED_NORM = re.compile(r"fused_rms_?norm", re.IGNORECASE)
 
 
 def eager_kinds(row: dict[str, str], stack: Any, precision: str = "bf16") -> frozenset[str]:
     """The memory-bound op kinds a training case runs unfused: its stack's ``eager`` kinds
-    (data/perf/stacks.toml), none under torch.compile, the norm fused where the case names a
-    fused RMSNorm kernel; and at an 8-bit GEMM ``precision`` the FP8 casts (:data:`FP8_CAST`)
-    of a stack that casts by kernels of their own (``fp8_cast``), compiled or not."""
+    (data/perf/stacks.toml), none under torch.compile or Liger-Kernel, the norm fused where the
+    case names a fused RMSNorm kernel; and at an 8-bit GEMM ``precision`` the FP8 casts
+    (:data:`FP8_CAST`) of a stack that casts by kernels of their own (``fp8_cast``), compiled
+    or not."""
     text = _text(row)
     casts = {FP8_CAST} if stack.fp8_cast and format_bytes(precision) == 1 else set()
-    if _COMPILED.search(text):
+    if _COMPILED.search(text) or _LIGER.search(text):
         return frozenset(casts)
     return frozenset(stack.eager) - ({"norm"} if _FUSED_NORM.search(text) else set()) | casts
 
@@ -533,9 +541,19 @@ def _predict_training(row: dict[str, str], conv: dict[str, Any], params: Trainin
                      "the FP8 peak x fp8_attention_factor (data/perf/training.toml)")
     hw = hardware(row["chip"], system, precision, params, power_cap_w=cap, training=True,
                   attention_precision=attention)
-    if stack.attention_rate != 1.0:  # another kernel generation than the chip's FA2-class one
-        hw = dataclasses.replace(hw, attn_fwd_eff=hw.attn_fwd_eff * stack.attention_rate,
-                                 attn_bwd_eff=hw.attn_bwd_eff * stack.attention_rate)
+    rate = stack.attention_rate  # another kernel generation than the chip's FA2-class one
+    kernel = load_chip_efficiency().chips[row["chip"]].get(
+        ATTN_KERNEL_RATE.format(stack.attention_kernel)) if stack.attention_kernel else None
+    if kernel is not None:  # the stack's named kernel, measured on this chip
+        rate *= kernel.si
+        notes.append(f"attention kernel {stack.attention_kernel}: {kernel.si:g}x the chip's "
+                     "attention rates (data/perf/chip_efficiency.toml)")
+    if rate != 1.0:
+        hw = dataclasses.replace(hw, attn_fwd_eff=hw.attn_fwd_eff * rate,
+                                 attn_bwd_eff=hw.attn_bwd_eff * rate)
+    if _OPTIMIZER_OFFLOAD.search(_text(row)):
+        caveats.append("the optimizer step on the host CPU (DeepSpeed ZeRO-Offload) is not "
+                       "modelled: the prediction leaves out its time")
     domain = catalog.system(system).n_chips
     reason = reason_codes(spec, cfg, gb, s, domain, tp_outside_domain=True)
     moe, moe_note = _moe_stack(row, family) if spec.is_moe else (None, "")

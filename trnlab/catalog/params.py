@@ -314,10 +314,15 @@ class Stack:
     note: str
     attention_block: int = 0  # keys per tile of its attention kernel (0: training.toml's)
     recompute: str = ""  # its recompute when a case leaves it unstated ("": the fastest fitting)
+    attention_kernel: str = ""  # its fused kernel by name ("": the chip's rates as they are)
 
 
 #: a stack's default recompute (``recompute`` in data/perf/stacks.toml; "" = search)
 STACK_RECOMPUTE = ("", "none", "selective", "full")
+#: named fused attention kernels a stack may run (``attention_kernel`` in stacks.toml); a chip
+#: whose chip_efficiency.toml table has ``attn_rate_<kernel>`` runs it at that multiple of its
+#: attention rates, another chip at its rates as they are
+ATTENTION_KERNELS = ("", "fa3")
 
 
 @lru_cache(maxsize=2)
@@ -354,10 +359,14 @@ def load_stacks(path: Path | None = None) -> dict[str, Stack]:
         if recompute not in STACK_RECOMPUTE:
             raise CatalogError(bad_value(where, "recompute", recompute,
                                          "none, selective or full (absent: the fastest fitting)"))
+        kernel = t.get("attention_kernel", "")
+        if kernel not in ATTENTION_KERNELS:
+            raise CatalogError(bad_value(where, "attention_kernel", kernel,
+                                         "fa3 (absent: the chip's attention rates)"))
         out[family] = Stack(family, t["attention"], float(rate), t["tp_overlap"],
                             t["fsdp_reshard"], t["micro_batch"], t["vpp"], t["selective"],
                             tuple(eager), fp8_cast, t.get("source", ""), t.get("note", ""),
-                            block, recompute)
+                            block, recompute, kernel)
     if "default" not in out:
         raise CatalogError(f"{path.name}: needs a [stack.default] table")
     return out
@@ -376,6 +385,9 @@ ATTN_WINDOW_KEYS = "attn_window_keys"
 #: optional per-chip input: the share of the sequence an FP8 attention backward computes per
 #: query of a sliding-window layer (1: the whole s x s matrix; absent: 0, as in BF16)
 ATTN_FP8_WINDOW_SPAN = "attn_fp8_window_span"
+#: optional per-chip input: a named attention kernel's rate over the chip's attention rates
+#: (``attn_rate_fa3``: FlashAttention-3 on Hopper over the FlashAttention-2-class rates)
+ATTN_KERNEL_RATE = "attn_rate_{}"
 
 
 @dataclass(frozen=True)
@@ -420,6 +432,11 @@ def load_chip_efficiency(path: Path | None = None) -> ChipEfficiency:
         if floor is not None and not floor.si >= 0:
             raise CatalogError(bad_value(where, ATTN_WINDOW_KEYS, floor.value,
                                          "a number of keys >= 0 [tokens]"))
+        for kernel in filter(None, ATTENTION_KERNELS):
+            ratio = t.get(ATTN_KERNEL_RATE.format(kernel))
+            if ratio is not None and not 0 < ratio.si <= 3:
+                raise CatalogError(bad_value(where, ATTN_KERNEL_RATE.format(kernel),
+                                             ratio.value, "a ratio in (0, 3]"))
         span = t.get(ATTN_FP8_WINDOW_SPAN)
         if span is not None and not 0 <= span.si <= 1:
             raise CatalogError(bad_value(where, ATTN_FP8_WINDOW_SPAN, span.value,
