@@ -313,12 +313,10 @@ def _attention_times(m: ModelShape, tokens: Any, seq_len: Any, tp: Any, hw: Hard
         work = flops * keys / ctx * padded_head_work(m.qk_dim, m.v_dim, hw.attn_lanes)
         shape = tokens / (tokens + cal.gemm_half_dim) * keys / (keys + cal.gemm_half_dim)
         t_fwd = work / (hw.peak_attn * hw.attn_fwd_eff * shape)
-        # a backward that computes more of a window's keys than its forward (FP8 on Blackwell)
-        keys_bwd = m.attended_keys(seq_len, cal.attention_block,
-                                   xp_of(seq_len).maximum(hw.attn_window_keys,
-                                                          hw.attn_window_bwd_span * seq_len))
-        t_bwd = cal.attention_backward_factor * work * keys_bwd / keys / (
-            hw.peak_attn * hw.attn_bwd_eff * shape)
+        t_bwd = cal.attention_backward_factor * work / (hw.peak_attn * hw.attn_bwd_eff * shape)
+        if m.window:  # a backward that computes more of a window's keys (FP8 on Blackwell)
+            floor = xp_of(seq_len).maximum(hw.attn_window_keys, hw.attn_window_bwd_span * seq_len)
+            t_bwd = t_bwd * m.attended_keys(seq_len, cal.attention_block, floor) / keys
         return flops, t_fwd, t_bwd
     heads = (tokens / seq_len) * (m.heads / tp)  # (sequence, head) pairs on the chip
     gemms = heads * (gemm_time(seq_len, seq_len, m.qk_dim, hw.peak_attn, hw.gemm_eff,
