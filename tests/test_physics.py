@@ -15,6 +15,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from _files import stacks_file
 
 from trnlab.calibration.validate import _SA_BLOCK
 from trnlab.catalog import model
@@ -1275,15 +1276,6 @@ def test_a_compiled_case_runs_fused_and_a_fused_rmsnorm_case_fuses_the_norm():
     assert eager_kinds(row, titan, "mxfp8") == {"fp8_cast"}  # compiled, the casts stay
     assert eager_kinds(row, titan, "nvfp4") == frozenset()  # no 8-bit casts
     assert eager_kinds(row, load_stacks()["megatron"], "fp8") == frozenset()  # fused in TE
-
-
-def stacks_file(tmp_path, extra: str):
-    """A stacks.toml with a valid default stack plus the line ``extra``."""
-    path = tmp_path / "stacks.toml"
-    path.write_text('[stack.default]\nattention = "fused"\nattention_rate = 1.0\n'
-                    'tp_overlap = true\nfsdp_reshard = "step"\nmicro_batch = 1\nvpp = 1\n'
-                    f'selective = "attention"\n{extra}\n')
-    return path
 
 
 def test_a_stack_with_an_unknown_eager_kind_is_refused(tmp_path):

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from _files import stacks_file
 
 from trnlab._paths import data_dir
 from trnlab.calibration import defaults, fit, validate
@@ -241,12 +242,8 @@ def test_an_unstated_recompute_takes_the_framework_default_and_not_the_fastest_l
     assert pred.layout["recompute"] == 1  # selective, which fits
     assert pred.predicted < fastest.predicted  # the recomputed attention costs time
     assert "recompute: default selective (rule: the neuron stack's default" in pred.why
-    path = tmp_path / "stacks.toml"
-    path.write_text('[stack.default]\nattention = "fused"\nattention_rate = 1.0\n'
-                    'tp_overlap = true\nfsdp_reshard = "step"\nmicro_batch = 1\nvpp = 1\n'
-                    'selective = "attention"\nrecompute = "some"\n')
     with pytest.raises(CatalogError, match="recompute = 'some': none, selective or full"):
-        load_stacks(path)
+        load_stacks(stacks_file(tmp_path, 'recompute = "some"'))
 
 
 def test_the_seq_len_rule_recovers_most_published_lengths():
@@ -509,7 +506,9 @@ def test_a_stack_that_runs_flashattention3_gets_the_hopper_kernel_rate_and_black
     rates = load_chip_efficiency()
     without = {c: {k: v for k, v in t.items() if k != "attn_rate_fa3"}
                for c, t in rates.chips.items()}
-    monkeypatch.setattr(validate, "load_chip_efficiency",
+    from trnlab.engine import hardware as engine_hardware
+
+    monkeypatch.setattr(engine_hardware, "load_chip_efficiency",
                         lambda: type(rates)(without, rates.reference, rates.proxy, rates.path))
     (fa2,) = validate.predict([row])
     assert 1.3 < fa3.predicted / fa2.predicted < 1.75
@@ -518,12 +517,8 @@ def test_a_stack_that_runs_flashattention3_gets_the_hopper_kernel_rate_and_black
     assert "attention kernel fa3: 1.75x the chip's attention rates" in fa3.why
     (b200,) = validate.predict([ROWS["T-MLENG-B200-L31-8B-Z3-S256K"]])
     assert "attention kernel" not in b200.why
-    path = tmp_path / "stacks.toml"
-    path.write_text('[stack.default]\nattention = "fused"\nattention_rate = 1.0\n'
-                    'tp_overlap = true\nfsdp_reshard = "step"\nmicro_batch = 1\nvpp = 1\n'
-                    'selective = "attention"\nattention_kernel = "fa9"\n')
     with pytest.raises(CatalogError, match="attention_kernel = 'fa9': fa3"):
-        load_stacks(path)
+        load_stacks(stacks_file(tmp_path, 'attention_kernel = "fa9"'))
 
 
 def test_liger_kernel_fuses_the_eager_ops_and_a_cpu_optimizer_is_named_as_missing():

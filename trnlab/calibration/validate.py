@@ -40,10 +40,8 @@ from trnlab.calibration import defaults as rules
 from trnlab.calibration.cases import spec_from_case
 from trnlab.catalog.loader import read_toml
 from trnlab.catalog.params import (
-    ATTN_KERNEL_RATE,
     ServingParams,
     TrainingParams,
-    load_chip_efficiency,
     load_moe_stacks,
     load_serving,
     load_stacks,
@@ -51,6 +49,7 @@ from trnlab.catalog.params import (
 )
 from trnlab.engine import serving as serving_engine
 from trnlab.engine.hardware import (
+    attention_kernel_rate,
     attention_precisions,
     chip_inputs_band,
     format_bytes,
@@ -540,17 +539,13 @@ def _predict_training(row: dict[str, str], conv: dict[str, Any], params: Trainin
         notes.append("attention core in FP8 (fp8_dot_product_attention in the case's recipe): "
                      "the FP8 peak x fp8_attention_factor (data/perf/training.toml)")
     hw = hardware(row["chip"], system, precision, params, power_cap_w=cap, training=True,
-                  attention_precision=attention)
-    rate = stack.attention_rate  # another kernel generation than the chip's FA2-class one
-    kernel = load_chip_efficiency().chips[row["chip"]].get(
-        ATTN_KERNEL_RATE.format(stack.attention_kernel)) if stack.attention_kernel else None
-    if kernel is not None:  # the stack's named kernel, measured on this chip
-        rate *= kernel.si
-        notes.append(f"attention kernel {stack.attention_kernel}: {kernel.si:g}x the chip's "
+                  attention_precision=attention, attention_kernel=stack.attention_kernel)
+    if (kernel := attention_kernel_rate(row["chip"], stack.attention_kernel)) is not None:
+        notes.append(f"attention kernel {stack.attention_kernel}: {kernel:g}x the chip's "
                      "attention rates (data/perf/chip_efficiency.toml)")
-    if rate != 1.0:
-        hw = dataclasses.replace(hw, attn_fwd_eff=hw.attn_fwd_eff * rate,
-                                 attn_bwd_eff=hw.attn_bwd_eff * rate)
+    if stack.attention_rate != 1.0:  # another kernel generation than the chip's FA2-class one
+        hw = dataclasses.replace(hw, attn_fwd_eff=hw.attn_fwd_eff * stack.attention_rate,
+                                 attn_bwd_eff=hw.attn_bwd_eff * stack.attention_rate)
     if _OPTIMIZER_OFFLOAD.search(_text(row)):
         caveats.append("the optimizer step on the host CPU (DeepSpeed ZeRO-Offload) is not "
                        "modelled: the prediction leaves out its time")

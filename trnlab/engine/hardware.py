@@ -14,6 +14,7 @@ from typing import Any
 from trnlab import catalog
 from trnlab.catalog.params import (
     ATTN_FP8_WINDOW_SPAN,
+    ATTN_KERNEL_RATE,
     ATTN_LANES,
     ATTN_WINDOW_KEYS,
     CHIP_EFFICIENCY,
@@ -184,6 +185,15 @@ def clock_fraction(chip_id: str, power_cap_w: float | None) -> float:
                                        p["clock_exponent"].si))
 
 
+def attention_kernel_rate(chip_id: str, kernel: str) -> float | None:
+    """The rate of the named fused attention ``kernel`` (a stack's ``attention_kernel``) over
+    the chip's attention rates, where chip_efficiency.toml measures it (``attn_rate_fa3``:
+    FlashAttention-3 on Hopper); None for no kernel or a chip without the measurement."""
+    rate = load_chip_efficiency().chips[chip_id].get(ATTN_KERNEL_RATE.format(kernel)) \
+        if kernel else None
+    return None if rate is None else rate.si
+
+
 def attention_precisions(chip_id: str) -> tuple[str, ...]:
     """The precisions the attention core of ``chip_id`` can run in: BF16, and FP8 on a chip
     with an FP8 rate in the catalog (:func:`hardware` ``attention_precision``)."""
@@ -214,7 +224,8 @@ def fp4_training_peak(peak_fp4: float, peak_bf16: float, narrow_factor: float,
 def hardware(chip_id: str, system_id: str, precision: str = "bf16",
              params: TrainingParams | None = None, network_id: str | None = None,
              power_cap_w: float | None = None, serving: ServingParams | None = None,
-             training: bool = False, attention_precision: str = "bf16") -> Hardware:
+             training: bool = False, attention_precision: str = "bf16",
+             attention_kernel: str = "") -> Hardware:
     """The :class:`~trnlab.perf.train.Hardware` of ``chip_id`` in ``system_id`` at ``precision``
     (the GEMM precision of training, the activation format of serving).
 
@@ -236,6 +247,8 @@ def hardware(chip_id: str, system_id: str, precision: str = "bf16",
     layer's backward over more keys than the window (chip_efficiency.toml
     ``attn_fp8_window_span``: cuDNN 9.22 on Blackwell, the whole ``s x s`` matrix), the FP8
     backward of a windowed query costs that share of the sequence in keys.
+    ``attention_kernel`` (a stack's named kernel) scales both attention rates by
+    :func:`attention_kernel_rate` where the chip has that measurement.
     """
     params = params or load_training()
     gemm_bytes = format_bytes(precision, "precision")
@@ -255,12 +268,13 @@ def hardware(chip_id: str, system_id: str, precision: str = "bf16",
     if attention_precision not in allowed:
         raise ParameterError(bad_value("hardware", "attention_precision", attention_precision,
                                        f"allowed on {chip_id}: {', '.join(allowed)}"))
+    kernel = attention_kernel_rate(chip_id, attention_kernel) or 1.0
     peak_attn = chip.peak("bf16") if attention_precision == "bf16" else \
         chip.peak("fp8") * params.fields["fp8_attention_factor"].si
     return Hardware(
         peak_gemm=peak_gemm * clock, peak_attn=peak_attn * clock, gemm_eff=eff,
-        gemm_bytes=gemm_bytes, attn_fwd_eff=rates["attn_fwd"].si,
-        attn_bwd_eff=rates["attn_bwd"].si,
+        gemm_bytes=gemm_bytes, attn_fwd_eff=rates["attn_fwd"].si * kernel,
+        attn_bwd_eff=rates["attn_bwd"].si * kernel,
         attn_lanes=rates[ATTN_LANES].si if ATTN_LANES in rates else 1.0,
         attn_window_keys=rates[ATTN_WINDOW_KEYS].si if ATTN_WINDOW_KEYS in rates else 0.0,
         attn_window_bwd_span=rates[ATTN_FP8_WINDOW_SPAN].si
