@@ -13,7 +13,7 @@ import pytest
 
 from trnlab._paths import data_dir
 from trnlab.calibration import validate
-from trnlab.catalog.params import MOE_CALIBRATION, load_moe, load_training
+from trnlab.catalog.params import MOE_CALIBRATION, load_moe, load_moe_stacks, load_training
 from trnlab.engine.hardware import moe_calibration, train_calibration
 from trnlab.engine.layouts import REASONS, reason_codes
 from trnlab.engine.shape import model_shape
@@ -32,7 +32,7 @@ UP_BW, UP_LAT, OUT_BW, OUT_LAT = 400e9, 2e-6, 40e9, 10e-6
 MOE = moe.MoECalibration(ep_overlap=0.25, a2a_dedup=0.0, node_limit=0.0, dispatch_bytes=2.0,
                          combine_bytes=2.0, load_imbalance=1.0, permute_copies=8.0,
                          router_traffic=16.0, moe_layer_overhead=50e-6, einsum_dispatch=0.0,
-                         einsum_backward=1.5, group_tile=0.0)
+                         einsum_backward=1.5, group_tile=0.0, consecutive_routing=0.0)
 
 
 def _hw(domain: float = 8.0, gemm_bytes: float = 2.0) -> Hardware:
@@ -162,6 +162,28 @@ def test_deduplicated_node_limited_dispatch_by_hand():
     # one domain: nothing crosses the scale-out network either way
     assert moe.dispatch_copies(8.0, 8.0, 8.0, 1.0, 4.0)[1] == 0.0
     assert moe.dispatch_copies(8.0, 8.0, 8.0, 0.0, 0.0)[1] == 0.0
+
+
+def test_consecutive_routing_by_hand():
+    """NeMo AutoModel's balanced gate gives token i the experts 8i ... 8i + 7 (mod E). DeepSeek-V3
+    (E = 256) over ep = 64 ranks in domains of 8: 4 experts per rank, so the 8 experts sit on 2
+    neighbouring ranks of one domain: 1 distinct domain, 7/8 of the time remote = 0.875
+    scale-out copies per token, against 8 (1 - (7/8)^8) x 7/8 = 4.59 under uniform routing.
+    Inside the domain the copies go to their experts' ranks as before: 8 x 7/8 = 7. Kimi-K2
+    (E = 384) over ep = 32 in 4 domains: 8 x 32 / 384 = 0.67 ranks -> 1 domain, 3/4 remote.
+    Wide spans reach several domains: E = 64 over ep = 64: 8 ranks = 1 domain; E = 16 over
+    ep = 64: 32 ranks = 4 domains of the 8, 4 x 7/8 = 3.5 (uniform: 4.59); the node limit still
+    caps them (M = 2: 1.75). Without de-duplication the routing changes nothing."""
+    inside, outside = moe.dispatch_copies(8.0, 64.0, 8.0, 1.0, 0.0, 256.0, 1.0)
+    assert (inside, outside) == (7.0, 0.875)
+    uniform = moe.dispatch_copies(8.0, 64.0, 8.0, 1.0, 0.0, 256.0, 0.0)[1]
+    assert uniform == pytest.approx(8 * (1 - (7 / 8) ** 8) * 7 / 8, rel=1e-12)
+    assert moe.dispatch_copies(8.0, 32.0, 8.0, 1.0, 0.0, 384.0, 1.0)[1] == 0.75
+    assert moe.dispatch_copies(8.0, 64.0, 8.0, 1.0, 0.0, 64.0, 1.0)[1] == 0.875
+    assert moe.dispatch_copies(8.0, 64.0, 8.0, 1.0, 0.0, 16.0, 1.0)[1] == 3.5
+    assert moe.dispatch_copies(8.0, 64.0, 8.0, 1.0, 2.0, 16.0, 1.0)[1] == 1.75
+    assert moe.dispatch_copies(8.0, 64.0, 8.0, 0.0, 0.0, 256.0, 1.0) == \
+        moe.dispatch_copies(8.0, 64.0, 8.0, 0.0, 0.0, 256.0, 0.0)
 
 
 # ------------------------------------------------------------------ fixed cost per MoE layer
@@ -341,6 +363,9 @@ def test_the_moe_constants_of_the_data():
     assert cal.group_tile == 0.0  # Megatron-Core's grouped GEMMs: one GEMM per expert
     assert moe_calibration("maxtext").group_tile == 512  # base.yml wi/wo_tile_*_batch_seq
     assert cal.einsum_backward == (1 + 2) / 2  # dispatch: the tokens' gradient; combine: two
+    assert cal.consecutive_routing == 0.0  # learned (or randomly forced) routing: uniform
+    gate = load_moe_stacks()["automodel-fake-balanced-gate"]
+    assert gate["consecutive_routing"].si == 1.0  # arange(T k).view(-1, k) % E
     assert all(f[k].sources for k in MOE_CALIBRATION)
 
 
@@ -358,7 +383,7 @@ def test_every_moe_constant_moves_the_step(name):
     changed = {"ep_overlap": 0.5, "a2a_dedup": 0.0, "node_limit": 0.0, "dispatch_bytes": 1.0,
                "combine_bytes": 1.0, "load_imbalance": 1.2, "permute_copies": 4.0,
                "router_traffic": 8.0, "moe_layer_overhead": 1e-4, "einsum_dispatch": 0.0,
-               "einsum_backward": 2.0, "group_tile": 512.0}
+               "einsum_backward": 2.0, "group_tile": 512.0, "consecutive_routing": 1.0}
     hw = _hw(domain=8.0, gemm_bytes=1.0)
     t0 = float(train_step(model_shape(spec), hw, lay, _cal(**base),
                           outputs=("step_time",))["step_time"])

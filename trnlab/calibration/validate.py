@@ -604,9 +604,10 @@ def _predict_training(row: dict[str, str], conv: dict[str, Any], params: Trainin
 _MOE_ENTRY = re.compile(r"moe:\s*([^;|]*)")
 #: MoE settings a case's recipe states -> the data/perf/moe.toml ``[stack.*]`` table of the
 #: constants they set: Megatron-Core's 1F1B all-to-all overlap (--overlap-moe-expert-parallel-
-#: comm, Megatron-Bridge moe_a2a_overlap), its flex dispatcher (DeepEP / HybridEP backends) and
+#: comm, Megatron-Bridge moe_a2a_overlap), its flex dispatcher (DeepEP / HybridEP backends),
 #: MaxText's dense_matmul MoE (sparse_matmul False: GShard's one-hot einsum dispatch, with the
-#: capacity factor the case states as its load_imbalance)
+#: capacity factor the case states as its load_imbalance) and NeMo AutoModel's balanced gate
+#: (fake_balanced_gate true: each token's experts consecutive)
 _MOE_SETTINGS = (
     ("megatron-a2a-overlap", re.compile(r"moe_a2a_overlap\s*=\s*true|overlap[-_]moe[-_]expert"
                                         r"[-_]parallel[-_]comm(?!\s*=\s*false)", re.IGNORECASE)),
@@ -614,6 +615,7 @@ _MOE_SETTINGS = (
         r"moe_token_dispatcher_type\s*=\s*flex|moe_enable_deepep\s*=\s*true|"
         r"moe_flex_dispatcher_backend\s*=\s*(?:deepep|hybridep)", re.IGNORECASE)),
     ("maxtext-dense-matmul", re.compile(r"sparse_matmul[\"']?\s*[=:]?\s*false", re.IGNORECASE)),
+    ("automodel-fake-balanced-gate", re.compile(r"fake_balanced_gate\W{0,3}true", re.IGNORECASE)),
 )
 
 

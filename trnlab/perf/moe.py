@@ -14,7 +14,10 @@ A MoE layer routes each token to ``k`` of ``E`` experts (top-k). Under expert pa
   the rest over its NIC, both at once. Without de-duplication every (token, expert) pair is one
   copy (Megatron-Core's alltoall dispatcher); with it a token crosses the scale-out network once
   per destination domain, at most ``node_limit`` of them (DeepSeek-V3 node-limited routing,
-  ``M = 4``), and is forwarded inside the domain (DeepEP). The dispatch may be FP8 (DeepSeek-V3:
+  ``M = 4``), and is forwarded inside the domain (DeepEP). Routing is uniform over the experts,
+  or, with ``consecutive_routing``, each token's ``k`` experts are consecutive (the balanced
+  gate of NeMo AutoModel's benchmarks), on neighbouring ranks of one domain. The dispatch may
+  be FP8 (DeepSeek-V3:
   1 B + a scale per 128 elements); the combine and the backward all-to-alls are BF16. The
   ``ep_overlap`` share of it hides behind compute, its own parameter: each all-to-all beside
   one compute chunk of another micro-batch, never more than that chunk (:func:`exposed`).
@@ -68,6 +71,7 @@ class MoECalibration:
     einsum_dispatch: float  # 1: one-hot einsum dispatch and combine (GShard) [1]
     einsum_backward: float  # backward work of the two einsums over their forward work [1]
     group_tile: float  # row tile a grouped GEMM revisits where two experts share it [1]
+    consecutive_routing: float  # 1: a token's k experts are consecutive; 0: uniform [1]
 
     def unsharded_rows(self) -> float:
         """Rows each expert computes over those routed to it when the chip runs every expert
@@ -113,26 +117,31 @@ def grouped_gemm_time(rows: Any, n: Any, k: Any, local_experts: Any, peak: Any, 
                                      bytes_per_elem)
 
 
-def dispatch_copies(top_k: Any, ep: Any, n_in: Any, dedup: Any, node_limit: Any
-                    ) -> tuple[Any, Any]:
+def dispatch_copies(top_k: Any, ep: Any, n_in: Any, dedup: Any, node_limit: Any,
+                    experts: Any = 0.0, consecutive: Any = 0.0) -> tuple[Any, Any]:
     """Copies of one token a rank sends per dispatch (or combine), (over scale-up, over
-    scale-out) [1], uniform routing over ``ep`` ranks in ``ep / n_in`` domains.
+    scale-out) [1], over ``ep`` ranks in ``ep / n_in`` domains.
 
     Plain: ``k (n_in - 1)/ep`` to peers in the domain, ``k (ep - n_in)/ep`` outside.
-    De-duplicated: the distinct domains among ``k`` picks, ``D (1 - (1 - 1/D)^k)`` with
-    ``D = ep / n_in`` domains, capped at ``node_limit`` (when > 0), of which ``(D - 1)/D`` are
-    remote, cross the scale-out network once each; inside the destination domain the copies
-    are forwarded to their experts' ranks, ``k (n_in - 1)/n_in`` per token over scale-up.
-    ``dedup`` and ``node_limit`` are scalars (constants of the dispatcher and the router).
+    De-duplicated: the token crosses the scale-out network once per distinct domain among its
+    ``k`` experts, ``D (1 - (1 - 1/D)^k)`` of the ``D = ep / n_in`` domains under uniform
+    routing, capped at ``node_limit`` (when > 0), of which ``(D - 1)/D`` are remote; inside the
+    destination domain the copies are forwarded to their experts' ranks, ``k (n_in - 1)/n_in``
+    per token over scale-up. With ``consecutive`` routing the ``k`` experts are neighbours
+    (``E/ep`` per rank, ``E`` = ``experts``): they sit on ``max(1, k ep / E)`` neighbouring
+    ranks, so in ``max(1, k ep / (E n_in))`` domains. ``dedup``, ``node_limit`` and
+    ``consecutive`` are scalars (constants of the dispatcher and the router).
     """
     if not dedup > 0:
         return top_k * (n_in - 1.0) / ep, top_k * (ep - n_in) / ep
     xp = xp_of(top_k, ep, n_in)
     domains = ep / n_in
-    distinct = domains * (1.0 - (1.0 - 1.0 / domains) ** top_k)
+    if consecutive > 0:
+        distinct = xp.maximum(top_k * ep / (experts * n_in), 1.0)
+    else:
+        distinct = domains * (1.0 - (1.0 - 1.0 / domains) ** top_k)
     if node_limit > 0:
-        distinct = xp.minimum(distinct, xp.asarray(float(node_limit), dtype=distinct.dtype)) \
-            if hasattr(distinct, "dtype") else min(distinct, float(node_limit))
+        distinct = xp.minimum(distinct, float(node_limit))
     return top_k * (n_in - 1.0) / n_in, distinct * (domains - 1.0) / domains
 
 
@@ -151,7 +160,8 @@ def all_to_all_time(nbytes_token: Any, copies_in: Any, copies_out: Any, tokens: 
 
 def layer_all_to_all_parts(tokens: Any, hidden: Any, top_k: Any, ep: Any, n_in: Any,
                            bw_in: Any, alpha_in: Any, bw_out: Any, alpha_out: Any,
-                           cal: MoECalibration, recompute: Any) -> tuple[Any, Any, Any, Any]:
+                           cal: MoECalibration, recompute: Any, experts: Any = 0.0
+                           ) -> tuple[Any, Any, Any, Any]:
     """The four expert all-to-alls of one MoE layer per micro-batch on one chip, before
     overlap [s]: (forward dispatch, forward combine, backward dispatch, backward combine).
     The forward dispatches at ``dispatch_bytes`` and combines at ``combine_bytes``, ``1 +
@@ -159,7 +169,8 @@ def layer_all_to_all_parts(tokens: Any, hidden: Any, top_k: Any, ep: Any, n_in: 
     activation gradients at ``combine_bytes``: the combine's gradient is dispatched (the
     backward combine, first in the backward) and the dispatch's combined (the backward
     dispatch); all on the most loaded rank (x ``load_imbalance``)."""
-    c_in, c_out = dispatch_copies(top_k, ep, n_in, cal.a2a_dedup, cal.node_limit)
+    c_in, c_out = dispatch_copies(top_k, ep, n_in, cal.a2a_dedup, cal.node_limit, experts,
+                                  cal.consecutive_routing)
 
     def one(nbytes: float) -> Any:
         return cal.load_imbalance * all_to_all_time(nbytes * hidden, c_in, c_out, tokens, ep,

@@ -550,9 +550,10 @@ def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
             act / tp * m.moe_active, *_group(ep, tp * cp, hw))
     else:  # EP folded innermost over tp x cp x dp: consecutive ranks (perf.moe)
         ep_in = comm.members_in_domain(ep, 1.0, hw.domain)
+        experts = next((g.count for g in m.gemms_moe if g.name == "expert_down"), 0.0)
         t_ep = tuple(lm * part for part in moe.layer_all_to_all_parts(
             tokens / tp, m.hidden, m.moe_active, ep, ep_in, hw.up_bw, hw.up_latency, hw.out_bw,
-            hw.out_latency, cal.moe, r_gemms))
+            hw.out_latency, cal.moe, r_gemms, experts))
         # each all-to-all hides behind one compute chunk of the MoE layers (perf.moe.exposed)
         chunks = None
         if cal.moe.ep_overlap:
