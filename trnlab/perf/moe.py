@@ -16,8 +16,8 @@ A MoE layer routes each token to ``k`` of ``E`` experts (top-k). Under expert pa
   per destination domain, at most ``node_limit`` of them (DeepSeek-V3 node-limited routing,
   ``M = 4``), and is forwarded inside the domain (DeepEP). Routing is uniform over the experts,
   or, with ``consecutive_routing``, each token's ``k`` experts are consecutive (the balanced
-  gate of NeMo AutoModel's benchmarks), on neighbouring ranks of one domain. The dispatch may
-  be FP8 (DeepSeek-V3:
+  gate of NeMo AutoModel's benchmarks), on neighbouring ranks, mostly of one domain. The
+  dispatch may be FP8 (DeepSeek-V3:
   1 B + a scale per 128 elements); the combine and the backward all-to-alls are BF16. The
   ``ep_overlap`` share of it hides behind compute, its own parameter: each all-to-all beside
   one compute chunk of another micro-batch, never more than that chunk (:func:`exposed`).
@@ -141,7 +141,8 @@ def dispatch_copies(top_k: Any, ep: Any, n_in: Any, dedup: Any, node_limit: Any,
     else:
         distinct = domains * (1.0 - (1.0 - 1.0 / domains) ** top_k)
     if node_limit > 0:
-        distinct = xp.minimum(distinct, float(node_limit))
+        distinct = xp.minimum(distinct, xp.asarray(float(node_limit), dtype=distinct.dtype)) \
+            if hasattr(distinct, "dtype") else min(distinct, float(node_limit))
     return top_k * (n_in - 1.0) / n_in, distinct * (domains - 1.0) / domains
 
 
