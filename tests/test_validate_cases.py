@@ -557,3 +557,9 @@ def test_a_benchmark_gate_that_routes_to_consecutive_experts_crosses_fewer_nodes
     assert gate.predicted > 1.2 * plain.predicted
     (megatron,) = validate.predict([ROWS["T-MOE-MBRG2602-GB200-DSV3-256G-EP64"]])
     assert "consecutive_routing" not in megatron.why
+    # AutoModel's enable_deepep runs Megatron-Core's flex dispatcher (vendored): de-duplicated
+    # even where the row states no `moe:` entry of its own
+    unstated = {**row, "notes": row["notes"].replace("moe: a2a_dedup=1", "moe dispatcher")}
+    assert "moe: a2a_dedup" not in unstated["notes"]
+    (deepep,) = validate.predict([unstated])
+    assert "a2a_dedup=1" in deepep.why and deepep.predicted == pytest.approx(gate.predicted)

@@ -612,7 +612,7 @@ _MOE_SETTINGS = (
     ("megatron-a2a-overlap", re.compile(r"moe_a2a_overlap\s*=\s*true|overlap[-_]moe[-_]expert"
                                         r"[-_]parallel[-_]comm(?!\s*=\s*false)", re.IGNORECASE)),
     ("megatron-flex-dispatcher", re.compile(
-        r"moe_token_dispatcher_type\s*=\s*flex|moe_enable_deepep\s*=\s*true|"
+        r"moe_token_dispatcher_type\s*=\s*flex|(?:moe_)?enable_deepep\W{0,3}true|"
         r"moe_flex_dispatcher_backend\s*=\s*(?:deepep|hybridep)", re.IGNORECASE)),
     ("maxtext-dense-matmul", re.compile(r"sparse_matmul[\"']?\s*[=:]?\s*false", re.IGNORECASE)),
     ("automodel-fake-balanced-gate", re.compile(r"fake_balanced_gate\W{0,3}true", re.IGNORECASE)),
