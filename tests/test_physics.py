@@ -232,6 +232,7 @@ MOVED = {
     "optimizer_bytes": (16.0, {}),
     "optimizer_traffic": (64.0, {}),
     "zero3_regather_per_microbatch": (1.0, {"dp": 4, "zero": 3, "global_batch": 4 * GB}),
+    "tp_overlap_backward": (0.0, {"tp": 2}),
     "fused_attention": (0.0, {}),
     "attention_block": (512.0, {}),  # on the hand model with a 128-key window (below)
     "activation_offload": (1.0, {}),
@@ -370,6 +371,15 @@ def test_tp2_by_hand():
     full = step(tp=2, recompute=2)  # the recomputed forward runs its all-reduces again
     assert full["t_tp"] == pytest.approx(n_mb * (1 - CAL.layer_comm_overlap) * 3 * 2 * ar,
                                          rel=1e-12)
+    # an overlap of the forward passes only (async TP): the forward's half of the collectives
+    # hides as before, the backward's half is exposed whole; under full recompute the two
+    # forward passes' two thirds hide
+    fwd_only = replace(CAL, tp_overlap_backward=0.0)
+    ov = CAL.layer_comm_overlap
+    assert step(tp=2, cal=fwd_only)["t_tp"] == pytest.approx(
+        n_mb * (1 - ov / 2) * 2 * 2 * ar, rel=1e-12)
+    assert step(tp=2, recompute=2, cal=fwd_only)["t_tp"] == pytest.approx(
+        n_mb * (1 - ov * 2 / 3) * 3 * 2 * ar, rel=1e-12)
     params = (P_LAYER + P_EMB) / 2
     assert got["mem_per_chip"] == pytest.approx(18 * params + (KEPT * S + 4 * S * V) / 2,
                                                 rel=1e-12)

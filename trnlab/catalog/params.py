@@ -28,8 +28,8 @@ TRAIN_CALIBRATION = ("gemm_half_dim", "mem_eff", "layer_overhead", "layer_comm_o
                      "zero3_comm_factor", "activation_bytes", "softmax_stat_bytes",
                      "logits_bytes", "weight_bytes", "grad_bytes", "grad_reduce_bytes",
                      "optimizer_bytes", "optimizer_traffic", "zero3_regather_per_microbatch",
-                     "fused_attention", "attention_block", "activation_offload",
-                     "offload_resident_layers")
+                     "tp_overlap_backward", "fused_attention", "attention_block",
+                     "activation_offload", "offload_resident_layers")
 #: fields of [param] in serving.toml that make up the serving model's calibration
 SERVE_CALIBRATION = ("mem_eff", "mem_reserve", "kv_free_fraction", "decode_half_rows",
                      "per_sequence_overhead", "activation_bytes")
@@ -315,10 +315,14 @@ class Stack:
     attention_block: int = 0  # keys per tile of its attention kernel (0: training.toml's)
     recompute: str = ""  # its recompute when a case leaves it unstated ("": the fastest fitting)
     attention_kernel: str = ""  # its fused kernel by name ("": the chip's rates as they are)
+    tp_overlap_passes: str = "all"  # the passes its TP overlap covers: "all" or "forward"
 
 
 #: a stack's default recompute (``recompute`` in data/perf/stacks.toml; "" = search)
 STACK_RECOMPUTE = ("", "none", "selective", "full")
+#: the passes whose TP collectives a stack's TP overlap hides (``tp_overlap_passes``): "all",
+#: or "forward" only (forward and recomputed forward; the backward's stay exposed)
+TP_OVERLAP_PASSES = ("all", "forward")
 #: named fused attention kernels a stack may run (``attention_kernel`` in stacks.toml); a chip
 #: whose chip_efficiency.toml table has ``attn_rate_<kernel>`` runs it at that multiple of its
 #: attention rates, another chip at its rates as they are
@@ -363,10 +367,14 @@ def load_stacks(path: Path | None = None) -> dict[str, Stack]:
         if kernel not in ATTENTION_KERNELS:
             raise CatalogError(bad_value(where, "attention_kernel", kernel,
                                          "fa3 (absent: the chip's attention rates)"))
+        passes = t.get("tp_overlap_passes", "all")
+        if passes not in TP_OVERLAP_PASSES:
+            raise CatalogError(bad_value(where, "tp_overlap_passes", passes,
+                                         "all or forward (absent: all)"))
         out[family] = Stack(family, t["attention"], float(rate), t["tp_overlap"],
                             t["fsdp_reshard"], t["micro_batch"], t["vpp"], t["selective"],
                             tuple(eager), fp8_cast, t.get("source", ""), t.get("note", ""),
-                            block, recompute, kernel)
+                            block, recompute, kernel, passes)
     if "default" not in out:
         raise CatalogError(f"{path.name}: needs a [stack.default] table")
     return out

@@ -153,12 +153,15 @@ def chip_inputs_band(chip_id: str, precision: str = "bf16"
 
 def with_stack(params: TrainingParams, stack: Stack) -> TrainingParams:
     """``params`` with a framework family's software stack applied (``data/perf/stacks.toml``):
-    no TP overlap sets ``layer_comm_overlap`` to 0, a per-micro-batch FSDP reshard sets
+    no TP overlap sets ``layer_comm_overlap`` to 0 (one of the forward passes only
+    ``tp_overlap_backward`` to 0), a per-micro-batch FSDP reshard sets
     ``zero3_regather_per_microbatch`` to 1, materialised attention ``fused_attention`` to 0, a
     stack's attention kernel tile ``attention_block``."""
     values = {}
     if not stack.tp_overlap:
         values["layer_comm_overlap"] = 0.0
+    elif stack.tp_overlap_passes == "forward":
+        values["tp_overlap_backward"] = 0.0
     if stack.fsdp_reshard == "microbatch":
         values["zero3_regather_per_microbatch"] = 1.0
     if stack.attention == "materialised":

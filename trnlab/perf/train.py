@@ -15,9 +15,11 @@ Model of the step (references in brackets):
   forward and backward, of a FlashAttention-class kernel whose backward does
   ``attention_backward_factor`` = 2.5x the forward matmul work, Dao 2023; or the materialised
   ``s x s`` scores of a pre-FlashAttention stack, ``fused_attention`` = 0) + memory-bound ops +
-  a fixed per-layer cost + exposed TP/EP/CP communication; backward is twice the forward GEMM
-  work (data and weight gradients) and ``backward_memory_factor`` times the memory-bound work
-  and fixed cost. Recompute runs parts of the forward again, as
+  a fixed per-layer cost + exposed TP/EP/CP communication (``layer_comm_overlap`` of the TP
+  collectives hidden, of the backward's only where ``tp_overlap_backward``: Transformer
+  Engine's userbuffers overlap every pass, PyTorch's async TP the forward's); backward is
+  twice the forward GEMM work (data and weight gradients) and ``backward_memory_factor`` times
+  the memory-bound work and fixed cost. Recompute runs parts of the forward again, as
   :data:`trnlab.workloads.flops.RECOMPUTED` defines them (selective: the attention core,
   Korthikanti et al. 2022, sec. 5; full: the whole layer), passed in through
   :class:`ModelShape`.
@@ -191,6 +193,7 @@ class Calibration:
     optimizer_bytes: float  # per parameter, master weights + Adam m, v [B]
     optimizer_traffic: float  # per parameter, HBM bytes moved by the Adam update [B]
     zero3_regather_per_microbatch: float  # ZeRO-3: 0 gathers once per step, 1 per micro-batch
+    tp_overlap_backward: float  # 1: the backward's TP collectives hide as the forward's; 0: not
     fused_attention: float  # 1 FlashAttention-class kernel, 0 materialised s x s scores [1]
     attention_block: float  # keys per tile of the fused attention kernel [tokens]
     activation_offload: float  # share of the saved activations held in host memory [1]
@@ -488,7 +491,7 @@ def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
 
     Per micro-batch and pipeline stage (on tp, pp, cp, ep, micro_batch, seq_len, recompute and
     the hardware; not on dp, zero, vpp or the global batch): ``mb_compute`` (forward, backward,
-    recompute and logits), ``t_tp`` (TP communication, before overlap), ``t_ep`` (the EP
+    recompute and logits), ``t_tp`` (TP communication, exposed), ``t_ep`` (the EP
     all-to-all, exposed), ``t_cp`` (exposed CP communication), ``t_offload`` (exposed copies
     of offloaded activations) and ``t_mb`` (all of it, exposed) [s]; ``saved``, the
     activation bytes one token leaves in the stage for its backward [B]. Per chip:
@@ -583,7 +586,11 @@ def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
     # over the host link during the forward and returns during the backward, each copy hidden
     # behind its pass (copy engines run beside the compute); a chip without a link hides none
     saved = _saved_per_token(m, hw, cal, lay.recompute, (r_gemms, r_attn, r_elem), ld, lm)
-    t_mb = mb_compute + (1.0 - cal.layer_comm_overlap) * t_tp + t_ep + t_cp
+    # the exposed share: layer_comm_overlap of the forward passes' collectives hides, of the
+    # backward's only where the stack overlaps them too (async TP overlaps the forward's)
+    t_tp = t_tp * (1.0 - cal.layer_comm_overlap * (
+        1.0 if cal.tp_overlap_backward else (1.0 + r_gemms) / passes))
+    t_mb = mb_compute + t_tp + t_ep + t_cp
     if cal.activation_offload:
         copy = cal.activation_offload * saved * tokens / tp / xp.maximum(hw.host_bw, 1.0)
         t_offload = xp.maximum(copy - fwd, 0.0) + xp.maximum(copy - (bwd + recompute), 0.0)
@@ -760,7 +767,7 @@ def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration,
     if "t_compute" in want:
         out["t_compute"] = n_mb * mb_compute
     if "t_tp" in want:
-        out["t_tp"] = n_mb * (1.0 - cal.layer_comm_overlap) * t_tp
+        out["t_tp"] = n_mb * t_tp
     if "t_ep" in want:
         out["t_ep"] = n_mb * t_ep
     if "t_cp" in want:
