@@ -1211,6 +1211,17 @@ def test_a_framework_stack_sets_overlap_reshard_and_attention():
     assert titan.fields["zero3_regather_per_microbatch"].si == 1.0  # FSDP2 reshards
     assert titan.fields["fused_attention"].si == 1.0
     assert with_stack(params, stacks["default"]) is params
+    # torchtitan's async TP, turned on by a case, hides the forward passes' collectives only;
+    # Megatron's userbuffers every pass
+    async_tp = with_stack(params, replace(stacks["torchtitan"], tp_overlap=True))
+    assert async_tp.fields["tp_overlap_backward"].si == 0.0
+    assert async_tp.fields["layer_comm_overlap"].si == params.fields["layer_comm_overlap"].si
+    assert with_stack(params, stacks["megatron"]).fields["tp_overlap_backward"].si == 1.0
+    # NeMo AutoModel: FSDP2 as torchtitan, Transformer Engine's fused norm, no checkpointing
+    # unless a config turns it on
+    auto = stacks["automodel"]
+    assert (auto.fsdp_reshard, auto.eager, auto.recompute, auto.tp_overlap) == (
+        "microbatch", ("rope", "act"), "none", False)
 
 
 def test_eager_pytorch_moves_the_unfused_bytes_of_norm_rope_and_swiglu_by_hand():
