@@ -130,7 +130,7 @@ def test_two_expert_all_to_all_across_domains_and_fp8_dispatch_by_hand():
                          outputs=("t_ep",))
         assert float(out["t_ep"]) == pytest.approx(4 * per_mb, rel=1e-12)
     parts = moe.layer_all_to_all_parts(1024.0, H, 1.0, 2.0, 1.0, UP_BW, UP_LAT, OUT_BW, OUT_LAT,
-                                       _cal(dispatch_bytes=1 + 4 / 128).moe, 0.0)
+                                       _cal(dispatch_bytes=1 + 4 / 128).moe, 0.0, E)
     assert [float(x) for x in parts] == pytest.approx([fp8, bf16, bf16, bf16], rel=1e-12)
     # the time of one all-to-all: both tiers at once, the slower sets it
     assert moe.all_to_all_time(4.0, 2.0, 1.0, 100.0, 4.0, 2.0, 1e3, 0.0, 1e2, 0.0) == \

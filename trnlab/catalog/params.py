@@ -327,6 +327,13 @@ TP_OVERLAP_PASSES = ("all", "forward")
 #: whose chip_efficiency.toml table has ``attn_rate_<kernel>`` runs it at that multiple of its
 #: attention rates, another chip at its rates as they are
 ATTENTION_KERNELS = ("", "fa3")
+#: optional keys of a [stack.*] table that name one of a few choices: key -> (the choices, the
+#: first being the value when absent; what the refusal says is allowed)
+STACK_CHOICES = {
+    "recompute": (STACK_RECOMPUTE, "none, selective or full (absent: the fastest fitting)"),
+    "attention_kernel": (ATTENTION_KERNELS, "fa3 (absent: the chip's attention rates)"),
+    "tp_overlap_passes": (TP_OVERLAP_PASSES, "all or forward (absent: all)"),
+}
 
 
 @lru_cache(maxsize=2)
@@ -359,22 +366,15 @@ def load_stacks(path: Path | None = None) -> dict[str, Stack]:
         if not isinstance(block, int) or isinstance(block, bool) or block < 0:
             raise CatalogError(bad_value(where, "attention_block", block,
                                          "an integer >= 0 [tokens] (0: training.toml's)"))
-        recompute = t.get("recompute", "")
-        if recompute not in STACK_RECOMPUTE:
-            raise CatalogError(bad_value(where, "recompute", recompute,
-                                         "none, selective or full (absent: the fastest fitting)"))
-        kernel = t.get("attention_kernel", "")
-        if kernel not in ATTENTION_KERNELS:
-            raise CatalogError(bad_value(where, "attention_kernel", kernel,
-                                         "fa3 (absent: the chip's attention rates)"))
-        passes = t.get("tp_overlap_passes", "all")
-        if passes not in TP_OVERLAP_PASSES:
-            raise CatalogError(bad_value(where, "tp_overlap_passes", passes,
-                                         "all or forward (absent: all)"))
+        chosen = {}
+        for key, (choices, allowed) in STACK_CHOICES.items():
+            chosen[key] = t.get(key, choices[0])
+            if chosen[key] not in choices:
+                raise CatalogError(bad_value(where, key, chosen[key], allowed))
         out[family] = Stack(family, t["attention"], float(rate), t["tp_overlap"],
                             t["fsdp_reshard"], t["micro_batch"], t["vpp"], t["selective"],
                             tuple(eager), fp8_cast, t.get("source", ""), t.get("note", ""),
-                            block, recompute, kernel, passes)
+                            block, **chosen)
     if "default" not in out:
         raise CatalogError(f"{path.name}: needs a [stack.default] table")
     return out

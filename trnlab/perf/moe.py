@@ -161,7 +161,7 @@ def all_to_all_time(nbytes_token: Any, copies_in: Any, copies_out: Any, tokens: 
 
 def layer_all_to_all_parts(tokens: Any, hidden: Any, top_k: Any, ep: Any, n_in: Any,
                            bw_in: Any, alpha_in: Any, bw_out: Any, alpha_out: Any,
-                           cal: MoECalibration, recompute: Any, experts: Any = 0.0
+                           cal: MoECalibration, recompute: Any, experts: Any
                            ) -> tuple[Any, Any, Any, Any]:
     """The four expert all-to-alls of one MoE layer per micro-batch on one chip, before
     overlap [s]: (forward dispatch, forward combine, backward dispatch, backward combine).
@@ -169,7 +169,8 @@ def layer_all_to_all_parts(tokens: Any, hidden: Any, top_k: Any, ep: Any, n_in: 
     recompute`` times (a recomputed forward dispatches again); the backward sends the
     activation gradients at ``combine_bytes``: the combine's gradient is dispatched (the
     backward combine, first in the backward) and the dispatch's combined (the backward
-    dispatch); all on the most loaded rank (x ``load_imbalance``)."""
+    dispatch); all on the most loaded rank (x ``load_imbalance``). ``experts`` [1]: the routed
+    experts of the layer (:func:`dispatch_copies`, consecutive routing)."""
     c_in, c_out = dispatch_copies(top_k, ep, n_in, cal.a2a_dedup, cal.node_limit, experts,
                                   cal.consecutive_routing)
 

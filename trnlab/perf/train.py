@@ -412,14 +412,20 @@ def _expert_tp(lay: Layout, cal: Calibration) -> Any:
     return xp.where(lay.ep > 1.0, 1.0 + 0.0 * lay.tp, lay.tp)
 
 
+def _expert_down(m: ModelShape) -> LayerGemm | None:
+    """The routed experts' down projection of a MoE layer (its ``count`` is the number of
+    routed experts, its ``k`` their width); None without routed experts."""
+    return next((g for g in m.gemms_moe if g.name == "expert_down"), None)
+
+
 def _moe_fixed(m: ModelShape, tokens: Any, hw: Hardware, cal: Calibration) -> Any:
     """Forward fixed cost of one MoE layer on one chip beyond a dense layer's [s]
     (:func:`trnlab.perf.moe.fixed_time`) for its ``tokens`` (after sequence parallelism); 0 in
     the earlier model or without routed experts."""
-    down = [g for g in m.gemms_moe if g.name == "expert_down"]
-    if cal.moe is None or not down:
+    down = _expert_down(m)
+    if cal.moe is None or down is None:
         return 0.0
-    return moe.fixed_time(tokens, m.hidden, down[0].k, m.moe_active, down[0].count,
+    return moe.fixed_time(tokens, m.hidden, down.k, m.moe_active, down.count,
                           cal.activation_bytes, hw.gemm_bytes, hw.hbm_bw, cal.mem_eff, cal.moe)
 
 
@@ -553,10 +559,10 @@ def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
             act / tp * m.moe_active, *_group(ep, tp * cp, hw))
     else:  # EP folded innermost over tp x cp x dp: consecutive ranks (perf.moe)
         ep_in = comm.members_in_domain(ep, 1.0, hw.domain)
-        experts = next((g.count for g in m.gemms_moe if g.name == "expert_down"), 0.0)
+        down = _expert_down(m)
         t_ep = tuple(lm * part for part in moe.layer_all_to_all_parts(
             tokens / tp, m.hidden, m.moe_active, ep, ep_in, hw.up_bw, hw.up_latency, hw.out_bw,
-            hw.out_latency, cal.moe, r_gemms, experts))
+            hw.out_latency, cal.moe, r_gemms, down.count if down else 0.0))
         # each all-to-all hides behind one compute chunk of the MoE layers (perf.moe.exposed)
         chunks = None
         if cal.moe.ep_overlap:
