@@ -231,7 +231,7 @@ MOVED = {
     "grad_reduce_bytes": (4.0, {"dp": 4, "zero": 3}),
     "optimizer_bytes": (16.0, {}),
     "optimizer_traffic": (64.0, {}),
-    "zero3_regather_per_microbatch": (1.0, {"dp": 4, "zero": 3, "global_batch": 4 * GB}),
+    "zero3_regather_per_microbatch": (1.0, {"dp": 4, "zero": 3, "pp": 2, "global_batch": 4 * GB}),
     "tp_overlap_backward": (0.0, {"tp": 2}),
     "fused_attention": (0.0, {}),
     "attention_block": (512.0, {}),  # on the hand model with a 128-key window (below)
@@ -256,7 +256,7 @@ def test_a_data_value_reaches_the_step(name):
     assert getattr(changed, name) == value
     # the tile of the attention kernel matters where a layer attends over a window
     m = replace(shape(), window=128.0, window_share=0.5) if name == "attention_block" else \
-        shape(4) if name == "offload_resident_layers" else None
+        shape(4) if name in ("offload_resident_layers", "zero3_regather_per_microbatch") else None
     before, after = (step(m, cal=cal, hw=slow, **layout),
                      step(m, cal=changed, hw=slow, **layout))
     assert any(after[k] != before[k] for k in before), name
@@ -440,32 +440,43 @@ def test_zero3_communicates_one_and_a_half_all_reduces_per_micro_batch():
     assert step(cal=twice, zero=3, **kw)["t_dp"] == pytest.approx(n_mb * 3.0 * ar, rel=1e-12)
 
 
-@pytest.mark.parametrize(("regather", "mem"), [
-    (0.0, 238551040.0),  # once per step: 1.5 ar - window; ZeRO-1 memory
-    (1.0, 163053568.0),  # per micro-batch: 4 x that; every state / dp
-])
-def test_zero3_gathers_once_per_step_or_per_micro_batch(regather, mem):
-    """One stage, dp = 4, ZeRO-3, 4 micro-batches, half a micro-batch hides DP traffic."""
+@pytest.mark.parametrize("regather", [0.0, 1.0])
+def test_zero3_without_pipelining_regathers_every_micro_batch(regather):
+    """One stage, dp = 4, ZeRO-3, 4 micro-batches, half a micro-batch hides DP traffic: without
+    pipelining both reshard policies gather and reduce-scatter in every micro-batch (gradient
+    accumulation reshards after each forward and backward), every state byte over dp."""
     dp, n_mb, params = 4.0, 4.0, P_LAYER + P_EMB  # 16 777 216 parameters
     cal = replace(CAL, dp_overlap=0.5, zero3_regather_per_microbatch=regather)
     nbytes, bw, alpha = 2 * params, HW.up_bw, HW.up_latency
     ar = min(2 * (3 / 4 * nbytes / bw + 3 * alpha), math.log2(dp) * (alpha + nbytes / bw)) \
         + math.log2(dp) * alpha  # = 5.1131648e-4 s (+ the empty expert all-reduce's latency)
     window = 0.5 * mb_compute(parts())  # (depends on the fitted GEMM curve)
-    rounds = n_mb if regather else 1.0
     got = step(cal=cal, dp=dp, zero=3, global_batch=dp * n_mb)
     assert got["n_microbatches"] == n_mb
-    assert got["t_dp"] == pytest.approx(rounds * (1.5 * ar - window), rel=1e-12)
-    # gathered once: full bf16 weights and fp32 gradients, fp32 master + Adam sharded (2 + 4 +
-    # 12/4 B per parameter); per micro-batch: all 18 B over dp
-    states = params * (2 + 4 + 12 / dp) if regather == 0 else params * 18 / dp
-    assert got["mem_per_chip"] == pytest.approx(states + KEPT * S + 4 * S * V, rel=1e-12)
-    assert got["mem_per_chip"] == pytest.approx(mem, rel=1e-9)
-    # one micro-batch: both policies are the same round, resharded after use
-    one = step(cal=cal, dp=dp, zero=3, global_batch=dp)
-    assert one["t_dp"] == pytest.approx(1.5 * ar - window, rel=1e-12)
-    assert one["mem_per_chip"] == pytest.approx(params * 18 / dp + KEPT * S + 4 * S * V,
+    assert got["t_dp"] == pytest.approx(n_mb * (1.5 * ar - window), rel=1e-12)
+    assert got["mem_per_chip"] == pytest.approx(params * 18 / dp + KEPT * S + 4 * S * V,
                                                 rel=1e-12)
+    assert got["mem_per_chip"] == pytest.approx(163053568.0, rel=1e-9)
+
+
+def test_zero3_under_pipelining_keeps_the_stage_gathered_for_the_step():
+    """Two stages of a four-layer model, dp = 4, ZeRO-3, 4 micro-batches: under the once-per-step
+    policy (PyTorch's pipeline schedules defer the reshard and the gradient reduce-scatter to
+    the last micro-batch) one gather round per step and the stage's bf16 weights and fp32
+    gradients resident (2 + 4 + 12/dp B per parameter); per micro-batch: n_mb rounds, 18/dp."""
+    dp, n_mb, stage = 4.0, 4.0, 2 * P_LAYER + P_EMB / 2  # the first stage's parameters
+    m = shape(4)
+    kw = {"pp": 2, "dp": dp, "zero": 3}
+    once, each = (replace(CAL, dp_overlap=0.5, zero3_regather_per_microbatch=r) for r in (0, 1))
+    one_round = step(m, cal=once, global_batch=dp, **kw)["t_dp"]  # one micro-batch: one round
+    assert one_round > 0.0
+    assert step(m, cal=once, global_batch=dp * n_mb, **kw)["t_dp"] == pytest.approx(
+        one_round, rel=1e-12)
+    assert step(m, cal=each, global_batch=dp * n_mb, **kw)["t_dp"] == pytest.approx(
+        n_mb * one_round, rel=1e-12)
+    kept = step(m, cal=once, global_batch=dp * n_mb, **kw)["mem_per_chip"]
+    sharded = step(m, cal=each, global_batch=dp * n_mb, **kw)["mem_per_chip"]
+    assert kept - sharded == pytest.approx(stage * (2 + 4 + 12 / dp - 18 / dp), rel=1e-9)
 
 
 # ---------------------------------------------------------------------- context parallel

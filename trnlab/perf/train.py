@@ -29,12 +29,15 @@ Model of the step (references in brackets):
   hidden behind one micro-batch's compute up to ``dp_overlap``; ZeRO-3/FSDP all-gathers the
   parameters for the forward and again for the backward and reduce-scatters the gradients,
   ``zero3_comm_factor`` = 1.5 all-reduces (Rajbhandari et al. 2020, sec. 7.2.2), behind the same
-  window. ``zero3_regather_per_microbatch`` is the reshard policy: 0 = once per step (PyTorch
-  FSDP reshard_after_forward=False under accumulation, DeepSpeed ZeRO-3 parameter persistence):
-  with more than one micro-batch the stage's parameters stay gathered for the whole step and the
-  gradients accumulate unsharded until the one reduce-scatter, so ZeRO-3 shards only the
-  optimizer states (memory as ZeRO-1); 1 = per micro-batch (the traffic ``n_mb`` times, weights
-  and gradients stay sharded). With one micro-batch both policies are the same.
+  window. ``zero3_regather_per_microbatch`` is the reshard policy under pipelining: 0 = once
+  per step (PyTorch's pipeline schedules defer the reshard and the gradient reduce-scatter to a
+  stage's last micro-batch): with more than one micro-batch the stage's parameters stay
+  gathered for the whole step and the gradients accumulate unsharded until the one
+  reduce-scatter, so ZeRO-3 shards only the optimizer states (memory as ZeRO-1); 1 = per
+  micro-batch (the traffic ``n_mb`` times, weights and gradients stay sharded). Without
+  pipelining every micro-batch gathers and reduce-scatters (gradient accumulation under FSDP2,
+  Megatron-FSDP and DeepSpeed ZeRO-3 reshards after each forward and backward: a model larger
+  than a chip never stays gathered). With one micro-batch both policies are the same.
 - Optimizer: memory-bound Adam update of the local shard.
 - Memory: weights, gradients and Adam states (sharded by ZeRO stage), activations of the
   micro-batches in flight on the first stage, fp32 logits on the last.
@@ -684,6 +687,9 @@ def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration,
     # ---- data parallel and optimizer (sub-grid: tp, pp, dp, cp, ep, zero, hardware)
     window = cal.dp_overlap * t_mb
     regather = cal.zero3_regather_per_microbatch > 0.0  # ZeRO-3 reshard policy (a scalar)
+    # the stage stays gathered across its micro-batches: only a pipeline stage, only under the
+    # once-per-step policy (gradient accumulation alone reshards every micro-batch)
+    kept = (pp > 1.0) & (not regather)
     shard_d, shard_e = dp * cp, dp * cp / ep if cal.moe is None \
         else tp * dp * cp / (ep * _expert_tp(lay, cal))
     p_all, p_shard = p_dense + p_expert, p_dense / shard_d + p_expert / shard_e
@@ -697,7 +703,7 @@ def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration,
     if need_step & set(want) or "t_dp" in want:
         # ZeRO-3 gathers the parameters twice and reduce-scatters once per gather round: once
         # per step, or once per micro-batch, each round behind the window of one micro-batch
-        rounds = n_mb if regather else 1.0
+        rounds = xp.where(kept, 1.0, n_mb)
         t_dp = xp.where(lay.zero == 3,
                         rounds * xp.maximum(cal.zero3_comm_factor * t_dp_raw - window, 0.0),
                         xp.maximum(t_dp_raw - window, 0.0))
@@ -725,12 +731,12 @@ def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration,
         def sharded(nbytes: float, on: Any) -> Any:
             return xp.where(on, p_shard, p_all) * nbytes
 
-        # gathered once per step over several micro-batches, ZeRO-3 keeps the stage's full
-        # weights for the step, and the one reduce-scatter needs the micro-batches' gradients
-        # summed unsharded (memory as ZeRO-1); with one micro-batch both policies are the same
-        # round, resharded after use
+        # gathered once per step over several micro-batches (under pipelining), ZeRO-3 keeps
+        # the stage's full weights for the step, and the one reduce-scatter needs the
+        # micro-batches' gradients summed unsharded (memory as ZeRO-1); with one micro-batch
+        # both policies are the same round, resharded after use
         z = lay.zero
-        once = (z == 3) & (n_mb > 1.0) & (not regather)
+        once = (z == 3) & (n_mb > 1.0) & kept
         w_on, g_on = (z >= 3) & ~once, (z >= 2) & ~once
         states = sharded(cal.weight_bytes, w_on) + sharded(cal.grad_bytes, g_on) \
             + sharded(cal.optimizer_bytes, z >= 1)
