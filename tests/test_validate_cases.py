@@ -487,6 +487,23 @@ def test_validate_prints_the_fitted_and_held_out_split(tmp_path, capsys):
     assert [n for n, _, _ in split.values()] == [2, 2]
 
 
+def test_validate_counts_the_published_layouts_our_memory_model_lets_fit(tmp_path, capsys):
+    """Every published run fitted in its chips' memory: `trnlab validate` prints how many of the
+    training layouts the memory model lets fit. Megatron-FSDP without pipelining reshards every
+    micro-batch, so Llama 3 70B under FSDP over 64 GB300 (2 micro-batches) fits; the 256K-token
+    Hugging Face row does not (its fp32 logits alone are 134 GB: Liger's fused loss is not
+    modelled)."""
+    ids = ["T-MLM21-01", "T-MBRG2602-GB300-L3-70B-FP8-CS", "T-MLENG-H200-L31-8B-Z3-S256K"]
+    cases = _write([ROWS[c] for c in ids], tmp_path / "cases.csv")
+    preds = validate.predict(validate.read_cases(cases))
+    fits = {p.case_id: validate.NO_FIT not in p.why for p in preds}
+    assert fits == {ids[0]: True, ids[1]: True, ids[2]: False}
+    assert validate.layouts_that_fit(preds) == (2, 3)
+    assert main(["validate", str(cases), "--out", str(tmp_path / "pred.csv")]) == 0
+    assert "memory                 2 of 3 training layouts fit our memory model" in \
+        capsys.readouterr().out
+
+
 def test_a_stack_that_runs_flashattention3_gets_the_hopper_kernel_rate_and_blackwell_its_own(
         tmp_path, monkeypatch):
     """The Hugging Face + DeepSpeed stack runs FlashAttention-3 (stacks.toml ``attention_kernel

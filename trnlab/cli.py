@@ -309,6 +309,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
           f"MAPE {validate.mape(preds):6.1%}   ({skipped} not predicted, see 'why')")
     for label, (n, err, med) in validate.fit_split(preds).items():
         print(f"{label:20s} {n:3d} cases  MAPE {err:6.1%}   median {med:.1%}")
+    fit, n = validate.layouts_that_fit(preds)
+    if n:
+        print(f"{'memory':20s} {fit:3d} of {n} training layouts fit our memory model "
+              "(every published run fitted)")
     print(f"predictions: {args.out}")
     return 0
 

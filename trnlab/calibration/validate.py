@@ -564,7 +564,7 @@ def _predict_training(row: dict[str, str], conv: dict[str, Any], params: Trainin
     ok = (reason == 0) & res["fits"]
     if not ok.any():
         ok = reason == 0
-        caveats.append("the layout does not fit in memory by our model; predicted anyway")
+        caveats.append(f"{NO_FIT}; predicted anyway")
         if not ok.any():
             return math.nan, "the published layout breaks a divisibility rule", {}, notes
     speed = np.where(ok, res["tokens_per_s_per_chip"], -np.inf)
@@ -1016,6 +1016,18 @@ def by_source(preds: list[Prediction]) -> dict[str, tuple[int, float]]:
         if group:
             out[src] = (len(group), mape(group))
     return out
+
+
+#: the caveat of a training case whose layout the memory model rejects
+NO_FIT = "the layout does not fit in memory by our model"
+
+
+def layouts_that_fit(preds: list[Prediction]) -> tuple[int, int]:
+    """(training cases whose layout fits in memory by our model, training cases predicted):
+    every published run fitted in its chips' memory, so the share checks the memory model
+    (a rejected layout is predicted anyway, with :data:`NO_FIT` in its ``why``)."""
+    training = [p for p in preds if p.case_id.startswith("T-") and math.isfinite(p.predicted)]
+    return sum(NO_FIT not in p.why for p in training), len(training)
 
 
 def fit_split(preds: list[Prediction]) -> dict[str, tuple[int, float, float]]:
