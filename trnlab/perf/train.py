@@ -195,7 +195,7 @@ class Calibration:
     grad_reduce_bytes: float  # per parameter, in the DP all-reduce / ZeRO-3 gathers [B]
     optimizer_bytes: float  # per parameter, master weights + Adam m, v [B]
     optimizer_traffic: float  # per parameter, HBM bytes moved by the Adam update [B]
-    zero3_regather_per_microbatch: float  # ZeRO-3: 0 gathers once per step, 1 per micro-batch
+    zero3_regather_per_microbatch: float  # ZeRO-3 under pipelining: 0 once per step, 1 per micro-batch
     tp_overlap_backward: float  # 1: the backward's TP collectives hide as the forward's; 0: not
     fused_attention: float  # 1 FlashAttention-class kernel, 0 materialised s x s scores [1]
     attention_block: float  # keys per tile of the fused attention kernel [tokens]
