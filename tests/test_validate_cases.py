@@ -4,6 +4,7 @@ output paths) and the reproducibility of `trnlab calibrate` (fit.run on a small 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 import os
@@ -16,10 +17,11 @@ from _files import stacks_file
 
 from trnlab._paths import data_dir
 from trnlab.calibration import defaults, fit, validate
-from trnlab.catalog.params import load_serving, load_training
+from trnlab.catalog.params import load_chip_efficiency, load_serving, load_stacks, load_training
 from trnlab.cli import main
+from trnlab.engine import hardware as engine_hardware
 from trnlab.engine.layouts import default_global_batch
-from trnlab.errors import ParameterError
+from trnlab.errors import CatalogError, ParameterError
 from trnlab.workloads import TransformerSpec, conventions
 
 CASES = data_dir() / "measurements" / "cases.csv"
@@ -231,9 +233,6 @@ def test_an_unstated_recompute_takes_the_framework_default_and_not_the_fastest_l
     "selective"``): a Trainium1 case with recompute unknown is predicted with selective
     recompute, slower than the no-recompute layout the search would pick, and says so; a stack
     with an unknown recompute mode is refused with one line."""
-    from trnlab.catalog.params import load_stacks
-    from trnlab.errors import CatalogError
-
     assert load_stacks()["neuron"].recompute == "selective"
     row = ROWS["T-TRN1-221-L31-8B"]
     assert row["recompute"] == "unknown"
@@ -511,9 +510,6 @@ def test_a_stack_that_runs_flashattention3_gets_the_hopper_kernel_rate_and_black
     paper's FA3 / FA2 speed), a 256K-token case is predicted faster than with the FA2-class
     rates, by less than 1.75x (the GEMMs do not change), and says so; on B200, without the
     entry, the rates are the chip's. An unknown kernel name is refused with one line."""
-    from trnlab.catalog.params import load_chip_efficiency, load_stacks
-    from trnlab.errors import CatalogError
-
     stack = load_stacks()["hf-deepspeed"]
     assert stack.attention_kernel == "fa3"
     assert load_chip_efficiency().chips["h200"]["attn_rate_fa3"].si == 1.75
@@ -523,8 +519,6 @@ def test_a_stack_that_runs_flashattention3_gets_the_hopper_kernel_rate_and_black
     rates = load_chip_efficiency()
     without = {c: {k: v for k, v in t.items() if k != "attn_rate_fa3"}
                for c, t in rates.chips.items()}
-    from trnlab.engine import hardware as engine_hardware
-
     monkeypatch.setattr(engine_hardware, "load_chip_efficiency",
                         lambda: type(rates)(without, rates.reference, rates.proxy, rates.path))
     (fa2,) = validate.predict([row])
@@ -544,8 +538,6 @@ def test_liger_kernel_fuses_the_eager_ops_and_a_cpu_optimizer_is_named_as_missin
     kernels replace them, so its rows run none unfused and are faster than the same row without
     it. Its rows that keep the AdamW step on the host CPU say the prediction leaves that out;
     the right-sized rows without the offload do not."""
-    from trnlab.catalog.params import load_stacks
-
     stack = load_stacks()["hf-deepspeed"]
     liger = ROWS["T-MLENG-B200-L31-8B-Z3-S8K"]
     assert validate.eager_kinds(liger, stack) == frozenset()
@@ -589,11 +581,6 @@ def test_torchtitans_async_tp_overlaps_the_forward_passes_only(tmp_path, monkeyp
     than with Transformer Engine's overlap of every pass, faster than with no overlap, and the
     vanilla-TP row of the same table is untouched. A stack value outside all / forward is
     refused in one line."""
-    import dataclasses
-
-    from trnlab.catalog.params import load_stacks
-    from trnlab.errors import CatalogError
-
     stacks = load_stacks()
     assert stacks["torchtitan"].tp_overlap_passes == "forward"
     assert stacks["default"].tp_overlap_passes == "all"
