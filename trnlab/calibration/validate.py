@@ -547,8 +547,15 @@ def _predict_training(row: dict[str, str], conv: dict[str, Any], params: Trainin
         hw = dataclasses.replace(hw, attn_fwd_eff=hw.attn_fwd_eff * stack.attention_rate,
                                  attn_bwd_eff=hw.attn_bwd_eff * stack.attention_rate)
     if _OPTIMIZER_OFFLOAD.search(_text(row)):
-        caveats.append("the optimizer step on the host CPU (DeepSpeed ZeRO-Offload) is not "
-                       "modelled: the prediction leaves out its time")
+        if hw.host_mem_bw and hw.host_bw:
+            params = params.replace(optimizer_offload=1.0)
+            notes.append("the optimizer on the host CPU (DeepSpeed ZeRO-Offload): its states in "
+                         "host memory, the update at host_adam_eff of the chip's "
+                         "host_memory_bandwidth (data/perf/training.toml)")
+        else:
+            caveats.append(f"the optimizer step on the host CPU (DeepSpeed ZeRO-Offload) is not "
+                           f"modelled: {row['chip']} has no host_memory_bandwidth or "
+                           "host_bandwidth in the catalog; the prediction leaves out its time")
     domain = catalog.system(system).n_chips
     reason = reason_codes(spec, cfg, gb, s, domain, tp_outside_domain=True)
     moe, moe_note = _moe_stack(row, family) if spec.is_moe else (None, "")

@@ -38,6 +38,7 @@ NUMERIC: dict[str, dict[str, tuple[str, bool, tuple[float, float]]]] = {
         "scaleout_bandwidth": ("byte_rate", False, (1e9, 1e12)),
         "host_bandwidth": ("byte_rate", False, (1e9, 1e13)),
         "host_memory": ("bytes", False, (1e9, 1e13)),
+        "host_memory_bandwidth": ("byte_rate", False, (1e9, 1e13)),
         "tdp": ("power", True, (30, 5000)),
     },
     "system": {
@@ -189,7 +190,7 @@ def _chip(e: Entry) -> Chip:
                 _si(e, "hbm_bandwidth"), _si(e, "scaleup_bandwidth"),
                 _si(e, "scaleout_bandwidth"), _si(e, "sram"), tdp.si, (tdp.low, tdp.high),
                 int(_si(e, "ranks_per_chip", 1.0)), _si(e, "host_bandwidth"),
-                _si(e, "host_memory"))
+                _si(e, "host_memory"), _si(e, "host_memory_bandwidth"))
 
 
 def _members(e: Entry, chips: dict[str, Chip], n_chips: float) -> tuple[tuple[str, int], ...]:

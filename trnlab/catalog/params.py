@@ -29,7 +29,8 @@ TRAIN_CALIBRATION = ("gemm_half_dim", "mem_eff", "layer_overhead", "layer_comm_o
                      "logits_bytes", "weight_bytes", "grad_bytes", "grad_reduce_bytes",
                      "optimizer_bytes", "optimizer_traffic", "zero3_regather_per_microbatch",
                      "tp_overlap_backward", "fused_attention", "attention_block",
-                     "activation_offload", "offload_resident_layers")
+                     "activation_offload", "offload_resident_layers", "optimizer_offload",
+                     "host_adam_eff")
 #: fields of [param] in serving.toml that make up the serving model's calibration
 SERVE_CALIBRATION = ("mem_eff", "mem_reserve", "kv_free_fraction", "decode_half_rows",
                      "per_sequence_overhead", "activation_bytes")

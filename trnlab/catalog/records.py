@@ -56,6 +56,7 @@ class Chip(Record):
     ranks_per_chip: int  # framework ranks per chip (NeuronCores per logical core group), else 1
     host_bandwidth: float = math.nan  # link to the host's memory, per direction
     host_memory: float = math.nan  # the host's memory per chip (offloaded activations)
+    host_memory_bandwidth: float = math.nan  # the host's DRAM peak per chip (host optimizer)
 
     def peak(self, precision: str) -> float:
         """Dense peak [FLOP/s] for ``precision``, falling back along :data:`PRECISION_FALLBACK`.

@@ -235,7 +235,8 @@ def hardware(chip_id: str, system_id: str, precision: str = "bf16",
     Ring bandwidth per chip and direction = aggregate bidirectional scale-up bandwidth / 2 x the
     topology's ring fraction x the collective efficiency; scale-out = NIC bandwidth x the
     collective efficiency; the host link and memory (offloaded activations) = the chip's
-    ``host_bandwidth`` per direction and ``host_memory``, 0 for a chip without them. Under
+    ``host_bandwidth`` per direction and ``host_memory``, the host's DRAM (an optimizer step
+    on the host CPU) = ``host_memory_bandwidth``, 0 for a chip without them. Under
     ``power_cap_w`` [W] the compute peaks scale with the clock the chip can hold
     (:func:`clock_fraction`); memory and link bandwidths do not.
     ``step_overhead`` is the runtime cost per serving step of the chip vendor's serving stack.
@@ -289,4 +290,6 @@ def hardware(chip_id: str, system_id: str, precision: str = "bf16",
         ranks_per_chip=float(chip.ranks_per_chip), clock=clock,
         step_overhead=(serving or load_serving()).vendor_step_overhead(chip.vendor),
         host_bw=chip.host_bandwidth if math.isfinite(chip.host_bandwidth) else 0.0,
-        host_capacity=chip.host_memory if math.isfinite(chip.host_memory) else 0.0)
+        host_capacity=chip.host_memory if math.isfinite(chip.host_memory) else 0.0,
+        host_mem_bw=chip.host_memory_bandwidth
+        if math.isfinite(chip.host_memory_bandwidth) else 0.0)

@@ -33,6 +33,7 @@ class Hardware:
     step_overhead: Any = 0.0  # serving runtime cost per decode/prefill step [s]
     host_bw: Any = 0.0  # link to the host's memory per chip and direction [B/s]; 0: none
     host_capacity: Any = 0.0  # the host's memory per chip [B]; 0: none
+    host_mem_bw: Any = 0.0  # the host's DRAM peak bandwidth per chip [B/s]; 0: not known
     attn_lanes: Any = 1.0  # the attention kernel pads each head dimension to a multiple [1]
     attn_window_keys: Any = 0.0  # fewest keys a sliding-window query costs the kernel [tokens]
     attn_window_bwd_span: Any = 0.0  # fewest keys a windowed query's backward costs, share of s [1]

@@ -38,7 +38,10 @@ Model of the step (references in brackets):
   pipelining every micro-batch gathers and reduce-scatters (gradient accumulation under FSDP2,
   Megatron-FSDP and DeepSpeed ZeRO-3 reshards after each forward and backward: a model larger
   than a chip never stays gathered). With one micro-batch both policies are the same.
-- Optimizer: memory-bound Adam update of the local shard.
+- Optimizer: memory-bound Adam update of the local shard, in HBM; or with
+  ``optimizer_offload`` (DeepSpeed ZeRO-Offload, Ren et al. 2021) in the host's DRAM at
+  ``host_adam_eff`` of its peak, the states and main gradients in host memory, the updated BF16
+  weights back over the host link.
 - Memory: weights, gradients and Adam states (sharded by ZeRO stage), activations of the
   micro-batches in flight on the first stage, fp32 logits on the last.
 
@@ -201,6 +204,8 @@ class Calibration:
     attention_block: float  # keys per tile of the fused attention kernel [tokens]
     activation_offload: float  # share of the saved activations held in host memory [1]
     offload_resident_layers: float  # layers of an offloading stage still held in HBM [1]
+    optimizer_offload: float  # 1: Adam states, main gradients and update on the host CPU [1]
+    host_adam_eff: float  # achieved share of the host's DRAM peak by the host's Adam update [1]
     # the MoE terms (data/perf/moe.toml, :mod:`trnlab.perf.moe`): expert-parallel folding over
     # tp x cp x dp with expert-TP 1, grouped GEMMs, hierarchical all-to-all with its own
     # overlap, a fixed cost per MoE layer, load imbalance. None: the earlier MoE model (experts
@@ -693,8 +698,13 @@ def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration,
     shard_d, shard_e = dp * cp, dp * cp / ep if cal.moe is None \
         else tp * dp * cp / (ep * _expert_tp(lay, cal))
     p_all, p_shard = p_dense + p_expert, p_dense / shard_d + p_expert / shard_e
-    t_opt = memory_time(cal.optimizer_traffic * xp.where(lay.zero >= 1, p_shard, p_all),
-                        hw.hbm_bw, cal.mem_eff)
+    p_opt = xp.where(lay.zero >= 1, p_shard, p_all)  # parameters this chip updates
+    if cal.optimizer_offload:  # ZeRO-Offload: the update in host DRAM, every chip of the host
+        # at once (host_mem_bw is the host's peak per chip), then the BF16 weights back to HBM
+        t_opt = memory_time(cal.optimizer_traffic * p_opt, hw.host_mem_bw, cal.host_adam_eff) \
+            + p_opt * cal.weight_bytes / hw.host_bw
+    else:
+        t_opt = memory_time(cal.optimizer_traffic * p_opt, hw.hbm_bw, cal.mem_eff)
 
     # ---- the sums over the whole grid, grouped so that the partial sums stay on sub-grids:
     # pipeline terms do not depend on zero, DP and optimizer terms not on vpp
@@ -738,8 +748,10 @@ def train_step(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration,
         z = lay.zero
         once = (z == 3) & (n_mb > 1.0) & kept
         w_on, g_on = (z >= 3) & ~once, (z >= 2) & ~once
-        states = sharded(cal.weight_bytes, w_on) + sharded(cal.grad_bytes, g_on) \
-            + sharded(cal.optimizer_bytes, z >= 1)
+        # ZeRO-Offload keeps the main gradients and the Adam states in host memory
+        on_chip = 1.0 - cal.optimizer_offload
+        states = sharded(cal.weight_bytes, w_on) + on_chip * (
+            sharded(cal.grad_bytes, g_on) + sharded(cal.optimizer_bytes, z >= 1))
         per_token = terms["saved"]  # the stage's activation bytes per token
         # micro-batches in flight on the first stage: 1F1B holds min(n_mb, pp) of them, the
         # interleaved schedule (1 + (pp - 1)/(pp vpp)) times as many (Korthikanti et al. 2022,
