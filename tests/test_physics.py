@@ -185,6 +185,9 @@ def test_the_constants_of_the_data():
     assert cal.fused_attention == 1.0  # the default stack: a FlashAttention-class kernel
     assert cal.activation_offload == 0.0  # the frameworks' default: activations stay in HBM
     assert cal.offload_resident_layers == 2.0  # the layer computed and the one in transit
+    assert cal.optimizer_offload == 0.0  # the frameworks' default: the update on the chip
+    # DeepSpeed's CPU-Adam: 11.6B parameters x 32 B in 8.2 s on 2 x 6 channels of DDR4-2666
+    assert cal.host_adam_eff == pytest.approx(11.6e9 * 32 / 8.2 / (2 * 6 * 2666e6 * 8), abs=0.005)
     assert serve_calibration().activation_bytes == 16 / 8
     fields = load_training().fields
     for name in TRAIN_CALIBRATION[7:]:
@@ -237,6 +240,8 @@ MOVED = {
     "attention_block": (512.0, {}),  # on the hand model with a 128-key window (below)
     "activation_offload": (1.0, {}),
     "offload_resident_layers": (3.0, {}),  # on a 4-layer model that offloads (below)
+    "optimizer_offload": (1.0, {}),
+    "host_adam_eff": (0.36, {}),  # where the optimizer runs on the host (below)
 }
 
 
@@ -247,10 +252,13 @@ def test_every_moved_constant_is_tested():
 @pytest.mark.parametrize("name", MOVED)
 def test_a_data_value_reaches_the_step(name):
     value, layout = MOVED[name]
-    slow = replace(HW, up_bw=1e9)  # communication that compute does not hide
+    # communication that compute does not hide; a host with its link and DRAM
+    slow = replace(HW, up_bw=1e9, host_bw=50e9, host_mem_bw=80e9)
     base = {"dp_overlap": 0.0}  # (2/3 in the data; no overlap, so that DP traffic shows)
     if name == "offload_resident_layers":  # matters only where activations are offloaded
         base["activation_offload"] = 1.0
+    if name == "host_adam_eff":  # matters only where the optimizer runs on the host CPU
+        base["optimizer_offload"] = 1.0
     cal = train_calibration(load_training().replace(**base))
     changed = train_calibration(load_training().replace(**base, **{name: value}))
     assert getattr(changed, name) == value
@@ -294,6 +302,27 @@ def test_one_chip_step_by_hand():
     # weights 2 B + gradients 4 B + Adam 12 B per parameter, one micro-batch's activations,
     # fp32 logits
     assert got["mem_per_chip"] == pytest.approx(18 * params + KEPT * S + 4 * S * V, rel=1e-12)
+
+
+@pytest.mark.parametrize("zero", [1, 3])
+def test_an_optimizer_on_the_host_cpu_by_hand(zero):
+    """DeepSpeed ZeRO-Offload (optimizer_offload = 1): the chip's share of the parameters is
+    updated in the host's DRAM, 32 B each at host_adam_eff of the host's peak per chip, and its
+    BF16 weights (2 B) return over the host link; HBM keeps only the weights, 16 B per
+    parameter less (ZeRO-1: the unsharded 4 B gradients and the sharded 12 B Adam states)."""
+    dp, params = 8.0, P_LAYER + P_EMB
+    hw = replace(HW, host_bw=50e9, host_mem_bw=80e9)
+    cal = replace(CAL, optimizer_offload=1.0, host_adam_eff=0.2)
+    layout = {"dp": dp, "zero": zero, "global_batch": dp * GB}
+    chip, host = step(hw=hw, **layout), step(cal=cal, hw=hw, **layout)
+    share = params / dp  # ZeRO >= 1: each chip updates its shard
+    assert chip["t_optimizer"] == pytest.approx(mem_time(32 * share), rel=1e-12)
+    assert host["t_optimizer"] == pytest.approx(32 * share / (0.2 * 80e9) + 2 * share / 50e9,
+                                                rel=1e-12)
+    assert host["step_time"] - chip["step_time"] == pytest.approx(
+        host["t_optimizer"] - chip["t_optimizer"], rel=1e-9)
+    freed = params * (4 + 12 / dp) if zero == 1 else params * 16 / dp
+    assert chip["mem_per_chip"] - host["mem_per_chip"] == pytest.approx(freed, rel=1e-9)
 
 
 @pytest.mark.parametrize(("host_bw", "share"), [(1e9, 0.5), (1e13, 0.5), (1e9, 1.0)])

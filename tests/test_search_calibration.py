@@ -14,6 +14,7 @@ from trnlab._paths import data_dir
 from trnlab.calibration import fit, validate
 from trnlab.cli import main
 from trnlab.engine import layouts, training
+from trnlab.engine.hardware import train_calibration
 from trnlab.engine.layouts import REASONS, enumerate_layouts
 from trnlab.errors import CatalogError, ParameterError, TrnlabError
 
@@ -95,6 +96,33 @@ def test_cli_search(capsys):
     assert main(["search", "--model", "nope", "--system", "trn3-ultraserver", "--chips", "8"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "nope" in err
+    assert main(["search", "--model", "llama3-8b", "--system", "trn3-ultraserver", "--chips", "8",
+                 "--optimizer-offload"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "optimizer_offload = True: not on chip trn3" in err
+
+
+def test_search_with_the_optimizer_on_the_host_cpu():
+    """Llama 3 8B on 8 H200, ZeRO-1: with the Adam update on the host CPU the step grows by the
+    update in host DRAM and the weights' return over the host link (less the update in HBM),
+    memory falls by the gradients and the Adam states; a chip without a host DRAM figure is
+    refused with one line, as is the flag from the CLI (exit code 2)."""
+    kw = {"global_batch": 8, "seq_len": 8192, "top": 1, "micro_batches": (1,), "zeros": (1,),
+          "vpps": (1,), "recomputes": ("none",)}
+    chip = training.search("llama3-8b", "dgx-h200", 8, **kw)
+    host = training.search("llama3-8b", "dgx-h200", 8, optimizer_offload=True, **kw)
+    assert (chip.attrs["optimizer_offload"], host.attrs["optimizer_offload"]) == (0, 1)
+    assert int(host["tp"][0]) == int(chip["tp"][0]) == 1  # the same layout: dp 8
+    params = catalog.spec("llama3-8b", "test").total_params / 8  # ZeRO-1 shard per chip
+    h200, cal = catalog.chip("h200"), train_calibration()
+    added = params * 32 / (cal.host_adam_eff * h200.host_memory_bandwidth) \
+        + params * 2 / h200.host_bandwidth - params * 32 / (h200.hbm_bandwidth * cal.mem_eff)
+    assert float(host["step_time"][0] - chip["step_time"][0]) == pytest.approx(added, rel=1e-6)
+    freed = catalog.spec("llama3-8b", "test").total_params * 4 + params * 12
+    assert float(chip["mem_per_chip"][0] - host["mem_per_chip"][0]) == pytest.approx(freed,
+                                                                                      rel=1e-6)
+    with pytest.raises(ParameterError, match="optimizer_offload = True: not on chip trn3"):
+        training.search("llama3-8b", "trn3-ultraserver", 8, optimizer_offload=True)
 
 
 def test_search_with_fp8_attention_speeds_only_the_attention_core():

@@ -114,7 +114,8 @@ CAL = Calibration(gemm_half_dim=128.0, mem_eff=0.8, layer_overhead=20e-6,
                   grad_reduce_bytes=2.0, optimizer_bytes=12.0, optimizer_traffic=32.0,
                   zero3_regather_per_microbatch=0.0, tp_overlap_backward=1.0, fused_attention=1.0,
                   attention_block=128.0,
-                  activation_offload=0.0, offload_resident_layers=2.0)
+                  activation_offload=0.0, offload_resident_layers=2.0,
+                  optimizer_offload=0.0, host_adam_eff=0.18)
 
 
 @pytest.mark.parametrize("mid", ["llama3-405b", "deepseek-v3"])

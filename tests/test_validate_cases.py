@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from _files import stacks_file
 
+from trnlab import catalog
 from trnlab._paths import data_dir
 from trnlab.calibration import defaults, fit, validate
 from trnlab.catalog.params import load_chip_efficiency, load_serving, load_stacks, load_training
@@ -532,12 +533,11 @@ def test_a_stack_that_runs_flashattention3_gets_the_hopper_kernel_rate_and_black
         load_stacks(stacks_file(tmp_path, 'attention_kernel = "fa9"'))
 
 
-def test_liger_kernel_fuses_the_eager_ops_and_a_cpu_optimizer_is_named_as_missing():
+def test_liger_kernel_fuses_the_eager_ops():
     """Hugging Face modeling code runs RMSNorm, RoPE and SwiGLU as eager PyTorch operators
     (the hf-deepspeed stack's ``eager``); the ml-engineering sweep sets USE_LIGER=1, whose fused
     kernels replace them, so its rows run none unfused and are faster than the same row without
-    it. Its rows that keep the AdamW step on the host CPU say the prediction leaves that out;
-    the right-sized rows without the offload do not."""
+    it."""
     stack = load_stacks()["hf-deepspeed"]
     liger = ROWS["T-MLENG-B200-L31-8B-Z3-S8K"]
     assert validate.eager_kinds(liger, stack) == frozenset()
@@ -545,7 +545,29 @@ def test_liger_kernel_fuses_the_eager_ops_and_a_cpu_optimizer_is_named_as_missin
     assert validate.eager_kinds(plain, stack) == frozenset({"norm", "rope", "act"})
     (fused,), (eager,) = validate.predict([liger]), validate.predict([plain])
     assert fused.predicted > eager.predicted
-    assert "host CPU (DeepSpeed ZeRO-Offload) is not modelled" in fused.why
+
+
+def test_an_optimizer_on_the_host_cpu_adds_its_update_in_host_dram():
+    """The ml-engineering sweep keeps AdamW on the host CPU (OFFLOAD_OPTIMIZER=1: DeepSpeed
+    ZeRO-Offload). Its step is the same row's step with the update on the chip, plus each
+    chip's 1/8 of Llama 3.1 8B's parameters x 32 B at host_adam_eff of the B200 host's DRAM
+    per chip, plus their BF16 weights back over the host link, less the update in HBM. A chip
+    without a host DRAM figure in the catalog says the prediction leaves the update out."""
+    row = ROWS["T-MLENG-B200-L31-8B-Z3-S8K"]
+    on_chip = {**row, "notes": re.sub(r"offload_optimizer\s*(=\s*1|device\s*cpu)", "",
+                                      row["notes"], flags=re.IGNORECASE)}
+    (host,), (chip,) = validate.predict([row]), validate.predict([on_chip])
+    assert "the optimizer on the host CPU (DeepSpeed ZeRO-Offload)" in host.why
+    assert "ZeRO-Offload" not in chip.why
+    tokens = 8 * 8192  # global batch 8 x 8,192 tokens per step, 8 chips
+    t_host, t_chip = (tokens / (8 * p.predicted) for p in (host, chip))  # step times [s]
+    params = validate._spec(row, {}).total_params / 8  # the chip's ZeRO-3 shard
+    b200, cal = catalog.chip("b200"), engine_hardware.train_calibration()
+    added = params * 32 / (cal.host_adam_eff * b200.host_memory_bandwidth) \
+        + params * 2 / b200.host_bandwidth - params * 32 / (b200.hbm_bandwidth * cal.mem_eff)
+    assert t_host - t_chip == pytest.approx(added, rel=0.01)
+    (missing,) = validate.predict([{**row, "chip": "rubin", "system": "vera-rubin-nvl72"}])
+    assert "is not modelled: rubin has no host_memory_bandwidth" in missing.why
     (right_sized,) = validate.predict([ROWS["T-MLENG-B200-L31-8B-Z2-S8K"]])
     assert "ZeRO-Offload" not in right_sized.why
 

@@ -177,17 +177,20 @@ def cmd_search(args: argparse.Namespace) -> int:
     ds = training.search(args.model, args.system, args.chips, precision=args.precision,
                          seq_len=args.seq, global_batch=args.global_batch, top=args.top,
                          power_cap_w=args.power_cap, attention_precision=args.attention,
-                         activation_offload=args.offload)
+                         activation_offload=args.offload,
+                         optimizer_offload=args.optimizer_offload)
     rows = [training.best_row(ds, i) for i in range(min(args.top, ds.sizes["config"]))]
     if args.json:
         _print_json({"model": ds.attrs["model"], "system": ds.attrs["system"],
                      "n_chips": ds.attrs["n_chips"], "global_batch": ds.attrs["global_batch"],
+                     "optimizer_offload": bool(ds.attrs["optimizer_offload"]),
                      "n_evaluated": ds.attrs["n_evaluated"], "n_valid": ds.attrs["n_valid"],
                      "invalid_by_reason": json.loads(ds.attrs["invalid_by_reason"]),
                      "layouts": rows})
         return 0
     print(f"{ds.attrs['model']} on {args.chips:,} x {ds.attrs['chip']} ({args.system}), "
-          f"{args.precision}, seq {args.seq}, global batch {ds.attrs['global_batch']}: "
+          f"{args.precision}, seq {args.seq}, global batch {ds.attrs['global_batch']}"
+          f"{', optimizer on the host CPU' if ds.attrs['optimizer_offload'] else ''}: "
           f"{ds.attrs['n_valid']:,} valid of {ds.attrs['n_evaluated']:,} layouts")
     if not rows:
         print("no valid layout; invalid by reason: " + ds.attrs["invalid_by_reason"])
@@ -434,6 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--offload", type=float, default=None, metavar="SHARE",
                    help="share 0..1 of the saved activations kept in host memory (copies over "
                    "the chip's host link; default 0)")
+    p.add_argument("--optimizer-offload", action="store_true",
+                   help="Adam states and update on the host CPU (DeepSpeed ZeRO-Offload): "
+                   "HBM keeps the weights, the update runs in the host's DRAM")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_search)
 

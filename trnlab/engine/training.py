@@ -110,7 +110,8 @@ def search(model_id: TransformerSpec | str, system: str, n_chips: int, *,
            vpps: Sequence[int] = (1, 2, 4, 8), tp_outside_domain: bool = False, top: int = 20,
            params: TrainingParams | None = None, client: Any = None,
            power_cap_w: float | None = None, attention_precision: str = "bf16",
-           activation_offload: float | None = None) -> xr.Dataset:
+           activation_offload: float | None = None,
+           optimizer_offload: bool = False) -> xr.Dataset:
     """Every valid layout of ``model`` on ``n_chips`` chips of ``system``, best first.
 
     Parameters
@@ -140,6 +141,10 @@ def search(model_id: TransformerSpec | str, system: str, n_chips: int, *,
         Share [0, 1] of the saved activations kept in host memory (default: ``params``',
         training.toml ``activation_offload``, 0): HBM holds the rest; the copies cross the chip's
         host link (catalog ``host_bandwidth``) behind each pass, exposed where they outlast it.
+    optimizer_offload : bool
+        Keep the Adam states and update on the host CPU (DeepSpeed ZeRO-Offload; training.toml
+        ``optimizer_offload``): HBM holds the weights only, the update runs in the host's DRAM
+        (catalog ``host_memory_bandwidth``, a chip without it is refused).
 
     Every argument is checked first (:mod:`trnlab.checks`); a bad one raises one
     ParameterError/CatalogError line naming it, its value and what is allowed.
@@ -180,6 +185,12 @@ def search(model_id: TransformerSpec | str, system: str, n_chips: int, *,
                                         ("bf16", "fp8"))
     hw = hardware(chip or sysrec.chip, system, precision, params, power_cap_w=power_cap_w,
                   training=True, attention_precision=attention_precision)
+    if optimizer_offload:
+        if not (hw.host_mem_bw and hw.host_bw):
+            raise checks.fail(where, "optimizer_offload", optimizer_offload,
+                              f"not on chip {chip or sysrec.chip}: it has no "
+                              "host_memory_bandwidth or host_bandwidth in the catalog")
+        params = params.replace(optimizer_offload=1.0)
     global_batch = global_batch or default_global_batch(n_chips, seq_len)
     ep_values = divisors_or_one(spec)
     cfg = enumerate_layouts(spec, n_chips, micro_batches=micro_batches, zeros=zeros,
@@ -204,6 +215,7 @@ def search(model_id: TransformerSpec | str, system: str, n_chips: int, *,
         "precision": precision, "seq_len": seq_len, "global_batch": global_batch,
         "power_cap_w": json.dumps(power_cap_w), "attention_precision": attention_precision,
         "activation_offload": params.fields["activation_offload"].si,
+        "optimizer_offload": int(params.fields["optimizer_offload"].si),
         "n_evaluated": int(reason.size), "n_valid": int(valid.sum()),
         "invalid_by_reason": json.dumps({REASONS[i]: int(c) for i, c in enumerate(counts)
                                          if i and c}),
