@@ -547,7 +547,7 @@ def _predict_training(row: dict[str, str], conv: dict[str, Any], params: Trainin
         hw = dataclasses.replace(hw, attn_fwd_eff=hw.attn_fwd_eff * stack.attention_rate,
                                  attn_bwd_eff=hw.attn_bwd_eff * stack.attention_rate)
     if _OPTIMIZER_OFFLOAD.search(_text(row)):
-        if hw.host_mem_bw and hw.host_bw:
+        if hw.can_offload_optimizer:
             params = params.replace(optimizer_offload=1.0)
             notes.append("the optimizer on the host CPU (DeepSpeed ZeRO-Offload): its states in "
                          "host memory, the update at host_adam_eff of the chip's "

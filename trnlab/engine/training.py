@@ -186,7 +186,7 @@ def search(model_id: TransformerSpec | str, system: str, n_chips: int, *,
     hw = hardware(chip or sysrec.chip, system, precision, params, power_cap_w=power_cap_w,
                   training=True, attention_precision=attention_precision)
     if optimizer_offload:
-        if not (hw.host_mem_bw and hw.host_bw):
+        if not hw.can_offload_optimizer:
             raise checks.fail(where, "optimizer_offload", optimizer_offload,
                               f"not on chip {chip or sysrec.chip}: it has no "
                               "host_memory_bandwidth or host_bandwidth in the catalog")

@@ -37,3 +37,8 @@ class Hardware:
     attn_lanes: Any = 1.0  # the attention kernel pads each head dimension to a multiple [1]
     attn_window_keys: Any = 0.0  # fewest keys a sliding-window query costs the kernel [tokens]
     attn_window_bwd_span: Any = 0.0  # fewest keys a windowed query's backward costs, share of s [1]
+
+    @property
+    def can_offload_optimizer(self) -> bool:
+        """Whether the host's DRAM and link are known, so the optimizer can run on the host."""
+        return bool(self.host_mem_bw) and bool(self.host_bw)
