@@ -184,6 +184,8 @@ def test_consecutive_routing_by_hand():
     assert moe.dispatch_copies(8.0, 64.0, 8.0, 1.0, 2.0, 16.0, 1.0)[1] == 1.75
     assert moe.dispatch_copies(8.0, 64.0, 8.0, 0.0, 0.0, 256.0, 1.0) == \
         moe.dispatch_copies(8.0, 64.0, 8.0, 0.0, 0.0, 256.0, 0.0)
+    # no expert count: uniform routing, not a division by zero
+    assert moe.dispatch_copies(8.0, 64.0, 8.0, 1.0, 0.0, 0.0, 1.0)[1] == uniform
 
 
 # ------------------------------------------------------------------ fixed cost per MoE layer

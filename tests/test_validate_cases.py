@@ -559,9 +559,9 @@ def test_an_optimizer_on_the_host_cpu_adds_its_update_in_host_dram():
     (host,), (chip,) = validate.predict([row]), validate.predict([on_chip])
     assert "the optimizer on the host CPU (DeepSpeed ZeRO-Offload)" in host.why
     assert "ZeRO-Offload" not in chip.why
-    tokens = 8 * 8192  # global batch 8 x 8,192 tokens per step, 8 chips
-    t_host, t_chip = (tokens / (8 * p.predicted) for p in (host, chip))  # step times [s]
-    params = validate._spec(row, {}).total_params / 8  # the chip's ZeRO-3 shard
+    tokens, chips = int(row["global_batch"]) * int(row["seq_len"]), int(row["n_chips"])
+    t_host, t_chip = (tokens / (chips * p.predicted) for p in (host, chip))  # step times [s]
+    params = validate._spec(row, {}).total_params / chips  # the chip's ZeRO-3 shard
     b200, cal = catalog.chip("b200"), engine_hardware.train_calibration()
     added = params * 32 / (cal.host_adam_eff * b200.host_memory_bandwidth) \
         + params * 2 / b200.host_bandwidth - params * 32 / (b200.hbm_bandwidth * cal.mem_eff)

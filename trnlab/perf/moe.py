@@ -129,14 +129,15 @@ def dispatch_copies(top_k: Any, ep: Any, n_in: Any, dedup: Any, node_limit: Any,
     destination domain the copies are forwarded to their experts' ranks, ``k (n_in - 1)/n_in``
     per token over scale-up. With ``consecutive`` routing the ``k`` experts are neighbours
     (``E/ep`` per rank, ``E`` = ``experts``): they sit on ``max(1, k ep / E)`` neighbouring
-    ranks, so in ``max(1, k ep / (E n_in))`` domains. ``dedup``, ``node_limit`` and
-    ``consecutive`` are scalars (constants of the dispatcher and the router).
+    ranks, so in ``max(1, k ep / (E n_in))`` domains; without an expert count (``experts`` 0)
+    the routing is taken as uniform. ``dedup``, ``node_limit``, ``experts`` and ``consecutive``
+    are scalars (constants of the dispatcher, the router and the model).
     """
     if not dedup > 0:
         return top_k * (n_in - 1.0) / ep, top_k * (ep - n_in) / ep
     xp = xp_of(top_k, ep, n_in)
     domains = ep / n_in
-    if consecutive > 0:
+    if consecutive > 0 and experts > 0:
         distinct = xp.maximum(top_k * ep / (experts * n_in), 1.0)
     else:
         distinct = domains * (1.0 - (1.0 - 1.0 / domains) ** top_k)
