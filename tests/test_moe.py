@@ -32,7 +32,8 @@ UP_BW, UP_LAT, OUT_BW, OUT_LAT = 400e9, 2e-6, 40e9, 10e-6
 MOE = moe.MoECalibration(ep_overlap=0.25, a2a_dedup=0.0, node_limit=0.0, dispatch_bytes=2.0,
                          combine_bytes=2.0, load_imbalance=1.0, permute_copies=8.0,
                          router_traffic=16.0, moe_layer_overhead=50e-6, einsum_dispatch=0.0,
-                         einsum_backward=1.5, group_tile=0.0, consecutive_routing=0.0)
+                         einsum_backward=1.5, group_tile=0.0, consecutive_routing=0.0,
+                         expert_tp=1.0)
 
 
 def _hw(domain: float = 8.0, gemm_bytes: float = 2.0) -> Hardware:
@@ -330,6 +331,60 @@ def test_expert_parameters_with_expert_tp_one():
     assert up == pytest.approx(E * _gemm(1024 * K / E, 2 * F / 2, H), rel=1e-12)
 
 
+def test_expert_tp_by_hand():
+    """Expert-TP 2 with tp = 2, ep = 2 on 4 chips (ep x etp = tp x dp x cp), T = 1024 tokens per
+    micro-batch, 512 per chip: each chip runs its half of E/ep = 1 expert on the tokens of the
+    ep x etp = 4 ranks routed to it, rows = 512 k 4 / E = 1024, the up projection's columns
+    (2F/2) and the down projection's rows (F/2) split; the FLOPs stay those of expert-TP 1
+    (512 rows at full width). Per pass the dispatcher all-gathers the received tokens over the
+    pair and reduce-scatters the outputs, one all-reduce of 2 x 512 x k x H x 2 B, exposed;
+    the MoE layer's own TP pair is gone (its tokens leave by all-to-all); a chip keeps the
+    pair's expert inputs for the backward, (2 - 1) k H x 2 B more per token."""
+    m, hw = model_shape(SPEC), _hw()
+    lay = _layout(tp=2.0, dp=2.0, ep=2.0)
+    one, two = _cal(ep_overlap=0.0), _cal(ep_overlap=0.0, expert_tp=2.0)
+    got, ref = operator_terms(m, hw, lay, two), operator_terms(m, hw, lay, one)
+    assert got["expert_up"][1] == pytest.approx(_gemm(1024, 2 * F / 2, H), rel=1e-12)
+    assert got["expert_down"][1] == pytest.approx(_gemm(1024, H, F / 2), rel=1e-12)
+    assert got["expert_up"][0] == pytest.approx(ref["expert_up"][0], rel=1e-12)
+    assert ref["expert_up"][1] == pytest.approx(_gemm(512, 2 * F, H), rel=1e-12)
+    n_mb = 8 / 2  # global batch / (dp x micro-batch)
+    nbytes = 2 * 512 * K * H * 2.0
+    gathers = 2 * (UP_LAT + nbytes / UP_BW)  # forward + backward, recursive doubling over 2
+    t_ep = [float(train_step(m, hw, lay, c, outputs=("t_ep",))["t_ep"]) for c in (one, two)]
+    assert t_ep[1] - t_ep[0] == pytest.approx(n_mb * gathers, rel=1e-12)
+    # 0 takes the TP size: the same as 2 here
+    zero = float(train_step(m, hw, lay, _cal(ep_overlap=0.0, expert_tp=0.0),
+                            outputs=("t_ep",))["t_ep"])
+    assert zero == pytest.approx(t_ep[1], rel=1e-12)
+    # the EP ranks sit etp apart: with 2-chip domains the pair's EP peers are in other domains
+    dom = _hw(domain=2.0)
+    parts = moe.layer_all_to_all_parts(512.0, H, K, 2.0, 1.0, UP_BW, UP_LAT, OUT_BW, OUT_LAT,
+                                       two.moe, 0.0, E)
+    a2a = float(train_step(m, dom, lay, two, outputs=("t_ep",))["t_ep"])
+    assert a2a == pytest.approx(n_mb * (sum(float(p) for p in parts) + gathers), rel=1e-12)
+    # one TP pair per MoE layer with expert parallelism (SPEC: one MoE layer, no shared expert)
+    tp_ep = float(step_terms(m, hw, lay, one)["t_tp"])
+    tp_dense = float(step_terms(m, hw, _layout(tp=2.0, dp=2.0, ep=1.0), one)["t_tp"])
+    assert tp_ep == pytest.approx(tp_dense / 2, rel=1e-12)
+    saved = [float(step_terms(m, hw, lay, c)["saved"]) for c in (one, two)]
+    assert saved[1] - saved[0] == pytest.approx((2 - 1) * K * H * 2.0, rel=1e-12)
+
+
+def test_a_case_states_its_expert_tp():
+    """The DGX Cloud Grok-1 rows of NeMo 24.12 (Megatron-Core 0.10: expert-TP defaults to TP =
+    4) state it: their prediction carries it and is slower than the same row at expert-TP 1."""
+    rows = {r["case_id"]: r for r in validate.read_cases(data_dir() / "measurements"
+                                                         / "cases.csv")}
+    row = rows["T-DGXC-NEMO-2502-H100-GROK1-314B-BF16-512G"]
+    assert "moe: expert_tp=4" in row["notes"]
+    pred = validate.predict([row])[0]
+    assert "expert_tp=4" in pred.why
+    plain = dict(row, notes=row["notes"].replace("moe: expert_tp=4", "moe: (none)"))
+    base = validate.predict([plain])[0]
+    assert pred.predicted > base.predicted * 1.05  # step time: slower by the gathers
+
+
 # ------------------------------------------------------------------ the layout rule
 def test_expert_parallel_folded_over_tp_dp_cp():
     """EP may span tp x dp x cp (Megatron-Core folding): ep = 8 with tp = 2, dp = 4 is valid
@@ -366,6 +421,7 @@ def test_the_moe_constants_of_the_data():
     assert moe_calibration("maxtext").group_tile == 512  # base.yml wi/wo_tile_*_batch_seq
     assert cal.einsum_backward == (1 + 2) / 2  # dispatch: the tokens' gradient; combine: two
     assert cal.consecutive_routing == 0.0  # learned (or randomly forced) routing: uniform
+    assert cal.expert_tp == 1.0  # --expert-tensor-parallel-size 1: whole experts per chip
     gate = load_moe_stacks()["automodel-fake-balanced-gate"]
     assert gate["consecutive_routing"].si == 1.0  # arange(T k).view(-1, k) % E
     assert all(f[k].sources for k in MOE_CALIBRATION)
@@ -374,18 +430,20 @@ def test_the_moe_constants_of_the_data():
 @pytest.mark.parametrize("name", MOE_CALIBRATION)
 def test_every_moe_constant_moves_the_step(name):
     """Each constant of the MoE terms changes the step time of a configuration it acts on:
-    ep = 32 over 4 domains of 8, FP8 GEMMs, de-duplication on (the node limit acts), GShard's
-    einsums on (their backward factor acts)."""
+    ep = 32 over 4 domains of 8 (tp = 2: room for an expert-TP of 2), FP8 GEMMs,
+    de-duplication on (the node limit acts), GShard's einsums on (their backward factor
+    acts)."""
     spec = TransformerSpec(name="moe32", layers=2, hidden=1024, heads=8, kv_heads=8,
                            vocab=1024, gated_mlp=True, moe_experts=64, moe_active=8,
                            moe_ffn=512)
-    lay = Layout(tp=1.0, pp=1.0, dp=32.0, cp=1.0, ep=32.0, vpp=1.0, zero=1.0, recompute=0.0,
+    lay = Layout(tp=2.0, pp=1.0, dp=32.0, cp=1.0, ep=32.0, vpp=1.0, zero=1.0, recompute=0.0,
                  micro_batch=1.0, global_batch=64.0, seq_len=2048.0)
     base = {"a2a_dedup": 1.0, "node_limit": 2.0, "dispatch_bytes": 2.0, "einsum_dispatch": 1.0}
     changed = {"ep_overlap": 0.5, "a2a_dedup": 0.0, "node_limit": 0.0, "dispatch_bytes": 1.0,
                "combine_bytes": 1.0, "load_imbalance": 1.2, "permute_copies": 4.0,
                "router_traffic": 8.0, "moe_layer_overhead": 1e-4, "einsum_dispatch": 0.0,
-               "einsum_backward": 2.0, "group_tile": 512.0, "consecutive_routing": 1.0}
+               "einsum_backward": 2.0, "group_tile": 512.0, "consecutive_routing": 1.0,
+               "expert_tp": 2.0}
     hw = _hw(domain=8.0, gemm_bytes=1.0)
     t0 = float(train_step(model_shape(spec), hw, lay, _cal(**base),
                           outputs=("step_time",))["step_time"])

@@ -150,7 +150,8 @@ def _load_serving(path_str: str) -> ServingParams:
 #: (:class:`trnlab.perf.moe.MoECalibration`)
 MOE_CALIBRATION = ("ep_overlap", "a2a_dedup", "node_limit", "dispatch_bytes", "combine_bytes",
                    "load_imbalance", "permute_copies", "router_traffic", "moe_layer_overhead",
-                   "einsum_dispatch", "einsum_backward", "group_tile", "consecutive_routing")
+                   "einsum_dispatch", "einsum_backward", "group_tile", "consecutive_routing",
+                   "expert_tp")
 
 
 def load_moe(path: Path | None = None) -> dict[str, Field]:

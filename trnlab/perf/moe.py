@@ -72,6 +72,7 @@ class MoECalibration:
     einsum_backward: float  # backward work of the two einsums over their forward work [1]
     group_tile: float  # row tile a grouped GEMM revisits where two experts share it [1]
     consecutive_routing: float  # 1: a token's k experts are consecutive; 0: uniform [1]
+    expert_tp: float  # expert-tensor-parallel size with expert parallelism; 0 = the TP size [1]
 
     def unsharded_rows(self) -> float:
         """Rows each expert computes over those routed to it when the chip runs every expert

@@ -262,20 +262,23 @@ def _gemm_op(g: LayerGemm, tokens: Any, lay: Layout, hw: Hardware, cal: Calibrat
     flops = 2.0 * m * n * k * count * cores  # 2 FLOPs per multiply-add, on every core
     if g.name not in EXPERT or cal.moe is None:
         return flops, time
-    # with expert parallelism, a grouped GEMM at expert-TP 1 (perf.moe): the chip's E/ep whole
-    # experts (spread over its cores) on the tokens its ep group routes to them; without
-    # (ep = 1) the experts stay TP-sharded like a dense MLP (expert-TP = tp), as above
-    cores = hw.ranks_per_chip
-    rows = moe.expert_rows(tokens / lay.tp, g.m_per_token * g.count, g.count, lay.ep,
+    # with expert parallelism, a grouped GEMM (perf.moe): the chip's E/ep experts (spread over
+    # its cores), each its 1/etp share (up projection by columns, down by rows), on the tokens
+    # of the ep x etp ranks routed to them; without (ep = 1) the experts stay TP-sharded like a
+    # dense MLP (expert-TP = tp), as above
+    cores, etp = hw.ranks_per_chip, _expert_tp(lay, cal)
+    rows = moe.expert_rows(tokens / lay.tp, g.m_per_token * g.count, g.count, lay.ep * etp,
                            cal.moe.load_imbalance)
     local = g.count / (lay.ep * cores)
-    folded = moe.grouped_gemm_time(moe.tiled_rows(rows, local, cal.moe.group_tile), g.n, g.k,
+    n_e = g.n / etp if g.name in TP_COLUMN else g.n
+    k_e = g.k / etp if g.name in TP_ROW else g.k
+    folded = moe.grouped_gemm_time(moe.tiled_rows(rows, local, cal.moe.group_tile), n_e, k_e,
                                    local, hw.peak_gemm / cores, hw.gemm_eff,
                                    cal.gemm_half_dim, hw.hbm_bw / cores, cal.mem_eff,
                                    hw.gemm_bytes)
     xp = xp_of(lay.ep, rows, time)
     on = lay.ep > 1.0
-    return (xp.where(on, 2.0 * rows * g.n * g.k * g.count / lay.ep, flops),
+    return (xp.where(on, 2.0 * rows * n_e * k_e * g.count / lay.ep, flops),
             xp.where(on, folded, time))
 
 
@@ -411,13 +414,44 @@ def _recomputed(m: ModelShape, recompute: Any, ft: Any) -> tuple[Any, Any, Any]:
 
 
 def _expert_tp(lay: Layout, cal: Calibration) -> Any:
-    """Expert-tensor-parallel size [1]: 1 with expert parallelism (the MoE recipes' folding:
-    whole experts per chip), ``tp`` without it (ep = 1: TP-sharded like a dense MLP, Megatron's
-    default) and in the earlier MoE model."""
+    """Expert-tensor-parallel size [1]: with expert parallelism the MoE stack's ``expert_tp``
+    (1: whole experts per chip, the recipes' folding; 0: the TP size, Megatron-Core's default and
+    before 0.10 its only layout), ``tp`` without it (ep = 1: TP-sharded like a dense MLP) and in
+    the earlier MoE model."""
     if cal.moe is None:
         return lay.tp
     xp = xp_of(lay.ep, lay.tp)
-    return xp.where(lay.ep > 1.0, 1.0 + 0.0 * lay.tp, lay.tp)
+    etp = lay.tp if not cal.moe.expert_tp else cal.moe.expert_tp + 0.0 * lay.tp
+    return xp.where(lay.ep > 1.0, etp, lay.tp)
+
+
+def _moe_tp_pairs(m: ModelShape, lay: Layout, cal: Calibration) -> Any:
+    """TP all-gather + reduce-scatter pairs (sequence parallelism) of one MoE layer [1]: with
+    expert parallelism the attention's, plus one for shared experts (a TP-sharded dense MLP);
+    the routed tokens leave the TP group by all-to-all (Megatron-Core's alltoall and flex
+    dispatchers); without (ep = 1) and in the earlier MoE model two, as a dense layer."""
+    if cal.moe is None or not m.moe_layers:
+        return 2.0
+    shared = any(g.name == "shared_up" for g in m.gemms_moe)
+    xp, zero = xp_of(lay.ep), 0.0 * lay.ep
+    return xp.where(lay.ep > 1.0, zero + 1.0 + float(shared), zero + 2.0)
+
+
+def _expert_tp_gathers(m: ModelShape, tokens: Any, etp: Any, hw: Hardware,
+                       cal: Calibration) -> Any:
+    """Time of one MoE layer's expert-TP collectives in one pass on one chip [s]: with an
+    expert-TP group of ``etp`` chips (:func:`_expert_tp`) the dispatcher all-gathers the tokens
+    the chip received over the group before the experts and reduce-scatters the experts'
+    outputs after them, each of the gathered ``etp T k f h`` elements (``T`` = the chip's
+    tokens), one all-reduce's volume, on the compute stream: exposed (Megatron-Core 0.9
+    ``MoEAlltoAllTokenDispatcher``: gather_from_sequence_parallel_region after the all-to-all,
+    reduce_scatter_to_sequence_parallel_region before the one back). 0 at expert-TP 1 (a
+    scalar 1 skips the grid)."""
+    if cal.moe is None or cal.moe.expert_tp == 1.0:
+        return 0.0
+    gathered = cal.activation_bytes * etp * tokens * m.moe_active * cal.moe.load_imbalance \
+        * m.hidden
+    return comm.all_reduce(gathered, *_group(etp, 1.0, hw))
 
 
 def _expert_down(m: ModelShape) -> LayerGemm | None:
@@ -470,7 +504,7 @@ def _layer_bytes(m: ModelShape, cal: Calibration) -> tuple[float, float]:
 
 
 def _saved_per_token(m: ModelShape, hw: Hardware, cal: Calibration, recompute: Any,
-                     recomputed: tuple[Any, Any, Any], ld: Any, lm: Any) -> Any:
+                     recomputed: tuple[Any, Any, Any], ld: Any, lm: Any, etp: Any = 1.0) -> Any:
     """Activation bytes one token leaves for the backward pass in the stage's ``ld`` dense and
     ``lm`` MoE layers [B] (Korthikanti et al. 2022, sec. 4).
 
@@ -481,7 +515,10 @@ def _saved_per_token(m: ModelShape, hw: Hardware, cal: Calibration, recompute: A
     drops what the attention core keeps beside Q, K, V. Narrow GEMMs keep their cast inputs at
     the GEMM precision (FP8: Transformer Engine). Recomputing the GEMMs recomputes the whole
     layer: only its input is kept. A selective mode that names its saved tensors (MaxText's
-    remat policies, ``m.kept_selective_*``) keeps the layer input and those outputs."""
+    remat policies, ``m.kept_selective_*``) keeps the layer input and those outputs. With an
+    expert-TP group of ``etp`` chips (:func:`_expert_tp`) a chip keeps the experts' inputs of
+    the group's tokens, ``etp`` times its own: ``(etp - 1) k h`` elements more per token and MoE
+    layer (the down projection's input stays: ``etp`` times the rows at ``1/etp`` the width)."""
     r_gemms, r_attn, r_elem = recomputed
     xp = xp_of(r_gemms, hw.gemm_bytes, ld)
     a, stat = cal.activation_bytes, cal.softmax_stat_bytes
@@ -492,8 +529,9 @@ def _saved_per_token(m: ModelShape, hw: Hardware, cal: Calibration, recompute: A
         + r_elem * (a * m.act_elem_moe)
     narrow = (a - xp.minimum(hw.gemm_bytes, a)) * (
         ld * m.act_gemm_in_dense + lm * m.act_gemm_in_moe)
+    gathered = lm * a * (etp - 1.0) * m.moe_active * m.hidden
     per_token = xp.where(r_gemms >= 1.0, a * m.hidden * (ld + lm),
-                         ld * (kept_d - drop_d) + lm * (kept_m - drop_m) - narrow)
+                         ld * (kept_d - drop_d) + lm * (kept_m - drop_m) - narrow + gathered)
     if m.named_selective:
         named = a * (ld * m.kept_selective_dense + lm * m.kept_selective_moe)
         per_token = xp.where(recompute == 1.0, named, per_token)
@@ -558,15 +596,18 @@ def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
     passes = 2.0 + r_gemms  # forward, backward, a recomputed forward of the GEMMs
     act = cal.activation_bytes * tokens * m.hidden  # one activation tensor [B]
     # two TP all-reduces per layer (after attention and after the MLP; with SP an all-gather +
-    # reduce-scatter pair of the same volume), an EP dispatch and combine per MoE layer
-    t_tp = passes * 2.0 * (ld + lm) * comm.all_reduce(act, *_group(tp, 1.0, hw))
+    # reduce-scatter pair of the same volume); a MoE layer with expert parallelism has the
+    # attention's and, with shared experts, their MLP's: its routed tokens leave by all-to-all
+    moe_pairs = _moe_tp_pairs(m, lay, cal)
+    t_tp = passes * (2.0 * ld + moe_pairs * lm) * comm.all_reduce(act, *_group(tp, 1.0, hw))
     if not m.moe_layers:  # a dense model: no all-to-all
         t_ep = 0.0 * t_tp
     elif cal.moe is None:  # the earlier MoE model: exposed as much as the TP overlap leaves
         t_ep = (1.0 - cal.layer_comm_overlap) * passes * 2.0 * lm * comm.all_to_all(
             act / tp * m.moe_active, *_group(ep, tp * cp, hw))
-    else:  # EP folded innermost over tp x cp x dp: consecutive ranks (perf.moe)
-        ep_in = comm.members_in_domain(ep, 1.0, hw.domain)
+    else:  # EP folded over tp x cp x dp inside the expert-TP groups: ranks etp apart (perf.moe)
+        etp = _expert_tp(lay, cal)
+        ep_in = comm.members_in_domain(ep, etp, hw.domain)
         down = _expert_down(m)
         t_ep = tuple(lm * part for part in moe.layer_all_to_all_parts(
             tokens / tp, m.hidden, m.moe_active, ep, ep_in, hw.up_bw, hw.up_latency, hw.out_bw,
@@ -583,7 +624,8 @@ def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
                       (1.0 + r_gemms) * (t_mlp + t_moe_fixed + t_dispatch),
                       2.0 * attn_gemm + t_attn_bwd_moe + bmf * t_elem_moe,
                       2.0 * t_mlp + bmf * t_moe_fixed + t_dispatch_bwd)
-        t_ep = moe.exposed(t_ep, chunks, cal.moe)
+        t_ep = moe.exposed(t_ep, chunks, cal.moe) + passes * lm * _expert_tp_gathers(
+            m, tokens / tp, etp, hw, cal)
     kv = cal.activation_bytes * tokens * 2.0 * (m.kv_heads / tp) * m.qk_dim  # K and V [B]
     cp_n, cp_in = cp, comm.members_in_domain(cp, tp, hw.domain)
     cp_bw = xp.where(cp_in >= cp_n, hw.up_bw, hw.out_bw)
@@ -599,7 +641,8 @@ def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
     # ---- activation offload: the share of the saved activations kept in host memory leaves
     # over the host link during the forward and returns during the backward, each copy hidden
     # behind its pass (copy engines run beside the compute); a chip without a link hides none
-    saved = _saved_per_token(m, hw, cal, lay.recompute, (r_gemms, r_attn, r_elem), ld, lm)
+    saved = _saved_per_token(m, hw, cal, lay.recompute, (r_gemms, r_attn, r_elem), ld, lm,
+                             _expert_tp(lay, cal) if cal.moe is not None else 1.0)
     # the exposed share: layer_comm_overlap of the forward passes' collectives hides, of the
     # backward's only where the stack overlaps them too (async TP overlaps the forward's)
     t_tp = t_tp * (1.0 - cal.layer_comm_overlap * (
