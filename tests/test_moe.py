@@ -383,6 +383,10 @@ def test_a_case_states_its_expert_tp():
     plain = dict(row, notes=row["notes"].replace("moe: expert_tp=4", "moe: (none)"))
     base = validate.predict([plain])[0]
     assert pred.predicted > base.predicted * 1.05  # step time: slower by the gathers
+    # ep 8 x expert-TP 16 = 128 ranks do not tile tp x dp x cp = 4 x 8 x 2 = 64: refused
+    wide = dict(row, notes=row["notes"].replace("moe: expert_tp=4", "moe: expert_tp=16"))
+    refused = validate.predict([wide])[0]
+    assert math.isnan(refused.predicted) and "divisibility" in refused.why
 
 
 # ------------------------------------------------------------------ the layout rule

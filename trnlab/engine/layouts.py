@@ -27,7 +27,8 @@ REASONS = {
        "loss may count as one pipeline layer each)",
     3: "dp x micro_batch does not divide the global batch",
     4: "tp spans more than one scale-up domain",
-    5: "ep does not divide the experts or tp x dp x cp",
+    5: "ep does not divide the experts, or ep (x the expert-TP size) does not divide "
+       "tp x dp x cp",
     6: "cp does not divide the sequence into 2 x cp chunks",
     7: "does not fit in HBM",
     8: "misses the time-per-output-token target",
