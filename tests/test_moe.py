@@ -369,6 +369,12 @@ def test_expert_tp_by_hand():
     assert tp_ep == pytest.approx(tp_dense / 2, rel=1e-12)
     saved = [float(step_terms(m, hw, lay, c)["saved"]) for c in (one, two)]
     assert saved[1] - saved[0] == pytest.approx((2 - 1) * K * H * 2.0, rel=1e-12)
+    # without expert parallelism the experts are TP-sharded like a dense MLP: expert_tp moves
+    # nothing (no gathers, no extra inputs, the dense layer's two TP pairs)
+    dense = _layout(tp=2.0, dp=2.0, ep=1.0)
+    for key in ("t_ep", "t_tp", "saved", "mb_compute"):
+        a, b = (float(step_terms(m, hw, dense, c)[key]) for c in (one, two))
+        assert a == pytest.approx(b, rel=1e-12), key
 
 
 def test_a_case_states_its_expert_tp():

@@ -437,21 +437,32 @@ def _moe_tp_pairs(m: ModelShape, lay: Layout, cal: Calibration) -> Any:
     return xp.where(lay.ep > 1.0, zero + 1.0 + float(shared), zero + 2.0)
 
 
-def _expert_tp_gathers(m: ModelShape, tokens: Any, etp: Any, hw: Hardware,
-                       cal: Calibration) -> Any:
-    """Time of one MoE layer's expert-TP collectives in one pass on one chip [s]: with an
-    expert-TP group of ``etp`` chips (:func:`_expert_tp`) the dispatcher all-gathers the tokens
-    the chip received over the group before the experts and reduce-scatters the experts'
-    outputs after them, each of the gathered ``etp T k f h`` elements (``T`` = the chip's
-    tokens), one all-reduce's volume, on the compute stream: exposed (Megatron-Core 0.9
-    ``MoEAlltoAllTokenDispatcher``: gather_from_sequence_parallel_region after the all-to-all,
-    reduce_scatter_to_sequence_parallel_region before the one back). 0 at expert-TP 1 (a
-    scalar 1 skips the grid)."""
+def _dispatch_group(lay: Layout, cal: Calibration) -> Any:
+    """Chips over which the MoE dispatcher gathers the tokens it received [1]: the expert-TP
+    group with expert parallelism (:func:`_expert_tp`), 1 without it (ep = 1: the experts are
+    TP-sharded like a dense MLP, their TP pairs counted as a dense layer's) and in the earlier
+    MoE model; a scalar 1 at expert-TP 1 (no grid)."""
     if cal.moe is None or cal.moe.expert_tp == 1.0:
+        return 1.0
+    xp = xp_of(lay.ep, lay.tp)
+    return xp.where(lay.ep > 1.0, _expert_tp(lay, cal), 1.0 + 0.0 * lay.tp)
+
+
+def _expert_tp_gathers(m: ModelShape, tokens: Any, lay: Layout, hw: Hardware,
+                       cal: Calibration) -> Any:
+    """Time of one MoE layer's expert-TP collectives in one pass on one chip [s]: over the
+    dispatch group of ``g`` chips (:func:`_dispatch_group`) the dispatcher all-gathers the
+    tokens the chip received before the experts and reduce-scatters the experts' outputs after
+    them, each of the gathered ``g T k f h`` elements (``T`` = the chip's tokens), one
+    all-reduce's volume, on the compute stream: exposed (Megatron-Core 0.9
+    ``MoEAlltoAllTokenDispatcher``: gather_from_sequence_parallel_region after the all-to-all,
+    reduce_scatter_to_sequence_parallel_region before the one back). 0 for a group of 1."""
+    group = _dispatch_group(lay, cal)
+    if not hasattr(group, "shape"):
         return 0.0
-    gathered = cal.activation_bytes * etp * tokens * m.moe_active * cal.moe.load_imbalance \
+    gathered = cal.activation_bytes * group * tokens * m.moe_active * cal.moe.load_imbalance \
         * m.hidden
-    return comm.all_reduce(gathered, *_group(etp, 1.0, hw))
+    return comm.all_reduce(gathered, *_group(group, 1.0, hw))
 
 
 def _expert_down(m: ModelShape) -> LayerGemm | None:
@@ -515,10 +526,11 @@ def _saved_per_token(m: ModelShape, hw: Hardware, cal: Calibration, recompute: A
     drops what the attention core keeps beside Q, K, V. Narrow GEMMs keep their cast inputs at
     the GEMM precision (FP8: Transformer Engine). Recomputing the GEMMs recomputes the whole
     layer: only its input is kept. A selective mode that names its saved tensors (MaxText's
-    remat policies, ``m.kept_selective_*``) keeps the layer input and those outputs. With an
-    expert-TP group of ``etp`` chips (:func:`_expert_tp`) a chip keeps the experts' inputs of
-    the group's tokens, ``etp`` times its own: ``(etp - 1) k h`` elements more per token and MoE
-    layer (the down projection's input stays: ``etp`` times the rows at ``1/etp`` the width)."""
+    remat policies, ``m.kept_selective_*``) keeps the layer input and those outputs. With a
+    dispatch group of ``etp`` chips (:func:`_dispatch_group`) a chip keeps the experts' inputs
+    of the group's tokens, ``etp`` times its own: ``(etp - 1) k h`` elements more per token and
+    MoE layer (the down projection's input stays: ``etp`` times the rows at ``1/etp`` the
+    width)."""
     r_gemms, r_attn, r_elem = recomputed
     xp = xp_of(r_gemms, hw.gemm_bytes, ld)
     a, stat = cal.activation_bytes, cal.softmax_stat_bytes
@@ -606,8 +618,7 @@ def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
         t_ep = (1.0 - cal.layer_comm_overlap) * passes * 2.0 * lm * comm.all_to_all(
             act / tp * m.moe_active, *_group(ep, tp * cp, hw))
     else:  # EP folded over tp x cp x dp inside the expert-TP groups: ranks etp apart (perf.moe)
-        etp = _expert_tp(lay, cal)
-        ep_in = comm.members_in_domain(ep, etp, hw.domain)
+        ep_in = comm.members_in_domain(ep, _expert_tp(lay, cal), hw.domain)
         down = _expert_down(m)
         t_ep = tuple(lm * part for part in moe.layer_all_to_all_parts(
             tokens / tp, m.hidden, m.moe_active, ep, ep_in, hw.up_bw, hw.up_latency, hw.out_bw,
@@ -625,7 +636,7 @@ def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
                       2.0 * attn_gemm + t_attn_bwd_moe + bmf * t_elem_moe,
                       2.0 * t_mlp + bmf * t_moe_fixed + t_dispatch_bwd)
         t_ep = moe.exposed(t_ep, chunks, cal.moe) + passes * lm * _expert_tp_gathers(
-            m, tokens / tp, etp, hw, cal)
+            m, tokens / tp, lay, hw, cal)
     kv = cal.activation_bytes * tokens * 2.0 * (m.kv_heads / tp) * m.qk_dim  # K and V [B]
     cp_n, cp_in = cp, comm.members_in_domain(cp, tp, hw.domain)
     cp_bw = xp.where(cp_in >= cp_n, hw.up_bw, hw.out_bw)
@@ -642,7 +653,7 @@ def step_terms(m: ModelShape, hw: Hardware, lay: Layout, cal: Calibration) -> di
     # over the host link during the forward and returns during the backward, each copy hidden
     # behind its pass (copy engines run beside the compute); a chip without a link hides none
     saved = _saved_per_token(m, hw, cal, lay.recompute, (r_gemms, r_attn, r_elem), ld, lm,
-                             _expert_tp(lay, cal) if cal.moe is not None else 1.0)
+                             _dispatch_group(lay, cal))
     # the exposed share: layer_comm_overlap of the forward passes' collectives hides, of the
     # backward's only where the stack overlaps them too (async TP overlaps the forward's)
     t_tp = t_tp * (1.0 - cal.layer_comm_overlap * (
