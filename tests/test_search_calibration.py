@@ -253,3 +253,52 @@ def test_default_global_batch_admits_odd_chip_counts():
     assert layouts.default_global_batch(1152, 8192) == 9 * 256
     assert layouts.default_global_batch(3 * 2**12, 8192) == 3 * 512
     assert layouts.default_global_batch(1_000_000, 8192) == 15625
+
+
+def test_search_with_an_expert_tp():
+    """Mixtral 8x7B on 16 H100: with expert-TP 2 every kept expert-parallel layout has
+    ep x 2 tiling tp x dp x cp (rule 5 marks more layouts), and a
+    layout valid under both runs at another speed (the experts split, the dispatcher's
+    gathers); 0 takes the TP size; a dense model or a negative size is refused with one line,
+    exit 2 from the CLI, whose JSON carries the size."""
+    kw = {"global_batch": 64, "seq_len": 4096, "top": 400, "micro_batches": (1,),
+          "zeros": (1,), "vpps": (1,), "recomputes": ("none", "full")}
+    one = training.search("mixtral-8x7b", "dgx-h100", 16, **kw)
+    two = training.search("mixtral-8x7b", "dgx-h100", 16, expert_tp=2, **kw)
+    tp_size = training.search("mixtral-8x7b", "dgx-h100", 16, expert_tp=0, **kw)
+    assert (one.attrs["expert_tp"], two.attrs["expert_tp"], tp_size.attrs["expert_tp"]) == (1, 2, 0)
+    rule5 = [json.loads(ds.attrs["invalid_by_reason"]).get(REASONS[5], 0) for ds in (one, two)]
+    assert rule5[1] > rule5[0]  # (memory may admit more: a chip holds 1/etp of its experts)
+    for ds, etp in ((two, 2), (tp_size, None)):
+        ep, tp, dp, cp = (ds[k].values for k in ("ep", "tp", "dp", "cp"))
+        size = tp if etp is None else etp
+        folded = ep > 1
+        assert folded.any() and ((tp * dp * cp)[folded] % (ep * size)[folded] == 0).all()
+    key = ("tp", "pp", "dp", "cp", "ep", "recompute")
+
+    def speeds(ds):
+        return {tuple(int(ds[k].values[i]) for k in key): float(ds["step_time"].values[i])
+                for i in range(ds.sizes["config"])}
+
+    common = {c: t for c, t in speeds(two).items()
+              if c in speeds(one) and c[1] == 1 and c[0] == 2 and c[4] > 1}
+    assert common and all(t != speeds(one)[c] for c, t in common.items())
+    with pytest.raises(ParameterError, match="expert_tp = 2: 1 for a dense model"):
+        training.search("llama3-8b", "dgx-h100", 16, expert_tp=2)
+    with pytest.raises(ParameterError, match="expert_tp = -1"):
+        training.search("mixtral-8x7b", "dgx-h100", 16, expert_tp=-1)
+
+
+def test_cli_search_expert_tp(capsys):
+    assert main(["search", "--model", "llama3-8b", "--system", "dgx-h100", "--chips", "8",
+                 "--expert-tp", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "expert_tp = 2" in err
+    assert main(["search", "--model", "mixtral-8x7b", "--system", "dgx-h100", "--chips", "16",
+                 "--global-batch", "64", "--seq", "4096", "--top", "2", "--expert-tp", "2",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["expert_tp"] == 2 and len(out["layouts"]) == 2
+    assert main(["search", "--model", "mixtral-8x7b", "--system", "dgx-h100", "--chips", "16",
+                 "--global-batch", "64", "--seq", "4096", "--top", "1", "--expert-tp", "0"]) == 0
+    assert ", expert-TP = TP:" in capsys.readouterr().out

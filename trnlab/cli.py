@@ -171,6 +171,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------- training
+def _expert_tp_text(expert_tp: int) -> str:
+    """The search header's words for a MoE layout's expert-TP size ('' for the default 1)."""
+    return {1: "", 0: ", expert-TP = TP"}.get(expert_tp, f", expert-TP {expert_tp}")
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from trnlab.engine import training
 
@@ -178,19 +183,21 @@ def cmd_search(args: argparse.Namespace) -> int:
                          seq_len=args.seq, global_batch=args.global_batch, top=args.top,
                          power_cap_w=args.power_cap, attention_precision=args.attention,
                          activation_offload=args.offload,
-                         optimizer_offload=args.optimizer_offload)
+                         optimizer_offload=args.optimizer_offload, expert_tp=args.expert_tp)
     rows = [training.best_row(ds, i) for i in range(min(args.top, ds.sizes["config"]))]
     if args.json:
         _print_json({"model": ds.attrs["model"], "system": ds.attrs["system"],
                      "n_chips": ds.attrs["n_chips"], "global_batch": ds.attrs["global_batch"],
                      "optimizer_offload": bool(ds.attrs["optimizer_offload"]),
+                     "expert_tp": ds.attrs["expert_tp"],
                      "n_evaluated": ds.attrs["n_evaluated"], "n_valid": ds.attrs["n_valid"],
                      "invalid_by_reason": json.loads(ds.attrs["invalid_by_reason"]),
                      "layouts": rows})
         return 0
     print(f"{ds.attrs['model']} on {args.chips:,} x {ds.attrs['chip']} ({args.system}), "
           f"{args.precision}, seq {args.seq}, global batch {ds.attrs['global_batch']}"
-          f"{', optimizer on the host CPU' if ds.attrs['optimizer_offload'] else ''}: "
+          f"{', optimizer on the host CPU' if ds.attrs['optimizer_offload'] else ''}"
+          f"{_expert_tp_text(ds.attrs['expert_tp'])}: "
           f"{ds.attrs['n_valid']:,} valid of {ds.attrs['n_evaluated']:,} layouts")
     if not rows:
         print("no valid layout; invalid by reason: " + ds.attrs["invalid_by_reason"])
@@ -440,6 +447,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer-offload", action="store_true",
                    help="Adam states and update on the host CPU (DeepSpeed ZeRO-Offload): "
                    "HBM keeps the weights, the update runs in the host's DRAM")
+    p.add_argument("--expert-tp", type=int, default=1, metavar="N",
+                   help="expert-tensor-parallel size of a MoE model's expert-parallel layouts "
+                   "(>= 0): 1 whole experts per chip (default), 0 the TP size (Megatron-Core "
+                   "before 0.10); ep x N must tile tp x dp x cp")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_search)
 

@@ -85,6 +85,16 @@ def broken_rules(spec: TransformerSpec, tp: Any, pp: Any, dp: Any, cp: Any, ep: 
     ]
 
 
+def expert_tp_breaks(cfg: dict[str, np.ndarray], expert_tp: float) -> np.ndarray:
+    """Configurations whose expert-parallel ranks times the expert-TP size do not tile
+    ``tp x dp x cp`` (rule 5 of :data:`REASONS`), for a stack's ``expert_tp`` (1: whole experts
+    per chip, every folded layout tiles; 0: the TP size; data/perf/moe.toml); ep = 1 never
+    breaks it (the experts are TP-sharded like a dense MLP)."""
+    tp, dp, cp, ep = (np.asarray(cfg[k]) for k in ("tp", "dp", "cp", "ep"))
+    etp = tp if not expert_tp else np.full_like(tp, int(expert_tp))
+    return (ep > 1) & ((tp * dp * cp) % (ep * etp) != 0)
+
+
 def reason_codes(spec: TransformerSpec, cfg: dict[str, np.ndarray], global_batch: int,
                  seq_len: int, domain: int, tp_outside_domain: bool = False) -> np.ndarray:
     """The first broken rule of each configuration (0 = valid before the memory check)."""

@@ -16,12 +16,13 @@ import xarray as xr
 
 from trnlab import backend, catalog, checks
 from trnlab.catalog.params import TrainingParams, load_training
-from trnlab.engine.hardware import hardware, precision_bytes, train_calibration
+from trnlab.engine.hardware import hardware, moe_calibration, precision_bytes, train_calibration
 from trnlab.engine.layouts import (
     FIELDS,
     REASONS,
     default_global_batch,
     enumerate_layouts,
+    expert_tp_breaks,
     reason_codes,
 )
 from trnlab.engine.shape import model_shape
@@ -80,15 +81,16 @@ def evaluate(spec: TransformerSpec, hw: Hardware, cfg: dict[str, np.ndarray], gl
 
 def evaluate_distributed(client: Any, spec: TransformerSpec, hw: Hardware,
                          cfg: dict[str, np.ndarray], global_batch: int, seq_len: int,
-                         params: TrainingParams | None = None, chunk: int = CHUNK
-                         ) -> dict[str, np.ndarray]:
+                         params: TrainingParams | None = None, chunk: int = CHUNK,
+                         moe: MoECalibration | None = None) -> dict[str, np.ndarray]:
     """:func:`evaluate` with one dask.distributed task per chunk (``client``: a dask Client)."""
     params = params or load_training()
     n = next(iter(cfg.values())).size
     parts = [{k: v[lo:lo + chunk] for k, v in cfg.items()} for lo in range(0, n, chunk)]
     futures = client.map(evaluate, [spec] * len(parts), [hw] * len(parts), parts,
                          [global_batch] * len(parts), [seq_len] * len(parts),
-                         [params] * len(parts), pure=False)
+                         [params] * len(parts), [chunk] * len(parts), [moe] * len(parts),
+                         pure=False)
     results = client.gather(futures)
     return {k: np.concatenate([r[k] for r in results]) for k in results[0]}
 
@@ -111,7 +113,7 @@ def search(model_id: TransformerSpec | str, system: str, n_chips: int, *,
            params: TrainingParams | None = None, client: Any = None,
            power_cap_w: float | None = None, attention_precision: str = "bf16",
            activation_offload: float | None = None,
-           optimizer_offload: bool = False) -> xr.Dataset:
+           optimizer_offload: bool = False, expert_tp: int = 1) -> xr.Dataset:
     """Every valid layout of ``model`` on ``n_chips`` chips of ``system``, best first.
 
     Parameters
@@ -141,6 +143,11 @@ def search(model_id: TransformerSpec | str, system: str, n_chips: int, *,
         Share [0, 1] of the saved activations kept in host memory (default: ``params``',
         training.toml ``activation_offload``, 0): HBM holds the rest; the copies cross the chip's
         host link (catalog ``host_bandwidth``) behind each pass, exposed where they outlast it.
+    expert_tp : int
+        Expert-tensor-parallel size of a MoE model's layouts with expert parallelism [1], >= 0:
+        1 (default) whole experts per chip, as the MoE recipes set it; 0 the TP size
+        (Megatron-Core's default, and before 0.10 its only layout); the EP ranks times it must
+        tile tp x dp x cp (data/perf/moe.toml expert_tp).
     optimizer_offload : bool
         Keep the Adam states and update on the host CPU (DeepSpeed ZeRO-Offload; training.toml
         ``optimizer_offload``): HBM holds the weights only, the update runs in the host's DRAM
@@ -191,15 +198,24 @@ def search(model_id: TransformerSpec | str, system: str, n_chips: int, *,
                               f"not on chip {chip or sysrec.chip}: it has no "
                               "host_memory_bandwidth or host_bandwidth in the catalog")
         params = params.replace(optimizer_offload=1.0)
+    expert_tp = checks.integer(where, "expert_tp", expert_tp, 0, checks.MAX_CHIPS)
+    moe = None
+    if expert_tp != 1:
+        if not spec.is_moe:
+            raise checks.fail(where, "expert_tp", expert_tp,
+                              f"1 for a dense model ({spec.name} has no experts)")
+        moe = dataclasses.replace(moe_calibration(), expert_tp=float(expert_tp))
     global_batch = global_batch or default_global_batch(n_chips, seq_len)
     ep_values = divisors_or_one(spec)
     cfg = enumerate_layouts(spec, n_chips, micro_batches=micro_batches, zeros=zeros,
                             recomputes=[RECOMPUTE.index(r) for r in recomputes], vpps=vpps,
                             ep_values=ep_values)
     reason = reason_codes(spec, cfg, global_batch, seq_len, sysrec.n_chips, tp_outside_domain)
+    if moe is not None:
+        reason[(reason == 0) & expert_tp_breaks(cfg, expert_tp)] = 5
     run = evaluate_distributed if client is not None else evaluate
     res = run(*((client,) if client is not None else ()), spec, hw, cfg, global_batch, seq_len,
-              params)
+              params, moe=moe)
     reason[(reason == 0) & ~res["fits"]] = 7
     valid = reason == 0
     speed = np.where(valid, res["tokens_per_s_per_chip"], -np.inf)
@@ -216,6 +232,7 @@ def search(model_id: TransformerSpec | str, system: str, n_chips: int, *,
         "power_cap_w": json.dumps(power_cap_w), "attention_precision": attention_precision,
         "activation_offload": params.fields["activation_offload"].si,
         "optimizer_offload": int(params.fields["optimizer_offload"].si),
+        "expert_tp": expert_tp,
         "n_evaluated": int(reason.size), "n_valid": int(valid.sum()),
         "invalid_by_reason": json.dumps({REASONS[i]: int(c) for i, c in enumerate(counts)
                                          if i and c}),
