@@ -58,7 +58,7 @@ from trnlab.engine.hardware import (
     system_of,
     with_stack,
 )
-from trnlab.engine.layouts import enumerate_layouts, expert_tp_breaks, reason_codes
+from trnlab.engine.layouts import enumerate_layouts, reason_codes
 from trnlab.engine.shape import model_shape
 from trnlab.engine.training import divisors_or_one, evaluate
 from trnlab.errors import CatalogError, TrnlabError, bad_value
@@ -557,11 +557,10 @@ def _predict_training(row: dict[str, str], conv: dict[str, Any], params: Trainin
                            f"modelled: {row['chip']} has no host_memory_bandwidth or "
                            "host_bandwidth in the catalog; the prediction leaves out its time")
     domain = catalog.system(system).n_chips
-    reason = reason_codes(spec, cfg, gb, s, domain, tp_outside_domain=True)
     moe, moe_note = _moe_stack(row, family) if spec.is_moe else (None, "")
     notes += [moe_note] if moe_note else []
-    if moe is not None and moe.expert_tp != 1.0:  # ep x expert-TP must tile tp x dp x cp too
-        reason = np.where((reason == 0) & expert_tp_breaks(cfg, moe.expert_tp), 5, reason)
+    reason = reason_codes(spec, cfg, gb, s, domain, tp_outside_domain=True,
+                          expert_tp=int(moe.expert_tp) if moe is not None else 1)
     eager = eager_kinds(row, stack, precision)
     if eager - {FP8_CAST}:
         notes.append(f"eager PyTorch: {', '.join(sorted(eager - {FP8_CAST}))} unfused "

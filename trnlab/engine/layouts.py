@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from trnlab.catalog.params import load_defaults
+from trnlab.perf.moe import expert_tp_size
 from trnlab.workloads import TransformerSpec
 
 REASONS = {
@@ -66,12 +67,15 @@ def divisors(n: int, limit: int | None = None) -> list[int]:
 
 def broken_rules(spec: TransformerSpec, tp: Any, pp: Any, dp: Any, cp: Any, ep: Any, vpp: Any,
                  micro_batch: Any, global_batch: Any, seq_len: Any, domain: Any,
-                 tp_outside_domain: bool = False) -> list[Any]:
+                 tp_outside_domain: bool = False, expert_tp: int = 1) -> list[Any]:
     """Masks of the broken rules 1..6 of :data:`REASONS`, in order (integer arrays broadcast).
 
     Each mask depends only on the parameters of its rule, so on a factored grid it stays on the
-    small sub-grid of those axes.
+    small sub-grid of those axes. ``expert_tp``: a MoE stack's expert-tensor-parallel size
+    (data/perf/moe.toml; 0 = the TP size): with expert parallelism ep x expert-TP ranks tile
+    tp x dp x cp (ep = 1 keeps the experts TP-sharded like a dense MLP).
     """
+    etp = 1 if expert_tp == 1 else np.where(ep > 1, expert_tp_size(int(expert_tp), tp), 1)
     kv_ok = (spec.kv_heads % tp == 0) | (tp % spec.kv_heads == 0)
     return [
         (spec.heads % tp != 0) | ~kv_ok,
@@ -80,28 +84,20 @@ def broken_rules(spec: TransformerSpec, tp: Any, pp: Any, dp: Any, cp: Any, ep: 
         + int(load_defaults()["pipeline_extra_layers"].si),
         global_batch % (dp * micro_batch) != 0,
         (tp > domain) & (not tp_outside_domain),
-        ((tp * dp * cp) % ep != 0) | ((spec.moe_experts or 1) % ep != 0),
+        ((tp * dp * cp) % (ep * etp) != 0) | ((spec.moe_experts or 1) % ep != 0),
         seq_len % (2 * cp) != 0,
     ]
 
 
-def expert_tp_breaks(cfg: dict[str, np.ndarray], expert_tp: float) -> np.ndarray:
-    """Configurations whose expert-parallel ranks times the expert-TP size do not tile
-    ``tp x dp x cp`` (rule 5 of :data:`REASONS`), for a stack's ``expert_tp`` (1: whole experts
-    per chip, every folded layout tiles; 0: the TP size; data/perf/moe.toml); ep = 1 never
-    breaks it (the experts are TP-sharded like a dense MLP)."""
-    tp, dp, cp, ep = (np.asarray(cfg[k]) for k in ("tp", "dp", "cp", "ep"))
-    etp = tp if not expert_tp else np.full_like(tp, int(expert_tp))
-    return (ep > 1) & ((tp * dp * cp) % (ep * etp) != 0)
-
-
 def reason_codes(spec: TransformerSpec, cfg: dict[str, np.ndarray], global_batch: int,
-                 seq_len: int, domain: int, tp_outside_domain: bool = False) -> np.ndarray:
-    """The first broken rule of each configuration (0 = valid before the memory check)."""
+                 seq_len: int, domain: int, tp_outside_domain: bool = False,
+                 expert_tp: int = 1) -> np.ndarray:
+    """The first broken rule of each configuration (0 = valid before the memory check);
+    ``expert_tp`` as in :func:`broken_rules`."""
     tp, pp, dp, cp, ep, vpp, mb = (cfg[k] for k in ("tp", "pp", "dp", "cp", "ep", "vpp",
                                                     "micro_batch"))
     rules = broken_rules(spec, tp, pp, dp, cp, ep, vpp, mb, global_batch, seq_len, domain,
-                         tp_outside_domain)
+                         tp_outside_domain, expert_tp)
     reason = np.zeros(tp.shape, dtype=np.int8)
     for code, broken in reversed(list(enumerate(rules, start=1))):
         reason[broken] = code

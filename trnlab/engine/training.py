@@ -22,7 +22,6 @@ from trnlab.engine.layouts import (
     REASONS,
     default_global_batch,
     enumerate_layouts,
-    expert_tp_breaks,
     reason_codes,
 )
 from trnlab.engine.shape import model_shape
@@ -210,9 +209,8 @@ def search(model_id: TransformerSpec | str, system: str, n_chips: int, *,
     cfg = enumerate_layouts(spec, n_chips, micro_batches=micro_batches, zeros=zeros,
                             recomputes=[RECOMPUTE.index(r) for r in recomputes], vpps=vpps,
                             ep_values=ep_values)
-    reason = reason_codes(spec, cfg, global_batch, seq_len, sysrec.n_chips, tp_outside_domain)
-    if moe is not None:
-        reason[(reason == 0) & expert_tp_breaks(cfg, expert_tp)] = 5
+    reason = reason_codes(spec, cfg, global_batch, seq_len, sysrec.n_chips, tp_outside_domain,
+                          expert_tp)
     run = evaluate_distributed if client is not None else evaluate
     res = run(*((client,) if client is not None else ()), spec, hw, cfg, global_batch, seq_len,
               params, moe=moe)

@@ -81,6 +81,13 @@ class MoECalibration:
         return self.load_imbalance if self.einsum_dispatch else 1.0
 
 
+def expert_tp_size(expert_tp: Any, tp: Any) -> Any:
+    """Expert-tensor-parallel size [1] of a stack's ``expert_tp`` at TP size ``tp``: the value,
+    or ``tp`` where it is 0 (Megatron-Core's default when --expert-tensor-parallel-size is unset,
+    and before 0.10 its only layout); an array like ``tp``."""
+    return tp if not expert_tp else expert_tp + 0 * tp
+
+
 def expert_rows(tokens: Any, top_k: Any, experts: Any, ep: Any, imbalance: Any) -> Any:
     """Rows of each local expert's GEMM on the most loaded rank [tokens]:
     ``T k ep f / E`` (the ``ep`` ranks' ``T`` tokens each, ``k`` copies each, spread over ``E``

@@ -421,8 +421,7 @@ def _expert_tp(lay: Layout, cal: Calibration) -> Any:
     if cal.moe is None:
         return lay.tp
     xp = xp_of(lay.ep, lay.tp)
-    etp = lay.tp if not cal.moe.expert_tp else cal.moe.expert_tp + 0.0 * lay.tp
-    return xp.where(lay.ep > 1.0, etp, lay.tp)
+    return xp.where(lay.ep > 1.0, moe.expert_tp_size(cal.moe.expert_tp, lay.tp), lay.tp)
 
 
 def _moe_tp_pairs(m: ModelShape, lay: Layout, cal: Calibration) -> Any:
